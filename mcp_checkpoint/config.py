@@ -1,0 +1,176 @@
+"""Settings: the only module that reads environment variables.
+
+Every knob is a field of :class:`Settings` (prefix ``MCP_CHECKPOINT_``, nested groups joined
+with ``__``, e.g. ``MCP_CHECKPOINT_LIMITS__MAX_STEP_BYTES=65536``). ``Settings`` is built once
+in ``cli.py`` and passed down explicitly; nothing else looks at the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "CheckpointSettings",
+    "LimitSettings",
+    "MemorySettings",
+    "RehydrateSettings",
+    "SamplingSettings",
+    "Settings",
+    "SqliteSettings",
+    "default_data_dir",
+]
+
+
+def default_data_dir() -> Path:
+    """The per-platform user data directory (XDG on Linux, Application Support on macOS)."""
+    return Path(platformdirs.user_data_dir("mcp-checkpoint", appauthor=False))
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LimitSettings(_Group):
+    """Hard limits on what a client may send. Exceeding one is ``payload_too_large``."""
+
+    max_step_bytes: int = Field(
+        262_144, ge=1024, description="UTF-8 bytes of a step's input + output + reasoning."
+    )
+    max_text_chars: int = Field(
+        8_000, ge=64, description="Characters of one text field (objective, an item, a memory)."
+    )
+    max_list_items: int = Field(
+        200, ge=1, description="Items in one list argument (pinned, progress, artifacts...)."
+    )
+    max_checkpoint_bytes: int = Field(
+        131_072, ge=1024, description="UTF-8 bytes of one checkpoint's JSON content."
+    )
+    max_batch_items: int = Field(100, ge=1, description="Items in one propose_memory batch.")
+    max_query_chars: int = Field(2_000, ge=16, description="Characters of a search query.")
+    max_search_k: int = Field(50, ge=1, description="Largest k a search may ask for.")
+    min_budget_tokens: int = Field(128, ge=16, description="Smallest rehydrate budget.")
+    max_budget_tokens: int = Field(1_000_000, ge=256, description="Largest rehydrate budget.")
+    max_page_size: int = Field(500, ge=1, description="Largest page of a paginated listing.")
+    max_id_chars: int = Field(128, ge=8, description="Characters of a caller-chosen id or key.")
+
+
+class CheckpointSettings(_Group):
+    """When ``record_step`` reports ``checkpoint_due``."""
+
+    trigger_steps: int = Field(
+        30, ge=1, description="Steps since the last checkpoint that make one due."
+    )
+    trigger_token_share: float = Field(
+        0.6,
+        gt=0,
+        le=1,
+        description="Share of the run's budget that working-memory tokens may fill.",
+    )
+    trigger_on_error: bool = Field(True, description="An error step makes a checkpoint due.")
+    max_progress_items: int = Field(
+        40, ge=1, description="Progress entries kept when checkpoints merge (oldest drop)."
+    )
+    max_artifacts: int = Field(100, ge=1, description="Artifacts kept when checkpoints merge.")
+    max_decisions: int = Field(60, ge=1, description="Decisions kept when checkpoints merge.")
+
+
+class RehydrateSettings(_Group):
+    """How ``rehydrate`` packs a context."""
+
+    default_budget_tokens: int = Field(
+        8_000, ge=128, description="Budget of a run that did not choose one."
+    )
+    step_max_tokens: int = Field(
+        500, ge=32, description="Longest rendering of one step (longer ones are cut)."
+    )
+    memories_k: int = Field(8, ge=0, description="Memories considered for a context.")
+
+
+class SamplingSettings(_Group):
+    """Server-side distillation through the client's LLM (MCP sampling)."""
+
+    enabled: bool = Field(True, description="Ask the client's model to distill when it can.")
+    max_tokens: int = Field(1_500, ge=64, description="max_tokens of the sampling request.")
+    max_input_tokens: int = Field(6_000, ge=256, description="Steps shown to the model.")
+
+
+class MemorySettings(_Group):
+    """Semantic memory."""
+
+    batch_ttl_seconds: int = Field(
+        86_400, ge=1, description="A proposed batch expires after this long."
+    )
+    duplicate_threshold: float = Field(
+        0.85, gt=0, le=1, description="Similarity at which a proposal is a near duplicate."
+    )
+
+
+class SqliteSettings(_Group):
+    """The embedded SQLite store."""
+
+    busy_timeout_ms: int = Field(10_000, ge=0, description="Wait for another writer's lock.")
+    synchronous: Literal["FULL", "NORMAL", "EXTRA"] = Field(
+        "FULL", description="FULL makes every acknowledged write survive power loss."
+    )
+
+
+class Settings(BaseSettings):
+    """All configuration of mcp-checkpoint."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MCP_CHECKPOINT_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+    )
+
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Where the SQLite file (and later exports) live; created on first use.",
+    )
+    store_url: str | None = Field(
+        None,
+        description=(
+            "Storage: unset = SQLite file in data_dir; 'sqlite:///PATH' = that file; "
+            "'memory://' = in-process, nothing persisted (tests, experiments)."
+        ),
+    )
+    tenant: str = Field("local", min_length=1, description="Tenant of a stdio server.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    limits: LimitSettings = LimitSettings()
+    checkpoint: CheckpointSettings = CheckpointSettings()
+    rehydrate: RehydrateSettings = RehydrateSettings()
+    sampling: SamplingSettings = SamplingSettings()
+    memory: MemorySettings = MemorySettings()
+    sqlite: SqliteSettings = SqliteSettings()
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        lim = self.limits
+        if lim.min_budget_tokens > lim.max_budget_tokens:
+            raise ValueError("limits.min_budget_tokens must not exceed limits.max_budget_tokens")
+        budget = self.rehydrate.default_budget_tokens
+        if not lim.min_budget_tokens <= budget <= lim.max_budget_tokens:
+            raise ValueError(
+                "rehydrate.default_budget_tokens must lie within "
+                "[limits.min_budget_tokens, limits.max_budget_tokens]"
+            )
+        if self.store_url is not None and not self.store_url.startswith(
+            ("sqlite://", "memory://")
+        ):
+            raise ValueError("store_url must start with 'sqlite://' or 'memory://'")
+        return self
+
+    @property
+    def sqlite_path(self) -> Path:
+        """The SQLite file this configuration points at."""
+        if self.store_url and self.store_url.startswith("sqlite://"):
+            raw = self.store_url.removeprefix("sqlite://")
+            # sqlite:///abs/path -> /abs/path ; sqlite://rel -> data_dir/rel
+            return Path(raw) if raw.startswith("/") else self.data_dir / raw
+        return self.data_dir / "mcp-checkpoint.db"

@@ -1,0 +1,213 @@
+"""Distillation: merging model-written checkpoints, and distilling steps when the model
+did not write one — through MCP sampling when the client offers it (the server sends
+``sampling_prompt`` and hands the answer to ``parse_patch``), else by rules.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+from pydantic import JsonValue, ValidationError
+
+from mcp_checkpoint.config import CheckpointSettings
+from mcp_checkpoint.core.models import CheckpointContent, CheckpointPatch, Run, Step
+from mcp_checkpoint.core.ports import Tokenizer
+from mcp_checkpoint.core.render import render_json, render_step
+
+__all__ = [
+    "DistillError",
+    "SAMPLING_SYSTEM_PROMPT",
+    "RulesDistiller",
+    "extract_artifacts",
+    "merge_checkpoint",
+    "parse_patch",
+    "sampling_prompt",
+]
+
+class DistillError(Exception):
+    """A distiller could not produce content (the caller falls back to rules)."""
+
+
+def _accumulate(previous: list[str], new: Iterable[str], keep: int) -> list[str]:
+    seen = set(previous)
+    merged = list(previous)
+    for entry in new:
+        if entry not in seen:
+            merged.append(entry)
+            seen.add(entry)
+    return merged[-keep:]
+
+
+def merge_checkpoint(
+    previous: CheckpointContent | None, patch: CheckpointPatch, limits: CheckpointSettings
+) -> CheckpointContent:
+    """The content of a new checkpoint: ``previous`` with ``patch`` applied.
+
+    progress, decisions and artifacts accumulate (exact repeats dropped, oldest beyond the
+    configured caps dropped); state keys update and a ``null`` deletes one; next_actions,
+    open_questions and errors replace the previous lists when given.
+    """
+    prev = previous or CheckpointContent()
+    state: dict[str, JsonValue] = dict(prev.state)
+    for key, value in (patch.state or {}).items():
+        if value is None:
+            state.pop(key, None)
+        else:
+            state[key] = value
+    return CheckpointContent(
+        progress=_accumulate(prev.progress, patch.progress or [], limits.max_progress_items),
+        state=state,
+        decisions=_accumulate(prev.decisions, patch.decisions or [], limits.max_decisions),
+        next_actions=prev.next_actions if patch.next_actions is None else patch.next_actions,
+        open_questions=(
+            prev.open_questions if patch.open_questions is None else patch.open_questions
+        ),
+        errors=prev.errors if patch.errors is None else patch.errors,
+        artifacts=_accumulate(prev.artifacts, patch.artifacts or [], limits.max_artifacts),
+    )
+
+
+# A path with a directory part (a/b.py, /x/y, ./z) or a bare file name with a known extension.
+_PATH = re.compile(
+    r"(?<![\w/.-])(?:\.{0,2}/)?(?:[\w.@+-]+/)+[\w.@+-]*\w"
+    r"|(?<![\w/.-])[\w-]+\.(?:py|pyi|js|jsx|ts|tsx|md|rst|txt|json|ya?ml|toml|cfg|ini|c|h|cc|cpp"
+    r"|hpp|rs|go|java|kt|rb|php|sh|sql|html|css|lock|csv)\b"
+)
+# Identifiers that are names, not words: snake_case with an underscore, camelCase, CamelCase
+# with an inner capital, or dotted.paths.
+_IDENT = re.compile(
+    r"\b(?:[A-Za-z_]\w*_\w+|[a-z]+[A-Z]\w*|[A-Z][a-z0-9]+[A-Z]\w*|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)\b"
+)
+
+
+def extract_artifacts(texts: Iterable[str], limit: int) -> list[str]:
+    """File paths and code identifiers mentioned in ``texts``: paths first, then the most
+    frequent identifiers; at most ``limit``, deterministic order.
+    """
+    paths: Counter[str] = Counter()
+    idents: Counter[str] = Counter()
+    first_seen: dict[str, int] = {}
+    position = 0
+    for text in texts:
+        for match in _PATH.finditer(text):
+            token = match.group(0).rstrip(".")
+            if len(token) > 2 and "://" not in token:
+                paths[token] += 1
+                first_seen.setdefault(token, position)
+                position += 1
+        for match in _IDENT.finditer(text):
+            token = match.group(0)
+            if token not in paths and len(token) > 3:
+                idents[token] += 1
+                first_seen.setdefault(token, position)
+                position += 1
+    ranked_paths = sorted(paths, key=lambda t: (-paths[t], first_seen[t]))
+    ranked_idents = sorted(
+        (t for t in idents if not any(t in p for p in paths)),
+        key=lambda t: (-idents[t], first_seen[t]),
+    )
+    return (ranked_paths + ranked_idents)[:limit]
+
+
+def _first_line(value: JsonValue, width: int = 160) -> str:
+    text = render_json(value).strip()
+    line = text.splitlines()[0] if text else ""
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+class RulesDistiller:
+    """Deterministic distillation: tools used, files and identifiers touched, errors, and
+    the last outcomes. Never fails; needs no model.
+    """
+
+    name = "rules"
+
+    def __init__(self, limits: CheckpointSettings, artifacts_per_checkpoint: int = 30) -> None:
+        self._limits = limits
+        self._artifacts = artifacts_per_checkpoint
+
+    async def distill(
+        self,
+        run: Run,
+        previous: CheckpointContent | None,
+        steps: Sequence[Step],
+        omitted_steps: int,
+    ) -> CheckpointPatch:
+        """A patch summarising ``steps``; see the class docstring."""
+        if not steps:
+            return CheckpointPatch()
+        ordered = sorted(steps, key=lambda s: s.seq)
+        first, last = ordered[0].seq - omitted_steps, ordered[-1].seq
+        tools = Counter(step.tool for step in ordered)
+        failed = [step for step in ordered if step.status == "error"]
+        used = ", ".join(f"{tool}×{n}" for tool, n in tools.most_common(6))
+        summary = f"Steps {first}–{last}: {len(ordered) + omitted_steps} steps ({used})"
+        if failed:
+            summary += f", {len(failed)} failed"
+        progress = [summary]
+        for step in ordered[-3:]:
+            outcome = _first_line(step.output) or "(no output)"
+            progress.append(f"#{step.seq} {step.tool}: {outcome}")
+        texts = [
+            part
+            for step in ordered
+            for part in (render_json(step.input), render_json(step.output), step.reasoning or "")
+        ]
+        errors = [f"#{s.seq} {s.tool}: {_first_line(s.output) or 'failed'}" for s in failed[-5:]]
+        return CheckpointPatch(
+            progress=progress,
+            state={"last_seq": last, "last_tool": ordered[-1].tool},
+            errors=errors if errors else None,
+            artifacts=extract_artifacts(texts, self._artifacts),
+        )
+
+
+SAMPLING_SYSTEM_PROMPT = (
+    "You distill an AI agent's working memory into a checkpoint so that it can continue "
+    "after its context is reset. Answer with one JSON object and nothing else, with these "
+    "optional keys: progress (list of short strings: what was done), state (object: current "
+    "facts by key; null deletes a key), decisions (list: choices made and why), next_actions "
+    "(list, in order), open_questions (list), errors (list: errors still relevant), artifacts "
+    "(list: file paths, ids, URLs that matter). Be specific: keep exact paths, names, numbers."
+)
+
+
+def sampling_prompt(
+    run: Run,
+    previous: CheckpointContent | None,
+    steps: Sequence[Step],
+    tokenizer: Tokenizer,
+    max_input_tokens: int,
+) -> str:
+    """The user message asking the client's model to distil: the objective, the previous
+    checkpoint, and the newest steps that fit ``max_input_tokens`` (deterministic)."""
+    head = [f"Objective: {run.objective}"]
+    if previous is not None:
+        head.append("Previous checkpoint: " + previous.model_dump_json())
+    head.append("Steps since then (oldest first):")
+    room = max_input_tokens - tokenizer.count("\n".join(head))
+    shown: list[str] = []
+    for step in sorted(steps, key=lambda s: s.seq, reverse=True):
+        text, _ = render_step(step, tokenizer, max(room // 4, 64))
+        cost = tokenizer.count(text) + 1
+        if cost > room:
+            break
+        shown.append(text)
+        room -= cost
+    return "\n".join([*head, *reversed(shown)])
+
+
+def parse_patch(answer: str) -> CheckpointPatch:
+    """The first JSON object in a model's answer, validated as a CheckpointPatch."""
+    start = answer.find("{")
+    end = answer.rfind("}")
+    if start < 0 or end <= start:
+        raise DistillError("the model's answer holds no JSON object")
+    try:
+        data = json.loads(answer[start : end + 1])
+        return CheckpointPatch.model_validate(data)
+    except (json.JSONDecodeError, ValidationError) as exc:
+        raise DistillError(f"the model's answer is not a checkpoint: {exc}") from exc

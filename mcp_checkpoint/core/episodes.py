@@ -1,0 +1,609 @@
+"""The checkpoint loop: start_run, record_step, checkpoint, rehydrate.
+
+``Episodes`` is the service the MCP tools call. It validates arguments against the
+configured limits, keeps the triggers, merges checkpoints, and packs contexts; the store
+keeps identity, ordering and atomicity.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mcp_checkpoint.config import Settings
+from mcp_checkpoint.core import budget as packing
+from mcp_checkpoint.core._ids import Clock, new_id, utc_now
+from mcp_checkpoint.core._limits import Limits
+from mcp_checkpoint.core.distill import (
+    SAMPLING_SYSTEM_PROMPT,
+    DistillError,
+    RulesDistiller,
+    merge_checkpoint,
+    parse_patch,
+    sampling_prompt,
+)
+from mcp_checkpoint.core.ledger import canonical_json, genesis_hash, request_hash
+from mcp_checkpoint.core.models import (
+    Checkpoint,
+    CheckpointContent,
+    CheckpointId,
+    CheckpointPatch,
+    CheckpointSource,
+    Context,
+    DroppedSection,
+    Memory,
+    MemoryId,
+    Run,
+    RunId,
+    RunStatus,
+    Step,
+    StepAck,
+    StepDraft,
+    Tenant,
+)
+from mcp_checkpoint.core.ports import Store, Tokenizer
+from mcp_checkpoint.core.render import (
+    CHECKPOINT_FIELDS,
+    render_checkpoint,
+    render_memory,
+    render_step,
+    step_tokens,
+)
+from mcp_checkpoint.errors import (
+    CheckpointError,
+    ConflictError,
+    InvalidArgumentError,
+    NotFoundError,
+)
+
+__all__ = ["CheckpointResult", "Episodes", "MemorySearch", "SamplingRequest"]
+
+logger = logging.getLogger(__name__)
+
+_CHECKPOINT_RETRIES = 5
+_STEP_PAGE = 64
+_DISTILL_STEPS = 200
+
+
+class MemorySearch:
+    """What rehydrate needs from semantic memory (the memory service provides it)."""
+
+    async def relevant(self, tenant: Tenant, query: str, k: int) -> list[Memory]:
+        """Up to ``k`` active memories relevant to ``query``, best first."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class SamplingRequest:
+    """What to ask the client's model to distil a checkpoint."""
+
+    system_prompt: str
+    text: str
+    max_tokens: int
+
+
+@dataclass(frozen=True)
+class CheckpointResult:
+    """A stored checkpoint and the working memory left after it."""
+
+    checkpoint: Checkpoint
+    working_steps: int
+    working_tokens: int
+    distill_note: str | None = None
+
+
+class Episodes:
+    """The episodic loop over one store."""
+
+    def __init__(
+        self,
+        store: Store,
+        tokenizer: Tokenizer,
+        settings: Settings,
+        *,
+        memory: MemorySearch | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._store = store
+        self._tok = tokenizer
+        self._settings = settings
+        self._limits = Limits(settings.limits)
+        self._memory = memory
+        self._clock = clock
+        self._rules = RulesDistiller(settings.checkpoint)
+
+    # -- runs ---------------------------------------------------------------------------
+
+    async def start_run(
+        self,
+        tenant: Tenant,
+        objective: str,
+        *,
+        acceptance_criteria: Sequence[str] | None = None,
+        constraints: Sequence[str] | None = None,
+        pinned: Sequence[str] | None = None,
+        run_id: str | None = None,
+        budget_tokens: int | None = None,
+    ) -> Run:
+        """Create a run. A caller-chosen ``run_id`` that exists already is a conflict."""
+        lim = self._limits
+        rid = RunId(lim.ident("run_id", run_id) if run_id is not None else new_id("run"))
+        budget = lim.budget(
+            "budget_tokens",
+            budget_tokens
+            if budget_tokens is not None
+            else self._settings.rehydrate.default_budget_tokens,
+        )
+        now = self._clock()
+        run = Run(
+            run_id=rid,
+            objective=lim.text("objective", objective, required=True),
+            acceptance_criteria=lim.texts("acceptance_criteria", acceptance_criteria),
+            constraints=lim.texts("constraints", constraints),
+            pinned=lim.texts("pinned", pinned),
+            budget_tokens=budget,
+            created_at=now,
+            updated_at=now,
+            head_hash=genesis_hash(rid),
+        )
+        return await self._store.create_run(tenant, run)
+
+    async def get_run(self, tenant: Tenant, run_id: str) -> Run:
+        """The run (NotFoundError if unknown)."""
+        return await self._store.get_run(tenant, RunId(run_id))
+
+    async def list_runs(
+        self, tenant: Tenant, *, status: RunStatus | None = None, limit: int = 50, offset: int = 0
+    ) -> list[Run]:
+        """The tenant's runs, most recently updated first."""
+        self._limits.page("limit", limit)
+        if offset < 0:
+            raise InvalidArgumentError("offset must not be negative")
+        return await self._store.list_runs(tenant, status=status, limit=limit, offset=offset)
+
+    async def set_run(
+        self,
+        tenant: Tenant,
+        run_id: str,
+        *,
+        status: RunStatus | None = None,
+        pinned: Sequence[str] | None = None,
+    ) -> Run:
+        """Change a run's status or pinned items (optimistic, retried on a race)."""
+        checked = self._limits.texts("pinned", pinned) if pinned is not None else None
+        for _ in range(_CHECKPOINT_RETRIES):
+            run = await self._store.get_run(tenant, RunId(run_id))
+            try:
+                return await self._store.update_run(
+                    tenant,
+                    run.run_id,
+                    expected_version=run.version,
+                    status=status,
+                    pinned=checked,
+                    now=self._clock(),
+                )
+            except ConflictError:
+                continue
+        raise ConflictError(f"run {run_id} kept changing; try again")
+
+    # -- steps --------------------------------------------------------------------------
+
+    def _check_step(self, draft: StepDraft) -> None:
+        lim = self._limits
+        lim.text("tool", draft.tool, required=True)
+        if draft.idempotency_key is not None:
+            lim.ident("idempotency_key", draft.idempotency_key)
+        payload = canonical_json([draft.input, draft.output, draft.reasoning])
+        lim.size(
+            "the step (input + output + reasoning)",
+            len(payload.encode("utf-8")),
+            self._settings.limits.max_step_bytes,
+            "limits.max_step_bytes",
+        )
+        if "\x00" in payload.replace("\\u0000", "\x00"):
+            raise InvalidArgumentError("the step must not contain NUL characters")
+
+    def _make_ack(self, run: Run, step: Step) -> StepAck:
+        cfg = self._settings.checkpoint
+        reason: str | None = None
+        if cfg.trigger_on_error and step.status == "error":
+            reason = "error"
+        elif run.working_tokens >= cfg.trigger_token_share * run.budget_tokens:
+            reason = "tokens"
+        elif run.working_steps >= cfg.trigger_steps:
+            reason = "steps"
+        return StepAck(
+            run_id=run.run_id,
+            seq=step.seq,
+            episode=step.episode,
+            working_steps=run.working_steps,
+            working_tokens=run.working_tokens,
+            budget_tokens=run.budget_tokens,
+            checkpoint_due=reason is not None,
+            due_reason=reason,  # type: ignore[arg-type]
+        )
+
+    async def record_step(self, tenant: Tenant, run_id: str, draft: StepDraft) -> StepAck:
+        """Append a step durably; see ``EpisodicStore.append_step``."""
+        self._check_step(draft)
+        return await self._store.append_step(
+            tenant,
+            RunId(run_id),
+            draft,
+            tokens=step_tokens(draft, self._tok),
+            request_hash=request_hash(draft),
+            now=self._clock(),
+            make_ack=self._make_ack,
+        )
+
+    async def ledger(
+        self, tenant: Tenant, run_id: str, *, after_seq: int = 0, limit: int = 50
+    ) -> list[Step]:
+        """A page of the run's ledger, oldest first."""
+        self._limits.page("limit", limit)
+        if after_seq < 0:
+            raise InvalidArgumentError("cursor must not be negative")
+        return await self._store.get_steps(
+            tenant, RunId(run_id), after_seq=after_seq, limit=limit
+        )
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    async def latest_checkpoint(self, tenant: Tenant, run: Run) -> Checkpoint | None:
+        """The run's latest checkpoint, or None before the first."""
+        if run.latest_checkpoint_id is None:
+            return None
+        return await self._store.get_checkpoint(tenant, run.run_id, run.latest_checkpoint_id)
+
+    async def get_checkpoint(self, tenant: Tenant, run_id: str, checkpoint_id: str) -> Checkpoint:
+        """A checkpoint of the run (NotFoundError if unknown)."""
+        return await self._store.get_checkpoint(tenant, RunId(run_id), CheckpointId(checkpoint_id))
+
+    def _check_patch(self, patch: CheckpointPatch) -> None:
+        lim = self._limits
+        for name in ("progress", "decisions", "next_actions", "open_questions", "errors"):
+            lim.texts(name, getattr(patch, name))
+        lim.texts("artifacts", patch.artifacts)
+        if patch.state is not None:
+            if len(patch.state) > self._settings.limits.max_list_items:
+                raise InvalidArgumentError(
+                    f"state has {len(patch.state)} keys; limits.max_list_items is "
+                    f"{self._settings.limits.max_list_items}"
+                )
+            for key in patch.state:
+                lim.text("state key", key, required=True)
+
+    async def _covered_steps(
+        self, tenant: Tenant, run: Run, through_seq: int
+    ) -> tuple[list[Step], int]:
+        """The newest (up to a bound) steps a checkpoint through ``through_seq`` covers,
+        and how many older ones were left out."""
+        steps = await self._store.get_steps(
+            tenant, run.run_id, after_seq=run.covered_seq, until_seq=through_seq,
+            limit=_DISTILL_STEPS, newest_first=True,
+        )
+        return steps, max(through_seq - run.covered_seq - len(steps), 0)
+
+    async def sampling_request(
+        self, tenant: Tenant, run_id: str, *, through_seq: int | None = None
+    ) -> SamplingRequest | None:
+        """The request that asks the client's model to distil the run's working memory,
+        or None when sampling is disabled or there is nothing to distil. Deterministic for
+        the same state (the protocol re-sends it on retries)."""
+        cfg = self._settings.sampling
+        if not cfg.enabled:
+            return None
+        run = await self._store.get_run(tenant, RunId(run_id))
+        target = run.head_seq if through_seq is None else through_seq
+        if not run.covered_seq < target <= run.head_seq:
+            return None
+        previous = await self.latest_checkpoint(tenant, run)
+        steps, _ = await self._covered_steps(tenant, run, target)
+        text = sampling_prompt(
+            run, previous.content if previous else None, steps, self._tok, cfg.max_input_tokens
+        )
+        return SamplingRequest(SAMPLING_SYSTEM_PROMPT, text, cfg.max_tokens)
+
+    async def checkpoint(
+        self,
+        tenant: Tenant,
+        run_id: str,
+        patch: CheckpointPatch,
+        *,
+        through_seq: int | None = None,
+        sampled: str | None = None,
+        sampling_note: str | None = None,
+    ) -> CheckpointResult:
+        """Store a checkpoint covering steps up to ``through_seq`` (default: the head).
+
+        A non-empty ``patch`` is the model's own distillation. With an empty one the server
+        distils: ``sampled`` is the client model's answer to ``sampling_request`` (parsed,
+        validated; rules take over if it is unusable), else rules. ``sampling_note`` says
+        why sampling was not used, for the result's note. Steps recorded after
+        ``through_seq`` — also concurrently — stay in working memory.
+        """
+        self._check_patch(patch)
+        run = await self._store.get_run(tenant, RunId(run_id))
+        if through_seq is not None and not run.covered_seq <= through_seq <= run.head_seq:
+            raise InvalidArgumentError(
+                f"through_seq is {through_seq}; it must lie between the latest checkpoint's "
+                f"through_seq ({run.covered_seq}) and the run's head_seq ({run.head_seq})"
+            )
+        target = run.head_seq if through_seq is None else through_seq
+        note: str | None = None
+        source: CheckpointSource = "model"
+        previous = await self.latest_checkpoint(tenant, run)
+        prev_content = previous.content if previous else None
+        steps, omitted = await self._covered_steps(tenant, run, target)
+        ruled = await self._rules.distill(run, prev_content, steps, omitted)
+        if patch.is_empty():
+            source = "rules"
+            patch = ruled
+            if sampled is not None:
+                try:
+                    patch = parse_patch(sampled)
+                    patch = patch.model_copy(update={"errors": patch.errors or ruled.errors})
+                    self._check_patch(patch)
+                    source = "sampling"
+                except (DistillError, CheckpointError) as exc:
+                    patch = ruled
+                    note = f"sampling failed ({exc}); distilled by rules instead"
+                    logger.info("checkpoint %s: %s", run.run_id, note)
+            elif sampling_note is not None:
+                note = f"{sampling_note}; distilled by rules instead"
+        # Whoever distilled, the files and names the covered steps touched are kept.
+        patch = patch.model_copy(
+            update={"artifacts": [*(patch.artifacts or []), *(ruled.artifacts or [])]}
+        )
+        for _ in range(_CHECKPOINT_RETRIES):
+            previous = await self.latest_checkpoint(tenant, run)
+            content = merge_checkpoint(
+                previous.content if previous else None, patch, self._settings.checkpoint
+            )
+            self._limits.size(
+                "the merged checkpoint",
+                len(content.model_dump_json().encode("utf-8")),
+                self._settings.limits.max_checkpoint_bytes,
+                "limits.max_checkpoint_bytes",
+            )
+            tokens = sum(
+                self._tok.count(line) + 1
+                for lines in render_checkpoint(content).values()
+                for line in lines
+            )
+            try:
+                checkpoint = await self._store.add_checkpoint(
+                    tenant,
+                    run.run_id,
+                    checkpoint_id=CheckpointId(new_id("cp")),
+                    parent_id=run.latest_checkpoint_id,
+                    through_seq=max(target, run.covered_seq),
+                    content=content,
+                    source=source,
+                    tokens=tokens,
+                    now=self._clock(),
+                )
+            except ConflictError:
+                # Another checkpoint landed first: merge onto it instead.
+                run = await self._store.get_run(tenant, run.run_id)
+                continue
+            after = await self._store.get_run(tenant, run.run_id)
+            return CheckpointResult(
+                checkpoint=checkpoint,
+                working_steps=after.head_seq - checkpoint.through_seq,
+                working_tokens=after.head_tokens - after.covered_tokens
+                if after.latest_checkpoint_id == checkpoint.checkpoint_id
+                else after.working_tokens,
+                distill_note=note,
+            )
+        raise ConflictError(f"run {run_id}: checkpoints kept racing; try again")
+
+    # -- rehydrate ----------------------------------------------------------------------
+
+    async def rehydrate(
+        self,
+        tenant: Tenant,
+        run_id: str,
+        *,
+        checkpoint_id: str | None = None,
+        budget_tokens: int | None = None,
+        query: str | None = None,
+    ) -> Context:
+        """A fresh context for the run, never over ``budget_tokens``.
+
+        Packs, in priority order: the objective (cut if it alone exceeds the budget), the
+        acceptance criteria and constraints, pinned items, the checkpoint (next actions and
+        state first), memories relevant to ``query`` (default: the objective and next
+        actions), and the newest steps after the checkpoint. With an older
+        ``checkpoint_id`` (time travel), the steps are those between it and the next
+        checkpoint. Reads O(budget) rows, whatever the length of the run.
+        """
+        run = await self._store.get_run(tenant, RunId(run_id))
+        budget = self._limits.budget(
+            "budget_tokens", budget_tokens if budget_tokens is not None else run.budget_tokens
+        )
+        if query is not None:
+            self._limits.text("query", query)
+            if len(query) > self._settings.limits.max_query_chars:
+                self._limits.size(
+                    "query", len(query), self._settings.limits.max_query_chars,
+                    "limits.max_query_chars",
+                )
+
+        checkpoint: Checkpoint | None
+        upper = run.head_seq
+        if checkpoint_id is not None:
+            checkpoint = await self._store.get_checkpoint(
+                tenant, run.run_id, CheckpointId(checkpoint_id)
+            )
+            following = await self._store.get_checkpoint_by_number(
+                tenant, run.run_id, checkpoint.number + 1
+            )
+            if following is not None:
+                upper = following.through_seq
+        else:
+            checkpoint = await self.latest_checkpoint(tenant, run)
+        floor = checkpoint.through_seq if checkpoint else 0
+
+        specs, items = self._run_items(run)
+        if checkpoint is not None:
+            specs_cp, items_cp = self._checkpoint_items(checkpoint)
+            specs += specs_cp
+            items += items_cp
+
+        memories: list[Memory] = []
+        k = self._settings.rehydrate.memories_k
+        if self._memory is not None and k > 0:
+            terms = query or " ".join(
+                [run.objective, *(checkpoint.content.next_actions if checkpoint else [])]
+            )
+            memories = await self._memory.relevant(tenant, terms, k)
+        specs.append(packing.SectionSpec("memories", "## Relevant memories", share=0.15))
+        items += [packing.Item("memories", render_memory(m), m.memory_id, i)
+                  for i, m in enumerate(memories)]
+
+        steps, step_items = await self._step_items(tenant, run, floor, upper, budget)
+        specs.append(
+            packing.SectionSpec(
+                "steps",
+                f"## Steps since the checkpoint (newest kept; full ledger: ledger://{run.run_id})",
+                share=0.45,
+                contiguous=True,
+            )
+        )
+        items += step_items
+
+        packed = packing.pack(specs, items, budget, self._tok)
+
+        dropped = self._dropped(packed)
+        unfetched = (upper - floor) - len(steps)
+        if unfetched > 0:
+            oldest = steps[-1] if steps else None
+            base = await self._cum_tokens_at(tenant, run, floor, checkpoint)
+            top = (oldest.cum_tokens - oldest.tokens) if oldest else run.head_tokens
+            dropped.append(
+                DroppedSection(
+                    section="steps",
+                    items=unfetched,
+                    tokens=max(top - base, 0),
+                    reason="older than the steps that fit the budget",
+                )
+            )
+        included_steps = sorted(int(k) for k in packed.included.get("steps", []) if k is not None)
+        return Context(
+            run_id=run.run_id,
+            context=packed.text,
+            tokens=packed.tokens,
+            budget_tokens=budget,
+            checkpoint_id=checkpoint.checkpoint_id if checkpoint else None,
+            through_seq=floor,
+            steps_included=included_steps,
+            memories_included=[
+                MemoryId(str(k)) for k in packed.included.get("memories", []) if k is not None
+            ],
+            dropped=dropped,
+            tokenizer=self._tok.name,
+        )
+
+    def _run_items(self, run: Run) -> tuple[list[packing.SectionSpec], list[packing.Item]]:
+        header = (
+            f"# Resume: run {run.run_id} ({run.status}, step {run.head_seq}, "
+            f"episode {run.episode})\nObjective: {run.objective}"
+        )
+        specs = [
+            packing.SectionSpec("objective", None),
+            packing.SectionSpec("acceptance_criteria", "## Acceptance criteria"),
+            packing.SectionSpec("constraints", "## Constraints"),
+            packing.SectionSpec("pinned", "## Pinned"),
+        ]
+        items = [packing.Item("objective", header, "objective", required=True)]
+        for name in ("acceptance_criteria", "constraints", "pinned"):
+            items += [
+                packing.Item(name, f"- {text}", i, i) for i, text in enumerate(getattr(run, name))
+            ]
+        return specs, items
+
+    def _checkpoint_items(
+        self, checkpoint: Checkpoint
+    ) -> tuple[list[packing.SectionSpec], list[packing.Item]]:
+        rendered = render_checkpoint(checkpoint.content)
+        title = (
+            f"## Checkpoint {checkpoint.number} (covers steps 1–{checkpoint.through_seq}, "
+            f"{checkpoint.source}, {checkpoint.checkpoint_id})"
+        )
+        specs = [packing.SectionSpec("checkpoint", None)]
+        specs += [
+            packing.SectionSpec(f"cp.{name}", f"### {heading}", share=0.2 if name in
+                                ("progress", "decisions", "artifacts") else None)
+            for name, heading in CHECKPOINT_FIELDS
+        ]
+        items = [packing.Item("checkpoint", title, "checkpoint")]
+        # Priority: what to do next and the current state first; history (newest first) last.
+        for name in ("next_actions", "state", "errors", "open_questions"):
+            lines = rendered.get(name, [])
+            items += [packing.Item(f"cp.{name}", line, i, i) for i, line in enumerate(lines)]
+        for name in ("progress", "decisions", "artifacts"):
+            lines = rendered.get(name, [])
+            items += [
+                packing.Item(f"cp.{name}", line, i, i) for i, line in reversed(list(enumerate(lines)))
+            ]
+        return specs, items
+
+    async def _step_items(
+        self, tenant: Tenant, run: Run, floor: int, upper: int, budget: int
+    ) -> tuple[list[Step], list[packing.Item]]:
+        """The newest steps in (floor, upper], fetched page by page until they would
+        overflow the whole budget (so reads are O(budget), not O(run))."""
+        cap = self._settings.rehydrate.step_max_tokens
+        steps: list[Step] = []
+        items: list[packing.Item] = []
+        cost = 0
+        cursor = upper
+        while cursor > floor and cost < budget:
+            page = await self._store.get_steps(
+                tenant, run.run_id, after_seq=floor, until_seq=cursor, limit=_STEP_PAGE,
+                newest_first=True,
+            )
+            if not page:
+                break
+            for step in page:
+                text, _ = render_step(step, self._tok, cap)
+                steps.append(step)
+                items.append(packing.Item("steps", text, step.seq, step.seq))
+                cost += self._tok.count(text) + 1
+                if cost >= budget:
+                    break
+            cursor = page[-1].seq - 1
+        return steps, items
+
+    async def _cum_tokens_at(
+        self, tenant: Tenant, run: Run, seq: int, checkpoint: Checkpoint | None
+    ) -> int:
+        if seq == 0:
+            return 0
+        if checkpoint is not None and checkpoint.checkpoint_id == run.latest_checkpoint_id:
+            return run.covered_tokens
+        found = await self._store.get_steps(
+            tenant, run.run_id, after_seq=seq - 1, until_seq=seq, limit=1
+        )
+        if not found:
+            raise NotFoundError(f"step {seq} of run {run.run_id}")
+        return found[0].cum_tokens
+
+    @staticmethod
+    def _dropped(packed: packing.Packed) -> list[DroppedSection]:
+        merged: dict[str, tuple[int, int]] = {}
+        for section, (n, tokens) in packed.dropped.items():
+            key = "checkpoint" if section.startswith("cp.") else section
+            old = merged.get(key, (0, 0))
+            merged[key] = (old[0] + n, old[1] + tokens)
+        out = [
+            DroppedSection(section=s, items=n, tokens=t, reason="over the budget")
+            for s, (n, t) in sorted(merged.items())
+        ]
+        out += [
+            DroppedSection(section=s, items=1, tokens=0, reason="cut to fit the budget")
+            for s in packed.cut
+        ]
+        return out

@@ -1,0 +1,90 @@
+"""The hash chain over a run's ledger: each step's hash covers its content and the hash
+before it, so any edit, deletion or reordering of acknowledged steps is detectable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from mcp_checkpoint.core.models import RunId, Step, StepDraft
+
+__all__ = [
+    "ChainBreak",
+    "canonical_json",
+    "genesis_hash",
+    "request_hash",
+    "step_hash",
+    "verify_chain",
+]
+
+
+def canonical_json(value: Any) -> str:
+    """A deterministic JSON text: sorted keys, no spaces, UTF-8 kept as is."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def genesis_hash(run_id: RunId) -> str:
+    """The ``prev_hash`` of a run's first step."""
+    return _sha256(f"mcp-checkpoint/genesis/{run_id}")
+
+
+def request_hash(draft: StepDraft) -> str:
+    """Identifies a record_step request, to tell a retry from a different call."""
+    return _sha256(canonical_json(draft.model_dump(mode="json", exclude={"idempotency_key"})))
+
+
+def step_hash(
+    prev_hash: str, run_id: RunId, seq: int, draft: StepDraft, created_at: datetime
+) -> str:
+    """The hash of one step, chained to ``prev_hash``."""
+    body = {
+        "run_id": run_id,
+        "seq": seq,
+        "created_at": created_at.isoformat(),
+        **draft.model_dump(mode="json"),
+    }
+    return _sha256(prev_hash + "\n" + canonical_json(body))
+
+
+class ChainBreak(ValueError):
+    """The ledger does not verify; ``seq`` is the first step that fails."""
+
+    def __init__(self, seq: int, reason: str) -> None:
+        super().__init__(f"ledger breaks at seq {seq}: {reason}")
+        self.seq = seq
+        self.reason = reason
+
+
+def verify_chain(run_id: RunId, steps: Iterable[Step], *, prev_hash: str | None = None) -> str:
+    """Check that ``steps`` (in seq order, starting after ``prev_hash``) form an unbroken
+    chain; return the last hash. Raises ChainBreak at the first inconsistency.
+    """
+    expected_prev = genesis_hash(run_id) if prev_hash is None else prev_hash
+    expected_seq: int | None = None
+    for step in steps:
+        if expected_seq is not None and step.seq != expected_seq:
+            raise ChainBreak(step.seq, f"expected seq {expected_seq}")
+        if step.prev_hash != expected_prev:
+            raise ChainBreak(step.seq, "prev_hash does not match the previous step")
+        draft = StepDraft(
+            tool=step.tool,
+            input=step.input,
+            output=step.output,
+            reasoning=step.reasoning,
+            status=step.status,
+            idempotency_key=step.idempotency_key,
+        )
+        actual = step_hash(step.prev_hash, run_id, step.seq, draft, step.created_at)
+        if actual != step.hash:
+            raise ChainBreak(step.seq, "content does not match its hash")
+        expected_prev = step.hash
+        expected_seq = step.seq + 1
+    return expected_prev

@@ -1,0 +1,306 @@
+"""Domain models: what the core reads and writes. Frozen pydantic models, ids as NewTypes.
+
+These are the persisted artifacts; ``resources/schemas/*.json`` are generated from them
+(``tests/unit/test_schemas.py`` keeps the two in step).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal, NewType
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+__all__ = [
+    "BatchId",
+    "BatchStatus",
+    "Checkpoint",
+    "CheckpointContent",
+    "CheckpointId",
+    "CheckpointPatch",
+    "CheckpointSource",
+    "Context",
+    "DroppedSection",
+    "Memory",
+    "MemoryHit",
+    "MemoryId",
+    "MemoryKind",
+    "MemoryOp",
+    "MemoryStatus",
+    "NewMemory",
+    "Proposal",
+    "ProposalAnalysis",
+    "ProposalItem",
+    "RelatedMemory",
+    "Run",
+    "RunId",
+    "RunStatus",
+    "Step",
+    "StepAck",
+    "StepDraft",
+    "StepStatus",
+    "Tenant",
+]
+
+RunId = NewType("RunId", str)
+CheckpointId = NewType("CheckpointId", str)
+BatchId = NewType("BatchId", str)
+MemoryId = NewType("MemoryId", str)
+Tenant = NewType("Tenant", str)
+
+RunStatus = Literal["active", "completed", "failed", "abandoned"]
+StepStatus = Literal["ok", "error"]
+CheckpointSource = Literal["model", "sampling", "rules"]
+MemoryKind = Literal["fact", "preference", "procedure", "lesson", "decision", "other"]
+MemoryOp = Literal["add", "update", "supersede", "deprecate"]
+MemoryStatus = Literal["active", "superseded", "deprecated"]
+BatchStatus = Literal["pending", "committed", "rejected", "expired"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Run(_Frozen):
+    """A task an agent works on: its objective, and where its ledger stands."""
+
+    run_id: RunId
+    objective: str
+    acceptance_criteria: list[str] = []
+    constraints: list[str] = []
+    pinned: list[str] = []
+    status: RunStatus = "active"
+    budget_tokens: int = Field(description="Context budget that rehydrate and triggers use.")
+    created_at: datetime
+    updated_at: datetime
+    head_seq: int = Field(0, description="seq of the newest step; 0 when none.")
+    step_count: int = 0
+    head_hash: str = Field(description="Hash of the newest step (the genesis hash when none).")
+    head_tokens: int = Field(0, description="Cumulative tokens of all steps up to head_seq.")
+    checkpoint_count: int = 0
+    latest_checkpoint_id: CheckpointId | None = None
+    covered_seq: int = Field(0, description="through_seq of the latest checkpoint.")
+    covered_tokens: int = Field(0, description="Cumulative tokens up to covered_seq.")
+    version: int = 1
+
+    @property
+    def episode(self) -> int:
+        """1 before the first checkpoint; each checkpoint starts the next episode."""
+        return self.checkpoint_count + 1
+
+    @property
+    def working_steps(self) -> int:
+        """Steps recorded since the latest checkpoint (still in working memory)."""
+        return self.head_seq - self.covered_seq
+
+    @property
+    def working_tokens(self) -> int:
+        """Tokens of the steps in working memory."""
+        return self.head_tokens - self.covered_tokens
+
+
+class StepDraft(_Frozen):
+    """What a client records; the store adds seq, hashes and token totals."""
+
+    tool: str
+    input: JsonValue = None
+    output: JsonValue = None
+    reasoning: str | None = None
+    status: StepStatus = "ok"
+    idempotency_key: str | None = None
+
+
+class Step(_Frozen):
+    """One recorded step of a run's ledger."""
+
+    run_id: RunId
+    seq: int
+    episode: int
+    tool: str
+    input: JsonValue = None
+    output: JsonValue = None
+    reasoning: str | None = None
+    status: StepStatus = "ok"
+    idempotency_key: str | None = None
+    tokens: int
+    cum_tokens: int = Field(description="Tokens of every step up to and including this one.")
+    created_at: datetime
+    prev_hash: str
+    hash: str
+
+
+class StepAck(_Frozen):
+    """The answer to record_step; a retry with the same idempotency key gets it again."""
+
+    run_id: RunId
+    seq: int
+    episode: int
+    working_steps: int
+    working_tokens: int
+    budget_tokens: int
+    checkpoint_due: bool
+    due_reason: Literal["steps", "tokens", "error"] | None = None
+    duplicate: bool = Field(False, description="True when this answers a retried call.")
+
+
+class CheckpointContent(_Frozen):
+    """A distilled state of a run. Every field is optional when a client writes it."""
+
+    progress: list[str] = Field(default=[], description="What has been done, oldest first.")
+    state: dict[str, JsonValue] = Field(default={}, description="Current facts, by key.")
+    decisions: list[str] = Field(default=[], description="Choices made, with their reason.")
+    next_actions: list[str] = Field(default=[], description="What to do next, in order.")
+    open_questions: list[str] = Field(default=[], description="What is still unknown.")
+    errors: list[str] = Field(default=[], description="Errors still relevant.")
+    artifacts: list[str] = Field(default=[], description="Files, ids, URLs the run touched.")
+
+
+class CheckpointPatch(_Frozen):
+    """New checkpoint content as a model (or a distiller) writes it; merged with the previous.
+
+    ``None`` leaves a field as the previous checkpoint had it. progress, decisions and
+    artifacts accumulate; state keys update (a ``null`` value deletes the key); next_actions,
+    open_questions and errors replace the previous lists.
+    """
+
+    progress: list[str] | None = None
+    state: dict[str, JsonValue] | None = None
+    decisions: list[str] | None = None
+    next_actions: list[str] | None = None
+    open_questions: list[str] | None = None
+    errors: list[str] | None = None
+    artifacts: list[str] | None = None
+
+    def is_empty(self) -> bool:
+        """True when no field was given."""
+        return all(getattr(self, name) is None for name in type(self).model_fields)
+
+
+class Checkpoint(_Frozen):
+    """A checkpoint: content that stands in for steps 1..through_seq."""
+
+    checkpoint_id: CheckpointId
+    run_id: RunId
+    number: int = Field(description="1 for the first checkpoint of the run, then 2, 3...")
+    parent_id: CheckpointId | None
+    through_seq: int
+    head_seq: int = Field(description="The run's head_seq when the checkpoint was taken.")
+    content: CheckpointContent
+    source: CheckpointSource
+    tokens: int
+    created_at: datetime
+
+
+class DroppedSection(_Frozen):
+    """What rehydrate left out of a context to stay within its budget."""
+
+    section: str
+    items: int
+    tokens: int
+    reason: str
+
+
+class Context(_Frozen):
+    """A packed context: never more than ``budget_tokens`` tokens."""
+
+    run_id: RunId
+    context: str
+    tokens: int
+    budget_tokens: int
+    checkpoint_id: CheckpointId | None
+    through_seq: int
+    steps_included: list[int] = Field(description="seq of the steps shown, oldest first.")
+    memories_included: list[MemoryId] = []
+    dropped: list[DroppedSection] = []
+    tokenizer: str
+
+
+class RelatedMemory(_Frozen):
+    """A stored memory (or another item of the batch) that a proposal resembles."""
+
+    memory_id: MemoryId | None = Field(None, description="A stored memory, or None.")
+    item_index: int | None = Field(None, description="Another item of the same batch, or None.")
+    similarity: float
+    content: str
+
+
+class ProposalAnalysis(_Frozen):
+    """How a proposed item relates to what is already stored."""
+
+    duplicates: list[RelatedMemory] = []
+    conflicts: list[RelatedMemory] = []
+    suggested_op: MemoryOp | Literal["skip"]
+    note: str = ""
+
+
+class ProposalItem(_Frozen):
+    """One proposed change to semantic memory."""
+
+    op: MemoryOp = "add"
+    content: str | None = None
+    kind: MemoryKind = "fact"
+    scope: str = "global"
+    confidence: float = Field(0.8, ge=0, le=1)
+    rationale: str | None = None
+    source_refs: list[str] = []
+    target_id: MemoryId | None = None
+    superseded_by: str | None = Field(
+        None, description="supersede only: a memory id, or '#N' for item N of this batch."
+    )
+    analysis: ProposalAnalysis | None = None
+
+
+class Proposal(_Frozen):
+    """A durable staged batch of memory changes."""
+
+    batch_id: BatchId
+    run_id: RunId | None
+    status: BatchStatus
+    items: list[ProposalItem]
+    created_at: datetime
+    expires_at: datetime
+    committed_at: datetime | None = None
+    accepted: list[int] = []
+    rejected: list[int] = []
+    memory_ids: dict[int, MemoryId] = Field(
+        default={}, description="Memory written for each accepted item, by item index."
+    )
+
+
+class NewMemory(_Frozen):
+    """A memory to insert (built by core from an accepted ``add`` item)."""
+
+    memory_id: MemoryId
+    content: str
+    kind: MemoryKind
+    scope: str
+    confidence: float
+    source_refs: list[str]
+    batch_id: BatchId | None
+    run_id: RunId | None
+
+
+class Memory(_Frozen):
+    """A long-term memory."""
+
+    memory_id: MemoryId
+    content: str
+    kind: MemoryKind
+    scope: str
+    status: MemoryStatus = "active"
+    confidence: float
+    source_refs: list[str] = []
+    batch_id: BatchId | None = None
+    run_id: RunId | None = None
+    superseded_by: MemoryId | None = None
+    created_at: datetime
+    updated_at: datetime
+    version: int = 1
+
+
+class MemoryHit(_Frozen):
+    """A memory found by search, with how it scored."""
+
+    memory: Memory
+    score: float
+    scores: dict[str, Any] = Field(default={}, description="Per-retriever scores and ranks.")

@@ -1,0 +1,338 @@
+"""Ports: what the core needs from the outside world, as async Protocols.
+
+A method's docstring is its specification; ``tests/contract`` checks those sentences against
+every backend. Methods take the caller's ``tenant`` first: nothing of one tenant is visible
+to another, and a foreign id is simply ``NotFoundError`` (no existence leak).
+
+Atomicity: each method that writes is one transaction. Identity, ordering and optimistic
+concurrency live in the database (unique keys, compare-and-set on versions), so several
+processes may share a store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from mcp_checkpoint.core.models import (
+    BatchId,
+    Checkpoint,
+    CheckpointContent,
+    CheckpointId,
+    CheckpointPatch,
+    CheckpointSource,
+    Memory,
+    MemoryId,
+    MemoryKind,
+    MemoryStatus,
+    NewMemory,
+    Proposal,
+    Run,
+    RunId,
+    RunStatus,
+    Step,
+    StepAck,
+    StepDraft,
+    Tenant,
+)
+
+__all__ = [
+    "CommitPlan",
+    "Distiller",
+    "Embedder",
+    "EpisodicStore",
+    "MemoryStatusChange",
+    "MemoryStore",
+    "MemoryUpdate",
+    "Store",
+    "Tokenizer",
+    "VectorIndex",
+]
+
+
+class Tokenizer(Protocol):
+    """Counts tokens the way the packing guarantee is stated."""
+
+    name: str
+
+    def count(self, text: str) -> int:
+        """Tokens in ``text``; ``count("") == 0``."""
+        ...
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        """The longest prefix of ``text`` with ``count(prefix) <= max_tokens``."""
+        ...
+
+
+@dataclass(frozen=True)
+class MemoryUpdate:
+    """Replace a memory's content, if its version is still ``expected_version``."""
+
+    memory_id: MemoryId
+    expected_version: int
+    content: str
+    confidence: float
+    source_refs: list[str]
+
+
+@dataclass(frozen=True)
+class MemoryStatusChange:
+    """Move a memory out of ``active``, if its version is still ``expected_version``."""
+
+    memory_id: MemoryId
+    expected_version: int
+    status: MemoryStatus
+    superseded_by: MemoryId | None = None
+
+
+@dataclass(frozen=True)
+class CommitPlan:
+    """Everything one commit_memory writes, applied all-or-nothing."""
+
+    batch_id: BatchId
+    accepted: list[int]
+    rejected: list[int]
+    inserts: list[NewMemory] = field(default_factory=list)
+    updates: list[MemoryUpdate] = field(default_factory=list)
+    status_changes: list[MemoryStatusChange] = field(default_factory=list)
+    memory_ids: dict[int, MemoryId] = field(default_factory=dict)
+
+
+@runtime_checkable
+class EpisodicStore(Protocol):
+    """Runs, their step ledgers, and their checkpoints."""
+
+    async def open(self) -> None:
+        """Connect and migrate; idempotent. Must be called before any other method."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; idempotent."""
+        ...
+
+    async def create_run(self, tenant: Tenant, run: Run) -> Run:
+        """Insert ``run`` as given. ConflictError if the tenant already has that run_id."""
+        ...
+
+    async def get_run(self, tenant: Tenant, run_id: RunId) -> Run:
+        """The run. NotFoundError if the tenant has no such run."""
+        ...
+
+    async def list_runs(
+        self, tenant: Tenant, *, status: RunStatus | None, limit: int, offset: int
+    ) -> list[Run]:
+        """The tenant's runs, newest ``updated_at`` first (ties by run_id), paginated."""
+        ...
+
+    async def update_run(
+        self,
+        tenant: Tenant,
+        run_id: RunId,
+        *,
+        expected_version: int,
+        status: RunStatus | None = None,
+        pinned: list[str] | None = None,
+        now: datetime,
+    ) -> Run:
+        """Change status and/or pinned items, bumping ``version``.
+
+        ConflictError if the stored version is not ``expected_version``; NotFoundError if
+        there is no such run.
+        """
+        ...
+
+    async def append_step(
+        self,
+        tenant: Tenant,
+        run_id: RunId,
+        draft: StepDraft,
+        *,
+        tokens: int,
+        request_hash: str,
+        now: datetime,
+        make_ack: Callable[[Run, Step], StepAck],
+    ) -> StepAck:
+        """Append a step durably and return its acknowledgement.
+
+        In one transaction: if ``draft.idempotency_key`` was already used on this run, return
+        the stored acknowledgement of that first call with ``duplicate=True`` and write
+        nothing (ConflictError if that call's ``request_hash`` differs). Otherwise give the
+        step ``seq = head_seq + 1`` (gap-free and strictly increasing per run, also across
+        processes), ``episode = checkpoint_count + 1``, ``prev_hash`` = the run's
+        ``head_hash`` and ``hash`` = ``ledger.step_hash(...)``, ``cum_tokens`` = previous
+        ``head_tokens + tokens``; advance the run's head; store the acknowledgement
+        ``make_ack(run_after, step)`` with the step and return it. NotFoundError if there is
+        no such run. Returns only once the write is durable.
+        """
+        ...
+
+    async def get_steps(
+        self,
+        tenant: Tenant,
+        run_id: RunId,
+        *,
+        after_seq: int = 0,
+        until_seq: int | None = None,
+        limit: int,
+        newest_first: bool = False,
+    ) -> list[Step]:
+        """Steps with ``after_seq < seq <= until_seq`` (no upper bound when None), at most
+        ``limit``, in seq order (descending when ``newest_first``). Costs O(limit), whatever
+        the length of the run. NotFoundError if there is no such run.
+        """
+        ...
+
+    async def add_checkpoint(
+        self,
+        tenant: Tenant,
+        run_id: RunId,
+        *,
+        checkpoint_id: CheckpointId,
+        parent_id: CheckpointId | None,
+        through_seq: int | None,
+        content: CheckpointContent,
+        source: CheckpointSource,
+        tokens: int,
+        now: datetime,
+    ) -> Checkpoint:
+        """Insert the run's next checkpoint and make it the latest.
+
+        In one transaction: ConflictError if the run's latest checkpoint is not
+        ``parent_id`` (another checkpoint won the race); ``through_seq`` None means the
+        run's current ``head_seq``; InvalidArgumentError unless ``covered_seq <=
+        through_seq <= head_seq``. Steps after ``through_seq`` stay in working memory.
+        The run's ``covered_seq``/``covered_tokens``, ``checkpoint_count`` and
+        ``latest_checkpoint_id`` advance.
+        """
+        ...
+
+    async def get_checkpoint(
+        self, tenant: Tenant, run_id: RunId, checkpoint_id: CheckpointId
+    ) -> Checkpoint:
+        """A checkpoint of this run. NotFoundError if the run has no such checkpoint."""
+        ...
+
+    async def get_checkpoint_by_number(
+        self, tenant: Tenant, run_id: RunId, number: int
+    ) -> Checkpoint | None:
+        """The run's ``number``-th checkpoint (1-based), or None."""
+        ...
+
+    async def list_checkpoints(
+        self, tenant: Tenant, run_id: RunId, *, limit: int, offset: int
+    ) -> list[Checkpoint]:
+        """The run's checkpoints, newest first, paginated."""
+        ...
+
+
+@runtime_checkable
+class MemoryStore(Protocol):
+    """Staged proposals and long-term memories, with lexical search."""
+
+    async def add_proposal(self, tenant: Tenant, proposal: Proposal) -> Proposal:
+        """Insert a pending batch durably. ConflictError if its batch_id exists."""
+        ...
+
+    async def get_proposal(self, tenant: Tenant, batch_id: BatchId) -> Proposal:
+        """The batch. NotFoundError if the tenant has no such batch."""
+        ...
+
+    async def commit_proposal(self, tenant: Tenant, plan: CommitPlan, *, now: datetime) -> Proposal:
+        """Apply ``plan`` atomically and mark the batch committed (or rejected when nothing
+        was accepted).
+
+        ConflictError, with nothing written, if the batch is no longer ``pending`` (a second
+        commit, also from another process) or a targeted memory's version moved on.
+        NotFoundError if the batch or a targeted memory does not exist.
+        """
+        ...
+
+    async def expire_proposal(self, tenant: Tenant, batch_id: BatchId, *, now: datetime) -> None:
+        """Mark a pending batch ``expired``; no-op if it is no longer pending."""
+        ...
+
+    async def get_memory(self, tenant: Tenant, memory_id: MemoryId) -> Memory:
+        """The memory, whatever its status. NotFoundError if there is none."""
+        ...
+
+    async def get_memories(self, tenant: Tenant, memory_ids: Sequence[MemoryId]) -> list[Memory]:
+        """The memories that exist among ``memory_ids``, in the order asked."""
+        ...
+
+    async def search_lexical(
+        self,
+        tenant: Tenant,
+        query: str,
+        *,
+        limit: int,
+        scope: str | None = None,
+        kind: MemoryKind | None = None,
+        status: MemoryStatus = "active",
+    ) -> list[tuple[Memory, float]]:
+        """Memories matching the words of ``query``, best first, with a relevance score
+        (higher is better; BM25-like). Only ``status`` memories; ``scope``/``kind`` filter
+        exactly when given. Any text is a valid query (operators are not interpreted); a
+        query with no searchable word returns [].
+        """
+        ...
+
+
+@runtime_checkable
+class Store(EpisodicStore, MemoryStore, Protocol):
+    """A backend that keeps both episodic and semantic state (one transaction domain)."""
+
+
+class Distiller(Protocol):
+    """Turns covered steps into checkpoint content."""
+
+    name: str
+
+    async def distill(
+        self,
+        run: Run,
+        previous: CheckpointContent | None,
+        steps: Sequence[Step],
+        omitted_steps: int,
+    ) -> CheckpointPatch:
+        """A patch for a new checkpoint covering ``steps`` (the newest of the covered
+        range; ``omitted_steps`` older ones were not shown), given the previous content.
+        The caller merges it with ``previous``.
+        """
+        ...
+
+
+class Embedder(Protocol):
+    """Turns texts into vectors (the semantic-memory upgrade; see DESIGN.md)."""
+
+    model_id: str
+    dimension: int
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """One unit-length vector of ``dimension`` floats per text, in order."""
+        ...
+
+
+class VectorIndex(Protocol):
+    """Nearest-neighbour search over memory vectors of one embedding space."""
+
+    async def upsert(
+        self,
+        tenant: Tenant,
+        model_id: str,
+        items: Sequence[tuple[MemoryId, list[float]]],
+    ) -> None:
+        """Store or replace vectors. InvalidArgumentError if ``model_id`` or the dimension
+        differs from the space the index already holds."""
+        ...
+
+    async def query(
+        self, tenant: Tenant, model_id: str, vector: list[float], *, limit: int
+    ) -> list[tuple[MemoryId, float]]:
+        """The nearest ``limit`` memories by cosine similarity, best first."""
+        ...
+
+    async def delete(self, tenant: Tenant, memory_ids: Sequence[MemoryId]) -> None:
+        """Remove vectors; unknown ids are ignored."""
+        ...

@@ -1,0 +1,119 @@
+"""``build_server(settings)``: the MCP binding, built on demand (nothing at import time).
+
+The stores are process-wide: the SDK runs the lifespan once per connection on some
+transports (SSE), so the lifespan only takes a reference on a shared ``Runtime`` that opens
+the store on first use and closes it when the last connection ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+from mcp.server import MCPServer
+
+from mcp_checkpoint import __version__
+from mcp_checkpoint.config import Settings
+from mcp_checkpoint.core.episodes import Episodes
+from mcp_checkpoint.core.memory import MemoryService
+from mcp_checkpoint.core.models import Tenant
+from mcp_checkpoint.core.ports import Store, Tokenizer
+from mcp_checkpoint.core.tokens import HeuristicTokenizer
+from mcp_checkpoint.server.errors import tool_call_middleware
+from mcp_checkpoint.server.prompts import register_prompts
+from mcp_checkpoint.server.resources import register_resources
+from mcp_checkpoint.server.subscriptions import Subscriptions
+from mcp_checkpoint.server.tools import register_tools
+from mcp_checkpoint.storage import make_store
+
+__all__ = ["Runtime", "Services", "build_server"]
+
+logger = logging.getLogger("mcp_checkpoint.server")
+
+INSTRUCTIONS = """\
+mcp-checkpoint keeps your working memory outside your context window.
+Loop: start_run once -> record_step after every tool call you make -> when record_step says
+checkpoint_due, call checkpoint with your own distillation (progress, state, decisions,
+next_actions, ...) -> after a context reset or in a new session, call rehydrate(run_id) and
+continue from the context it returns. Long-term knowledge: propose_memory, review the
+analysis, then commit_memory. Read guide://protocol for the full protocol."""
+
+
+@dataclass
+class Services:
+    """What tools, resources and prompts reach through the lifespan context."""
+
+    settings: Settings
+    store: Store
+    tokenizer: Tokenizer
+    episodes: Episodes
+    memory: MemoryService
+    subscriptions: Subscriptions
+
+    def tenant(self) -> Tenant:
+        """The caller's tenant (stdio: the configured local tenant)."""
+        return Tenant(self.settings.tenant)
+
+
+class Runtime:
+    """Process-wide services, opened by the first connection, closed by the last."""
+
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        store = store if store is not None else make_store(settings)
+        tokenizer = HeuristicTokenizer()
+        memory = MemoryService(store, settings)
+        self.services = Services(
+            settings=settings,
+            store=store,
+            tokenizer=tokenizer,
+            episodes=Episodes(store, tokenizer, settings, memory=memory),
+            memory=memory,
+            subscriptions=Subscriptions(),
+        )
+        self._users = 0
+        self._lock = anyio.Lock()
+
+    @asynccontextmanager
+    async def use(self) -> AsyncIterator[Services]:
+        """Hold the services open for one connection."""
+        async with self._lock:
+            if self._users == 0:
+                await self.services.store.open()
+            self._users += 1
+        try:
+            yield self.services
+        finally:
+            with anyio.CancelScope(shield=True):
+                async with self._lock:
+                    self._users -= 1
+                    if self._users == 0:
+                        await self.services.store.close()
+
+
+def build_server(settings: Settings, *, store: Store | None = None) -> MCPServer[Services]:
+    """A new MCP server over the configured (or the given) store."""
+    runtime = Runtime(settings, store)
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[Services]) -> AsyncIterator[Services]:
+        async with runtime.use() as services:
+            yield services
+
+    server: MCPServer[Services] = MCPServer(
+        "mcp-checkpoint",
+        title="mcp-checkpoint",
+        description="Checkpointed episodic memory for LLM agents.",
+        instructions=INSTRUCTIONS,
+        version=__version__,
+        lifespan=lifespan,
+        log_level=settings.log_level,
+    )
+    server.middleware.append(tool_call_middleware(server))
+    register_tools(server)
+    register_resources(server)
+    register_prompts(server)
+    runtime.services.subscriptions.install(server)
+    return server

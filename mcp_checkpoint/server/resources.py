@@ -1,0 +1,137 @@
+"""MCP resources: checkpoints, runs, the ledger, memories, JSON Schemas and the guide.
+
+All JSON resources are ``application/json``. URI parameters arrive as text and are parsed
+here, so a malformed cursor is a clean ``invalid_argument``, not a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+from mcp.server.mcpserver import Context
+
+from mcp_checkpoint._assets import asset_dir
+from mcp_checkpoint.errors import InvalidArgumentError, NotFoundError
+from mcp_checkpoint.server.errors import guard_resource
+
+if TYPE_CHECKING:
+    from mcp.server import MCPServer
+
+    from mcp_checkpoint.server.app import Services
+
+__all__ = ["SCHEMA_NAMES", "register_resources"]
+
+JSON = "application/json"
+SCHEMA_NAMES = ("run", "step", "checkpoint", "checkpoint-content", "proposal", "memory", "context")
+_NAME = re.compile(r"^[a-z][a-z-]*$")
+
+
+def _services(ctx: Context[Any, Any]) -> Services:
+    services: Services = ctx.request_context.lifespan_context
+    return services
+
+
+def _int(name: str, raw: str | None, default: int) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidArgumentError(f"{name} must be an integer, got {raw[:40]!r}") from None
+
+
+def _dump(model: Any) -> str:
+    return json.dumps(model, ensure_ascii=False, indent=1, default=str)
+
+
+class Resources:
+    """Resource readers (registered in ``register_resources``)."""
+
+    @staticmethod
+    async def latest_checkpoint(run_id: str, ctx: Context[Any, Any]) -> str:
+        """The run's latest checkpoint (JSON)."""
+        s = _services(ctx)
+        run = await s.episodes.get_run(s.tenant(), run_id)
+        checkpoint = await s.episodes.latest_checkpoint(s.tenant(), run)
+        if checkpoint is None:
+            raise NotFoundError(f"run {run_id} has no checkpoint yet")
+        return checkpoint.model_dump_json(indent=1)
+
+    @staticmethod
+    async def checkpoint(run_id: str, checkpoint_id: str, ctx: Context[Any, Any]) -> str:
+        """One checkpoint of a run (JSON)."""
+        s = _services(ctx)
+        found = await s.episodes.get_checkpoint(s.tenant(), run_id, checkpoint_id)
+        return found.model_dump_json(indent=1)
+
+    @staticmethod
+    async def run(run_id: str, ctx: Context[Any, Any]) -> str:
+        """A run's state: objective, step_count, head_seq, episode, latest checkpoint."""
+        from mcp_checkpoint.server.tools import RunView
+
+        s = _services(ctx)
+        found = await s.episodes.get_run(s.tenant(), run_id)
+        return RunView.of(found).model_dump_json(indent=1)
+
+    @staticmethod
+    async def ledger(
+        run_id: str, ctx: Context[Any, Any], cursor: str | None = None, limit: str | None = None
+    ) -> str:
+        """A page of the run's steps, oldest first; pass next_cursor to read on."""
+        s = _services(ctx)
+        after = _int("cursor", cursor, 0)
+        size = _int("limit", limit, 50)
+        steps = await s.episodes.ledger(s.tenant(), run_id, after_seq=after, limit=size)
+        next_cursor = str(steps[-1].seq) if len(steps) == size else None
+        return _dump({
+            "run_id": run_id,
+            "steps": [step.model_dump(mode="json") for step in steps],
+            "next_cursor": next_cursor,
+        })
+
+    @staticmethod
+    async def memory(memory_id: str, ctx: Context[Any, Any]) -> str:
+        """One long-term memory, whatever its status, with its provenance (JSON)."""
+        s = _services(ctx)
+        found = await s.memory.get_memory(s.tenant(), memory_id)
+        return found.model_dump_json(indent=1)
+
+    @staticmethod
+    async def schema(name: str, ctx: Context[Any, Any]) -> str:
+        """The JSON Schema (Draft 2020-12) of a persisted artifact."""
+        if not _NAME.match(name) or name not in SCHEMA_NAMES:
+            raise NotFoundError(f"schema {name[:40]!r}; known: {', '.join(SCHEMA_NAMES)}")
+        return (asset_dir("resources") / "schemas" / f"{name}.json").read_text(encoding="utf-8")
+
+
+def _guide() -> str:
+    return (asset_dir("resources") / "guide.md").read_text(encoding="utf-8")
+
+
+def register_resources(server: MCPServer[Any]) -> None:
+    """Add every resource and resource template to ``server``."""
+    templates = [
+        # latest before {checkpoint_id}: the first registered template that matches wins.
+        ("checkpoint://{run_id}/latest", Resources.latest_checkpoint, "latest-checkpoint"),
+        ("checkpoint://{run_id}/{checkpoint_id}", Resources.checkpoint, "checkpoint"),
+        ("run://{run_id}", Resources.run, "run"),
+        ("ledger://{run_id}{?cursor,limit}", Resources.ledger, "ledger"),
+        ("memory://{memory_id}", Resources.memory, "memory"),
+        ("schema://{name}", Resources.schema, "schema"),
+    ]
+    for uri, fn, name in templates:
+        server.resource(
+            uri,
+            name=name,
+            description=(fn.__doc__ or "").strip(),
+            mime_type="application/schema+json" if name == "schema" else JSON,
+        )(guard_resource(fn))
+    server.resource(
+        "guide://protocol",
+        name="protocol-guide",
+        title="How to use mcp-checkpoint",
+        description="The agent-facing protocol: when to record, checkpoint and rehydrate.",
+        mime_type="text/markdown",
+    )(_guide)

@@ -1,0 +1,505 @@
+"""MCP tools: thin adapters from validated arguments to the core services.
+
+Each tool reaches the process-wide ``Services`` through its request context, calls one core
+service, and returns a pydantic model (structured output with an output schema). Errors
+pass through ``guard_tool``; nothing here contains storage or ranking logic.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context, Resolve, Sample
+from mcp_types import CreateMessageResult, SamplingMessage, TextContent, ToolAnnotations
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from mcp_checkpoint.core.models import (
+    BatchStatus,
+    Checkpoint,
+    CheckpointContent,
+    CheckpointPatch,
+    CheckpointSource,
+    Context as PackedContext,
+    MemoryKind,
+    MemoryOp,
+    MemoryStatus,
+    Proposal,
+    ProposalItem,
+    Run,
+    RunStatus,
+    StepAck,
+    StepDraft,
+)
+from mcp_checkpoint.errors import CheckpointError
+from mcp_checkpoint.server.errors import guard_tool
+
+if TYPE_CHECKING:
+    from mcp.server import MCPServer
+
+    from mcp_checkpoint.server.app import Services
+
+__all__ = ["register_tools"]
+
+logger = logging.getLogger("mcp_checkpoint.server")
+
+RunIdArg = Annotated[str, Field(description="The run's id (from start_run or list_runs).")]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RunView(_Out):
+    """A run's state: its objective and where its ledger and checkpoints stand."""
+
+    run_id: str
+    objective: str
+    acceptance_criteria: list[str]
+    constraints: list[str]
+    pinned: list[str]
+    status: RunStatus
+    budget_tokens: int
+    step_count: int
+    head_seq: int
+    episode: int
+    latest_checkpoint_id: str | None
+    covered_seq: int
+    working_steps: int
+    working_tokens: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, run: Run) -> RunView:
+        """The view of a stored run."""
+        return cls(
+            run_id=run.run_id,
+            objective=run.objective,
+            acceptance_criteria=run.acceptance_criteria,
+            constraints=run.constraints,
+            pinned=run.pinned,
+            status=run.status,
+            budget_tokens=run.budget_tokens,
+            step_count=run.step_count,
+            head_seq=run.head_seq,
+            episode=run.episode,
+            latest_checkpoint_id=run.latest_checkpoint_id,
+            covered_seq=run.covered_seq,
+            working_steps=run.working_steps,
+            working_tokens=run.working_tokens,
+            created_at=run.created_at,
+            updated_at=run.updated_at,
+        )
+
+
+class RunList(_Out):
+    """A page of runs, most recently updated first."""
+
+    runs: list[RunView]
+    next_offset: int | None
+
+
+class CheckpointResultView(_Out):
+    """A stored checkpoint and the working memory left after it."""
+
+    checkpoint_id: str
+    run_id: str
+    number: int
+    through_seq: int
+    source: CheckpointSource
+    tokens: int
+    working_steps: int
+    working_tokens: int
+    content: CheckpointContent
+    note: str | None = None
+
+
+class MemoryItemIn(BaseModel):
+    """One proposed change to long-term memory."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    op: MemoryOp = Field(
+        "add",
+        description="add a memory; update a memory's text; supersede (replace) or deprecate one.",
+    )
+    content: str | None = Field(None, description="The memory's text (add, update).")
+    kind: MemoryKind = "fact"
+    scope: str = Field("global", description="e.g. global, project:NAME, user, run:ID.")
+    confidence: float = Field(0.8, ge=0, le=1)
+    rationale: str | None = Field(None, description="Why this change is right.")
+    source_refs: list[str] = Field(
+        default=[], description="Where it comes from: step:RUN:SEQ, checkpoint:ID, url..."
+    )
+    target_id: str | None = Field(None, description="The memory an update/supersede/deprecate targets.")
+    superseded_by: str | None = Field(
+        None, description="supersede: the replacing memory id, or '#N' for item N of this batch."
+    )
+
+
+class CommitResult(_Out):
+    """What a commit wrote."""
+
+    batch_id: str
+    status: BatchStatus
+    accepted: list[int]
+    rejected: list[int]
+    memory_ids: dict[str, str] = Field(description="New memory id by item index (adds).")
+
+
+class Hit(_Out):
+    """A memory found by search, with its provenance."""
+
+    memory_id: str
+    content: str
+    score: float
+    kind: MemoryKind
+    scope: str
+    status: MemoryStatus
+    confidence: float
+    source_refs: list[str]
+    batch_id: str | None
+    run_id: str | None
+    created_at: datetime
+    scores: dict[str, Any]
+
+
+class SearchResultView(_Out):
+    """Hits, best first; an empty list says what was searched."""
+
+    hits: list[Hit]
+    scope: str
+    mode: str
+    note: str
+
+
+def _services(ctx: Context[Any, Any]) -> Services:
+    services: Services = ctx.request_context.lifespan_context
+    return services
+
+
+async def ask_model_to_distil(
+    ctx: Context[Any, Any],
+    run_id: str,
+    through_seq: int | None = None,
+    progress: list[str] | None = None,
+    state: dict[str, JsonValue] | None = None,
+    decisions: list[str] | None = None,
+    next_actions: list[str] | None = None,
+    open_questions: list[str] | None = None,
+    errors: list[str] | None = None,
+    artifacts: list[str] | None = None,
+) -> Sample | None:
+    """Resolver of ``checkpoint``: when the caller wrote no content and its client can
+    sample, ask the client's model to distil (None otherwise: the rules distil)."""
+    given = (progress, state, decisions, next_actions, open_questions, errors, artifacts)
+    caps = ctx.client_capabilities
+    if any(v is not None for v in given) or caps is None or caps.sampling is None:
+        return None
+    s = _services(ctx)
+    try:
+        request = await s.episodes.sampling_request(s.tenant(), run_id, through_seq=through_seq)
+    except CheckpointError:
+        return None  # the tool body reports the error (unknown run, bad through_seq)
+    if request is None:
+        return None
+    message = SamplingMessage(role="user", content=TextContent(type="text", text=request.text))
+    return Sample([message], max_tokens=request.max_tokens, system_prompt=request.system_prompt)
+
+
+Sampled = Annotated[CreateMessageResult | None, Resolve(ask_model_to_distil)]
+
+
+class Tools:
+    """The tool implementations (methods, registered in ``register_tools``)."""
+
+    @staticmethod
+    async def start_run(
+        ctx: Context[Any, Any],
+        objective: Annotated[str, Field(description="What the run must achieve.")],
+        acceptance_criteria: Annotated[
+            list[str] | None, Field(description="How to tell it is done.")
+        ] = None,
+        constraints: Annotated[list[str] | None, Field(description="Rules to respect.")] = None,
+        pinned: Annotated[
+            list[str] | None, Field(description="Facts every rehydrated context must show.")
+        ] = None,
+        run_id: Annotated[
+            str | None, Field(description="Your own id for the run (default: generated).")
+        ] = None,
+        budget_tokens: Annotated[
+            int | None, Field(description="Context budget for rehydrate and triggers.")
+        ] = None,
+    ) -> RunView:
+        """Start a run: the task whose steps you will record and checkpoint."""
+        s = _services(ctx)
+        run = await s.episodes.start_run(
+            s.tenant(),
+            objective,
+            acceptance_criteria=acceptance_criteria,
+            constraints=constraints,
+            pinned=pinned,
+            run_id=run_id,
+            budget_tokens=budget_tokens,
+        )
+        return RunView.of(run)
+
+    @staticmethod
+    async def record_step(
+        ctx: Context[Any, Any],
+        run_id: RunIdArg,
+        tool: Annotated[str, Field(description="The tool you called (or 'thought', 'message').")],
+        input: Annotated[JsonValue, Field(description="Its arguments (any JSON).")] = None,  # noqa: A002
+        output: Annotated[JsonValue, Field(description="What it returned (any JSON).")] = None,
+        reasoning: Annotated[str | None, Field(description="Why you took this step.")] = None,
+        status: Annotated[Literal["ok", "error"], Field(description="Did it fail?")] = "ok",
+        idempotency_key: Annotated[
+            str | None,
+            Field(description="Retry-safe key: a retried call returns the first answer."),
+        ] = None,
+    ) -> StepAck:
+        """Record one step durably; says when a checkpoint is due."""
+        s = _services(ctx)
+        draft = StepDraft(
+            tool=tool,
+            input=input,
+            output=output,
+            reasoning=reasoning,
+            status=status,
+            idempotency_key=idempotency_key,
+        )
+        return await s.episodes.record_step(s.tenant(), run_id, draft)
+
+    @staticmethod
+    async def checkpoint(
+        ctx: Context[Any, Any],
+        run_id: RunIdArg,
+        through_seq: Annotated[
+            int | None, Field(description="Last step this checkpoint covers (default: newest).")
+        ] = None,
+        progress: Annotated[list[str] | None, Field(description="What was done (appended).")] = None,
+        state: Annotated[
+            dict[str, JsonValue] | None,
+            Field(description="Current facts by key (merged; null deletes a key)."),
+        ] = None,
+        decisions: Annotated[
+            list[str] | None, Field(description="Choices made and why (appended).")
+        ] = None,
+        next_actions: Annotated[
+            list[str] | None, Field(description="What to do next, in order (replaces).")
+        ] = None,
+        open_questions: Annotated[
+            list[str] | None, Field(description="What is still unknown (replaces).")
+        ] = None,
+        errors: Annotated[
+            list[str] | None, Field(description="Errors still relevant (replaces).")
+        ] = None,
+        artifacts: Annotated[
+            list[str] | None, Field(description="Files, ids, URLs that matter (appended).")
+        ] = None,
+        sampled: Sampled = None,
+    ) -> CheckpointResultView:
+        """Distil working memory into a checkpoint. Pass your own distillation; with no
+        content the server distils (your client's model via sampling if offered, else rules).
+        Steps after through_seq stay in working memory."""
+        s = _services(ctx)
+        patch = CheckpointPatch(
+            progress=progress,
+            state=state,
+            decisions=decisions,
+            next_actions=next_actions,
+            open_questions=open_questions,
+            errors=errors,
+            artifacts=artifacts,
+        )
+        answer: str | None = None
+        note: str | None = None
+        if patch.is_empty():
+            caps = ctx.client_capabilities
+            if sampled is not None and isinstance(sampled.content, TextContent):
+                answer = sampled.content.text
+            elif sampled is not None:
+                note = "the client's model answered without text"
+            elif caps is None or caps.sampling is None:
+                note = "the client does not offer sampling"
+        result = await s.episodes.checkpoint(
+            s.tenant(), run_id, patch, through_seq=through_seq, sampled=answer,
+            sampling_note=note,
+        )
+        cp: Checkpoint = result.checkpoint
+        await s.subscriptions.checkpoint_created(ctx, s.tenant(), cp.run_id)
+        return CheckpointResultView(
+            checkpoint_id=cp.checkpoint_id,
+            run_id=cp.run_id,
+            number=cp.number,
+            through_seq=cp.through_seq,
+            source=cp.source,
+            tokens=cp.tokens,
+            working_steps=result.working_steps,
+            working_tokens=result.working_tokens,
+            content=cp.content,
+            note=result.distill_note,
+        )
+
+    @staticmethod
+    async def rehydrate(
+        ctx: Context[Any, Any],
+        run_id: RunIdArg,
+        checkpoint_id: Annotated[
+            str | None, Field(description="Resume at this (older) checkpoint instead of the latest.")
+        ] = None,
+        budget_tokens: Annotated[
+            int | None, Field(description="Largest context to return (default: the run's).")
+        ] = None,
+        query: Annotated[
+            str | None, Field(description="What memories to look for (default: the objective).")
+        ] = None,
+    ) -> PackedContext:
+        """A fresh context for the run, never larger than the budget: objective, pinned
+        items, the checkpoint, relevant memories and the newest steps since it."""
+        s = _services(ctx)
+        return await s.episodes.rehydrate(
+            s.tenant(), run_id, checkpoint_id=checkpoint_id, budget_tokens=budget_tokens,
+            query=query,
+        )
+
+    @staticmethod
+    async def list_runs(
+        ctx: Context[Any, Any],
+        status: Annotated[RunStatus | None, Field(description="Only runs in this status.")] = None,
+        limit: Annotated[int, Field(description="Page size.")] = 20,
+        offset: Annotated[int, Field(description="Runs to skip.")] = 0,
+    ) -> RunList:
+        """Your runs, most recently updated first (find a run to rehydrate)."""
+        s = _services(ctx)
+        runs = await s.episodes.list_runs(s.tenant(), status=status, limit=limit, offset=offset)
+        return RunList(
+            runs=[RunView.of(r) for r in runs],
+            next_offset=offset + limit if len(runs) == limit else None,
+        )
+
+    @staticmethod
+    async def update_run(
+        ctx: Context[Any, Any],
+        run_id: RunIdArg,
+        status: Annotated[RunStatus | None, Field(description="New status.")] = None,
+        pinned: Annotated[
+            list[str] | None, Field(description="Replace the pinned items.")
+        ] = None,
+    ) -> RunView:
+        """Finish, fail or abandon a run, or change what is pinned in every context."""
+        s = _services(ctx)
+        run = await s.episodes.set_run(s.tenant(), run_id, status=status, pinned=pinned)
+        return RunView.of(run)
+
+    @staticmethod
+    async def propose_memory(
+        ctx: Context[Any, Any],
+        items: Annotated[list[MemoryItemIn], Field(description="The changes to stage.")],
+        run_id: Annotated[
+            str | None, Field(description="The run these memories come from.")
+        ] = None,
+    ) -> Proposal:
+        """Stage changes to long-term memory. Each item comes back with its near duplicates,
+        likely conflicts and a suggested op; nothing is stored until commit_memory."""
+        s = _services(ctx)
+        staged = [ProposalItem.model_validate(item.model_dump()) for item in items]
+        return await s.memory.propose(s.tenant(), staged, run_id=run_id)
+
+    @staticmethod
+    async def commit_memory(
+        ctx: Context[Any, Any],
+        batch_id: Annotated[str, Field(description="The batch from propose_memory.")],
+        accept: Annotated[
+            list[int] | None, Field(description="Item indexes to apply (default: all not rejected).")
+        ] = None,
+        reject: Annotated[list[int] | None, Field(description="Item indexes to drop.")] = None,
+    ) -> CommitResult:
+        """Apply a staged batch atomically. Committing it twice is a conflict."""
+        s = _services(ctx)
+        done = await s.memory.commit(s.tenant(), batch_id, accept=accept, reject=reject)
+        return CommitResult(
+            batch_id=done.batch_id,
+            status=done.status,
+            accepted=done.accepted,
+            rejected=done.rejected,
+            memory_ids={str(i): m for i, m in done.memory_ids.items()},
+        )
+
+    @staticmethod
+    async def search_memory(
+        ctx: Context[Any, Any],
+        query: Annotated[str, Field(description="What you are looking for.")],
+        scope: Annotated[str | None, Field(description="Only this scope.")] = None,
+        kind: Annotated[MemoryKind | None, Field(description="Only this kind.")] = None,
+        k: Annotated[int, Field(description="How many hits at most.")] = 5,
+    ) -> SearchResultView:
+        """Search active long-term memories; every hit carries its provenance."""
+        s = _services(ctx)
+        found = await s.memory.search(s.tenant(), query, scope=scope, kind=kind, k=k)
+        return SearchResultView(
+            hits=[
+                Hit(
+                    memory_id=h.memory.memory_id,
+                    content=h.memory.content,
+                    score=h.score,
+                    kind=h.memory.kind,
+                    scope=h.memory.scope,
+                    status=h.memory.status,
+                    confidence=h.memory.confidence,
+                    source_refs=h.memory.source_refs,
+                    batch_id=h.memory.batch_id,
+                    run_id=h.memory.run_id,
+                    created_at=h.memory.created_at,
+                    scores=h.scores,
+                )
+                for h in found.hits
+            ],
+            scope=found.scope,
+            mode=found.mode,
+            note=found.note,
+        )
+
+
+def _ann(*, read_only: bool, destructive: bool, idempotent: bool, title: str) -> ToolAnnotations:
+    return ToolAnnotations(
+        title=title,
+        read_only_hint=read_only,
+        destructive_hint=destructive,
+        idempotent_hint=idempotent,
+        open_world_hint=False,
+    )
+
+
+# name -> (title, readOnly, destructive, idempotent). Truthful: record_step is idempotent
+# only with a key, so it is not advertised as idempotent; checkpoint replaces next_actions
+# (destructive of the previous list); commit_memory may supersede memories.
+TOOL_ANNOTATIONS: dict[str, tuple[str, bool, bool, bool]] = {
+    "start_run": ("Start a run", False, False, False),
+    "record_step": ("Record a step", False, False, False),
+    "checkpoint": ("Checkpoint working memory", False, True, False),
+    "rehydrate": ("Rehydrate a context", True, False, True),
+    "list_runs": ("List runs", True, False, True),
+    "update_run": ("Update a run", False, True, True),
+    "propose_memory": ("Propose memories", False, False, False),
+    "commit_memory": ("Commit a memory batch", False, True, False),
+    "search_memory": ("Search memories", True, False, True),
+}
+
+
+def register_tools(server: MCPServer[Any]) -> None:
+    """Add every tool, guarded and annotated, to ``server``."""
+    for name, (title, read_only, destructive, idempotent) in TOOL_ANNOTATIONS.items():
+        fn = getattr(Tools, name)
+        server.add_tool(
+            guard_tool(fn),
+            name=name,
+            title=title,
+            description=(fn.__doc__ or "").strip(),
+            annotations=_ann(
+                read_only=read_only, destructive=destructive, idempotent=idempotent, title=title
+            ),
+            structured_output=True,
+        )

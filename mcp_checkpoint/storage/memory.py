@@ -1,0 +1,372 @@
+"""The in-memory reference store: the contract's executable specification.
+
+Nothing is persisted. Every method runs without awaiting, so each is atomic on the event
+loop. Used by unit tests, by ``store_url = "memory://"``, and as the reference every other
+backend is compared with in ``tests/contract``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from mcp_checkpoint.core.ledger import step_hash
+from mcp_checkpoint.core.models import (
+    BatchId,
+    Checkpoint,
+    CheckpointContent,
+    CheckpointId,
+    CheckpointSource,
+    Memory,
+    MemoryId,
+    MemoryKind,
+    MemoryStatus,
+    Proposal,
+    Run,
+    RunId,
+    RunStatus,
+    Step,
+    StepAck,
+    StepDraft,
+    Tenant,
+)
+from mcp_checkpoint.core.ports import CommitPlan
+from mcp_checkpoint.errors import ConflictError, InvalidArgumentError, NotFoundError
+
+__all__ = ["MemoryStore", "bm25_rank"]
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def bm25_rank(
+    query: str, docs: Sequence[tuple[str, str]], *, k1: float = 1.2, b: float = 0.75
+) -> list[tuple[str, float]]:
+    """Okapi BM25 of ``docs`` ((id, text) pairs) for the words of ``query``; best first,
+    only documents sharing a word with the query."""
+    terms = [t.lower() for t in _WORD.findall(query)]
+    if not terms or not docs:
+        return []
+    tokenized = [(doc_id, [w.lower() for w in _WORD.findall(text)]) for doc_id, text in docs]
+    n = len(tokenized)
+    avg = sum(len(words) for _, words in tokenized) / n or 1.0
+    df: Counter[str] = Counter()
+    for _, words in tokenized:
+        df.update(set(words))
+    scored: list[tuple[str, float]] = []
+    for doc_id, words in tokenized:
+        tf = Counter(words)
+        score = 0.0
+        for term in set(terms):
+            if term not in tf:
+                continue
+            idf = math.log(1 + (n - df[term] + 0.5) / (df[term] + 0.5))
+            f = tf[term]
+            score += idf * f * (k1 + 1) / (f + k1 * (1 - b + b * len(words) / avg))
+        if score > 0:
+            scored.append((doc_id, score))
+    scored.sort(key=lambda pair: (-pair[1], pair[0]))
+    return scored
+
+
+class MemoryStore:
+    """A Store held in dictionaries (per process, lost on exit)."""
+
+    def __init__(self) -> None:
+        self._runs: dict[tuple[str, str], Run] = {}
+        self._steps: dict[tuple[str, str], list[Step]] = {}
+        self._acks: dict[tuple[str, str, str], tuple[str, StepAck]] = {}
+        self._checkpoints: dict[tuple[str, str], list[Checkpoint]] = {}
+        self._proposals: dict[tuple[str, str], Proposal] = {}
+        self._memories: dict[tuple[str, str], Memory] = {}
+
+    async def open(self) -> None:
+        """Nothing to connect."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    # -- runs ---------------------------------------------------------------------------
+
+    def _run(self, tenant: Tenant, run_id: RunId) -> Run:
+        run = self._runs.get((tenant, run_id))
+        if run is None:
+            raise NotFoundError(f"run {run_id}")
+        return run
+
+    async def create_run(self, tenant: Tenant, run: Run) -> Run:
+        key = (tenant, run.run_id)
+        if key in self._runs:
+            raise ConflictError(f"run {run.run_id} already exists")
+        self._runs[key] = run
+        self._steps[key] = []
+        self._checkpoints[key] = []
+        return run
+
+    async def get_run(self, tenant: Tenant, run_id: RunId) -> Run:
+        return self._run(tenant, run_id)
+
+    async def list_runs(
+        self, tenant: Tenant, *, status: RunStatus | None, limit: int, offset: int
+    ) -> list[Run]:
+        runs = [
+            r for (t, _), r in self._runs.items()
+            if t == tenant and (status is None or r.status == status)
+        ]
+        runs.sort(key=lambda r: (r.updated_at, r.run_id), reverse=True)
+        return runs[offset : offset + limit]
+
+    async def update_run(
+        self,
+        tenant: Tenant,
+        run_id: RunId,
+        *,
+        expected_version: int,
+        status: RunStatus | None = None,
+        pinned: list[str] | None = None,
+        now: datetime,
+    ) -> Run:
+        run = self._run(tenant, run_id)
+        if run.version != expected_version:
+            raise ConflictError(f"run {run_id} changed (version {run.version})")
+        changes: dict[str, object] = {"version": run.version + 1, "updated_at": now}
+        if status is not None:
+            changes["status"] = status
+        if pinned is not None:
+            changes["pinned"] = pinned
+        updated = run.model_copy(update=changes)
+        self._runs[(tenant, run_id)] = updated
+        return updated
+
+    # -- steps --------------------------------------------------------------------------
+
+    async def append_step(
+        self,
+        tenant: Tenant,
+        run_id: RunId,
+        draft: StepDraft,
+        *,
+        tokens: int,
+        request_hash: str,
+        now: datetime,
+        make_ack: Callable[[Run, Step], StepAck],
+    ) -> StepAck:
+        run = self._run(tenant, run_id)
+        if draft.idempotency_key is not None:
+            seen = self._acks.get((tenant, run_id, draft.idempotency_key))
+            if seen is not None:
+                first_hash, ack = seen
+                if first_hash != request_hash:
+                    raise ConflictError(
+                        f"idempotency_key {draft.idempotency_key} was used for a different step"
+                    )
+                return ack.model_copy(update={"duplicate": True})
+        seq = run.head_seq + 1
+        step = Step(
+            run_id=run_id,
+            seq=seq,
+            episode=run.episode,
+            tool=draft.tool,
+            input=draft.input,
+            output=draft.output,
+            reasoning=draft.reasoning,
+            status=draft.status,
+            idempotency_key=draft.idempotency_key,
+            tokens=tokens,
+            cum_tokens=run.head_tokens + tokens,
+            created_at=now,
+            prev_hash=run.head_hash,
+            hash=step_hash(run.head_hash, run_id, seq, draft, now),
+        )
+        after = run.model_copy(update={
+            "head_seq": seq,
+            "step_count": run.step_count + 1,
+            "head_hash": step.hash,
+            "head_tokens": step.cum_tokens,
+            "updated_at": now,
+        })
+        ack = make_ack(after, step)
+        self._steps[(tenant, run_id)].append(step)
+        self._runs[(tenant, run_id)] = after
+        if draft.idempotency_key is not None:
+            self._acks[(tenant, run_id, draft.idempotency_key)] = (request_hash, ack)
+        return ack
+
+    async def get_steps(
+        self,
+        tenant: Tenant,
+        run_id: RunId,
+        *,
+        after_seq: int = 0,
+        until_seq: int | None = None,
+        limit: int,
+        newest_first: bool = False,
+    ) -> list[Step]:
+        self._run(tenant, run_id)
+        steps = self._steps[(tenant, run_id)]
+        # seq == index + 1 (gap-free), so slicing is O(limit).
+        hi = len(steps) if until_seq is None else max(min(until_seq, len(steps)), 0)
+        lo = max(after_seq, 0)
+        if lo >= hi:
+            return []
+        if newest_first:
+            return list(reversed(steps[max(lo, hi - limit) : hi]))
+        return steps[lo : min(hi, lo + limit)]
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    async def add_checkpoint(
+        self,
+        tenant: Tenant,
+        run_id: RunId,
+        *,
+        checkpoint_id: CheckpointId,
+        parent_id: CheckpointId | None,
+        through_seq: int | None,
+        content: CheckpointContent,
+        source: CheckpointSource,
+        tokens: int,
+        now: datetime,
+    ) -> Checkpoint:
+        run = self._run(tenant, run_id)
+        if run.latest_checkpoint_id != parent_id:
+            raise ConflictError(f"run {run_id} has a newer checkpoint than {parent_id}")
+        through = run.head_seq if through_seq is None else through_seq
+        if not run.covered_seq <= through <= run.head_seq:
+            raise InvalidArgumentError(
+                f"through_seq is {through}; it must lie between {run.covered_seq} and "
+                f"{run.head_seq}"
+            )
+        steps = self._steps[(tenant, run_id)]
+        covered_tokens = steps[through - 1].cum_tokens if through > 0 else 0
+        checkpoint = Checkpoint(
+            checkpoint_id=checkpoint_id,
+            run_id=run_id,
+            number=run.checkpoint_count + 1,
+            parent_id=parent_id,
+            through_seq=through,
+            head_seq=run.head_seq,
+            content=content,
+            source=source,
+            tokens=tokens,
+            created_at=now,
+        )
+        self._checkpoints[(tenant, run_id)].append(checkpoint)
+        self._runs[(tenant, run_id)] = run.model_copy(update={
+            "checkpoint_count": checkpoint.number,
+            "latest_checkpoint_id": checkpoint_id,
+            "covered_seq": through,
+            "covered_tokens": covered_tokens,
+            "updated_at": now,
+        })
+        return checkpoint
+
+    async def get_checkpoint(
+        self, tenant: Tenant, run_id: RunId, checkpoint_id: CheckpointId
+    ) -> Checkpoint:
+        self._run(tenant, run_id)
+        for checkpoint in self._checkpoints[(tenant, run_id)]:
+            if checkpoint.checkpoint_id == checkpoint_id:
+                return checkpoint
+        raise NotFoundError(f"checkpoint {checkpoint_id} of run {run_id}")
+
+    async def get_checkpoint_by_number(
+        self, tenant: Tenant, run_id: RunId, number: int
+    ) -> Checkpoint | None:
+        self._run(tenant, run_id)
+        checkpoints = self._checkpoints[(tenant, run_id)]
+        return checkpoints[number - 1] if 1 <= number <= len(checkpoints) else None
+
+    async def list_checkpoints(
+        self, tenant: Tenant, run_id: RunId, *, limit: int, offset: int
+    ) -> list[Checkpoint]:
+        self._run(tenant, run_id)
+        newest = list(reversed(self._checkpoints[(tenant, run_id)]))
+        return newest[offset : offset + limit]
+
+    # -- memory -------------------------------------------------------------------------
+
+    async def add_proposal(self, tenant: Tenant, proposal: Proposal) -> Proposal:
+        key = (tenant, proposal.batch_id)
+        if key in self._proposals:
+            raise ConflictError(f"batch {proposal.batch_id} already exists")
+        self._proposals[key] = proposal
+        return proposal
+
+    async def get_proposal(self, tenant: Tenant, batch_id: BatchId) -> Proposal:
+        proposal = self._proposals.get((tenant, batch_id))
+        if proposal is None:
+            raise NotFoundError(f"batch {batch_id}")
+        return proposal
+
+    async def expire_proposal(self, tenant: Tenant, batch_id: BatchId, *, now: datetime) -> None:
+        proposal = await self.get_proposal(tenant, batch_id)
+        if proposal.status == "pending":
+            self._proposals[(tenant, batch_id)] = proposal.model_copy(update={"status": "expired"})
+
+    async def commit_proposal(self, tenant: Tenant, plan: CommitPlan, *, now: datetime) -> Proposal:
+        proposal = await self.get_proposal(tenant, plan.batch_id)
+        if proposal.status != "pending":
+            raise ConflictError(f"batch {plan.batch_id} is already {proposal.status}")
+        # Check everything before writing anything.
+        for target in [*plan.updates, *plan.status_changes]:
+            memory = self._memories.get((tenant, target.memory_id))
+            if memory is None:
+                raise NotFoundError(f"memory {target.memory_id}")
+            if memory.version != target.expected_version or memory.status != "active":
+                raise ConflictError(f"memory {target.memory_id} changed since it was proposed")
+        for new in plan.inserts:
+            self._memories[(tenant, new.memory_id)] = Memory(
+                **new.model_dump(), created_at=now, updated_at=now
+            )
+        for upd in plan.updates:
+            old = self._memories[(tenant, upd.memory_id)]
+            self._memories[(tenant, upd.memory_id)] = old.model_copy(update={
+                "content": upd.content, "confidence": upd.confidence,
+                "source_refs": upd.source_refs, "version": old.version + 1, "updated_at": now,
+                "batch_id": plan.batch_id,
+            })
+        for change in plan.status_changes:
+            old = self._memories[(tenant, change.memory_id)]
+            self._memories[(tenant, change.memory_id)] = old.model_copy(update={
+                "status": change.status, "superseded_by": change.superseded_by,
+                "version": old.version + 1, "updated_at": now,
+            })
+        committed = proposal.model_copy(update={
+            "status": "committed" if plan.accepted else "rejected",
+            "committed_at": now,
+            "accepted": plan.accepted,
+            "rejected": plan.rejected,
+            "memory_ids": plan.memory_ids,
+        })
+        self._proposals[(tenant, plan.batch_id)] = committed
+        return committed
+
+    async def get_memory(self, tenant: Tenant, memory_id: MemoryId) -> Memory:
+        memory = self._memories.get((tenant, memory_id))
+        if memory is None:
+            raise NotFoundError(f"memory {memory_id}")
+        return memory
+
+    async def get_memories(self, tenant: Tenant, memory_ids: Sequence[MemoryId]) -> list[Memory]:
+        return [m for i in memory_ids if (m := self._memories.get((tenant, i))) is not None]
+
+    async def search_lexical(
+        self,
+        tenant: Tenant,
+        query: str,
+        *,
+        limit: int,
+        scope: str | None = None,
+        kind: MemoryKind | None = None,
+        status: MemoryStatus = "active",
+    ) -> list[tuple[Memory, float]]:
+        pool = {
+            m.memory_id: m for (t, _), m in self._memories.items()
+            if t == tenant and m.status == status
+            and (scope is None or m.scope == scope) and (kind is None or m.kind == kind)
+        }
+        ranked = bm25_rank(query, [(i, m.content) for i, m in pool.items()])
+        return [(pool[MemoryId(i)], score) for i, score in ranked[:limit]]

@@ -1,0 +1,356 @@
+"""The checkpoint loop on the in-memory reference store."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from mcp_checkpoint.config import Settings
+from mcp_checkpoint.core.episodes import Episodes
+from mcp_checkpoint.core.ledger import verify_chain
+from mcp_checkpoint.core.models import CheckpointPatch, RunId, StepDraft
+from mcp_checkpoint.errors import (
+    ConflictError,
+    InvalidArgumentError,
+    NotFoundError,
+    PayloadTooLargeError,
+)
+from mcp_checkpoint.storage.memory import MemoryStore
+
+from tests.unit.conftest import T, FakeClock, WordTokenizer
+
+pytestmark = pytest.mark.anyio
+
+
+def step(i: int, **kw: object) -> StepDraft:
+    return StepDraft(
+        tool=str(kw.pop("tool", "bash")),
+        input=kw.pop("input", {"cmd": f"cat src/pkg/mod{i}.py"}),
+        output=kw.pop("output", f"contents of mod{i} " * 5),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+async def record(episodes: Episodes, run_id: str, n: int, start: int = 1) -> None:
+    for i in range(start, start + n):
+        await episodes.record_step(T, run_id, step(i))
+
+
+# -- start_run ---------------------------------------------------------------------------
+
+
+async def test_start_run_rejects_empty_objective_naming_the_field(episodes: Episodes) -> None:
+    with pytest.raises(InvalidArgumentError, match="objective must not be empty"):
+        await episodes.start_run(T, "   ")
+
+
+async def test_start_run_rejects_bad_run_id_and_duplicates(episodes: Episodes) -> None:
+    with pytest.raises(InvalidArgumentError, match="run_id may hold only"):
+        await episodes.start_run(T, "x", run_id="../etc")
+    await episodes.start_run(T, "x", run_id="r1")
+    with pytest.raises(ConflictError, match="r1 already exists"):
+        await episodes.start_run(T, "y", run_id="r1")
+
+
+async def test_start_run_budget_outside_limits_names_the_setting(episodes: Episodes) -> None:
+    with pytest.raises(InvalidArgumentError, match="limits.min_budget_tokens"):
+        await episodes.start_run(T, "x", budget_tokens=1)
+    with pytest.raises(PayloadTooLargeError, match="limits.max_budget_tokens"):
+        await episodes.start_run(T, "x", budget_tokens=10**9)
+
+
+async def test_start_run_oversized_list_names_the_limit(episodes: Episodes) -> None:
+    with pytest.raises(PayloadTooLargeError, match="pinned has 201 items; limits.max_list_items"):
+        await episodes.start_run(T, "x", pinned=["p"] * 201)
+
+
+# -- record_step -------------------------------------------------------------------------
+
+
+async def test_record_step_assigns_gap_free_seq_and_chains_hashes(
+    episodes: Episodes, store: MemoryStore
+) -> None:
+    await episodes.start_run(T, "x", run_id="r1")
+    acks = [await episodes.record_step(T, "r1", step(i)) for i in range(1, 21)]
+    assert [a.seq for a in acks] == list(range(1, 21))
+    steps = await store.get_steps(T, RunId("r1"), limit=100)
+    run = await store.get_run(T, RunId("r1"))
+    assert verify_chain(RunId("r1"), steps) == run.head_hash
+
+
+async def test_record_step_retry_with_key_returns_first_answer_and_writes_nothing(
+    episodes: Episodes, store: MemoryStore
+) -> None:
+    await episodes.start_run(T, "x", run_id="r1")
+    first = await episodes.record_step(T, "r1", step(1, idempotency_key="k1"))
+    await episodes.record_step(T, "r1", step(2))
+    again = await episodes.record_step(T, "r1", step(1, idempotency_key="k1"))
+    assert again.duplicate and not first.duplicate
+    assert again.model_dump(exclude={"duplicate"}) == first.model_dump(exclude={"duplicate"})
+    assert (await store.get_run(T, RunId("r1"))).step_count == 2
+
+
+async def test_record_step_same_key_different_content_is_a_conflict(episodes: Episodes) -> None:
+    await episodes.start_run(T, "x", run_id="r1")
+    await episodes.record_step(T, "r1", step(1, idempotency_key="k1"))
+    with pytest.raises(ConflictError, match="idempotency_key k1"):
+        await episodes.record_step(T, "r1", step(2, idempotency_key="k1"))
+
+
+async def test_record_step_unknown_run_is_not_found(episodes: Episodes) -> None:
+    with pytest.raises(NotFoundError, match="run nope"):
+        await episodes.record_step(T, "nope", step(1))
+
+
+async def test_record_step_oversized_payload_names_the_limit(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings(store_url="memory://", data_dir=tmp_path, limits={"max_step_bytes": 2048})
+    episodes = Episodes(MemoryStore(), WordTokenizer(), settings)
+    await episodes.start_run(T, "x", run_id="r1")
+    with pytest.raises(PayloadTooLargeError, match="limits.max_step_bytes is 2048"):
+        await episodes.record_step(T, "r1", step(1, output="x" * 5000))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "drafts", "reason"),
+    [
+        pytest.param({"trigger_steps": 3}, [step(1), step(2), step(3)], "steps", id="steps"),
+        pytest.param({}, [step(1, status="error")], "error", id="error"),
+        pytest.param({"trigger_token_share": 0.1}, [step(1, output="y" * 400)], "tokens",
+                     id="tokens"),
+    ],
+)
+async def test_record_step_reports_why_a_checkpoint_is_due(
+    tmp_path, overrides: dict[str, object], drafts: list[StepDraft], reason: str  # type: ignore[no-untyped-def]
+) -> None:
+    settings = Settings(store_url="memory://", data_dir=tmp_path, checkpoint=overrides)
+    episodes = Episodes(MemoryStore(), WordTokenizer(), settings)
+    await episodes.start_run(T, "x", run_id="r1", budget_tokens=1000)
+    acks = [await episodes.record_step(T, "r1", d) for d in drafts]
+    assert [a.checkpoint_due for a in acks[:-1]] == [False] * (len(acks) - 1)
+    assert acks[-1].checkpoint_due and acks[-1].due_reason == reason
+
+
+async def test_record_step_working_memory_resets_after_checkpoint(episodes: Episodes) -> None:
+    await episodes.start_run(T, "x", run_id="r1")
+    await record(episodes, "r1", 5)
+    await episodes.checkpoint(T, "r1", CheckpointPatch(progress=["five steps"]))
+    ack = await episodes.record_step(T, "r1", step(6))
+    assert ack.working_steps == 1 and ack.episode == 2
+    assert 0 < ack.working_tokens < 200
+
+
+# -- checkpoint --------------------------------------------------------------------------
+
+
+async def test_checkpoint_merges_model_content_with_the_previous(episodes: Episodes) -> None:
+    await episodes.start_run(T, "x", run_id="r1")
+    await record(episodes, "r1", 2)
+    await episodes.checkpoint(T, "r1", CheckpointPatch(
+        progress=["a"], state={"branch": "main", "bug": "off by one"},
+        next_actions=["n1"], decisions=["d1"],
+    ))
+    await record(episodes, "r1", 2, start=3)
+    second = await episodes.checkpoint(T, "r1", CheckpointPatch(
+        progress=["b"], state={"bug": None, "test": "fails"}, next_actions=["n2"],
+    ))
+    content = second.checkpoint.content
+    assert content.progress == ["a", "b"]
+    assert content.state == {"branch": "main", "test": "fails"}
+    assert content.next_actions == ["n2"]
+    assert content.decisions == ["d1"]
+    assert second.checkpoint.number == 2 and second.checkpoint.parent_id is not None
+
+
+async def test_checkpoint_keeps_steps_after_through_seq_in_working_memory(
+    episodes: Episodes,
+) -> None:
+    await episodes.start_run(T, "x", run_id="r1")
+    await record(episodes, "r1", 10)
+    result = await episodes.checkpoint(T, "r1", CheckpointPatch(progress=["p"]), through_seq=6)
+    assert result.checkpoint.through_seq == 6
+    assert result.working_steps == 4
+    context = await episodes.rehydrate(T, "r1")
+    assert context.steps_included == [7, 8, 9, 10]
+
+
+async def test_checkpoint_through_seq_out_of_range_is_invalid(episodes: Episodes) -> None:
+    await episodes.start_run(T, "x", run_id="r1")
+    await record(episodes, "r1", 3)
+    with pytest.raises(InvalidArgumentError, match="through_seq is 9"):
+        await episodes.checkpoint(T, "r1", CheckpointPatch(progress=["p"]), through_seq=9)
+    await episodes.checkpoint(T, "r1", CheckpointPatch(progress=["p"]), through_seq=2)
+    with pytest.raises(InvalidArgumentError, match="through_seq is 1"):
+        await episodes.checkpoint(T, "r1", CheckpointPatch(progress=["p"]), through_seq=1)
+
+
+async def test_checkpoint_without_content_distils_by_rules(episodes: Episodes) -> None:
+    await episodes.start_run(T, "x", run_id="r1")
+    await record(episodes, "r1", 4)
+    await episodes.record_step(
+        T, "r1", step(5, status="error", output="Traceback: KeyError in src/pkg/mod5.py")
+    )
+    result = await episodes.checkpoint(T, "r1", CheckpointPatch())
+    content = result.checkpoint.content
+    assert result.checkpoint.source == "rules"
+    assert content.progress[0].startswith("Steps 1–5: 5 steps (bash×5), 1 failed")
+    assert "src/pkg/mod1.py" in content.artifacts and "src/pkg/mod5.py" in content.artifacts
+    assert content.errors == ["#5 bash: Traceback: KeyError in src/pkg/mod5.py"]
+
+
+async def test_checkpoint_model_content_still_keeps_touched_paths(episodes: Episodes) -> None:
+    await episodes.start_run(T, "x", run_id="r1")
+    await record(episodes, "r1", 3)
+    result = await episodes.checkpoint(T, "r1", CheckpointPatch(artifacts=["notes.md"]))
+    assert result.checkpoint.content.artifacts[0] == "notes.md"
+    assert "src/pkg/mod3.py" in result.checkpoint.content.artifacts
+
+
+async def test_checkpoint_uses_the_sampled_answer_of_the_clients_model(
+    episodes: Episodes,
+) -> None:
+    await episodes.start_run(T, "fix the bug", run_id="r1")
+    await record(episodes, "r1", 3)
+    request = await episodes.sampling_request(T, "r1")
+    assert request is not None
+    assert "Objective: fix the bug" in request.text and "[#3] bash" in request.text
+    assert request == await episodes.sampling_request(T, "r1")  # stable across retries
+    answer = 'Sure: {"progress": ["read the modules"], "next_actions": ["fix mod2"]}'
+    result = await episodes.checkpoint(T, "r1", CheckpointPatch(), sampled=answer)
+    assert result.checkpoint.source == "sampling"
+    assert result.checkpoint.content.next_actions == ["fix mod2"]
+    assert await episodes.sampling_request(T, "r1") is None  # nothing left to distil
+
+
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        pytest.param("I could not do that.", "no JSON object", id="no-json"),
+        pytest.param('{"progress": "not a list"}', "not a checkpoint", id="wrong-shape"),
+        pytest.param('{"progress": ["x"], "bogus": 1}', "not a checkpoint", id="extra-key"),
+    ],
+)
+async def test_checkpoint_falls_back_to_rules_on_an_unusable_answer(
+    episodes: Episodes, answer: str, why: str
+) -> None:
+    await episodes.start_run(T, "x", run_id="r1")
+    await record(episodes, "r1", 2)
+    result = await episodes.checkpoint(T, "r1", CheckpointPatch(), sampled=answer)
+    assert result.checkpoint.source == "rules"
+    assert why in (result.distill_note or "")
+    assert result.checkpoint.content.progress[0].startswith("Steps 1–2")
+
+
+async def test_checkpoint_concurrent_checkpoints_both_land_in_a_chain(episodes: Episodes) -> None:
+    await episodes.start_run(T, "x", run_id="r1")
+    await record(episodes, "r1", 4)
+    results = []
+
+    async def take(label: str) -> None:
+        results.append(await episodes.checkpoint(T, "r1", CheckpointPatch(progress=[label])))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(take, "a")
+        tg.start_soon(take, "b")
+    numbers = sorted(r.checkpoint.number for r in results)
+    assert numbers == [1, 2]
+    last = max(results, key=lambda r: r.checkpoint.number).checkpoint
+    assert sorted(last.content.progress) == ["a", "b"]
+
+
+# -- rehydrate ---------------------------------------------------------------------------
+
+
+async def test_rehydrate_packs_objective_pinned_checkpoint_and_newest_steps(
+    episodes: Episodes,
+) -> None:
+    await episodes.start_run(T, "Fix the parser", run_id="r1", pinned=["never force-push"])
+    await record(episodes, "r1", 5)
+    await episodes.checkpoint(T, "r1", CheckpointPatch(next_actions=["run the tests"]))
+    await record(episodes, "r1", 2, start=6)
+    context = await episodes.rehydrate(T, "r1")
+    text = context.context
+    assert text.startswith("# Resume: run r1")
+    assert "Objective: Fix the parser" in text and "never force-push" in text
+    assert "1. run the tests" in text
+    assert context.steps_included == [6, 7]
+    assert text.index("[#6]") < text.index("[#7]")
+    assert context.tokens <= context.budget_tokens and context.dropped == []
+
+
+async def test_rehydrate_never_exceeds_the_budget_and_reports_drops(episodes: Episodes) -> None:
+    await episodes.start_run(T, "objective " * 20, run_id="r1", pinned=["pin " * 30] * 5)
+    await record(episodes, "r1", 60)
+    for budget in (128, 200, 333, 700, 1500, 5000):
+        context = await episodes.rehydrate(T, "r1", budget_tokens=budget)
+        assert WordTokenizer().count(context.context) == context.tokens <= budget
+    small = await episodes.rehydrate(T, "r1", budget_tokens=300)
+    dropped = {d.section: d for d in small.dropped}
+    assert dropped["steps"].items > 0 and dropped["steps"].tokens > 0
+    assert small.steps_included == list(range(61 - len(small.steps_included), 61))
+
+
+async def test_rehydrate_cuts_an_objective_larger_than_the_budget(episodes: Episodes) -> None:
+    await episodes.start_run(T, "long objective " * 400, run_id="r1")
+    context = await episodes.rehydrate(T, "r1", budget_tokens=128)
+    assert context.tokens <= 128
+    assert any(d.reason == "cut to fit the budget" for d in context.dropped)
+
+
+async def test_rehydrate_is_deterministic(episodes: Episodes) -> None:
+    await episodes.start_run(T, "x", run_id="r1")
+    await record(episodes, "r1", 30)
+    await episodes.checkpoint(T, "r1", CheckpointPatch(), through_seq=20)
+    first = await episodes.rehydrate(T, "r1", budget_tokens=600)
+    second = await episodes.rehydrate(T, "r1", budget_tokens=600)
+    assert first == second
+
+
+async def test_rehydrate_at_an_older_checkpoint_travels_back(episodes: Episodes) -> None:
+    await episodes.start_run(T, "x", run_id="r1")
+    await record(episodes, "r1", 5)
+    first = await episodes.checkpoint(T, "r1", CheckpointPatch(next_actions=["old plan"]))
+    await record(episodes, "r1", 5, start=6)
+    await episodes.checkpoint(T, "r1", CheckpointPatch(next_actions=["new plan"]))
+    await record(episodes, "r1", 2, start=11)
+    old = await episodes.rehydrate(T, "r1", checkpoint_id=first.checkpoint.checkpoint_id)
+    assert "old plan" in old.context and "new plan" not in old.context
+    assert old.steps_included == [6, 7, 8, 9, 10]
+    latest = await episodes.rehydrate(T, "r1")
+    assert "new plan" in latest.context and latest.steps_included == [11, 12]
+
+
+async def test_rehydrate_reads_o_budget_rows_whatever_the_run_length(
+    settings: Settings, clock: FakeClock
+) -> None:
+    class CountingStore(MemoryStore):
+        rows = 0
+
+        async def get_steps(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            found = await super().get_steps(*args, **kwargs)
+            CountingStore.rows += len(found)
+            return found
+
+    reads = []
+    for n in (200, 4000):
+        store = CountingStore()
+        episodes = Episodes(store, WordTokenizer(), settings, clock=clock)
+        await episodes.start_run(T, "x", run_id="r1")
+        await record(episodes, "r1", n)
+        CountingStore.rows = 0
+        await episodes.rehydrate(T, "r1", budget_tokens=800)
+        reads.append(CountingStore.rows)
+    assert reads[0] == reads[1] < 100
+
+
+async def test_rehydrate_includes_relevant_memories(episodes: Episodes, memory) -> None:  # type: ignore[no-untyped-def]
+    from mcp_checkpoint.core.models import ProposalItem
+
+    batch = await memory.propose(T, [
+        ProposalItem(content="The parser lives in src/parse.py and uses recursive descent"),
+        ProposalItem(content="Lunch is at noon"),
+    ])
+    await memory.commit(T, batch.batch_id)
+    await episodes.start_run(T, "Fix the parser crash", run_id="r1")
+    context = await episodes.rehydrate(T, "r1")
+    assert "recursive descent" in context.context
+    assert len(context.memories_included) == 1
