@@ -142,6 +142,9 @@ class Settings(BaseSettings):
     )
     tenant: str = Field("local", min_length=1, description="Tenant of a stdio server.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    bench_noop_tool: bool = Field(
+        False, description="Expose a 'noop' tool (the floor the loop benchmark compares with)."
+    )
     limits: LimitSettings = LimitSettings()
     checkpoint: CheckpointSettings = CheckpointSettings()
     rehydrate: RehydrateSettings = RehydrateSettings()

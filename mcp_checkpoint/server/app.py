@@ -112,7 +112,7 @@ def build_server(settings: Settings, *, store: Store | None = None) -> MCPServer
         log_level=settings.log_level,
     )
     server.middleware.append(tool_call_middleware(server))
-    register_tools(server)
+    register_tools(server, bench_noop=settings.bench_noop_tool)
     register_resources(server)
     register_prompts(server)
     runtime.services.subscriptions.install(server)

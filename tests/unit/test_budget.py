@@ -1,0 +1,69 @@
+"""Packing sections into a token budget."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mcp_checkpoint.core.budget import Item, SectionSpec, pack
+from tests.unit.conftest import WordTokenizer
+
+TOK = WordTokenizer()
+SPECS = [
+    SectionSpec("head", None),
+    SectionSpec("notes", "## Notes", share=0.3),
+    SectionSpec("steps", "## Steps", share=0.5, contiguous=True),
+]
+
+
+def test_pack_keeps_sections_in_display_order_and_items_in_their_order() -> None:
+    items = [
+        Item("head", "Objective: x", required=True),
+        Item("steps", "step 3", 3, order=3),
+        Item("steps", "step 2", 2, order=2),
+        Item("notes", "a note", 0),
+    ]
+    packed = pack(SPECS, items, 1000, TOK)
+    assert packed.text == "Objective: x\n\n## Notes\na note\n\n## Steps\nstep 2\nstep 3"
+    assert packed.included["steps"] == [3, 2] and packed.dropped == {}
+
+
+def test_pack_contiguous_section_never_skips_to_a_smaller_older_item() -> None:
+    items = [
+        Item("head", "h", required=True),
+        Item("steps", "newest", 3, order=3),
+        Item("steps", "x" * 400, 2, order=2),
+        Item("steps", "old", 1, order=1),
+    ]
+    packed = pack(SPECS, items, 40, TOK)
+    assert packed.included["steps"] == [3]
+    assert packed.dropped["steps"][0] == 2
+
+
+def test_pack_cuts_a_required_item_that_alone_exceeds_the_budget() -> None:
+    packed = pack(SPECS, [Item("head", "word " * 500, required=True)], 50, TOK)
+    assert TOK.count(packed.text) <= 50 and packed.cut == ["head"]
+
+
+def test_pack_shares_cap_a_section_in_the_first_pass_only() -> None:
+    items = [Item("head", "h", required=True)]
+    items += [Item("notes", "n" * 36, i, i) for i in range(10)]  # 10 tokens each
+    packed = pack(SPECS, items, 100, TOK)
+    # Alone, notes may spend what the other sections leave unused.
+    assert len(packed.included["notes"]) > 3
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    budget=st.integers(min_value=1, max_value=400),
+    texts=st.lists(
+        st.tuples(st.sampled_from(["head", "notes", "steps"]), st.text(max_size=300)),
+        max_size=25,
+    ),
+)
+def test_pack_never_exceeds_the_budget(budget: int, texts: list[tuple[str, str]]) -> None:
+    items = [Item(section, text, i, i) for i, (section, text) in enumerate(texts)]
+    packed = pack(SPECS, items, budget, TOK)
+    assert packed.tokens == TOK.count(packed.text) <= budget
+    shown = sum(len(keys) for keys in packed.included.values())
+    assert shown + sum(n for n, _ in packed.dropped.values()) == len(items)

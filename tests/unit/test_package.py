@@ -1,0 +1,86 @@
+"""Package-level contracts: layering, shipped schemas, prompts, settings."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+from mcp_checkpoint import _schemas
+from mcp_checkpoint._assets import asset_dir
+from mcp_checkpoint.config import Settings
+from mcp_checkpoint.server.prompts import load_prompt
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "mcp_checkpoint"
+DRIVERS = {"mcp", "mcp_types", "sqlite3", "psycopg", "psycopg_pool", "qdrant_client",
+           "sentence_transformers", "torch"}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+@pytest.mark.parametrize("layer", ["core", "storage", "embeddings"])
+def test_layers_below_the_server_never_import_the_mcp_sdk(layer: str) -> None:
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(m for m in _imports(path)
+                                            if m.split(".")[0] in {"mcp", "mcp_types"}
+                                            or m.startswith("mcp_checkpoint.server"))
+        for path in (PACKAGE / layer).rglob("*.py")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_core_imports_no_driver_and_no_backend() -> None:
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(
+            m for m in _imports(path)
+            if m.split(".")[0] in DRIVERS or m.startswith(("mcp_checkpoint.storage",
+                                                            "mcp_checkpoint.embeddings"))
+        )
+        for path in (PACKAGE / "core").rglob("*.py")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+@pytest.mark.parametrize("name", list(_schemas.MODELS))
+def test_shipped_schemas_match_the_models(name: str) -> None:
+    shipped = (asset_dir("resources") / "schemas" / f"{name}.json").read_text(encoding="utf-8")
+    assert shipped == _schemas.render(name), "run: python -m mcp_checkpoint._schemas"
+    assert json.loads(shipped)["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+
+
+@pytest.mark.parametrize(
+    "name", ["resume_run", "checkpoint_now", "review_memory_batch", "agent_protocol"]
+)
+def test_prompt_files_parse_and_use_known_placeholders(name: str) -> None:
+    prompt = load_prompt(name)
+    assert prompt.description and prompt.title
+    assert prompt.body.get_identifiers()  # every template fills in live state
+
+
+def test_settings_read_nested_environment_variables(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("MCP_CHECKPOINT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("MCP_CHECKPOINT_LIMITS__MAX_STEP_BYTES", "4096")
+    monkeypatch.setenv("MCP_CHECKPOINT_CHECKPOINT__TRIGGER_STEPS", "7")
+    settings = Settings()
+    assert settings.data_dir == tmp_path
+    assert settings.limits.max_step_bytes == 4096 and settings.checkpoint.trigger_steps == 7
+    assert settings.sqlite_path == tmp_path / "mcp-checkpoint.db"
+
+
+def test_settings_reject_inconsistent_values(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match="default_budget_tokens"):
+        Settings(data_dir=tmp_path, rehydrate={"default_budget_tokens": 999_999_999})
+    with pytest.raises(ValueError, match="store_url must start with"):
+        Settings(data_dir=tmp_path, store_url="mysql://x")
