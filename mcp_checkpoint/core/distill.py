@@ -18,8 +18,8 @@ from mcp_checkpoint.core.ports import Tokenizer
 from mcp_checkpoint.core.render import render_json, render_step
 
 __all__ = [
-    "DistillError",
     "SAMPLING_SYSTEM_PROMPT",
+    "DistillError",
     "RulesDistiller",
     "extract_artifacts",
     "merge_checkpoint",

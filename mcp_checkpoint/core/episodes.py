@@ -26,7 +26,6 @@ from mcp_checkpoint.core.distill import (
 from mcp_checkpoint.core.ledger import canonical_json, genesis_hash, request_hash
 from mcp_checkpoint.core.models import (
     Checkpoint,
-    CheckpointContent,
     CheckpointId,
     CheckpointPatch,
     CheckpointSource,
@@ -545,9 +544,8 @@ class Episodes:
             items += [packing.Item(f"cp.{name}", line, i, i) for i, line in enumerate(lines)]
         for name in ("progress", "decisions", "artifacts"):
             lines = rendered.get(name, [])
-            items += [
-                packing.Item(f"cp.{name}", line, i, i) for i, line in reversed(list(enumerate(lines)))
-            ]
+            newest_first = reversed(list(enumerate(lines)))
+            items += [packing.Item(f"cp.{name}", line, i, i) for i, line in newest_first]
         return specs, items
 
     async def _step_items(

@@ -278,7 +278,8 @@ class MemoryService(MemorySearch):
                     run_id=proposal.run_id,
                 ))
                 continue
-            assert item.target_id is not None  # checked at propose time
+            if item.target_id is None:  # pragma: no cover - checked at propose time
+                raise InvalidArgumentError(f"item {i} has no target_id")
             target = await self._store.get_memory(tenant, item.target_id)
             if target.status != "active":
                 raise ConflictError(

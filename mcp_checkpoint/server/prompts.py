@@ -12,9 +12,9 @@ from string import Template
 from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.prompts.base import Prompt
 from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
-from mcp.server.mcpserver.prompts.base import Prompt
 from pydantic import Field
 
 from mcp_checkpoint._assets import asset_dir

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import Context
@@ -112,7 +113,7 @@ def _guide() -> str:
 
 def register_resources(server: MCPServer[Any]) -> None:
     """Add every resource and resource template to ``server``."""
-    templates = [
+    templates: list[tuple[str, Callable[..., Awaitable[str]], str]] = [
         # latest before {checkpoint_id}: the first registered template that matches wins.
         ("checkpoint://{run_id}/latest", Resources.latest_checkpoint, "latest-checkpoint"),
         ("checkpoint://{run_id}/{checkpoint_id}", Resources.checkpoint, "checkpoint"),

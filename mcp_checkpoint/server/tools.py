@@ -21,7 +21,6 @@ from mcp_checkpoint.core.models import (
     CheckpointContent,
     CheckpointPatch,
     CheckpointSource,
-    Context as PackedContext,
     MemoryKind,
     MemoryOp,
     MemoryStatus,
@@ -31,6 +30,9 @@ from mcp_checkpoint.core.models import (
     RunStatus,
     StepAck,
     StepDraft,
+)
+from mcp_checkpoint.core.models import (
+    Context as PackedContext,
 )
 from mcp_checkpoint.errors import CheckpointError
 from mcp_checkpoint.server.errors import guard_tool
@@ -133,7 +135,9 @@ class MemoryItemIn(BaseModel):
     source_refs: list[str] = Field(
         default=[], description="Where it comes from: step:RUN:SEQ, checkpoint:ID, url..."
     )
-    target_id: str | None = Field(None, description="The memory an update/supersede/deprecate targets.")
+    target_id: str | None = Field(
+        None, description="The memory an update/supersede/deprecate targets."
+    )
     superseded_by: str | None = Field(
         None, description="supersede: the replacing memory id, or '#N' for item N of this batch."
     )
@@ -251,7 +255,7 @@ class Tools:
         ctx: Context[Any, Any],
         run_id: RunIdArg,
         tool: Annotated[str, Field(description="The tool you called (or 'thought', 'message').")],
-        input: Annotated[JsonValue, Field(description="Its arguments (any JSON).")] = None,  # noqa: A002
+        input: Annotated[JsonValue, Field(description="Its arguments (any JSON).")] = None,
         output: Annotated[JsonValue, Field(description="What it returned (any JSON).")] = None,
         reasoning: Annotated[str | None, Field(description="Why you took this step.")] = None,
         status: Annotated[Literal["ok", "error"], Field(description="Did it fail?")] = "ok",
@@ -279,7 +283,9 @@ class Tools:
         through_seq: Annotated[
             int | None, Field(description="Last step this checkpoint covers (default: newest).")
         ] = None,
-        progress: Annotated[list[str] | None, Field(description="What was done (appended).")] = None,
+        progress: Annotated[
+            list[str] | None, Field(description="What was done (appended).")
+        ] = None,
         state: Annotated[
             dict[str, JsonValue] | None,
             Field(description="Current facts by key (merged; null deletes a key)."),
@@ -348,7 +354,8 @@ class Tools:
         ctx: Context[Any, Any],
         run_id: RunIdArg,
         checkpoint_id: Annotated[
-            str | None, Field(description="Resume at this (older) checkpoint instead of the latest.")
+            str | None,
+            Field(description="Resume at this (older) checkpoint instead of the latest."),
         ] = None,
         budget_tokens: Annotated[
             int | None, Field(description="Largest context to return (default: the run's).")
@@ -413,7 +420,8 @@ class Tools:
         ctx: Context[Any, Any],
         batch_id: Annotated[str, Field(description="The batch from propose_memory.")],
         accept: Annotated[
-            list[int] | None, Field(description="Item indexes to apply (default: all not rejected).")
+            list[int] | None,
+            Field(description="Item indexes to apply (default: all not rejected)."),
         ] = None,
         reject: Annotated[list[int] | None, Field(description="Item indexes to drop.")] = None,
     ) -> CommitResult:

@@ -33,7 +33,7 @@ from mcp_checkpoint.core.models import (
     StepDraft,
     Tenant,
 )
-from mcp_checkpoint.core.ports import CommitPlan
+from mcp_checkpoint.core.ports import CommitPlan, MemoryStatusChange, MemoryUpdate
 from mcp_checkpoint.errors import ConflictError, InvalidArgumentError, NotFoundError
 
 __all__ = ["MemoryStore", "bm25_rank"]
@@ -311,7 +311,8 @@ class MemoryStore:
         if proposal.status != "pending":
             raise ConflictError(f"batch {plan.batch_id} is already {proposal.status}")
         # Check everything before writing anything.
-        for target in [*plan.updates, *plan.status_changes]:
+        targets: list[MemoryUpdate | MemoryStatusChange] = [*plan.updates, *plan.status_changes]
+        for target in targets:
             memory = self._memories.get((tenant, target.memory_id))
             if memory is None:
                 raise NotFoundError(f"memory {target.memory_id}")

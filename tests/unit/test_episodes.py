@@ -16,8 +16,7 @@ from mcp_checkpoint.errors import (
     PayloadTooLargeError,
 )
 from mcp_checkpoint.storage.memory import MemoryStore
-
-from tests.unit.conftest import T, FakeClock, WordTokenizer
+from tests.unit.conftest import FakeClock, T, WordTokenizer
 
 pytestmark = pytest.mark.anyio
 

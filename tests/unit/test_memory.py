@@ -13,7 +13,7 @@ from mcp_checkpoint.errors import (
     PayloadTooLargeError,
 )
 from mcp_checkpoint.storage.memory import MemoryStore
-from tests.unit.conftest import T, FakeClock
+from tests.unit.conftest import FakeClock, T
 
 pytestmark = pytest.mark.anyio
 

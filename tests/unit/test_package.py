@@ -84,3 +84,29 @@ def test_settings_reject_inconsistent_values(tmp_path) -> None:  # type: ignore[
         Settings(data_dir=tmp_path, rehydrate={"default_budget_tokens": 999_999_999})
     with pytest.raises(ValueError, match="store_url must start with"):
         Settings(data_dir=tmp_path, store_url="mysql://x")
+
+
+def _env_names() -> list[str]:
+    from pydantic import BaseModel
+
+    names = []
+    for name, field in Settings.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            names += [f"MCP_CHECKPOINT_{name.upper()}__{sub.upper()}" for sub in ann.model_fields]
+        else:
+            names.append(f"MCP_CHECKPOINT_{name.upper()}")
+    return names
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert [n for n in _env_names() if f"`{n}`" not in readme] == []
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    command = 'python3 -m pip install -e ".[dev]" && python3 -m pytest'
+    assert f"```bash\n{command}\n```" in readme
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert any(line.strip() == command for line in ci.splitlines())
