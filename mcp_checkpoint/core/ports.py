@@ -4,6 +4,10 @@ A method's docstring is its specification; ``tests/contract`` checks those sente
 every backend. Methods take the caller's ``tenant`` first: nothing of one tenant is visible
 to another, and a foreign id is simply ``NotFoundError`` (no existence leak).
 
+Ids (run, checkpoint, batch, memory) are unique per tenant. Every write that changes a run
+(a step, a checkpoint, a status) also moves its ``updated_at``. Pagination treats a negative
+offset as 0 and a limit below 1 as an empty page.
+
 Atomicity: each method that writes is one transaction. Identity, ordering and optimistic
 concurrency live in the database (unique keys, compare-and-set on versions), so several
 processes may share a store.
@@ -123,7 +127,8 @@ class EpisodicStore(Protocol):
     async def list_runs(
         self, tenant: Tenant, *, status: RunStatus | None, limit: int, offset: int
     ) -> list[Run]:
-        """The tenant's runs, newest ``updated_at`` first (ties by run_id), paginated."""
+        """The tenant's runs, newest ``updated_at`` first (ties: run_id descending),
+        paginated."""
         ...
 
     async def update_run(
@@ -204,7 +209,7 @@ class EpisodicStore(Protocol):
         run's current ``head_seq``; InvalidArgumentError unless ``covered_seq <=
         through_seq <= head_seq``. Steps after ``through_seq`` stay in working memory.
         The run's ``covered_seq``/``covered_tokens``, ``checkpoint_count`` and
-        ``latest_checkpoint_id`` advance.
+        ``latest_checkpoint_id`` advance. ConflictError if ``checkpoint_id`` exists.
         """
         ...
 
@@ -217,13 +222,15 @@ class EpisodicStore(Protocol):
     async def get_checkpoint_by_number(
         self, tenant: Tenant, run_id: RunId, number: int
     ) -> Checkpoint | None:
-        """The run's ``number``-th checkpoint (1-based), or None."""
+        """The run's ``number``-th checkpoint (1-based), or None if it has fewer.
+        NotFoundError if there is no such run."""
         ...
 
     async def list_checkpoints(
         self, tenant: Tenant, run_id: RunId, *, limit: int, offset: int
     ) -> list[Checkpoint]:
-        """The run's checkpoints, newest first, paginated."""
+        """The run's checkpoints, newest first, paginated. NotFoundError if there is no
+        such run."""
         ...
 
 
@@ -244,13 +251,15 @@ class MemoryStore(Protocol):
         was accepted).
 
         ConflictError, with nothing written, if the batch is no longer ``pending`` (a second
-        commit, also from another process) or a targeted memory's version moved on.
+        commit, also from another process), a targeted memory's version moved on or it is no
+        longer ``active``, or an inserted memory_id exists.
         NotFoundError if the batch or a targeted memory does not exist.
         """
         ...
 
     async def expire_proposal(self, tenant: Tenant, batch_id: BatchId, *, now: datetime) -> None:
-        """Mark a pending batch ``expired``; no-op if it is no longer pending."""
+        """Mark a pending batch ``expired``; no-op if it is no longer pending.
+        NotFoundError if the tenant has no such batch."""
         ...
 
     async def get_memory(self, tenant: Tenant, memory_id: MemoryId) -> Memory:

@@ -116,7 +116,7 @@ class MemoryStore:
             if t == tenant and (status is None or r.status == status)
         ]
         runs.sort(key=lambda r: (r.updated_at, r.run_id), reverse=True)
-        return runs[offset : offset + limit]
+        return runs[max(offset, 0) : max(offset, 0) + max(limit, 0)]
 
     async def update_run(
         self,
@@ -231,6 +231,8 @@ class MemoryStore:
         now: datetime,
     ) -> Checkpoint:
         run = self._run(tenant, run_id)
+        if any(c.checkpoint_id == checkpoint_id for c in self._checkpoints[(tenant, run_id)]):
+            raise ConflictError(f"checkpoint {checkpoint_id} already exists")
         if run.latest_checkpoint_id != parent_id:
             raise ConflictError(f"run {run_id} has a newer checkpoint than {parent_id}")
         through = run.head_seq if through_seq is None else through_seq
@@ -284,7 +286,7 @@ class MemoryStore:
     ) -> list[Checkpoint]:
         self._run(tenant, run_id)
         newest = list(reversed(self._checkpoints[(tenant, run_id)]))
-        return newest[offset : offset + limit]
+        return newest[max(offset, 0) : max(offset, 0) + max(limit, 0)]
 
     # -- memory -------------------------------------------------------------------------
 
@@ -311,6 +313,9 @@ class MemoryStore:
         if proposal.status != "pending":
             raise ConflictError(f"batch {plan.batch_id} is already {proposal.status}")
         # Check everything before writing anything.
+        for new in plan.inserts:
+            if (tenant, new.memory_id) in self._memories:
+                raise ConflictError(f"memory {new.memory_id} already exists")
         targets: list[MemoryUpdate | MemoryStatusChange] = [*plan.updates, *plan.status_changes]
         for target in targets:
             memory = self._memories.get((tenant, target.memory_id))

@@ -1,0 +1,952 @@
+"""The embedded store: one SQLite file in WAL mode, shared safely by several processes.
+
+Every write is one ``BEGIN IMMEDIATE`` transaction, so the read-check-write inside it (seq
+allocation, idempotency check, hash chain, head update, compare-and-set on versions) is
+atomic across processes; primary keys and unique indexes are the final word on identity
+and ordering. Lexical search is FTS5 (BM25) over memory content, kept in sync by triggers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio.to_thread
+from pydantic import TypeAdapter
+
+from mcp_checkpoint.config import SqliteSettings
+from mcp_checkpoint.core.ledger import ChainBreak, genesis_hash, step_hash, verify_chain
+from mcp_checkpoint.core.models import (
+    BatchId,
+    Checkpoint,
+    CheckpointContent,
+    CheckpointId,
+    CheckpointSource,
+    Memory,
+    MemoryId,
+    MemoryKind,
+    MemoryStatus,
+    Proposal,
+    ProposalItem,
+    Run,
+    RunId,
+    RunStatus,
+    Step,
+    StepAck,
+    StepDraft,
+    Tenant,
+)
+from mcp_checkpoint.core.ports import CommitPlan, MemoryStatusChange, MemoryUpdate
+from mcp_checkpoint.errors import (
+    BackendError,
+    CheckpointError,
+    ConflictError,
+    InvalidArgumentError,
+    NotFoundError,
+)
+from mcp_checkpoint.storage.sqlite._migrations import apply_migrations, current_version
+
+__all__ = ["SqliteStore"]
+
+_T = TypeVar("_T")
+_Conn = sqlite3.Connection
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_NO_UPPER_BOUND = 2**63 - 1
+_VERIFY_PAGE = 500
+# The reference store's notion of a word; FTS5 re-tokenizes each one as a quoted phrase, so
+# "snake_case" matches the adjacent tokens "snake case", as one word would.
+_WORD = re.compile(r"\w+")
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
+
+_ITEMS = TypeAdapter(list[ProposalItem])
+_MEMORY_IDS = TypeAdapter(dict[int, MemoryId])
+_STRINGS = TypeAdapter(list[str])
+
+
+# -- conversions ------------------------------------------------------------------------
+
+
+def _iso(moment: datetime) -> str:
+    # isoformat() keeps the offset and every microsecond, and fromisoformat() reads it back
+    # to a datetime with the same isoformat(): the ledger hash depends on that.
+    return moment.isoformat()
+
+
+def _from_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _micros(moment: datetime) -> int:
+    """Epoch microseconds: orders instants correctly whatever their offsets."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return (aware - _EPOCH) // _MICROSECOND
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _run_row(tenant: Tenant, run: Run) -> dict[str, Any]:
+    return {
+        "tenant": tenant,
+        "run_id": run.run_id,
+        "objective": run.objective,
+        "acceptance_criteria": _json(run.acceptance_criteria),
+        "constraints": _json(run.constraints),
+        "pinned": _json(run.pinned),
+        "status": run.status,
+        "budget_tokens": run.budget_tokens,
+        "created_at": _iso(run.created_at),
+        "updated_at": _iso(run.updated_at),
+        "updated_us": _micros(run.updated_at),
+        "head_seq": run.head_seq,
+        "step_count": run.step_count,
+        "head_hash": run.head_hash,
+        "head_tokens": run.head_tokens,
+        "checkpoint_count": run.checkpoint_count,
+        "latest_checkpoint_id": run.latest_checkpoint_id,
+        "covered_seq": run.covered_seq,
+        "covered_tokens": run.covered_tokens,
+        "version": run.version,
+    }
+
+
+_RUN_COLUMNS = (
+    "tenant", "run_id", "objective", "acceptance_criteria", "constraints", "pinned", "status",
+    "budget_tokens", "created_at", "updated_at", "updated_us", "head_seq", "step_count",
+    "head_hash", "head_tokens", "checkpoint_count", "latest_checkpoint_id", "covered_seq",
+    "covered_tokens", "version",
+)
+_INSERT_RUN = (
+    f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) "  # noqa: S608 - constant column names
+    f"VALUES ({', '.join(':' + column for column in _RUN_COLUMNS)})"
+)
+
+
+def _to_run(row: sqlite3.Row) -> Run:
+    return Run(
+        run_id=row["run_id"],
+        objective=row["objective"],
+        acceptance_criteria=_STRINGS.validate_json(row["acceptance_criteria"]),
+        constraints=_STRINGS.validate_json(row["constraints"]),
+        pinned=_STRINGS.validate_json(row["pinned"]),
+        status=row["status"],
+        budget_tokens=row["budget_tokens"],
+        created_at=_from_iso(row["created_at"]),
+        updated_at=_from_iso(row["updated_at"]),
+        head_seq=row["head_seq"],
+        step_count=row["step_count"],
+        head_hash=row["head_hash"],
+        head_tokens=row["head_tokens"],
+        checkpoint_count=row["checkpoint_count"],
+        latest_checkpoint_id=row["latest_checkpoint_id"],
+        covered_seq=row["covered_seq"],
+        covered_tokens=row["covered_tokens"],
+        version=row["version"],
+    )
+
+
+def _to_step(row: sqlite3.Row) -> Step:
+    return Step(
+        run_id=row["run_id"],
+        seq=row["seq"],
+        episode=row["episode"],
+        tool=row["tool"],
+        input=json.loads(row["input"]),
+        output=json.loads(row["output"]),
+        reasoning=row["reasoning"],
+        status=row["status"],
+        idempotency_key=row["idempotency_key"],
+        tokens=row["tokens"],
+        cum_tokens=row["cum_tokens"],
+        created_at=_from_iso(row["created_at"]),
+        prev_hash=row["prev_hash"],
+        hash=row["hash"],
+    )
+
+
+def _to_checkpoint(row: sqlite3.Row) -> Checkpoint:
+    return Checkpoint(
+        checkpoint_id=row["checkpoint_id"],
+        run_id=row["run_id"],
+        number=row["number"],
+        parent_id=row["parent_id"],
+        through_seq=row["through_seq"],
+        head_seq=row["head_seq"],
+        content=CheckpointContent.model_validate_json(row["content"]),
+        source=row["source"],
+        tokens=row["tokens"],
+        created_at=_from_iso(row["created_at"]),
+    )
+
+
+def _to_proposal(row: sqlite3.Row) -> Proposal:
+    committed_at = row["committed_at"]
+    return Proposal(
+        batch_id=row["batch_id"],
+        run_id=row["run_id"],
+        status=row["status"],
+        items=_ITEMS.validate_json(row["items"]),
+        created_at=_from_iso(row["created_at"]),
+        expires_at=_from_iso(row["expires_at"]),
+        committed_at=None if committed_at is None else _from_iso(committed_at),
+        accepted=json.loads(row["accepted"]),
+        rejected=json.loads(row["rejected"]),
+        memory_ids=_MEMORY_IDS.validate_json(row["memory_ids"]),
+    )
+
+
+def _to_memory(row: sqlite3.Row) -> Memory:
+    return Memory(
+        memory_id=row["memory_id"],
+        content=row["content"],
+        kind=row["kind"],
+        scope=row["scope"],
+        status=row["status"],
+        confidence=row["confidence"],
+        source_refs=_STRINGS.validate_json(row["source_refs"]),
+        batch_id=row["batch_id"],
+        run_id=row["run_id"],
+        superseded_by=row["superseded_by"],
+        created_at=_from_iso(row["created_at"]),
+        updated_at=_from_iso(row["updated_at"]),
+        version=row["version"],
+    )
+
+
+def _match_expression(query: str) -> str | None:
+    """An FTS5 query OR-ing the words of ``query``, each a quoted string, so that no
+    character of the user's text is ever read as FTS5 syntax; None without words."""
+    words = dict.fromkeys(word.casefold() for word in _WORD.findall(query))
+    if not words:
+        return None
+    # A word holds only letters, digits and "_", so it never contains a double quote; one
+    # that the tokenizer reduces to nothing (like "_") is an empty phrase and matches nothing.
+    return " OR ".join(f'"{word}"' for word in words)
+
+
+def _translate(exc: sqlite3.Error) -> CheckpointError:
+    """A driver error as the caller may see it: no path, no SQL."""
+    code = getattr(exc, "sqlite_errorcode", -1) & 0xFF
+    if isinstance(exc, sqlite3.OperationalError) and (
+        code in (_SQLITE_BUSY, _SQLITE_LOCKED) or "locked" in str(exc)
+    ):
+        return BackendError("the SQLite store is busy; try again")
+    if isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc):
+        return ConflictError("a record with that id already exists")
+    name = getattr(exc, "sqlite_errorname", type(exc).__name__)
+    return BackendError(f"the SQLite store failed ({name})")
+
+
+# -- the store --------------------------------------------------------------------------
+
+
+class SqliteStore:
+    """A :class:`~mcp_checkpoint.core.ports.Store` in one SQLite file.
+
+    Connection model: one connection per store, used by one worker thread at a time under
+    a lock (``check_same_thread=False``). SQLite admits one writer per file anyway, reads
+    are short indexed lookups, and a connection's explicit transaction cannot be shared
+    between threads; one guarded connection keeps every transaction on a single
+    connection, needs no thread-local bookkeeping, and lets ``close()`` release it
+    deterministically. Concurrency *between processes* comes from WAL (readers never wait
+    for the writer) and ``busy_timeout`` (writers queue for the lock).
+    """
+
+    def __init__(self, path: Path, settings: SqliteSettings) -> None:
+        """Remember where the file lives; nothing is touched until :meth:`open`."""
+        self._path = path
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    async def _read(self, fn: Callable[[_Conn], _T]) -> _T:
+        return await anyio.to_thread.run_sync(functools.partial(self._execute, fn, write=False))
+
+    async def _write(self, fn: Callable[[_Conn], _T]) -> _T:
+        return await anyio.to_thread.run_sync(functools.partial(self._execute, fn, write=True))
+
+    def _execute(self, fn: Callable[[_Conn], _T], *, write: bool) -> _T:
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise BackendError("the SQLite store is not open")
+            try:
+                if not write:
+                    return fn(conn)
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    raise
+                return result
+            except sqlite3.Error as exc:
+                raise _translate(exc) from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Create the file private to its owner; SQLite gives -wal and -shm the same mode.
+        os.close(os.open(self._path, os.O_CREAT | os.O_RDWR, 0o600))
+        settings = self._settings
+        conn = sqlite3.connect(
+            self._path,
+            timeout=settings.busy_timeout_ms / 1000,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {int(settings.busy_timeout_ms)}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise BackendError("the SQLite store cannot use WAL mode on this filesystem")
+            # synchronous is a Literal of the settings model; never free text.
+            conn.execute(f"PRAGMA synchronous = {settings.synchronous}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            apply_migrations(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _open(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                return
+            try:
+                self._conn = self._connect()
+            except sqlite3.Error as exc:
+                raise _translate(exc) from exc
+            except OSError as exc:
+                raise BackendError(
+                    f"cannot create the SQLite store ({exc.strerror or 'OS error'})"
+                ) from exc
+
+    def _close(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.close()
+
+    async def open(self) -> None:
+        """Create the file (and its directory, mode 0o700) if needed, enable WAL and
+        migrate; idempotent."""
+        await anyio.to_thread.run_sync(self._open)
+
+    async def close(self) -> None:
+        """Close the connection; idempotent."""
+        await anyio.to_thread.run_sync(self._close)
+
+    async def schema_version(self) -> int:
+        """The newest migration applied to the file."""
+        return await self._read(current_version)
+
+    async def integrity_check(self) -> str:
+        """The result of ``PRAGMA integrity_check``: ``"ok"`` when the file is sound."""
+
+        def check(conn: _Conn) -> str:
+            return "\n".join(str(row[0]) for row in conn.execute("PRAGMA integrity_check"))
+
+        return await self._read(check)
+
+    # -- runs ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _load_run(conn: _Conn, tenant: Tenant, run_id: RunId) -> Run:
+        row = conn.execute(
+            "SELECT * FROM runs WHERE tenant = ? AND run_id = ?", (tenant, run_id)
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"run {run_id}")
+        return _to_run(row)
+
+    @staticmethod
+    def _require_run(conn: _Conn, tenant: Tenant, run_id: RunId) -> None:
+        row = conn.execute(
+            "SELECT 1 FROM runs WHERE tenant = ? AND run_id = ?", (tenant, run_id)
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"run {run_id}")
+
+    async def create_run(self, tenant: Tenant, run: Run) -> Run:
+        """Insert ``run`` as given. ConflictError if the tenant already has that run_id."""
+
+        def insert(conn: _Conn) -> Run:
+            try:
+                conn.execute(_INSERT_RUN, _run_row(tenant, run))
+            except sqlite3.IntegrityError as exc:
+                raise ConflictError(f"run {run.run_id} already exists") from exc
+            return run
+
+        return await self._write(insert)
+
+    async def get_run(self, tenant: Tenant, run_id: RunId) -> Run:
+        """The run. NotFoundError if the tenant has no such run."""
+        return await self._read(lambda conn: self._load_run(conn, tenant, run_id))
+
+    async def list_runs(
+        self, tenant: Tenant, *, status: RunStatus | None, limit: int, offset: int
+    ) -> list[Run]:
+        """The tenant's runs, newest ``updated_at`` first (ties by run_id), paginated."""
+        if limit <= 0:
+            return []
+        where = "tenant = ?" if status is None else "tenant = ? AND status = ?"
+        params: tuple[Any, ...] = (tenant,) if status is None else (tenant, status)
+        sql = (
+            f"SELECT * FROM runs WHERE {where} "  # noqa: S608 - a choice of two constants
+            "ORDER BY updated_us DESC, run_id DESC LIMIT ? OFFSET ?"
+        )
+
+        def select(conn: _Conn) -> list[Run]:
+            rows = conn.execute(sql, (*params, limit, max(offset, 0))).fetchall()
+            return [_to_run(row) for row in rows]
+
+        return await self._read(select)
+
+    async def update_run(
+        self,
+        tenant: Tenant,
+        run_id: RunId,
+        *,
+        expected_version: int,
+        status: RunStatus | None = None,
+        pinned: list[str] | None = None,
+        now: datetime,
+    ) -> Run:
+        """Change status and/or pinned items, bumping ``version`` (compare-and-set).
+
+        ConflictError if the stored version is not ``expected_version``; NotFoundError if
+        there is no such run.
+        """
+
+        def update(conn: _Conn) -> Run:
+            cursor = conn.execute(
+                "UPDATE runs SET version = version + 1, updated_at = ?, updated_us = ?, "
+                "status = COALESCE(?, status), pinned = COALESCE(?, pinned) "
+                "WHERE tenant = ? AND run_id = ? AND version = ?",
+                (
+                    _iso(now),
+                    _micros(now),
+                    status,
+                    None if pinned is None else _json(pinned),
+                    tenant,
+                    run_id,
+                    expected_version,
+                ),
+            )
+            run = self._load_run(conn, tenant, run_id)
+            if cursor.rowcount != 1:
+                raise ConflictError(f"run {run_id} changed (version {run.version})")
+            return run
+
+        return await self._write(update)
+
+    # -- steps --------------------------------------------------------------------------
+
+    async def append_step(
+        self,
+        tenant: Tenant,
+        run_id: RunId,
+        draft: StepDraft,
+        *,
+        tokens: int,
+        request_hash: str,
+        now: datetime,
+        make_ack: Callable[[Run, Step], StepAck],
+    ) -> StepAck:
+        """Append a step durably and return its acknowledgement (see the port).
+
+        A retry with a used ``idempotency_key`` gets the stored acknowledgement with
+        ``duplicate=True`` and writes nothing; ConflictError if its request differs.
+        """
+
+        def append(conn: _Conn) -> StepAck:
+            run = self._load_run(conn, tenant, run_id)
+            if draft.idempotency_key is not None:
+                seen = conn.execute(
+                    "SELECT request_hash, ack FROM steps "
+                    "WHERE tenant = ? AND run_id = ? AND idempotency_key = ?",
+                    (tenant, run_id, draft.idempotency_key),
+                ).fetchone()
+                if seen is not None:
+                    if seen["request_hash"] != request_hash:
+                        raise ConflictError(
+                            f"idempotency_key {draft.idempotency_key} was used for a "
+                            "different step"
+                        )
+                    stored = StepAck.model_validate_json(seen["ack"])
+                    return stored.model_copy(update={"duplicate": True})
+            seq = run.head_seq + 1
+            step = Step(
+                run_id=run_id,
+                seq=seq,
+                episode=run.episode,
+                tool=draft.tool,
+                input=draft.input,
+                output=draft.output,
+                reasoning=draft.reasoning,
+                status=draft.status,
+                idempotency_key=draft.idempotency_key,
+                tokens=tokens,
+                cum_tokens=run.head_tokens + tokens,
+                created_at=now,
+                prev_hash=run.head_hash,
+                hash=step_hash(run.head_hash, run_id, seq, draft, now),
+            )
+            after = run.model_copy(update={
+                "head_seq": seq,
+                "step_count": run.step_count + 1,
+                "head_hash": step.hash,
+                "head_tokens": step.cum_tokens,
+                "updated_at": now,
+            })
+            ack = make_ack(after, step)
+            conn.execute(
+                "INSERT INTO steps (tenant, run_id, seq, episode, tool, input, output, "
+                "reasoning, status, idempotency_key, tokens, cum_tokens, created_at, "
+                "prev_hash, hash, request_hash, ack) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    tenant, run_id, seq, step.episode, step.tool, _json(step.input),
+                    _json(step.output), step.reasoning, step.status, step.idempotency_key,
+                    step.tokens, step.cum_tokens, _iso(now), step.prev_hash, step.hash,
+                    request_hash, ack.model_dump_json(),
+                ),
+            )
+            cursor = conn.execute(
+                "UPDATE runs SET head_seq = ?, step_count = ?, head_hash = ?, "
+                "head_tokens = ?, updated_at = ?, updated_us = ? "
+                "WHERE tenant = ? AND run_id = ? AND head_seq = ?",
+                (
+                    seq, after.step_count, step.hash, step.cum_tokens, _iso(now),
+                    _micros(now), tenant, run_id, run.head_seq,
+                ),
+            )
+            if cursor.rowcount != 1:  # pragma: no cover - the write lock rules it out
+                raise ConflictError(f"run {run_id} moved on; try again")
+            return ack
+
+        return await self._write(append)
+
+    async def get_steps(
+        self,
+        tenant: Tenant,
+        run_id: RunId,
+        *,
+        after_seq: int = 0,
+        until_seq: int | None = None,
+        limit: int,
+        newest_first: bool = False,
+    ) -> list[Step]:
+        """Steps with ``after_seq < seq <= until_seq``, at most ``limit``, in seq order
+        (descending when ``newest_first``): one range scan of the primary key.
+        NotFoundError if there is no such run.
+        """
+        order = "DESC" if newest_first else "ASC"
+        sql = (
+            "SELECT * FROM steps WHERE tenant = ? AND run_id = ? "  # noqa: S608 - constant
+            f"AND seq > ? AND seq <= ? ORDER BY seq {order} LIMIT ?"
+        )
+        upper = _NO_UPPER_BOUND if until_seq is None else until_seq
+
+        def select(conn: _Conn) -> list[Step]:
+            self._require_run(conn, tenant, run_id)
+            if limit <= 0:
+                return []
+            rows = conn.execute(sql, (tenant, run_id, after_seq, upper, limit)).fetchall()
+            return [_to_step(row) for row in rows]
+
+        return await self._read(select)
+
+    async def verify_ledger(self, tenant: Tenant, run_id: RunId) -> int:
+        """Check the run's hash chain page by page, up to its head; return the number of
+        steps verified. Raises ChainBreak at the first step that does not verify (also when
+        a step is missing or the run's head does not match the last step).
+        """
+        run = await self.get_run(tenant, run_id)
+        last_hash = genesis_hash(run_id)
+        verified = 0
+        while verified < run.head_seq:
+            page = await self.get_steps(
+                tenant, run_id, after_seq=verified, until_seq=run.head_seq, limit=_VERIFY_PAGE
+            )
+            if not page or page[0].seq != verified + 1:
+                raise ChainBreak(verified + 1, "the step is missing")
+            last_hash = verify_chain(run_id, page, prev_hash=last_hash)
+            verified = page[-1].seq
+        if last_hash != run.head_hash:
+            raise ChainBreak(verified, "the run's head_hash does not match the last step")
+        return verified
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    async def add_checkpoint(
+        self,
+        tenant: Tenant,
+        run_id: RunId,
+        *,
+        checkpoint_id: CheckpointId,
+        parent_id: CheckpointId | None,
+        through_seq: int | None,
+        content: CheckpointContent,
+        source: CheckpointSource,
+        tokens: int,
+        now: datetime,
+    ) -> Checkpoint:
+        """Insert the run's next checkpoint and make it the latest (see the port).
+
+        ConflictError if the run's latest checkpoint is not ``parent_id``;
+        InvalidArgumentError unless ``covered_seq <= through_seq <= head_seq``.
+        """
+
+        def add(conn: _Conn) -> Checkpoint:
+            run = self._load_run(conn, tenant, run_id)
+            if run.latest_checkpoint_id != parent_id:
+                raise ConflictError(f"run {run_id} has a newer checkpoint than {parent_id}")
+            through = run.head_seq if through_seq is None else through_seq
+            if not run.covered_seq <= through <= run.head_seq:
+                raise InvalidArgumentError(
+                    f"through_seq is {through}; it must lie between {run.covered_seq} and "
+                    f"{run.head_seq}"
+                )
+            covered_tokens = 0
+            if through > 0:
+                row = conn.execute(
+                    "SELECT cum_tokens FROM steps WHERE tenant = ? AND run_id = ? AND seq = ?",
+                    (tenant, run_id, through),
+                ).fetchone()
+                if row is None:  # pragma: no cover - seq is gap-free up to head_seq
+                    raise BackendError(f"step {through} of run {run_id} is missing")
+                covered_tokens = int(row["cum_tokens"])
+            checkpoint = Checkpoint(
+                checkpoint_id=checkpoint_id,
+                run_id=run_id,
+                number=run.checkpoint_count + 1,
+                parent_id=parent_id,
+                through_seq=through,
+                head_seq=run.head_seq,
+                content=content,
+                source=source,
+                tokens=tokens,
+                created_at=now,
+            )
+            try:
+                conn.execute(
+                    "INSERT INTO checkpoints (tenant, run_id, checkpoint_id, number, parent_id, "
+                    "through_seq, head_seq, content, source, tokens, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        tenant, run_id, checkpoint_id, checkpoint.number, parent_id, through,
+                        run.head_seq, content.model_dump_json(), source, tokens, _iso(now),
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise ConflictError(
+                    f"checkpoint {checkpoint_id} of run {run_id} already exists"
+                ) from exc
+            cursor = conn.execute(
+                "UPDATE runs SET checkpoint_count = ?, latest_checkpoint_id = ?, "
+                "covered_seq = ?, covered_tokens = ?, updated_at = ?, updated_us = ? "
+                "WHERE tenant = ? AND run_id = ? AND latest_checkpoint_id IS ?",
+                (
+                    checkpoint.number, checkpoint_id, through, covered_tokens, _iso(now),
+                    _micros(now), tenant, run_id, parent_id,
+                ),
+            )
+            if cursor.rowcount != 1:  # pragma: no cover - the write lock rules it out
+                raise ConflictError(f"run {run_id} has a newer checkpoint than {parent_id}")
+            return checkpoint
+
+        return await self._write(add)
+
+    async def get_checkpoint(
+        self, tenant: Tenant, run_id: RunId, checkpoint_id: CheckpointId
+    ) -> Checkpoint:
+        """A checkpoint of this run. NotFoundError if the run has no such checkpoint."""
+
+        def select(conn: _Conn) -> Checkpoint:
+            self._require_run(conn, tenant, run_id)
+            row = conn.execute(
+                "SELECT * FROM checkpoints WHERE tenant = ? AND run_id = ? AND checkpoint_id = ?",
+                (tenant, run_id, checkpoint_id),
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(f"checkpoint {checkpoint_id} of run {run_id}")
+            return _to_checkpoint(row)
+
+        return await self._read(select)
+
+    async def get_checkpoint_by_number(
+        self, tenant: Tenant, run_id: RunId, number: int
+    ) -> Checkpoint | None:
+        """The run's ``number``-th checkpoint (1-based), or None. NotFoundError if there is
+        no such run."""
+
+        def select(conn: _Conn) -> Checkpoint | None:
+            self._require_run(conn, tenant, run_id)
+            row = conn.execute(
+                "SELECT * FROM checkpoints WHERE tenant = ? AND run_id = ? AND number = ?",
+                (tenant, run_id, number),
+            ).fetchone()
+            return None if row is None else _to_checkpoint(row)
+
+        return await self._read(select)
+
+    async def list_checkpoints(
+        self, tenant: Tenant, run_id: RunId, *, limit: int, offset: int
+    ) -> list[Checkpoint]:
+        """The run's checkpoints, newest first, paginated. NotFoundError if there is no
+        such run."""
+
+        def select(conn: _Conn) -> list[Checkpoint]:
+            self._require_run(conn, tenant, run_id)
+            if limit <= 0:
+                return []
+            rows = conn.execute(
+                "SELECT * FROM checkpoints WHERE tenant = ? AND run_id = ? "
+                "ORDER BY number DESC LIMIT ? OFFSET ?",
+                (tenant, run_id, limit, max(offset, 0)),
+            ).fetchall()
+            return [_to_checkpoint(row) for row in rows]
+
+        return await self._read(select)
+
+    # -- proposals ----------------------------------------------------------------------
+
+    @staticmethod
+    def _load_proposal(conn: _Conn, tenant: Tenant, batch_id: BatchId) -> Proposal:
+        row = conn.execute(
+            "SELECT * FROM proposals WHERE tenant = ? AND batch_id = ?", (tenant, batch_id)
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"batch {batch_id}")
+        return _to_proposal(row)
+
+    async def add_proposal(self, tenant: Tenant, proposal: Proposal) -> Proposal:
+        """Insert a pending batch durably. ConflictError if its batch_id exists."""
+
+        def insert(conn: _Conn) -> Proposal:
+            try:
+                conn.execute(
+                    "INSERT INTO proposals (tenant, batch_id, run_id, status, items, "
+                    "created_at, expires_at, committed_at, accepted, rejected, memory_ids) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        tenant,
+                        proposal.batch_id,
+                        proposal.run_id,
+                        proposal.status,
+                        _ITEMS.dump_json(proposal.items).decode("utf-8"),
+                        _iso(proposal.created_at),
+                        _iso(proposal.expires_at),
+                        None if proposal.committed_at is None else _iso(proposal.committed_at),
+                        _json(proposal.accepted),
+                        _json(proposal.rejected),
+                        _MEMORY_IDS.dump_json(proposal.memory_ids).decode("utf-8"),
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise ConflictError(f"batch {proposal.batch_id} already exists") from exc
+            return proposal
+
+        return await self._write(insert)
+
+    async def get_proposal(self, tenant: Tenant, batch_id: BatchId) -> Proposal:
+        """The batch. NotFoundError if the tenant has no such batch."""
+        return await self._read(lambda conn: self._load_proposal(conn, tenant, batch_id))
+
+    async def expire_proposal(self, tenant: Tenant, batch_id: BatchId, *, now: datetime) -> None:
+        """Mark a pending batch ``expired``; no-op if it is no longer pending.
+        NotFoundError if the tenant has no such batch."""
+
+        def expire(conn: _Conn) -> None:
+            cursor = conn.execute(
+                "UPDATE proposals SET status = 'expired' "
+                "WHERE tenant = ? AND batch_id = ? AND status = 'pending'",
+                (tenant, batch_id),
+            )
+            if cursor.rowcount == 0:
+                self._load_proposal(conn, tenant, batch_id)
+
+        await self._write(expire)
+
+    async def commit_proposal(self, tenant: Tenant, plan: CommitPlan, *, now: datetime) -> Proposal:
+        """Apply ``plan`` atomically and mark the batch committed (or rejected when nothing
+        was accepted); ConflictError or NotFoundError with nothing written (see the port).
+        """
+        updated_at = _iso(now)
+
+        def commit(conn: _Conn) -> Proposal:
+            proposal = self._load_proposal(conn, tenant, plan.batch_id)
+            status = "committed" if plan.accepted else "rejected"
+            cursor = conn.execute(
+                "UPDATE proposals SET status = ?, committed_at = ?, accepted = ?, "
+                "rejected = ?, memory_ids = ? "
+                "WHERE tenant = ? AND batch_id = ? AND status = 'pending'",
+                (
+                    status,
+                    updated_at,
+                    _json(plan.accepted),
+                    _json(plan.rejected),
+                    _MEMORY_IDS.dump_json(plan.memory_ids).decode("utf-8"),
+                    tenant,
+                    plan.batch_id,
+                ),
+            )
+            if cursor.rowcount != 1:
+                raise ConflictError(f"batch {plan.batch_id} is already {proposal.status}")
+            # Check every target before writing anything, as the reference store does; the
+            # writes below compare-and-set on these versions all the same.
+            versions: dict[str, int] = {}
+            targets: list[MemoryUpdate | MemoryStatusChange] = [
+                *plan.updates, *plan.status_changes
+            ]
+            for target in targets:
+                row = conn.execute(
+                    "SELECT version, status FROM memories WHERE tenant = ? AND memory_id = ?",
+                    (tenant, target.memory_id),
+                ).fetchone()
+                if row is None:
+                    raise NotFoundError(f"memory {target.memory_id}")
+                if row["version"] != target.expected_version or row["status"] != "active":
+                    raise ConflictError(
+                        f"memory {target.memory_id} changed since it was proposed"
+                    )
+                versions[target.memory_id] = int(row["version"])
+            for new in plan.inserts:
+                try:
+                    conn.execute(
+                        "INSERT INTO memories (tenant, memory_id, content, kind, scope, status, "
+                        "confidence, source_refs, batch_id, run_id, superseded_by, created_at, "
+                        "updated_at, version) "
+                        "VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, NULL, ?, ?, 1)",
+                        (
+                            tenant, new.memory_id, new.content, new.kind, new.scope,
+                            new.confidence, _json(new.source_refs), new.batch_id, new.run_id,
+                            updated_at, updated_at,
+                        ),
+                    )
+                except sqlite3.IntegrityError as exc:
+                    raise ConflictError(f"memory {new.memory_id} already exists") from exc
+            for upd in plan.updates:
+                self._bump_memory(
+                    conn, tenant, upd.memory_id, versions,
+                    "content = ?, confidence = ?, source_refs = ?, batch_id = ?, updated_at = ?",
+                    (upd.content, upd.confidence, _json(upd.source_refs), plan.batch_id,
+                     updated_at),
+                )
+            for change in plan.status_changes:
+                self._bump_memory(
+                    conn, tenant, change.memory_id, versions,
+                    "status = ?, superseded_by = ?, updated_at = ?",
+                    (change.status, change.superseded_by, updated_at),
+                )
+            return proposal.model_copy(update={
+                "status": status,
+                "committed_at": now,
+                "accepted": plan.accepted,
+                "rejected": plan.rejected,
+                "memory_ids": plan.memory_ids,
+            })
+
+        return await self._write(commit)
+
+    @staticmethod
+    def _bump_memory(
+        conn: _Conn,
+        tenant: Tenant,
+        memory_id: MemoryId,
+        versions: dict[str, int],
+        assignments: str,
+        values: tuple[Any, ...],
+    ) -> None:
+        expected = versions[memory_id]
+        cursor = conn.execute(
+            f"UPDATE memories SET {assignments}, version = ? "  # noqa: S608 - constants
+            "WHERE tenant = ? AND memory_id = ? AND version = ?",
+            (*values, expected + 1, tenant, memory_id, expected),
+        )
+        if cursor.rowcount != 1:  # pragma: no cover - the write lock rules it out
+            raise ConflictError(f"memory {memory_id} changed since it was proposed")
+        versions[memory_id] = expected + 1
+
+    # -- memories -----------------------------------------------------------------------
+
+    async def get_memory(self, tenant: Tenant, memory_id: MemoryId) -> Memory:
+        """The memory, whatever its status. NotFoundError if there is none."""
+
+        def select(conn: _Conn) -> Memory:
+            row = conn.execute(
+                "SELECT * FROM memories WHERE tenant = ? AND memory_id = ?", (tenant, memory_id)
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(f"memory {memory_id}")
+            return _to_memory(row)
+
+        return await self._read(select)
+
+    async def get_memories(self, tenant: Tenant, memory_ids: Sequence[MemoryId]) -> list[Memory]:
+        """The memories that exist among ``memory_ids``, in the order asked."""
+        if not memory_ids:
+            return []
+        wanted = _json(list(memory_ids))
+
+        def select(conn: _Conn) -> list[Memory]:
+            rows = conn.execute(
+                "SELECT * FROM memories WHERE tenant = ? "
+                "AND memory_id IN (SELECT value FROM json_each(?))",
+                (tenant, wanted),
+            ).fetchall()
+            found = {row["memory_id"]: _to_memory(row) for row in rows}
+            return [found[i] for i in memory_ids if i in found]
+
+        return await self._read(select)
+
+    async def search_lexical(
+        self,
+        tenant: Tenant,
+        query: str,
+        *,
+        limit: int,
+        scope: str | None = None,
+        kind: MemoryKind | None = None,
+        status: MemoryStatus = "active",
+    ) -> list[tuple[Memory, float]]:
+        """Memories matching the words of ``query``, best first, scored ``-bm25()``
+        (higher is better). Only ``status`` memories; ``scope``/``kind`` filter exactly when
+        given. Any text is a valid query; a query with no word returns [].
+        """
+        expression = _match_expression(query)
+        if expression is None or limit <= 0:
+            return []
+
+        def select(conn: _Conn) -> list[tuple[Memory, float]]:
+            rows = conn.execute(
+                "SELECT m.*, bm25(memories_fts) AS rank "
+                "FROM memories_fts JOIN memories AS m ON m.id = memories_fts.rowid "
+                "WHERE memories_fts MATCH ? AND m.tenant = ? AND m.status = ? "
+                "AND (? IS NULL OR m.scope = ?) AND (? IS NULL OR m.kind = ?) "
+                "ORDER BY rank, m.memory_id LIMIT ?",
+                (expression, tenant, status, scope, scope, kind, kind, limit),
+            ).fetchall()
+            return [(_to_memory(row), -float(row["rank"])) for row in rows]
+
+        return await self._read(select)

@@ -1,0 +1,500 @@
+"""MemoryStore: proposals, commits, memories and lexical search."""
+
+from __future__ import annotations
+
+import pytest
+
+from mcp_checkpoint.core.models import (
+    BatchId,
+    MemoryId,
+    ProposalAnalysis,
+    ProposalItem,
+    RelatedMemory,
+)
+from mcp_checkpoint.core.ports import CommitPlan, MemoryStatusChange, MemoryUpdate, Store
+from mcp_checkpoint.errors import ConflictError, NotFoundError
+
+from .conftest import (
+    T0,
+    TENANT_A,
+    TENANT_B,
+    Clock,
+    make_proposal,
+    new_memory,
+    seed_memories,
+)
+
+pytestmark = pytest.mark.anyio
+
+M1 = MemoryId("m1")
+
+
+def _update(memory_id: str, version: int, content: str) -> MemoryUpdate:
+    return MemoryUpdate(
+        memory_id=MemoryId(memory_id),
+        expected_version=version,
+        content=content,
+        confidence=0.9,
+        source_refs=["checkpoint:r1/c1"],
+    )
+
+
+async def _absent(store: Store, *memory_ids: str) -> bool:
+    return await store.get_memories(TENANT_A, [MemoryId(i) for i in memory_ids]) == []
+
+
+# -- proposals ----------------------------------------------------------------------------
+
+
+async def test_add_proposal_stores_the_pending_batch(store: Store) -> None:
+    proposal = make_proposal("b1", ["uses uv", "prefers ruff"]).model_copy(update={
+        "items": [
+            ProposalItem(content="uses uv", kind="preference", scope="project:x",
+                         confidence=0.5, source_refs=["step:r1#3"]),
+            ProposalItem(
+                op="supersede", content="prefers ruff", target_id=M1, superseded_by="#0",
+                analysis=ProposalAnalysis(
+                    duplicates=[RelatedMemory(memory_id=M1, similarity=0.9, content="ruff")],
+                    suggested_op="update",
+                    note="close to m1",
+                ),
+            ),
+        ],
+    })
+
+    added = await store.add_proposal(TENANT_A, proposal)
+
+    assert added == proposal
+    assert await store.get_proposal(TENANT_A, BatchId("b1")) == proposal
+
+
+async def test_add_proposal_existing_batch_id_conflicts(store: Store) -> None:
+    await store.add_proposal(TENANT_A, make_proposal("b1", ["first"]))
+
+    with pytest.raises(ConflictError):
+        await store.add_proposal(TENANT_A, make_proposal("b1", ["second"]))
+
+    stored = await store.get_proposal(TENANT_A, BatchId("b1"))
+    assert [item.content for item in stored.items] == ["first"]
+
+
+async def test_get_proposal_unknown_or_another_tenants_is_not_found(store: Store) -> None:
+    await store.add_proposal(TENANT_A, make_proposal("b1", ["x"]))
+
+    with pytest.raises(NotFoundError):
+        await store.get_proposal(TENANT_A, BatchId("nope"))
+    with pytest.raises(NotFoundError):
+        await store.get_proposal(TENANT_B, BatchId("b1"))
+
+
+async def test_commit_proposal_inserts_memories_and_marks_the_batch_committed(
+    store: Store, clock: Clock
+) -> None:
+    await store.add_proposal(TENANT_A, make_proposal("b1", ["uses uv", "no", "likes tea"]))
+    now = clock()
+    plan = CommitPlan(
+        batch_id=BatchId("b1"),
+        accepted=[0, 2],
+        rejected=[1],
+        inserts=[new_memory("m1", "uses uv", batch_id="b1"),
+                 new_memory("m2", "likes tea", batch_id="b1", kind="preference")],
+        memory_ids={0: MemoryId("m1"), 2: MemoryId("m2")},
+    )
+
+    committed = await store.commit_proposal(TENANT_A, plan, now=now)
+
+    assert (committed.status, committed.committed_at) == ("committed", now)
+    assert (committed.accepted, committed.rejected) == ([0, 2], [1])
+    assert committed.memory_ids == {0: "m1", 2: "m2"}
+    assert await store.get_proposal(TENANT_A, BatchId("b1")) == committed
+    memory = await store.get_memory(TENANT_A, M1)
+    assert (memory.content, memory.status, memory.version, memory.batch_id) == (
+        "uses uv", "active", 1, "b1"
+    )
+    assert (memory.created_at, memory.updated_at, memory.confidence) == (now, now, 0.75)
+    assert memory.source_refs == ["step:r1#1"]
+    assert (await store.get_memory(TENANT_A, MemoryId("m2"))).kind == "preference"
+
+
+async def test_commit_proposal_with_nothing_accepted_marks_the_batch_rejected(
+    store: Store, clock: Clock
+) -> None:
+    await store.add_proposal(TENANT_A, make_proposal("b1", ["x", "y"]))
+
+    result = await store.commit_proposal(
+        TENANT_A, CommitPlan(batch_id=BatchId("b1"), accepted=[], rejected=[0, 1]), now=clock()
+    )
+
+    assert (result.status, result.rejected) == ("rejected", [0, 1])
+    assert (await store.get_proposal(TENANT_A, BatchId("b1"))).status == "rejected"
+
+
+async def test_commit_proposal_twice_conflicts_and_writes_nothing(
+    store: Store, clock: Clock
+) -> None:
+    await seed_memories(store, [new_memory("m1", "first")], batch_id="b1")
+    before = await store.get_proposal(TENANT_A, BatchId("b1"))
+    again = CommitPlan(
+        batch_id=BatchId("b1"), accepted=[0], rejected=[],
+        inserts=[new_memory("m9", "second", batch_id="b1")],
+        updates=[_update("m1", 1, "changed")],
+        memory_ids={0: MemoryId("m9")},
+    )
+
+    with pytest.raises(ConflictError):
+        await store.commit_proposal(TENANT_A, again, now=clock())
+
+    assert await store.get_proposal(TENANT_A, BatchId("b1")) == before
+    assert await _absent(store, "m9")
+    assert (await store.get_memory(TENANT_A, M1)).content == "first"
+
+
+async def test_commit_proposal_of_an_expired_batch_conflicts(store: Store, clock: Clock) -> None:
+    await store.add_proposal(TENANT_A, make_proposal("b1", ["x"]))
+    await store.expire_proposal(TENANT_A, BatchId("b1"), now=clock())
+    plan = CommitPlan(
+        batch_id=BatchId("b1"), accepted=[0], rejected=[], inserts=[new_memory("m1", "x")]
+    )
+
+    with pytest.raises(ConflictError):
+        await store.commit_proposal(TENANT_A, plan, now=clock())
+
+    assert await _absent(store, "m1")
+
+
+async def test_commit_proposal_applies_updates_and_status_changes(
+    store: Store, clock: Clock
+) -> None:
+    await seed_memories(store, [new_memory("m1", "old text"), new_memory("m2", "outdated"),
+                                new_memory("m3", "replaced")])
+    await store.add_proposal(TENANT_A, make_proposal("b2", ["new text", "-", "-", "better"]))
+    now = clock()
+    plan = CommitPlan(
+        batch_id=BatchId("b2"),
+        accepted=[0, 1, 2, 3],
+        rejected=[],
+        inserts=[new_memory("m4", "better", batch_id="b2")],
+        updates=[_update("m1", 1, "new text")],
+        status_changes=[
+            MemoryStatusChange(memory_id=MemoryId("m2"), expected_version=1, status="deprecated"),
+            MemoryStatusChange(memory_id=MemoryId("m3"), expected_version=1,
+                               status="superseded", superseded_by=MemoryId("m4")),
+        ],
+        memory_ids={0: M1, 1: MemoryId("m2"), 2: MemoryId("m3"), 3: MemoryId("m4")},
+    )
+
+    await store.commit_proposal(TENANT_A, plan, now=now)
+
+    m1, m2, m3, m4 = await store.get_memories(
+        TENANT_A, [M1, MemoryId("m2"), MemoryId("m3"), MemoryId("m4")]
+    )
+    assert (m1.content, m1.confidence, m1.source_refs, m1.version, m1.status) == (
+        "new text", 0.9, ["checkpoint:r1/c1"], 2, "active"
+    )
+    assert (m1.created_at, m1.updated_at) == (T0, now)
+    assert (m2.status, m2.version, m2.superseded_by, m2.content) == (
+        "deprecated", 2, None, "outdated"
+    )
+    assert (m3.status, m3.version, m3.superseded_by) == ("superseded", 2, "m4")
+    assert (m4.status, m4.version) == ("active", 1)
+
+
+async def test_commit_proposal_with_a_stale_memory_version_conflicts_and_writes_nothing(
+    store: Store, clock: Clock
+) -> None:
+    await seed_memories(store, [new_memory("m1", "v1 text"), new_memory("m2", "keep")])
+    # Another batch moved m1 on to version 2 after this one was proposed.
+    await store.add_proposal(TENANT_A, make_proposal("b-stale", ["a", "b", "c"]))
+    await store.add_proposal(TENANT_A, make_proposal("b-winner", ["v2 text"]))
+    await store.commit_proposal(TENANT_A, CommitPlan(
+        batch_id=BatchId("b-winner"), accepted=[0], rejected=[],
+        updates=[_update("m1", 1, "v2 text")], memory_ids={0: M1},
+    ), now=clock())
+    stale = CommitPlan(
+        batch_id=BatchId("b-stale"),
+        accepted=[0, 1, 2],
+        rejected=[],
+        inserts=[new_memory("m-new", "brand new", batch_id="b-stale")],
+        updates=[_update("m1", 1, "stale text")],
+        status_changes=[
+            MemoryStatusChange(memory_id=MemoryId("m2"), expected_version=1, status="deprecated")
+        ],
+        memory_ids={0: MemoryId("m-new"), 1: M1, 2: MemoryId("m2")},
+    )
+
+    with pytest.raises(ConflictError):
+        await store.commit_proposal(TENANT_A, stale, now=clock())
+
+    assert await _absent(store, "m-new")
+    m1 = await store.get_memory(TENANT_A, M1)
+    assert (m1.content, m1.version) == ("v2 text", 2)
+    m2 = await store.get_memory(TENANT_A, MemoryId("m2"))
+    assert (m2.status, m2.version) == ("active", 1)
+    assert (await store.get_proposal(TENANT_A, BatchId("b-stale"))).status == "pending"
+    assert await store.search_lexical(TENANT_A, "brand", limit=5) == []
+
+
+async def test_commit_proposal_missing_target_is_not_found_and_writes_nothing(
+    store: Store, clock: Clock
+) -> None:
+    await store.add_proposal(TENANT_A, make_proposal("b1", ["a", "b"]))
+    plan = CommitPlan(
+        batch_id=BatchId("b1"), accepted=[0, 1], rejected=[],
+        inserts=[new_memory("m-new", "brand new", batch_id="b1")],
+        updates=[_update("ghost", 1, "text")],
+    )
+
+    with pytest.raises(NotFoundError):
+        await store.commit_proposal(TENANT_A, plan, now=clock())
+
+    assert await _absent(store, "m-new")
+    assert (await store.get_proposal(TENANT_A, BatchId("b1"))).status == "pending"
+
+
+async def test_commit_proposal_unknown_batch_is_not_found(store: Store, clock: Clock) -> None:
+    plan = CommitPlan(
+        batch_id=BatchId("nope"), accepted=[0], rejected=[], inserts=[new_memory("m1", "x")]
+    )
+
+    with pytest.raises(NotFoundError):
+        await store.commit_proposal(TENANT_A, plan, now=clock())
+
+    assert await _absent(store, "m1")
+
+
+async def test_commit_proposal_of_another_tenants_batch_is_not_found_and_stays_pending(
+    store: Store, clock: Clock
+) -> None:
+    await store.add_proposal(TENANT_A, make_proposal("b1", ["x"]))
+    plan = CommitPlan(
+        batch_id=BatchId("b1"), accepted=[0], rejected=[], inserts=[new_memory("m1", "x")]
+    )
+
+    with pytest.raises(NotFoundError):
+        await store.commit_proposal(TENANT_B, plan, now=clock())
+
+    assert (await store.get_proposal(TENANT_A, BatchId("b1"))).status == "pending"
+    assert await store.get_memories(TENANT_B, [M1]) == []
+
+
+async def test_commit_proposal_cannot_target_another_tenants_memory(
+    store: Store, clock: Clock
+) -> None:
+    await seed_memories(store, [new_memory("m1", "tenant a's")])
+    await store.add_proposal(TENANT_B, make_proposal("b2", ["hijack"]))
+    plan = CommitPlan(
+        batch_id=BatchId("b2"), accepted=[0], rejected=[], updates=[_update("m1", 1, "hijack")]
+    )
+
+    with pytest.raises(NotFoundError):
+        await store.commit_proposal(TENANT_B, plan, now=clock())
+
+    memory = await store.get_memory(TENANT_A, M1)
+    assert (memory.content, memory.version) == ("tenant a's", 1)
+
+
+async def test_expire_proposal_marks_a_pending_batch_expired(store: Store, clock: Clock) -> None:
+    await store.add_proposal(TENANT_A, make_proposal("b1", ["x"]))
+
+    await store.expire_proposal(TENANT_A, BatchId("b1"), now=clock())
+
+    assert (await store.get_proposal(TENANT_A, BatchId("b1"))).status == "expired"
+
+
+async def test_expire_proposal_is_a_no_op_once_not_pending(store: Store, clock: Clock) -> None:
+    committed = await seed_memories(store, [new_memory("m1", "x")], batch_id="b1")
+
+    await store.expire_proposal(TENANT_A, BatchId("b1"), now=clock())
+
+    assert await store.get_proposal(TENANT_A, BatchId("b1")) == committed
+
+
+async def test_expire_proposal_cannot_touch_another_tenants_batch(
+    store: Store, clock: Clock
+) -> None:
+    await store.add_proposal(TENANT_A, make_proposal("b1", ["x"]))
+
+    with pytest.raises(NotFoundError):
+        await store.expire_proposal(TENANT_B, BatchId("b1"), now=clock())
+
+    assert (await store.get_proposal(TENANT_A, BatchId("b1"))).status == "pending"
+
+
+# -- memories -----------------------------------------------------------------------------
+
+
+async def test_get_memory_returns_it_whatever_its_status(store: Store, clock: Clock) -> None:
+    await seed_memories(store, [new_memory("m1", "old")])
+    await store.add_proposal(TENANT_A, make_proposal("b2", ["-"]))
+    await store.commit_proposal(TENANT_A, CommitPlan(
+        batch_id=BatchId("b2"), accepted=[0], rejected=[],
+        status_changes=[MemoryStatusChange(memory_id=M1, expected_version=1, status="deprecated")],
+    ), now=clock())
+
+    assert (await store.get_memory(TENANT_A, M1)).status == "deprecated"
+
+
+async def test_get_memory_unknown_or_another_tenants_is_not_found(store: Store) -> None:
+    await seed_memories(store, [new_memory("m1", "x")])
+
+    with pytest.raises(NotFoundError):
+        await store.get_memory(TENANT_A, MemoryId("nope"))
+    with pytest.raises(NotFoundError):
+        await store.get_memory(TENANT_B, M1)
+
+
+async def test_get_memories_returns_those_that_exist_in_the_order_asked(store: Store) -> None:
+    await seed_memories(store, [new_memory(f"m{i}", f"text {i}") for i in range(1, 4)])
+    await seed_memories(store, [new_memory("mb", "b's")], batch_id="bb", tenant=TENANT_B)
+
+    found = await store.get_memories(
+        TENANT_A, [MemoryId(i) for i in ("m3", "ghost", "m1", "mb", "m2")]
+    )
+
+    assert [m.memory_id for m in found] == ["m3", "m1", "m2"]
+    assert await store.get_memories(TENANT_A, []) == []
+
+
+# -- search -------------------------------------------------------------------------------
+
+
+async def test_search_lexical_ranks_the_more_relevant_memory_first(store: Store) -> None:
+    await seed_memories(store, [
+        new_memory("m-weather", "the weather was sunny and warm along the coast all week, "
+                   "with a light breeze; the hotel had a sqlite guest book"),
+        new_memory("m-sqlite", "sqlite runs in wal mode; sqlite wal keeps readers unblocked"),
+        new_memory("m-garden", "tomatoes need sun and water"),
+    ])
+
+    hits = await store.search_lexical(TENANT_A, "SQLite WAL mode", limit=10)
+
+    assert [m.memory_id for m, _ in hits] == ["m-sqlite", "m-weather"]
+    scores = [score for _, score in hits]
+    assert scores[0] > scores[1] > 0
+
+
+async def test_search_lexical_respects_the_limit(store: Store) -> None:
+    await seed_memories(store, [new_memory(f"m{i}", f"python tip number {i}") for i in range(8)])
+
+    hits = await store.search_lexical(TENANT_A, "python", limit=3)
+
+    assert len(hits) == 3
+
+
+async def test_search_lexical_filters_scope_and_kind_exactly(store: Store) -> None:
+    await seed_memories(store, [
+        new_memory("m1", "deploy with docker", scope="project:a", kind="procedure"),
+        new_memory("m2", "deploy with docker compose", scope="project:ab", kind="procedure"),
+        new_memory("m3", "deploy on fridays is bad", scope="project:a", kind="lesson"),
+    ])
+
+    by_scope = await store.search_lexical(TENANT_A, "deploy", limit=10, scope="project:a")
+    by_kind = await store.search_lexical(TENANT_A, "deploy", limit=10, kind="procedure")
+    both = await store.search_lexical(
+        TENANT_A, "deploy", limit=10, scope="project:a", kind="lesson"
+    )
+
+    assert sorted(m.memory_id for m, _ in by_scope) == ["m1", "m3"]
+    assert sorted(m.memory_id for m, _ in by_kind) == ["m1", "m2"]
+    assert [m.memory_id for m, _ in both] == ["m3"]
+
+
+async def test_search_lexical_returns_only_the_asked_status(store: Store, clock: Clock) -> None:
+    await seed_memories(store, [new_memory("m1", "coffee at nine"),
+                                new_memory("m2", "coffee at ten")])
+    await store.add_proposal(TENANT_A, make_proposal("b2", ["-"]))
+    await store.commit_proposal(TENANT_A, CommitPlan(
+        batch_id=BatchId("b2"), accepted=[0], rejected=[],
+        status_changes=[MemoryStatusChange(memory_id=M1, expected_version=1, status="deprecated")],
+    ), now=clock())
+
+    active = await store.search_lexical(TENANT_A, "coffee", limit=10)
+    deprecated = await store.search_lexical(TENANT_A, "coffee", limit=10, status="deprecated")
+
+    assert [m.memory_id for m, _ in active] == ["m2"]
+    assert [m.memory_id for m, _ in deprecated] == ["m1"]
+
+
+async def test_search_lexical_finds_updated_content_only(store: Store, clock: Clock) -> None:
+    await seed_memories(store, [new_memory("m1", "postgres is the database")])
+    await store.add_proposal(TENANT_A, make_proposal("b2", ["sqlite is the database"]))
+    await store.commit_proposal(TENANT_A, CommitPlan(
+        batch_id=BatchId("b2"), accepted=[0], rejected=[],
+        updates=[_update("m1", 1, "sqlite is the database")],
+    ), now=clock())
+
+    assert await store.search_lexical(TENANT_A, "postgres", limit=10) == []
+    ((memory, _),) = await store.search_lexical(TENANT_A, "sqlite", limit=10)
+    assert (memory.memory_id, memory.version) == ("m1", 2)
+
+
+async def test_search_lexical_sees_only_the_tenants_memories(store: Store) -> None:
+    await seed_memories(store, [new_memory("m1", "secret plan alpha")])
+    await seed_memories(store, [new_memory("m2", "public plan beta")], batch_id="bb",
+                        tenant=TENANT_B)
+
+    hits = await store.search_lexical(TENANT_B, "plan alpha", limit=10)
+
+    assert [m.memory_id for m, _ in hits] == ["m2"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        pytest.param('"AND OR NOT * ( ) \\" : ^ -` NEAR', id="operators"),
+        pytest.param("NEAR(coffee tea, 2)", id="near"),
+        pytest.param("content:coffee", id="column-filter"),
+        pytest.param("{content}: coffee", id="column-set"),
+        pytest.param('coffee" OR "1"="1', id="quote-injection"),
+        pytest.param("coffee*", id="prefix"),
+        pytest.param("^coffee -tea +milk", id="initial-token"),
+        pytest.param("'; DROP TABLE memories; --", id="sql"),
+        pytest.param("coffee AND", id="dangling-and"),
+        pytest.param("( ( (", id="parens"),
+        pytest.param("café naïve Ünïcödé 東京 🚀", id="unicode"),
+        pytest.param(" ".join(["coffee"] * 300 + [f"w{i}" for i in range(300)]), id="long"),
+    ],
+)
+async def test_search_lexical_accepts_any_text(store: Store, query: str) -> None:
+    await seed_memories(store, [new_memory("m1", "coffee with milk, no tea")])
+
+    hits = await store.search_lexical(TENANT_A, query, limit=10)
+
+    assert all(memory.memory_id == "m1" and score > 0 for memory, score in hits)
+    if "coffee" in query:
+        assert [m.memory_id for m, _ in hits] == ["m1"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        pytest.param("", id="empty"),
+        pytest.param("   \t\n", id="blank"),
+        pytest.param("!!! ??? ... ---", id="punctuation"),
+        pytest.param('* ( ) " : ^', id="operators-only"),
+        pytest.param("_ __ ___", id="underscores"),
+    ],
+)
+async def test_search_lexical_without_a_word_returns_nothing(store: Store, query: str) -> None:
+    await seed_memories(store, [new_memory("m1", "anything at all ! ? * ...")])
+
+    assert await store.search_lexical(TENANT_A, query, limit=10) == []
+
+
+async def test_commit_proposal_inserting_an_existing_memory_id_conflicts_and_writes_nothing(
+    store: Store, clock: Clock
+) -> None:
+    await seed_memories(store, [new_memory("m1", "first")], batch_id="b1")
+    await store.add_proposal(TENANT_A, make_proposal("b2", ["other", "again"]))
+    plan = CommitPlan(
+        batch_id=BatchId("b2"), accepted=[0, 1], rejected=[],
+        inserts=[new_memory("m7", "other", batch_id="b2"), new_memory("m1", "again")],
+        memory_ids={0: MemoryId("m7"), 1: MemoryId("m1")},
+    )
+
+    with pytest.raises(ConflictError):
+        await store.commit_proposal(TENANT_A, plan, now=clock())
+
+    assert (await store.get_memory(TENANT_A, M1)).content == "first"
+    assert await _absent(store, "m7")
+    assert (await store.get_proposal(TENANT_A, BatchId("b2"))).status == "pending"

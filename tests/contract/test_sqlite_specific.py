@@ -1,0 +1,288 @@
+"""What only the SQLite store promises: durability, migrations, several processes."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import sqlite3
+import stat
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+import pytest
+
+from mcp_checkpoint.config import SqliteSettings
+from mcp_checkpoint.core.ledger import ChainBreak, verify_chain
+from mcp_checkpoint.core.models import BatchId, CheckpointContent, CheckpointId, RunId
+from mcp_checkpoint.errors import BackendError
+from mcp_checkpoint.storage.sqlite import SqliteStore
+from mcp_checkpoint.storage.sqlite._migrations import known_migrations
+
+from .conftest import TENANT_A, Clock, append, draft, make_run, new_memory, seed_memories
+
+pytestmark = pytest.mark.anyio
+
+R1 = RunId("r1")
+WORKERS = 4
+APPENDS_PER_WORKER = 50
+SHARED_KEYS = 10
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "store.db"
+
+
+@pytest.fixture
+async def sqlite_store(db_path: Path) -> AsyncIterator[SqliteStore]:
+    store = SqliteStore(db_path, SqliteSettings())
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def _raw(path: Path) -> contextlib.closing[sqlite3.Connection]:
+    """A plain autocommit connection to the file, closed when the block ends."""
+    return contextlib.closing(sqlite3.connect(path, isolation_level=None))
+
+
+async def test_sqlite_open_creates_a_private_directory_and_file(db_path: Path) -> None:
+    store = SqliteStore(db_path, SqliteSettings())
+    await store.open()
+    await store.open()  # idempotent
+    await store.close()
+    await store.close()
+
+    assert stat.S_IMODE((await anyio.Path(db_path.parent).stat()).st_mode) == 0o700
+    assert stat.S_IMODE((await anyio.Path(db_path).stat()).st_mode) == 0o600
+    with _raw(db_path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_sqlite_reopen_keeps_everything(db_path: Path, clock: Clock) -> None:
+    store = SqliteStore(db_path, SqliteSettings())
+    await store.open()
+    await store.create_run(TENANT_A, make_run("r1"))
+    acks = [await append(store, "r1", draft(i, key=f"k{i}"), now=clock()) for i in range(5)]
+    checkpoint = await store.add_checkpoint(
+        TENANT_A, R1, checkpoint_id=CheckpointId("c1"), parent_id=None, through_seq=3,
+        content=CheckpointContent(progress=["p"], state={"k": [1, 2]}), source="rules",
+        tokens=5, now=clock(),
+    )
+    proposal = await seed_memories(store, [new_memory("m1", "durable memory")])
+    run = await store.get_run(TENANT_A, R1)
+    steps = await store.get_steps(TENANT_A, R1, limit=100)
+    await store.close()
+
+    reopened = SqliteStore(db_path, SqliteSettings())
+    await reopened.open()
+    try:
+        assert await reopened.get_run(TENANT_A, R1) == run
+        assert await reopened.get_steps(TENANT_A, R1, limit=100) == steps
+        assert await reopened.get_checkpoint(TENANT_A, R1, CheckpointId("c1")) == checkpoint
+        assert await reopened.get_proposal(TENANT_A, BatchId("b-seed")) == proposal
+        ((memory, _),) = await reopened.search_lexical(TENANT_A, "durable", limit=5)
+        assert memory.memory_id == "m1"
+        retry = await append(reopened, "r1", draft(2, key="k2"), now=clock())
+        assert retry == acks[2].model_copy(update={"duplicate": True})
+        assert await reopened.verify_ledger(TENANT_A, R1) == 5
+        assert await reopened.integrity_check() == "ok"
+    finally:
+        await reopened.close()
+
+
+async def test_sqlite_migrations_are_recorded_once(db_path: Path) -> None:
+    for _ in range(3):
+        store = SqliteStore(db_path, SqliteSettings())
+        await store.open()
+        version = await store.schema_version()
+        await store.close()
+
+    migrations = known_migrations()
+    assert version == len(migrations) >= 1
+    with _raw(db_path) as conn:
+        rows = conn.execute("SELECT version, name FROM schema_migrations ORDER BY version")
+        assert rows.fetchall() == [(m.version, m.name) for m in migrations]
+
+
+async def test_sqlite_refuses_a_newer_schema(db_path: Path) -> None:
+    store = SqliteStore(db_path, SqliteSettings())
+    await store.open()
+    await store.close()
+    with _raw(db_path) as conn:
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, 'future', ?)",
+            (datetime.now(UTC).isoformat(),),
+        )
+
+    with pytest.raises(BackendError, match="schema version 9999") as caught:
+        await SqliteStore(db_path, SqliteSettings()).open()
+
+    assert "upgrade" in str(caught.value)
+
+
+async def test_sqlite_busy_store_is_a_backend_error_without_the_path(
+    db_path: Path, clock: Clock
+) -> None:
+    store = SqliteStore(db_path, SqliteSettings(busy_timeout_ms=0))
+    await store.open()
+    try:
+        await store.create_run(TENANT_A, make_run("r1"))
+        with _raw(db_path) as holder:
+            holder.execute("BEGIN IMMEDIATE")
+            with pytest.raises(BackendError, match="busy") as caught:
+                await append(store, "r1", draft(1), now=clock())
+            holder.execute("ROLLBACK")
+        assert str(db_path.parent) not in str(caught.value)
+        assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+        assert (await append(store, "r1", draft(1), now=clock())).seq == 1
+    finally:
+        await store.close()
+
+
+async def test_sqlite_closed_store_is_a_backend_error(db_path: Path) -> None:
+    store = SqliteStore(db_path, SqliteSettings())
+
+    with pytest.raises(BackendError, match="not open"):
+        await store.get_run(TENANT_A, R1)
+
+
+async def test_sqlite_verify_ledger_detects_an_edited_step(
+    sqlite_store: SqliteStore, db_path: Path, clock: Clock
+) -> None:
+    await sqlite_store.create_run(TENANT_A, make_run("r1"))
+    for i in range(1_234):
+        await append(sqlite_store, "r1", draft(i), now=clock())
+    assert await sqlite_store.verify_ledger(TENANT_A, R1) == 1_234
+
+    with _raw(db_path) as conn:
+        conn.execute("UPDATE steps SET output = '\"forged\"' WHERE seq = 777")
+
+    with pytest.raises(ChainBreak) as caught:
+        await sqlite_store.verify_ledger(TENANT_A, R1)
+    assert caught.value.seq == 777
+
+
+async def test_sqlite_verify_ledger_detects_a_deleted_step(
+    sqlite_store: SqliteStore, db_path: Path, clock: Clock
+) -> None:
+    await sqlite_store.create_run(TENANT_A, make_run("r1"))
+    for i in range(5):
+        await append(sqlite_store, "r1", draft(i), now=clock())
+
+    with _raw(db_path) as conn:
+        conn.execute("DELETE FROM steps WHERE seq = 5")
+
+    with pytest.raises(ChainBreak) as caught:
+        await sqlite_store.verify_ledger(TENANT_A, R1)
+    assert caught.value.seq == 5
+
+
+# -- several processes --------------------------------------------------------------------
+
+Result = tuple[int, str, int, bool]  # worker, idempotency key, seq, duplicate
+
+
+def _open_worker(path: str, barrier: Barrier, results: Queue[int]) -> None:
+    async def main() -> None:
+        await anyio.to_thread.run_sync(barrier.wait)
+        store = SqliteStore(Path(path), SqliteSettings())
+        await store.open()
+        results.put(await store.schema_version())
+        await store.close()
+
+    anyio.run(main)
+
+
+def _append_worker(path: str, worker: int, barrier: Barrier, results: Queue[list[Result]]) -> None:
+    async def main() -> None:
+        store = SqliteStore(Path(path), SqliteSettings())
+        await store.open()
+        await anyio.to_thread.run_sync(barrier.wait)
+        acks: list[Result] = []
+        for i in range(APPENDS_PER_WORKER):
+            key = f"w{worker}-{i}"
+            ack = await append(store, "r1", draft(i, key=key), now=datetime.now(UTC))
+            acks.append((worker, key, ack.seq, ack.duplicate))
+            if i % (APPENDS_PER_WORKER // SHARED_KEYS) == 0:
+                # Every worker sends the same request under a shared key: one write in all.
+                shared = f"shared-{i}"
+                ack = await append(store, "r1", draft(-i, key=shared), now=datetime.now(UTC))
+                acks.append((worker, shared, ack.seq, ack.duplicate))
+        await store.close()
+        results.put(acks)
+
+    anyio.run(main)
+
+
+async def test_sqlite_several_processes_open_a_new_file_at_once(db_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(WORKERS)
+    results: Queue[int] = ctx.Queue()
+    processes = [
+        ctx.Process(target=_open_worker, args=(str(db_path), barrier, results))
+        for _ in range(WORKERS)
+    ]
+    for process in processes:
+        process.start()
+    versions = [await anyio.to_thread.run_sync(results.get, True, 120) for _ in processes]
+    for process in processes:
+        await anyio.to_thread.run_sync(process.join, 60)
+
+    assert [p.exitcode for p in processes] == [0] * WORKERS
+    assert versions == [len(known_migrations())] * WORKERS
+    with _raw(db_path) as conn:
+        (count,) = conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()
+    assert count == len(known_migrations())
+
+
+async def test_sqlite_several_processes_append_to_one_run_without_gaps(
+    sqlite_store: SqliteStore, db_path: Path
+) -> None:
+    await sqlite_store.create_run(TENANT_A, make_run("r1"))
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(WORKERS)
+    results: Queue[list[Result]] = ctx.Queue()
+    processes = [
+        ctx.Process(target=_append_worker, args=(str(db_path), worker, barrier, results))
+        for worker in range(WORKERS)
+    ]
+    for process in processes:
+        process.start()
+    acks = [
+        ack
+        for _ in processes
+        for ack in await anyio.to_thread.run_sync(results.get, True, 300)
+    ]
+    for process in processes:
+        await anyio.to_thread.run_sync(process.join, 60)
+    assert [p.exitcode for p in processes] == [0] * WORKERS
+
+    total = WORKERS * APPENDS_PER_WORKER + SHARED_KEYS
+    steps = await sqlite_store.get_steps(TENANT_A, R1, limit=10 * total)
+    assert [s.seq for s in steps] == list(range(1, total + 1))
+    by_key = {s.idempotency_key: s.seq for s in steps}
+    assert len(by_key) == total
+    # Every acknowledged seq holds the step of that acknowledgement, exactly once.
+    assert all(by_key[key] == seq for _, key, seq, _ in acks)
+    written = Counter(seq for _, _, seq, duplicate in acks if not duplicate)
+    assert sorted(written) == list(range(1, total + 1))
+    assert set(written.values()) == {1}
+    shared = [(key, duplicate) for _, key, _, duplicate in acks if key.startswith("shared")]
+    assert len(shared) == WORKERS * SHARED_KEYS
+    assert Counter(key for key, duplicate in shared if not duplicate) == {
+        f"shared-{i}": 1 for i in range(0, APPENDS_PER_WORKER, APPENDS_PER_WORKER // SHARED_KEYS)
+    }
+    verify_chain(R1, steps)
+    assert await sqlite_store.verify_ledger(TENANT_A, R1) == total
+    run = await sqlite_store.get_run(TENANT_A, R1)
+    assert (run.head_seq, run.step_count, run.head_hash) == (total, total, steps[-1].hash)
+    assert await sqlite_store.integrity_check() == "ok"
