@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from mcp_checkpoint import __version__
 from mcp_checkpoint.config import Settings
 from mcp_checkpoint.core.episodes import Episodes
-from mcp_checkpoint.core.ledger import ChainBreak, verify_chain
+from mcp_checkpoint.core.ledger import ChainBreak, verify_run
 from mcp_checkpoint.core.models import RunId, Tenant
 from mcp_checkpoint.core.ports import Store
 from mcp_checkpoint.core.tokens import HeuristicTokenizer
@@ -148,25 +148,14 @@ def cmd_runs_verify(settings: Settings, args: argparse.Namespace) -> int:
 
     async def body(store: Store) -> int:
         tenant = Tenant(args.tenant or settings.tenant)
-        run = await store.get_run(tenant, RunId(args.run_id))
-        prev: str | None = None
-        after, checked = 0, 0
+        run_id = RunId(args.run_id)
         try:
-            while True:
-                page = await store.get_steps(tenant, run.run_id, after_seq=after, limit=500)
-                if not page:
-                    break
-                prev = verify_chain(run.run_id, page, prev_hash=prev)
-                checked += len(page)
-                after = page[-1].seq
+            checked = await verify_run(store, tenant, run_id)
         except ChainBreak as exc:
-            _out(f"run {run.run_id}: BROKEN — {exc}")
+            _out(f"run {run_id}: BROKEN — {exc}")
             return 1
-        head_ok = (prev or run.head_hash) == run.head_hash and checked == run.step_count
-        if not head_ok:
-            _out(f"run {run.run_id}: BROKEN — the ledger does not end at the run's head")
-            return 1
-        _out(f"run {run.run_id}: ok — {checked} steps, head {run.head_hash[:16]}…")
+        run = await store.get_run(tenant, run_id)
+        _out(f"run {run_id}: ok — {checked} steps, head {run.head_hash[:16]}…")
         return 0
 
     return _with_store(settings, body)

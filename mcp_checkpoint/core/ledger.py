@@ -10,7 +10,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from mcp_checkpoint.core.models import RunId, Step, StepDraft
+from mcp_checkpoint.core.models import RunId, Step, StepDraft, Tenant
+from mcp_checkpoint.core.ports import EpisodicStore
 
 __all__ = [
     "ChainBreak",
@@ -19,7 +20,10 @@ __all__ = [
     "request_hash",
     "step_hash",
     "verify_chain",
+    "verify_run",
 ]
+
+_VERIFY_PAGE = 500
 
 
 def canonical_json(value: Any) -> str:
@@ -88,3 +92,24 @@ def verify_chain(run_id: RunId, steps: Iterable[Step], *, prev_hash: str | None 
         expected_prev = step.hash
         expected_seq = step.seq + 1
     return expected_prev
+
+
+async def verify_run(store: EpisodicStore, tenant: Tenant, run_id: RunId) -> int:
+    """Check a stored run's whole ledger page by page, up to its head; return the number of
+    steps verified. Raises ChainBreak at the first step that does not verify (also when a
+    step is missing or the run's head does not match the last step).
+    """
+    run = await store.get_run(tenant, run_id)
+    last_hash = genesis_hash(run_id)
+    verified = 0
+    while verified < run.head_seq:
+        page = await store.get_steps(
+            tenant, run_id, after_seq=verified, until_seq=run.head_seq, limit=_VERIFY_PAGE
+        )
+        if not page or page[0].seq != verified + 1:
+            raise ChainBreak(verified + 1, "the step is missing")
+        last_hash = verify_chain(run_id, page, prev_hash=last_hash)
+        verified = page[-1].seq
+    if last_hash != run.head_hash:
+        raise ChainBreak(verified, "the run's head_hash does not match the last step")
+    return verified

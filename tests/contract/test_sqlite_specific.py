@@ -18,7 +18,7 @@ import anyio.to_thread
 import pytest
 
 from mcp_checkpoint.config import SqliteSettings
-from mcp_checkpoint.core.ledger import ChainBreak, verify_chain
+from mcp_checkpoint.core.ledger import ChainBreak, verify_chain, verify_run
 from mcp_checkpoint.core.models import BatchId, CheckpointContent, CheckpointId, RunId
 from mcp_checkpoint.errors import BackendError
 from mcp_checkpoint.storage.sqlite import SqliteStore
@@ -93,7 +93,7 @@ async def test_sqlite_reopen_keeps_everything(db_path: Path, clock: Clock) -> No
         assert memory.memory_id == "m1"
         retry = await append(reopened, "r1", draft(2, key="k2"), now=clock())
         assert retry == acks[2].model_copy(update={"duplicate": True})
-        assert await reopened.verify_ledger(TENANT_A, R1) == 5
+        assert await verify_run(reopened, TENANT_A, R1) == 5
         assert await reopened.integrity_check() == "ok"
     finally:
         await reopened.close()
@@ -161,13 +161,13 @@ async def test_sqlite_verify_ledger_detects_an_edited_step(
     await sqlite_store.create_run(TENANT_A, make_run("r1"))
     for i in range(1_234):
         await append(sqlite_store, "r1", draft(i), now=clock())
-    assert await sqlite_store.verify_ledger(TENANT_A, R1) == 1_234
+    assert await verify_run(sqlite_store, TENANT_A, R1) == 1_234
 
     with _raw(db_path) as conn:
         conn.execute("UPDATE steps SET output = '\"forged\"' WHERE seq = 777")
 
     with pytest.raises(ChainBreak) as caught:
-        await sqlite_store.verify_ledger(TENANT_A, R1)
+        await verify_run(sqlite_store, TENANT_A, R1)
     assert caught.value.seq == 777
 
 
@@ -182,7 +182,7 @@ async def test_sqlite_verify_ledger_detects_a_deleted_step(
         conn.execute("DELETE FROM steps WHERE seq = 5")
 
     with pytest.raises(ChainBreak) as caught:
-        await sqlite_store.verify_ledger(TENANT_A, R1)
+        await verify_run(sqlite_store, TENANT_A, R1)
     assert caught.value.seq == 5
 
 
@@ -282,7 +282,7 @@ async def test_sqlite_several_processes_append_to_one_run_without_gaps(
         f"shared-{i}": 1 for i in range(0, APPENDS_PER_WORKER, APPENDS_PER_WORKER // SHARED_KEYS)
     }
     verify_chain(R1, steps)
-    assert await sqlite_store.verify_ledger(TENANT_A, R1) == total
+    assert await verify_run(sqlite_store, TENANT_A, R1) == total
     run = await sqlite_store.get_run(TENANT_A, R1)
     assert (run.head_seq, run.step_count, run.head_hash) == (total, total, steps[-1].hash)
     assert await sqlite_store.integrity_check() == "ok"

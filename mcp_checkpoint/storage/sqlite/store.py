@@ -24,7 +24,7 @@ import anyio.to_thread
 from pydantic import TypeAdapter
 
 from mcp_checkpoint.config import SqliteSettings
-from mcp_checkpoint.core.ledger import ChainBreak, genesis_hash, step_hash, verify_chain
+from mcp_checkpoint.core.ledger import step_hash
 from mcp_checkpoint.core.models import (
     BatchId,
     Checkpoint,
@@ -575,26 +575,6 @@ class SqliteStore:
             return [_to_step(row) for row in rows]
 
         return await self._read(select)
-
-    async def verify_ledger(self, tenant: Tenant, run_id: RunId) -> int:
-        """Check the run's hash chain page by page, up to its head; return the number of
-        steps verified. Raises ChainBreak at the first step that does not verify (also when
-        a step is missing or the run's head does not match the last step).
-        """
-        run = await self.get_run(tenant, run_id)
-        last_hash = genesis_hash(run_id)
-        verified = 0
-        while verified < run.head_seq:
-            page = await self.get_steps(
-                tenant, run_id, after_seq=verified, until_seq=run.head_seq, limit=_VERIFY_PAGE
-            )
-            if not page or page[0].seq != verified + 1:
-                raise ChainBreak(verified + 1, "the step is missing")
-            last_hash = verify_chain(run_id, page, prev_hash=last_hash)
-            verified = page[-1].seq
-        if last_hash != run.head_hash:
-            raise ChainBreak(verified, "the run's head_hash does not match the last step")
-        return verified
 
     # -- checkpoints --------------------------------------------------------------------
 
