@@ -87,9 +87,7 @@ QUICK = Profile("quick", latency_pairs=150, scale_small=1_000, scale_large=10_00
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``bench loop``."""
-    parser.add_argument(
-        "--data", required=True, type=Path, help="folder of SWE-agent *.traj files"
-    )
+    parser.add_argument("--data", required=True, type=Path, help="folder of SWE-agent *.traj files")
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the figures here")
     parser.add_argument(
         "--quick",
@@ -157,9 +155,7 @@ def _text(value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, list):  # chat content as a list of {type, text} parts
-        return "\n".join(
-            str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in value
-        )
+        return "\n".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in value)
     return str(value)
 
 
@@ -226,7 +222,10 @@ _EXTENSIONS = (
     "lock|traj"
 )
 _URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>()\[\]{}`]+")
-_SLASHED = re.compile(r"(?<![\w.~/-])(?:~|\.{1,2})?/?[\w.+@-]+(?:/[\w.+@-]+)+/?|(?<![\w.~/-])/[\w.+@-]+")
+_SLASHED = re.compile(
+    r"(?<![\w.~/-])(?:~|\.{1,2})?/?[\w.+@-]+(?:/[\w.+@-]+)+/?"  # a/b, /a/b, ./a, ~/a
+    r"|(?<![\w.~/-])/[\w.+@-]+"  # /a (kept only with a file extension)
+)
 _FILE = re.compile(
     rf"(?<![\w./-])[\w+-]+(?:\.[\w+-]+)*\.(?:{_EXTENSIONS})(?![\w/-])", re.IGNORECASE
 )
@@ -356,7 +355,6 @@ class Tally:
     checkpoint_notes: Counter[str] = field(default_factory=Counter)
     due_reasons: Counter[str] = field(default_factory=Counter)
     ack_mismatches: int = 0
-    steps_recorded: int = 0
 
 
 @dataclass
@@ -365,7 +363,6 @@ class LoopRun:
 
     run_id: str
     group: str
-    objective: str
     cum_tokens: list[int] = field(default_factory=lambda: [0])
     covered_seq: int = 0
     checkpoints: int = 0
@@ -397,7 +394,7 @@ class Driver:
         if self.budget is not None:
             args["budget_tokens"] = self.budget
         await self.client.call("start_run", args)
-        return LoopRun(run_id=run_id, group=group, objective=objective, track_names=names)
+        return LoopRun(run_id=run_id, group=group, track_names=names)
 
     async def step(self, run: LoopRun, step: TrajStep, *, timed: bool = True) -> None:
         """record_step paired with a noop of the same payload (alternating which goes
@@ -414,7 +411,6 @@ class Driver:
         if timed:
             self.tally.lat.record_step.append(record_ms)
             self.tally.lat.noop.append(noop_ms)
-            self.tally.steps_recorded += 1
         run.cum_tokens.append(run.cum_tokens[-1] + step_tokens(step.draft(), self.tok))
         if ack["seq"] != run.head_seq:
             raise BenchError(f"{run.run_id}: expected seq {run.head_seq}, got {ack['seq']}")
@@ -598,6 +594,13 @@ def _progress(message: str) -> None:
     sys.stderr.flush()
 
 
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups, or ``exc`` itself."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
 def _server_env(store_url: str, data_dir: Path, extra: Sequence[str]) -> dict[str, str]:
     env = {
         "MCP_CHECKPOINT_DATA_DIR": str(data_dir),
@@ -645,9 +648,7 @@ async def _bench(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
         seeded: list[Seeded] = []
         for count in (profile.scale_small, profile.scale_large):
             _progress(f"seeding a {count:,}-step run into {db}")
-            seeded.append(
-                await _seed(seed_settings, f"scale-{count}", steps, count, args.budget)
-            )
+            seeded.append(await _seed(seed_settings, f"scale-{count}", steps, count, args.budget))
         errlog_path = data_dir / "server-stderr.log"
         try:
             with errlog_path.open("w", encoding="utf-8") as errlog:
@@ -661,15 +662,29 @@ async def _bench(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
                     latency_run = await _latency(driver, steps, profile.latency_pairs)
                     _progress(f"rehydrate at scale ({profile.scale_calls} calls each)")
                     scale = await _scale(driver, seeded, profile.scale_calls)
-        except BenchError:
-            raise
-        except Exception as exc:  # the server died or the transport broke
+        except Exception as exc:
+            # The client's task groups wrap what went wrong: our own BenchError (a tool
+            # error) passes as it is; anything else (the server died, the transport broke)
+            # is reported with the end of the server's stderr.
+            leaves = _leaves(exc)
+            own = [e for e in leaves if isinstance(e, BenchError)]
+            if own:
+                raise own[0] from exc
             tail = errlog_path.read_text(encoding="utf-8")[-2000:] if errlog_path.exists() else ""
-            raise BenchError(f"the server failed ({exc!r}); its stderr ends with:\n{tail}") from exc
+            what = "; ".join(repr(e) for e in leaves)
+            raise BenchError(f"the server failed ({what}); its stderr ends with:\n{tail}") from exc
         stored = await _verify_store(seed_settings)
         stored |= {"url": "sqlite:///<tmp>/bench.db", "file_bytes": db.stat().st_size}
     return _report(
-        args, profile, trajectories, tally, seeded, scale, latency_run, stored, env,
+        args,
+        profile,
+        trajectories,
+        tally,
+        seeded,
+        scale,
+        latency_run,
+        stored,
+        env,
         time.perf_counter() - started,
     )
 
@@ -755,14 +770,30 @@ def _report(
 
     distilled = dict(tally.checkpoint_sources)
     targets = [
-        _target("record_step p50 / noop p50", "<= 1.5x",
-                ratio(record["p50"], noop["p50"]), lambda v: v <= TARGET_RECORD_VS_NOOP_P50),
-        _target(f"rehydrate median {large.steps:,} / {small.steps:,} steps", "<= 1.5x",
-                scale_ratio, lambda v: v <= TARGET_SCALE_RATIO),
-        _target(f"compression raw / peak context (runs >= {COMPRESSION_MIN_STEPS:,} steps)",
-                ">= 10x", worst_long, lambda v: v >= TARGET_COMPRESSION),
-        _target("contexts over budget", "== 0", violations + recount_violations,
-                lambda v: v == TARGET_VIOLATIONS),
+        _target(
+            "record_step p50 / noop p50",
+            "<= 1.5x",
+            ratio(record["p50"], noop["p50"]),
+            lambda v: v <= TARGET_RECORD_VS_NOOP_P50,
+        ),
+        _target(
+            f"rehydrate median {large.steps:,} / {small.steps:,} steps",
+            "<= 1.5x",
+            scale_ratio,
+            lambda v: v <= TARGET_SCALE_RATIO,
+        ),
+        _target(
+            f"compression raw / peak context (runs >= {COMPRESSION_MIN_STEPS:,} steps)",
+            ">= 10x",
+            worst_long,
+            lambda v: v >= TARGET_COMPRESSION,
+        ),
+        _target(
+            "contexts over budget",
+            "== 0",
+            violations + recount_violations,
+            lambda v: v == TARGET_VIOLATIONS,
+        ),
     ]
     return {
         "benchmark": "loop",
@@ -776,8 +807,11 @@ def _report(
             "command": f"{Path(sys.executable).name} -m mcp_checkpoint serve",
             "transport": "stdio",
             "store": stored,
-            "env": {k: ("<tmp>" if k == "MCP_CHECKPOINT_DATA_DIR" else v)
-                    for k, v in env.items() if k != "MCP_CHECKPOINT_STORE_URL"},
+            "env": {
+                k: ("<tmp>" if k == "MCP_CHECKPOINT_DATA_DIR" else v)
+                for k, v in env.items()
+                if k != "MCP_CHECKPOINT_STORE_URL"
+            },
         },
         "replay": {
             "trajectories": len(trajectories),
@@ -874,19 +908,29 @@ def render(report: dict[str, Any]) -> str:
     lines: list[str] = []
     add = lines.append
     rp, lat, srv = report["replay"], report["latency_ms"], report["server"]
-    add(f"mcp-checkpoint {report['version']} bench loop ({report['profile']}) — "
-        f"{rp['trajectories']} trajectories, {rp['steps']} steps, {report['seconds']} s")
+    add(
+        f"mcp-checkpoint {report['version']} bench loop ({report['profile']}) — "
+        f"{rp['trajectories']} trajectories, {rp['steps']} steps, {report['seconds']} s"
+    )
     sync = srv["env"].get("MCP_CHECKPOINT_SQLITE__SYNCHRONOUS", "FULL (default)")
-    add(f"server: {srv['command']} over stdio; SQLite store (synchronous={sync}), "
-        f"{srv['store']['runs']} runs / {srv['store']['steps']:,} steps in the file afterwards")
+    add(
+        f"server: {srv['command']} over stdio; SQLite store (synchronous={sync}), "
+        f"{srv['store']['runs']} runs / {srv['store']['steps']:,} steps in the file afterwards"
+    )
     dist = report["distillation"]
     add(f"objectives: {', '.join(f'{v} from the {k}' for k, v in rp['objectives'].items())}")
-    add(f"checkpoints: called with NO content; the server distilled them by its rules "
-        f"(sources {dist['sources']}; due: {dist['due_reasons']})")
+    add(
+        f"checkpoints: called with NO content; the server distilled them by its rules "
+        f"(sources {dist['sources']}; due: {dist['due_reasons']})"
+    )
     add("")
     add(f"{'latency (ms, client-side)':<34}{'n':>6}{'p50':>9}{'p99':>9}")
-    for name, label in (("record_step", "record_step"), ("noop", "noop (same payload)"),
-                        ("checkpoint", "checkpoint (rules)"), ("rehydrate", "rehydrate")):
+    for name, label in (
+        ("record_step", "record_step"),
+        ("noop", "noop (same payload)"),
+        ("checkpoint", "checkpoint (rules)"),
+        ("rehydrate", "rehydrate"),
+    ):
         s = lat[name]
         p50 = "n/a" if s["p50"] is None else f"{s['p50']:.2f}"
         p99 = "n/a" if s["p99"] is None else f"{s['p99']:.2f}"
@@ -895,49 +939,64 @@ def render(report: dict[str, Any]) -> str:
     add(f"  {'record_step / noop':<32}{'':>6}{_x(rv['p50_ratio']):>9}{_x(rv['p99_ratio']):>9}")
     add("")
     sc = report["scale"]
-    add(f"rehydrate at scale (budget {sc['budget_tokens']}, {sc['calls_each']} calls each, "
-        f"interleaved; seeded through the store API)")
+    add(
+        f"rehydrate at scale (budget {sc['budget_tokens']}, {sc['calls_each']} calls each, "
+        f"interleaved; seeded through the store API)"
+    )
     for run in sc["runs"]:
         ms = run["rehydrate_ms"]
-        add(f"  {run['steps']:>8,} steps {run['checkpoints']:>6,} cps  median {ms['p50']:7.2f} ms"
+        add(
+            f"  {run['steps']:>8,} steps {run['checkpoints']:>6,} cps  median {ms['p50']:7.2f} ms"
             f"  p99 {ms['p99']:7.2f} ms  context {run['context_tokens']:,} tokens "
-            f"(raw {run['head_tokens']:,})")
+            f"(raw {run['head_tokens']:,})"
+        )
     add(f"  ratio of medians {_x(sc['median_ratio'])}")
     add("")
     comp = report["compression"]
     rr = comp["replay_runs"]
     add("compression (raw tokens of steps 1..head / peak context tokens)")
-    add(f"  replayed trajectories: final ratio median {_x(rr['final_ratio_median'])} "
+    add(
+        f"  replayed trajectories: final ratio median {_x(rr['final_ratio_median'])} "
         f"(min {_x(rr['final_ratio_min'])}, max {_x(rr['final_ratio_max'])}); "
-        f"raw {rr['raw_tokens_total']:,} tokens in all, peak context {rr['peak_context_tokens']:,}")
+        f"raw {rr['raw_tokens_total']:,} tokens in all, peak context {rr['peak_context_tokens']:,}"
+    )
     for name, c in comp["long_runs"].items():
-        add(f"  {name:<22}{c['steps']:>8,} steps  raw {c['raw_tokens']:>12,}  "
-            f"peak context {c['peak_context_tokens']:>6,}  {_x(c['ratio'])}")
+        add(
+            f"  {name:<22}{c['steps']:>8,} steps  raw {c['raw_tokens']:>12,}  "
+            f"peak context {c['peak_context_tokens']:>6,}  {_x(c['ratio'])}"
+        )
     b = report["budget"]
-    add(f"budget: {b['rehydrates']} contexts, {b['violations']} over budget as reported, "
+    add(
+        f"budget: {b['rehydrates']} contexts, {b['violations']} over budget as reported, "
         f"{b['recount_violations']} over on an independent recount; "
-        f"working_tokens mismatches {b['working_tokens_mismatches']}")
+        f"working_tokens mismatches {b['working_tokens_mismatches']}"
+    )
     add("")
     add("identifier survival (own regexes over actions + observations of the replayed steps)")
-    add(f"  {'':<13}{'distinct':>9}{'in final':>10}{'(not in objective)':>20}{'avg seen-so-far':>17}")
+    add(
+        f"  {'':<13}{'distinct':>9}{'in final':>10}{'(not in objective)':>20}"
+        f"{'avg seen-so-far':>17}"
+    )
     for key in ("paths", "identifiers"):
         s = report["survival"][key]
-        add(f"  {key:<13}{s['distinct']:>9}{_pct(s['final_share']):>10}"
+        add(
+            f"  {key:<13}{s['distinct']:>9}{_pct(s['final_share']):>10}"
             f"{_pct(s['final_share_outside_objective']):>20}"
-            f"{_pct(s['mean_share_over_rehydrates']):>17}")
+            f"{_pct(s['mean_share_over_rehydrates']):>17}"
+        )
     add("")
     add(f"  {'trajectory':<30}{'steps':>6}{'cps':>4}{'raw':>8}{'ctx':>7}{'paths':>10}{'ids':>10}")
     for r in report["runs"]:
-        add(f"  {r['name'][:30]:<30}{r['steps']:>6}{r['checkpoints']:>4}{r['raw_tokens']:>8,}"
+        add(
+            f"  {r['name'][:30]:<30}{r['steps']:>6}{r['checkpoints']:>4}{r['raw_tokens']:>8,}"
             f"{r['final_tokens']:>7,}{r['paths_final']:>5}/{r['paths']:<4}"
-            f"{r['ids_final']:>5}/{r['ids']:<4}")
+            f"{r['ids_final']:>5}/{r['ids']:<4}"
+        )
     add("")
     add("targets")
     for t in report["targets"]:
         value = t["value"]
-        shown = "n/a" if value is None else (
-            f"{value}" if isinstance(value, int) else _x(value)
-        )
+        shown = "n/a" if value is None else (f"{value}" if isinstance(value, int) else _x(value))
         add(f"  {t['name']:<58}{t['target']:>9}{shown:>10}  {'PASS' if t['pass'] else 'FAIL'}")
     return "\n".join(lines)
 

@@ -10,11 +10,12 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from mcp_checkpoint.core.models import RunId, Step, StepDraft, Tenant
+from mcp_checkpoint.core.models import Run, RunId, Step, StepDraft, Tenant
 from mcp_checkpoint.core.ports import EpisodicStore
 
 __all__ = [
     "ChainBreak",
+    "append_step",
     "canonical_json",
     "genesis_hash",
     "request_hash",
@@ -56,6 +57,39 @@ def step_hash(
         **draft.model_dump(mode="json"),
     }
     return _sha256(prev_hash + "\n" + canonical_json(body))
+
+
+def append_step(
+    run: Run, draft: StepDraft, *, tokens: int, now: datetime
+) -> tuple[Step, Run]:
+    """The step that ``draft`` becomes at the head of ``run``, and the run after it: the
+    next seq, the current episode, chained to the run's head hash, with cumulative tokens.
+    Stores call this inside the transaction that writes both."""
+    seq = run.head_seq + 1
+    step = Step(
+        run_id=run.run_id,
+        seq=seq,
+        episode=run.episode,
+        tool=draft.tool,
+        input=draft.input,
+        output=draft.output,
+        reasoning=draft.reasoning,
+        status=draft.status,
+        idempotency_key=draft.idempotency_key,
+        tokens=tokens,
+        cum_tokens=run.head_tokens + tokens,
+        created_at=now,
+        prev_hash=run.head_hash,
+        hash=step_hash(run.head_hash, run.run_id, seq, draft, now),
+    )
+    after = run.model_copy(update={
+        "head_seq": seq,
+        "step_count": run.step_count + 1,
+        "head_hash": step.hash,
+        "head_tokens": step.cum_tokens,
+        "updated_at": now,
+    })
+    return step, after
 
 
 class ChainBreak(ValueError):

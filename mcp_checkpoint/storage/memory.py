@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from mcp_checkpoint.core.ledger import step_hash
+from mcp_checkpoint.core.ledger import append_step
 from mcp_checkpoint.core.models import (
     BatchId,
     Checkpoint,
@@ -163,30 +163,7 @@ class MemoryStore:
                         f"idempotency_key {draft.idempotency_key} was used for a different step"
                     )
                 return ack.model_copy(update={"duplicate": True})
-        seq = run.head_seq + 1
-        step = Step(
-            run_id=run_id,
-            seq=seq,
-            episode=run.episode,
-            tool=draft.tool,
-            input=draft.input,
-            output=draft.output,
-            reasoning=draft.reasoning,
-            status=draft.status,
-            idempotency_key=draft.idempotency_key,
-            tokens=tokens,
-            cum_tokens=run.head_tokens + tokens,
-            created_at=now,
-            prev_hash=run.head_hash,
-            hash=step_hash(run.head_hash, run_id, seq, draft, now),
-        )
-        after = run.model_copy(update={
-            "head_seq": seq,
-            "step_count": run.step_count + 1,
-            "head_hash": step.hash,
-            "head_tokens": step.cum_tokens,
-            "updated_at": now,
-        })
+        step, after = append_step(run, draft, tokens=tokens, now=now)
         ack = make_ack(after, step)
         self._steps[(tenant, run_id)].append(step)
         self._runs[(tenant, run_id)] = after

@@ -15,6 +15,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +25,7 @@ import anyio.to_thread
 from pydantic import TypeAdapter
 
 from mcp_checkpoint.config import SqliteSettings
-from mcp_checkpoint.core.ledger import step_hash
+from mcp_checkpoint.core.ledger import append_step
 from mcp_checkpoint.core.models import (
     BatchId,
     Checkpoint,
@@ -237,12 +238,16 @@ def _match_expression(query: str) -> str | None:
     return " OR ".join(f'"{word}"' for word in words)
 
 
+def _is_busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", -1) & 0xFF
+    return isinstance(exc, sqlite3.OperationalError) and (
+        code in (_SQLITE_BUSY, _SQLITE_LOCKED) or "locked" in str(exc)
+    )
+
+
 def _translate(exc: sqlite3.Error) -> CheckpointError:
     """A driver error as the caller may see it: no path, no SQL."""
-    code = getattr(exc, "sqlite_errorcode", -1) & 0xFF
-    if isinstance(exc, sqlite3.OperationalError) and (
-        code in (_SQLITE_BUSY, _SQLITE_LOCKED) or "locked" in str(exc)
-    ):
+    if _is_busy(exc):
         return BackendError("the SQLite store is busy; try again")
     if isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc):
         return ConflictError("a record with that id already exists")
@@ -331,14 +336,25 @@ class SqliteStore:
         with self._lock:
             if self._conn is not None:
                 return
-            try:
-                self._conn = self._connect()
-            except sqlite3.Error as exc:
-                raise _translate(exc) from exc
-            except OSError as exc:
-                raise BackendError(
-                    f"cannot create the SQLite store ({exc.strerror or 'OS error'})"
-                ) from exc
+            # Switching a new file to WAL can answer "locked" at once, without the busy
+            # handler, when several processes open it together: retry until busy_timeout.
+            deadline = time.monotonic() + self._settings.busy_timeout_ms / 1000
+            pause = 0.01
+            while True:
+                try:
+                    self._conn = self._connect()
+                    return
+                except sqlite3.OperationalError as exc:
+                    if not _is_busy(exc) or time.monotonic() + pause > deadline:
+                        raise _translate(exc) from exc
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.2)
+                except sqlite3.Error as exc:
+                    raise _translate(exc) from exc
+                except OSError as exc:
+                    raise BackendError(
+                        f"cannot create the SQLite store ({exc.strerror or 'OS error'})"
+                    ) from exc
 
     def _close(self) -> None:
         with self._lock:
@@ -494,30 +510,7 @@ class SqliteStore:
                         )
                     stored = StepAck.model_validate_json(seen["ack"])
                     return stored.model_copy(update={"duplicate": True})
-            seq = run.head_seq + 1
-            step = Step(
-                run_id=run_id,
-                seq=seq,
-                episode=run.episode,
-                tool=draft.tool,
-                input=draft.input,
-                output=draft.output,
-                reasoning=draft.reasoning,
-                status=draft.status,
-                idempotency_key=draft.idempotency_key,
-                tokens=tokens,
-                cum_tokens=run.head_tokens + tokens,
-                created_at=now,
-                prev_hash=run.head_hash,
-                hash=step_hash(run.head_hash, run_id, seq, draft, now),
-            )
-            after = run.model_copy(update={
-                "head_seq": seq,
-                "step_count": run.step_count + 1,
-                "head_hash": step.hash,
-                "head_tokens": step.cum_tokens,
-                "updated_at": now,
-            })
+            step, after = append_step(run, draft, tokens=tokens, now=now)
             ack = make_ack(after, step)
             conn.execute(
                 "INSERT INTO steps (tenant, run_id, seq, episode, tool, input, output, "
@@ -525,7 +518,7 @@ class SqliteStore:
                 "prev_hash, hash, request_hash, ack) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    tenant, run_id, seq, step.episode, step.tool, _json(step.input),
+                    tenant, run_id, step.seq, step.episode, step.tool, _json(step.input),
                     _json(step.output), step.reasoning, step.status, step.idempotency_key,
                     step.tokens, step.cum_tokens, _iso(now), step.prev_hash, step.hash,
                     request_hash, ack.model_dump_json(),
@@ -536,7 +529,7 @@ class SqliteStore:
                 "head_tokens = ?, updated_at = ?, updated_us = ? "
                 "WHERE tenant = ? AND run_id = ? AND head_seq = ?",
                 (
-                    seq, after.step_count, step.hash, step.cum_tokens, _iso(now),
+                    step.seq, after.step_count, step.hash, step.cum_tokens, _iso(now),
                     _micros(now), tenant, run_id, run.head_seq,
                 ),
             )

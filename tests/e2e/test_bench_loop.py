@@ -1,0 +1,115 @@
+"""End to end: ``mcp-checkpoint bench loop --quick`` over the shared SWE-agent trajectories.
+
+The benchmark spawns its own ``mcp-checkpoint serve`` over stdio; here it runs as a
+subprocess of the installed console script, exactly as a user runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+# The evaluation data lives beside the repository (never inside it).
+DATA = Path(__file__).parents[2].parent / "shared" / "data" / "trajectories"
+
+
+def _cli() -> str:
+    beside = Path(sys.executable).with_name("mcp-checkpoint")
+    found = str(beside) if beside.exists() else shutil.which("mcp-checkpoint")
+    assert found, "the mcp-checkpoint console script is not installed"
+    return found
+
+
+def _bench(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    # Our own settings must not leak in from the caller's environment.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_CHECKPOINT_")}
+    return subprocess.run(
+        [_cli(), "bench", "loop", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
+
+
+def test_bench_loop_quick_reports_every_figure_within_budget(tmp_path: Path) -> None:
+    assert DATA.is_dir(), f"the evaluation data is missing: {DATA}"
+    trajectories = sorted(DATA.glob("*.traj"))
+    out = tmp_path / "loop.json"
+
+    start = time.monotonic()
+    done = _bench("--data", str(DATA), "--quick", "--json", str(out), timeout=120)
+    elapsed = time.monotonic() - start
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert elapsed < 60, f"--quick took {elapsed:.1f} s"
+    assert "targets" in done.stdout
+    assert "NO content" in done.stdout  # the table says the server distilled by rules
+
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert {
+        "replay",
+        "distillation",
+        "latency_ms",
+        "record_vs_noop",
+        "scale",
+        "compression",
+        "budget",
+        "survival",
+        "runs",
+        "targets",
+        "server",
+    } <= report.keys()
+    assert report["profile"] == "quick"
+
+    # Every trajectory was replayed, through SQLite, with rule-distilled checkpoints.
+    assert report["replay"]["trajectories"] == len(trajectories)
+    assert len(report["runs"]) == len(trajectories)
+    assert report["replay"]["steps"] == sum(r["steps"] for r in report["runs"])
+    assert report["server"]["store"]["steps"] >= report["replay"]["steps"] + 11_000
+    assert set(report["distillation"]["sources"]) == {"rules"}
+
+    for tool in ("record_step", "noop", "checkpoint", "rehydrate"):
+        figures = report["latency_ms"][tool]
+        assert figures["n"] > 0, tool
+        assert 0 < figures["p50"] <= figures["p99"], tool
+    assert report["latency_ms"]["record_step"]["n"] == report["latency_ms"]["noop"]["n"]
+    assert report["record_vs_noop"]["p50_ratio"] > 0
+
+    scale = report["scale"]
+    assert [run["steps"] for run in scale["runs"]] == [1_000, 10_000]
+    for run in scale["runs"]:
+        assert run["rehydrate_ms"]["n"] >= 20
+        assert run["rehydrate_ms"]["p50"] > 0
+    assert scale["median_ratio"] > 0
+
+    budget = report["budget"]
+    assert budget["rehydrates"] > 0
+    assert budget["violations"] == 0
+    assert budget["recount_violations"] == 0
+
+    for kind in ("paths", "identifiers"):
+        share = report["survival"][kind]["final_share"]
+        assert report["survival"][kind]["distinct"] > 0
+        assert 0 <= share <= 1
+
+    assert len(report["targets"]) == 4
+    for target in report["targets"]:
+        assert {"name", "target", "value", "pass"} <= target.keys()
+
+
+def test_bench_loop_without_trajectories_fails_clearly(tmp_path: Path) -> None:
+    done = _bench("--data", str(tmp_path), "--quick", timeout=60)
+
+    assert done.returncode == 1
+    assert "no *.traj files" in done.stderr
