@@ -462,7 +462,20 @@ class Episodes:
         items += [packing.Item("memories", render_memory(m), m.memory_id, i)
                   for i, m in enumerate(memories)]
 
-        steps, step_items = await self._step_items(tenant, run, floor, upper, budget)
+        steps, step_items = await self._step_items(tenant, run, floor, upper, budget, "steps")
+        if floor > 0 and len(steps) == upper - floor:
+            # Every uncovered step was fetched: spare budget goes to the newest steps the
+            # checkpoint covers (exact paths and outputs a summary may have lost).
+            _, earlier_items = await self._step_items(tenant, run, 0, floor, budget, "earlier")
+            specs.append(
+                packing.SectionSpec(
+                    "earlier",
+                    "## Earlier steps (covered by the checkpoint; newest kept)",
+                    contiguous=True,
+                )
+            )
+        else:
+            earlier_items = []
         specs.append(
             packing.SectionSpec(
                 "steps",
@@ -471,7 +484,7 @@ class Episodes:
                 contiguous=True,
             )
         )
-        items += step_items
+        items += step_items + earlier_items
 
         packed = packing.pack(specs, items, budget, self._tok)
 
@@ -489,7 +502,9 @@ class Episodes:
                     reason="older than the steps that fit the budget",
                 )
             )
-        included_steps = sorted(int(k) for k in packed.included.get("steps", []) if k is not None)
+        def shown(section: str) -> list[int]:
+            return sorted(int(k) for k in packed.included.get(section, []) if k is not None)
+
         return Context(
             run_id=run.run_id,
             context=packed.text,
@@ -497,7 +512,8 @@ class Episodes:
             budget_tokens=budget,
             checkpoint_id=checkpoint.checkpoint_id if checkpoint else None,
             through_seq=floor,
-            steps_included=included_steps,
+            steps_included=shown("steps"),
+            covered_steps_included=shown("earlier"),
             memories_included=[
                 MemoryId(str(k)) for k in packed.included.get("memories", []) if k is not None
             ],
@@ -549,7 +565,7 @@ class Episodes:
         return specs, items
 
     async def _step_items(
-        self, tenant: Tenant, run: Run, floor: int, upper: int, budget: int
+        self, tenant: Tenant, run: Run, floor: int, upper: int, budget: int, section: str
     ) -> tuple[list[Step], list[packing.Item]]:
         """The newest steps in (floor, upper], fetched page by page until they would
         overflow the whole budget (so reads are O(budget), not O(run))."""
@@ -568,7 +584,7 @@ class Episodes:
             for step in page:
                 text, _ = render_step(step, self._tok, cap)
                 steps.append(step)
-                items.append(packing.Item("steps", text, step.seq, step.seq))
+                items.append(packing.Item(section, text, step.seq, step.seq))
                 cost += self._tok.count(text) + 1
                 if cost >= budget:
                     break
@@ -593,6 +609,8 @@ class Episodes:
     def _dropped(packed: packing.Packed) -> list[DroppedSection]:
         merged: dict[str, tuple[int, int]] = {}
         for section, (n, tokens) in packed.dropped.items():
+            if section == "earlier":  # optional extras: leaving them out drops nothing
+                continue
             key = "checkpoint" if section.startswith("cp.") else section
             old = merged.get(key, (0, 0))
             merged[key] = (old[0] + n, old[1] + tokens)

@@ -209,7 +209,13 @@ class Context(_Frozen):
     budget_tokens: int
     checkpoint_id: CheckpointId | None
     through_seq: int
-    steps_included: list[int] = Field(description="seq of the steps shown, oldest first.")
+    steps_included: list[int] = Field(
+        description="seq of the steps after the checkpoint that are shown, oldest first."
+    )
+    covered_steps_included: list[int] = Field(
+        default=[],
+        description="seq of steps the checkpoint covers, shown with budget to spare.",
+    )
     memories_included: list[MemoryId] = []
     dropped: list[DroppedSection] = []
     tokenizer: str

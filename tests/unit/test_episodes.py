@@ -353,3 +353,21 @@ async def test_rehydrate_includes_relevant_memories(episodes: Episodes, memory) 
     context = await episodes.rehydrate(T, "r1")
     assert "recursive descent" in context.context
     assert len(context.memories_included) == 1
+
+
+async def test_rehydrate_spends_spare_budget_on_the_newest_covered_steps(
+    episodes: Episodes,
+) -> None:
+    await episodes.start_run(T, "x", run_id="r1")
+    await record(episodes, "r1", 40)
+    await episodes.checkpoint(T, "r1", CheckpointPatch(next_actions=["go on"]), through_seq=38)
+    roomy = await episodes.rehydrate(T, "r1", budget_tokens=5000)
+    assert roomy.steps_included == [39, 40]
+    assert roomy.covered_steps_included == list(range(1, 39))
+    assert roomy.context.index("## Earlier steps") < roomy.context.index("## Steps since")
+    tight = await episodes.rehydrate(T, "r1", budget_tokens=300)
+    assert tight.steps_included == [39, 40]
+    covered = tight.covered_steps_included
+    assert covered == list(range(39 - len(covered), 39))  # the newest ones, contiguous
+    assert len(covered) < 38 and tight.tokens <= 300
+    assert all(d.section != "earlier" for d in tight.dropped)
