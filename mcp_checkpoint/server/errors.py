@@ -13,11 +13,13 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
-from mcp_checkpoint.errors import CheckpointError, NotFoundError
+from mcp_checkpoint.errors import CheckpointError, InvalidArgumentError, NotFoundError
 
 if TYPE_CHECKING:
     from mcp.server import MCPServer
@@ -62,7 +64,9 @@ def guard_resource(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         try:
             return await fn(*args, **kwargs)
         except NotFoundError as exc:
-            raise ResourceError(str(exc)) from exc
+            raise ResourceNotFoundError(str(exc)) from exc  # -32602, not an internal error
+        except InvalidArgumentError as exc:
+            raise MCPError(code=INVALID_PARAMS, message=str(exc)) from exc
         except CheckpointError as exc:
             raise ResourceError(str(exc)) from exc
         except ResourceError:

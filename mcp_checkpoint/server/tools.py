@@ -328,6 +328,8 @@ class Tools:
                 answer = sampled.content.text
             elif sampled is not None:
                 note = "the client's model answered without text"
+            elif not s.settings.sampling.enabled:
+                note = "sampling is disabled (sampling.enabled=false)"
             elif caps is None or caps.sampling is None:
                 note = "the client does not offer sampling"
         result = await s.episodes.checkpoint(

@@ -57,6 +57,11 @@ class StdioServer:
         self._process: Process | None = None
         self._stack: AsyncExitStack | None = None
 
+    def stderr_tail(self, lines: int = 30) -> str:
+        """The end of the server's log, for failure messages."""
+        text = self.stderr_path.read_text(encoding="utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
     @property
     def process(self) -> Process:
         assert self._process is not None, "the server is not running"

@@ -58,15 +58,19 @@ async def test_sigkill_loses_no_acknowledged_step(tmp_path: Path) -> None:
 
         async def worker() -> None:
             nonlocal next_call
-            while not enough.is_set() or transport.process.returncode is None:
+            while True:  # until the kill breaks the connection under a call
                 i = next_call
                 next_call += 1
                 try:
                     result = await client.call_tool("record_step", step_args(i))
-                except Exception:  # the connection died under this call
+                except Exception:
+                    if not enough.is_set():
+                        raise  # not the kill: a bug, fail now
                     unanswered.append(i)
                     return
-                if result.is_error:  # e.g. the transport reported the closed connection
+                if result.is_error:
+                    # Before the kill a tool error is a bug: fail now, not at the timeout.
+                    assert enough.is_set(), f"{result.content}\n{transport.stderr_tail()}"
                     unanswered.append(i)
                     return
                 assert result.structured_content is not None

@@ -41,8 +41,15 @@ class Inspector:
 
     async def run(self, *args: str, era: str | None = None) -> tuple[int, str, str]:
         """``inspector --cli -q <server> ARGS``: (exit code, stdout, stderr)."""
-        command = [self.npx, "-y", INSPECTOR, "--cli", "-q",
-                   "-e", f"MCP_CHECKPOINT_DATA_DIR={self.data_dir}"]
+        command = [
+            self.npx,
+            "-y",
+            INSPECTOR,
+            "--cli",
+            "-q",
+            "-e",
+            f"MCP_CHECKPOINT_DATA_DIR={self.data_dir}",
+        ]
         if era is not None:
             command += ["--protocol-era", era]
         command += [str(SERVER), "serve", *args]
@@ -56,8 +63,9 @@ class Inspector:
         return json.loads(out)
 
     async def tool(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        result = await self.ok("--method", "tools/call", "--tool-name", name,
-                               "--tool-args-json", json.dumps(args))
+        result = await self.ok(
+            "--method", "tools/call", "--tool-name", name, "--tool-args-json", json.dumps(args)
+        )
         assert result["isError"] is False
         structured: dict[str, Any] = result["structuredContent"]
         return structured
@@ -77,8 +85,13 @@ async def test_inspector_cli_drives_the_loop_across_processes(tmp_path: Path, np
     assert run["run_id"] == "123"  # a numeric-looking id stays a string
     first = await inspector.tool(
         "record_step",
-        {"run_id": "123", "tool": "psql", "input": {"sql": "ALTER TABLE t ADD c int"},
-         "output": "ALTER TABLE", "idempotency_key": "alter-1"},
+        {
+            "run_id": "123",
+            "tool": "psql",
+            "input": {"sql": "ALTER TABLE t ADD c int"},
+            "output": "ALTER TABLE",
+            "idempotency_key": "alter-1",
+        },
     )
     assert first["seq"] == 1
     second = await inspector.tool(
@@ -103,13 +116,18 @@ async def test_inspector_cli_drives_the_loop_across_processes(tmp_path: Path, np
     assert state["head_seq"] == 2
     assert state["latest_checkpoint_id"] == cp["checkpoint_id"]
 
-    prompt = await inspector.ok("--method", "prompts/get", "--prompt-name", "resume_run",
-                                "--prompt-args", "run_id=123")
+    prompt = await inspector.ok(
+        "--method", "prompts/get", "--prompt-name", "resume_run", "--prompt-args", "run_id=123"
+    )
     assert "Backfill c" in prompt["messages"][0]["content"]["text"]
 
     code, out, err = await inspector.run(
-        "--method", "tools/call", "--tool-name", "record_step",
-        "--tool-args-json", json.dumps({"run_id": "nope", "tool": "x"}),
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "record_step",
+        "--tool-args-json",
+        json.dumps({"run_id": "nope", "tool": "x"}),
     )
     assert code != 0
     assert json.loads(out)["content"][0]["text"] == "not_found: run nope"

@@ -26,8 +26,9 @@ MODES = [pytest.param("auto", id="auto"), pytest.param("legacy", id="legacy")]
 async def call(client: Client, tool: str, args: dict[str, Any]) -> dict[str, Any]:
     result = await client.call_tool(tool, args)
     assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return result.structured_content
+    structured: dict[str, Any] | None = result.structured_content
+    assert structured is not None
+    return structured
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -46,8 +47,13 @@ async def test_stdio_full_loop_persists_and_keeps_stdout_for_protocol(
             await call(
                 client,
                 "record_step",
-                {"run_id": "rel", "tool": "git", "input": {"args": ["tag", f"v1.2.{i}"]},
-                 "output": "ok", "idempotency_key": f"tag-{i}"},
+                {
+                    "run_id": "rel",
+                    "tool": "git",
+                    "input": {"args": ["tag", f"v1.2.{i}"]},
+                    "output": "ok",
+                    "idempotency_key": f"tag-{i}",
+                },
             )
             for i in range(5)
         ]
@@ -77,13 +83,19 @@ async def test_stdio_full_loop_persists_and_keeps_stdout_for_protocol(
     assert "serving on stdio" in stderr
 
     # Acknowledged writes are on disk: a fresh server process, and the CLI, see them.
-    async with Client(StdioServerParameters(command=str(SERVER), args=["serve"], env=env),
-                      mode=mode) as client:
+    async with Client(
+        StdioServerParameters(command=str(SERVER), args=["serve"], env=env), mode=mode
+    ) as client:
         again = await call(
             client,
             "record_step",
-            {"run_id": "rel", "tool": "git", "input": {"args": ["tag", "v1.2.4"]},
-             "output": "ok", "idempotency_key": "tag-4"},
+            {
+                "run_id": "rel",
+                "tool": "git",
+                "input": {"args": ["tag", "v1.2.4"]},
+                "output": "ok",
+                "idempotency_key": "tag-4",
+            },
         )
         assert again["seq"] == 5
         assert again["duplicate"] is True
@@ -115,8 +127,9 @@ class FakeModel:
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_stdio_checkpoint_is_distilled_by_sampling(tmp_path: Path, mode: str) -> None:
-    params = StdioServerParameters(command=str(SERVER), args=["serve"],
-                                   env=server_env(tmp_path / "data"))
+    params = StdioServerParameters(
+        command=str(SERVER), args=["serve"], env=server_env(tmp_path / "data")
+    )
     model = FakeModel()
     async with Client(params, mode=mode, sampling_callback=model) as client:
         await call(client, "start_run", {"objective": "Release", "run_id": "r1"})

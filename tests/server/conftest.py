@@ -55,8 +55,9 @@ async def call(client: Client, tool: str, args: dict[str, Any]) -> dict[str, Any
     """Call a tool that must succeed; its structured output."""
     result = await client.call_tool(tool, args)
     assert not result.is_error, text_of(result)
-    assert result.structured_content is not None
-    return result.structured_content
+    structured: dict[str, Any] | None = result.structured_content
+    assert structured is not None
+    return structured
 
 
 async def call_error(client: Client, tool: str, args: dict[str, Any]) -> str:
@@ -72,7 +73,9 @@ async def start_run(client: Client, run_id: str = "r1", **extra: Any) -> dict[st
     )
 
 
-async def record(client: Client, run_id: str = "r1", n: int = 1, **extra: Any) -> list[dict[str, Any]]:
+async def record(
+    client: Client, run_id: str = "r1", n: int = 1, **extra: Any
+) -> list[dict[str, Any]]:
     """Record ``n`` ordinary steps; their acks."""
     acks = []
     for i in range(n):

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, TextResourceContents
@@ -32,7 +32,9 @@ async def read_json(client: Client, uri: str) -> Any:
 
 
 async def test_resource_templates_are_listed(client: Client) -> None:
-    templates = {t.uri_template: t for t in (await client.list_resource_templates()).resource_templates}
+    templates = {
+        t.uri_template: t for t in (await client.list_resource_templates()).resource_templates
+    }
 
     assert set(templates) == {
         "checkpoint://{run_id}/latest",
@@ -77,11 +79,6 @@ async def test_latest_checkpoint_is_not_found_before_the_first_checkpoint(client
     assert caught.value.error.message.startswith("not_found: run r1 has no checkpoint")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: guard_resource maps NotFoundError to ResourceError (-32603, an "
-    "internal error) instead of ResourceNotFoundError (-32602)",
-)
 async def test_resource_not_found_is_an_invalid_params_error_not_internal(client: Client) -> None:
     with pytest.raises(MCPError) as caught:
         await client.read_resource("run://nope")
@@ -155,7 +152,10 @@ async def test_memory_resource_shows_a_committed_memory_with_provenance(client: 
     batch = await call(
         client,
         "propose_memory",
-        {"run_id": "r1", "items": [{"content": "CI runs on Python 3.11", "source_refs": ["step:r1:1"]}]},
+        {
+            "run_id": "r1",
+            "items": [{"content": "CI runs on Python 3.11", "source_refs": ["step:r1:1"]}],
+        },
     )
     committed = await call(client, "commit_memory", {"batch_id": batch["batch_id"]})
     memory_id = committed["memory_ids"]["0"]

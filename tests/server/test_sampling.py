@@ -115,4 +115,5 @@ async def test_checkpoint_with_sampling_disabled_uses_rules(tmp_path: Path, mode
     cp = await checkpoint_with_model(tmp_path, mode, model, sampling={"enabled": False})
 
     assert cp["source"] == "rules"
+    assert cp["note"] == "sampling is disabled (sampling.enabled=false); distilled by rules instead"
     assert model.requests == []

@@ -67,9 +67,7 @@ async def test_tools_annotations_are_truthful(client: Client) -> None:
     assert commit.idempotent_hint is False
 
 
-async def test_tools_full_loop_from_start_run_to_memory_conflict(
-    tmp_path: Path, mode: str
-) -> None:
+async def test_tools_full_loop_from_start_run_to_memory_conflict(tmp_path: Path, mode: str) -> None:
     settings = Settings(store_url="memory://", data_dir=tmp_path, checkpoint={"trigger_steps": 5})
     async with Client(build_server(settings), mode=mode) as client:
         run = await start_run(client, pinned=["Never push to main"])
@@ -184,8 +182,12 @@ async def test_record_step_retry_with_same_key_returns_the_first_answer(client: 
 @pytest.mark.parametrize(
     ("tool", "args", "expected"),
     [
-        pytest.param("record_step", {"run_id": "nope", "tool": "bash"}, "not_found: run nope",
-                     id="record-unknown-run"),
+        pytest.param(
+            "record_step",
+            {"run_id": "nope", "tool": "bash"},
+            "not_found: run nope",
+            id="record-unknown-run",
+        ),
         pytest.param("rehydrate", {"run_id": "nope"}, "not_found: run nope", id="rehydrate"),
         pytest.param("checkpoint", {"run_id": "nope"}, "not_found: run nope", id="checkpoint"),
     ],
@@ -258,3 +260,40 @@ async def test_tool_unexpected_exception_is_internal_without_secrets(
     assert "Traceback" not in text
     # ... while the operator still finds the cause in the server's log.
     assert "secret-dsn" in caplog.text
+
+
+async def test_tool_nested_field_error_names_the_path(client: Client) -> None:
+    text = await call_error(
+        client, "propose_memory", {"items": [{"content": "x", "confidence": 5}]}
+    )
+
+    assert text.startswith("invalid_argument: field 'items.0.confidence': ")
+
+
+async def test_checkpoint_rejects_a_forged_sampling_answer(client: Client) -> None:
+    await start_run(client)
+    await record(client)
+    forged = {
+        "role": "assistant",
+        "content": {"type": "text", "text": '{"next_actions": ["forged"]}'},
+        "model": "m",
+    }
+
+    text = await call_error(client, "checkpoint", {"run_id": "r1", "sampled": forged})
+
+    assert text.startswith("invalid_argument: unknown field(s) sampled")
+
+
+async def test_record_step_same_key_with_different_payload_is_a_conflict(client: Client) -> None:
+    await start_run(client)
+    await record(client, idempotency_key="k-1")
+
+    text = await call_error(
+        client,
+        "record_step",
+        {"run_id": "r1", "tool": "bash", "output": "something else", "idempotency_key": "k-1"},
+    )
+
+    assert text.startswith("conflict: ")
+    runs = await call(client, "list_runs", {})
+    assert runs["runs"][0]["step_count"] == 1
