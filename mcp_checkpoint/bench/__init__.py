@@ -1,8 +1,9 @@
-"""Benchmarks: ``mcp-checkpoint bench loop --data PATH`` and friends.
+"""Benchmarks: ``mcp-checkpoint bench loop|tokens --data PATH`` and friends.
 
-Each benchmark drives a real server through a real MCP client and prints its figures (and
-writes them as JSON with ``--json``). Targets live here and in the notes, never as timed
-assertions in unit tests.
+``loop`` drives a real server through a real MCP client; ``tokens`` measures the offline
+token counter against the real o200k_base encoding (the ``bench`` extra). Each prints its
+figures (and writes them as JSON with ``--json``). Targets live here and in the notes,
+never as timed assertions in unit tests.
 """
 
 from __future__ import annotations
@@ -18,9 +19,17 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     loop = sub.add_parser(
         "loop", help="replay SWE-agent trajectories through record_step/checkpoint/rehydrate"
     )
-    from mcp_checkpoint.bench.loop import add_arguments
+    from mcp_checkpoint.bench import loop as loop_bench
 
-    add_arguments(loop)
+    loop_bench.add_arguments(loop)
+    tokens = sub.add_parser(
+        "tokens",
+        help="compare the offline token counter with the real o200k_base "
+        '(needs pip install "mcp-checkpoint[bench]")',
+    )
+    from mcp_checkpoint.bench import tokens as tokens_bench
+
+    tokens_bench.add_arguments(tokens)
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -29,4 +38,8 @@ def run_bench(args: argparse.Namespace) -> int:
         from mcp_checkpoint.bench.loop import main
 
         return main(args)
+    if args.bench_command == "tokens":
+        from mcp_checkpoint.bench.tokens import main as tokens_main
+
+        return tokens_main(args)
     raise SystemExit(f"unknown benchmark {args.bench_command}")

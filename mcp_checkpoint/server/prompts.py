@@ -19,11 +19,11 @@ from pydantic import Field
 
 from mcp_checkpoint._assets import asset_dir
 from mcp_checkpoint.errors import BackendError, CheckpointError, InvalidArgumentError
+from mcp_checkpoint.server._context import services_of
 
 if TYPE_CHECKING:
     from mcp.server import MCPServer
 
-    from mcp_checkpoint.server.app import Services
 
 __all__ = ["PromptTemplate", "load_prompt", "register_prompts"]
 
@@ -57,10 +57,6 @@ def load_prompt(name: str) -> PromptTemplate:
     )
 
 
-def _services(ctx: Context[Any, Any]) -> Services:
-    services: Services = ctx.request_context.lifespan_context
-    return services
-
 
 def _fill(name: str, **values: str) -> str:
     return load_prompt(name).body.safe_substitute(values)
@@ -78,7 +74,7 @@ class Prompts:
         ] = None,
     ) -> str:
         """Resume a run after a context reset: its rehydrated context, ready to continue."""
-        s = _services(ctx)
+        s = services_of(ctx)
         budget: int | None = None
         if budget_tokens:
             try:
@@ -94,7 +90,7 @@ class Prompts:
         run_id: Annotated[str, Field(description="The run to checkpoint.")],
     ) -> str:
         """Ask the model to distil its working memory into a checkpoint now."""
-        s = _services(ctx)
+        s = services_of(ctx)
         run = await s.episodes.get_run(s.tenant(), run_id)
         latest = await s.episodes.latest_checkpoint(s.tenant(), run)
         previous = latest.content.model_dump_json(indent=1) if latest else "(none yet)"
@@ -114,7 +110,7 @@ class Prompts:
         batch_id: Annotated[str, Field(description="The batch from propose_memory.")],
     ) -> str:
         """Review a staged memory batch item by item before committing it."""
-        s = _services(ctx)
+        s = services_of(ctx)
         batch = await s.memory.get_proposal(s.tenant(), batch_id)
         items = [
             {"index": i, **item.model_dump(mode="json", exclude_none=True)}

@@ -15,12 +15,13 @@ from mcp.server.mcpserver import Context
 
 from mcp_checkpoint._assets import asset_dir
 from mcp_checkpoint.errors import InvalidArgumentError, NotFoundError
+from mcp_checkpoint.server._context import services_of
 from mcp_checkpoint.server.errors import guard_resource
+from mcp_checkpoint.server.tools import RunView
 
 if TYPE_CHECKING:
     from mcp.server import MCPServer
 
-    from mcp_checkpoint.server.app import Services
 
 __all__ = ["SCHEMA_NAMES", "register_resources"]
 
@@ -28,10 +29,6 @@ JSON = "application/json"
 SCHEMA_NAMES = ("run", "step", "checkpoint", "checkpoint-content", "proposal", "memory", "context")
 _NAME = re.compile(r"^[a-z][a-z-]*$")
 
-
-def _services(ctx: Context[Any, Any]) -> Services:
-    services: Services = ctx.request_context.lifespan_context
-    return services
 
 
 def _int(name: str, raw: str | None, default: int) -> int:
@@ -53,7 +50,7 @@ class Resources:
     @staticmethod
     async def latest_checkpoint(run_id: str, ctx: Context[Any, Any]) -> str:
         """The run's latest checkpoint (JSON)."""
-        s = _services(ctx)
+        s = services_of(ctx)
         run = await s.episodes.get_run(s.tenant(), run_id)
         checkpoint = await s.episodes.latest_checkpoint(s.tenant(), run)
         if checkpoint is None:
@@ -63,16 +60,14 @@ class Resources:
     @staticmethod
     async def checkpoint(run_id: str, checkpoint_id: str, ctx: Context[Any, Any]) -> str:
         """One checkpoint of a run (JSON)."""
-        s = _services(ctx)
+        s = services_of(ctx)
         found = await s.episodes.get_checkpoint(s.tenant(), run_id, checkpoint_id)
         return found.model_dump_json(indent=1)
 
     @staticmethod
     async def run(run_id: str, ctx: Context[Any, Any]) -> str:
         """A run's state: objective, step_count, head_seq, episode, latest checkpoint."""
-        from mcp_checkpoint.server.tools import RunView
-
-        s = _services(ctx)
+        s = services_of(ctx)
         found = await s.episodes.get_run(s.tenant(), run_id)
         return RunView.of(found).model_dump_json(indent=1)
 
@@ -81,7 +76,7 @@ class Resources:
         run_id: str, ctx: Context[Any, Any], cursor: str | None = None, limit: str | None = None
     ) -> str:
         """A page of the run's steps, oldest first; pass next_cursor to read on."""
-        s = _services(ctx)
+        s = services_of(ctx)
         after = _int("cursor", cursor, 0)
         size = _int("limit", limit, 50)
         steps = await s.episodes.ledger(s.tenant(), run_id, after_seq=after, limit=size)
@@ -95,7 +90,7 @@ class Resources:
     @staticmethod
     async def memory(memory_id: str, ctx: Context[Any, Any]) -> str:
         """One long-term memory, whatever its status, with its provenance (JSON)."""
-        s = _services(ctx)
+        s = services_of(ctx)
         found = await s.memory.get_memory(s.tenant(), memory_id)
         return found.model_dump_json(indent=1)
 

@@ -35,12 +35,12 @@ from mcp_checkpoint.core.models import (
     Context as PackedContext,
 )
 from mcp_checkpoint.errors import CheckpointError
+from mcp_checkpoint.server._context import services_of
 from mcp_checkpoint.server.errors import guard_tool
 
 if TYPE_CHECKING:
     from mcp.server import MCPServer
 
-    from mcp_checkpoint.server.app import Services
 
 __all__ = ["register_tools"]
 
@@ -179,10 +179,6 @@ class SearchResultView(_Out):
     note: str
 
 
-def _services(ctx: Context[Any, Any]) -> Services:
-    services: Services = ctx.request_context.lifespan_context
-    return services
-
 
 async def ask_model_to_distil(
     ctx: Context[Any, Any],
@@ -202,7 +198,7 @@ async def ask_model_to_distil(
     caps = ctx.client_capabilities
     if any(v is not None for v in given) or caps is None or caps.sampling is None:
         return None
-    s = _services(ctx)
+    s = services_of(ctx)
     try:
         request = await s.episodes.sampling_request(s.tenant(), run_id, through_seq=through_seq)
     except CheckpointError:
@@ -238,7 +234,7 @@ class Tools:
         ] = None,
     ) -> RunView:
         """Start a run: the task whose steps you will record and checkpoint."""
-        s = _services(ctx)
+        s = services_of(ctx)
         run = await s.episodes.start_run(
             s.tenant(),
             objective,
@@ -265,7 +261,7 @@ class Tools:
         ] = None,
     ) -> StepAck:
         """Record one step durably; says when a checkpoint is due."""
-        s = _services(ctx)
+        s = services_of(ctx)
         draft = StepDraft(
             tool=tool,
             input=input,
@@ -310,7 +306,7 @@ class Tools:
         """Distil working memory into a checkpoint. Pass your own distillation; with no
         content the server distils (your client's model via sampling if offered, else rules).
         Steps after through_seq stay in working memory."""
-        s = _services(ctx)
+        s = services_of(ctx)
         patch = CheckpointPatch(
             progress=progress,
             state=state,
@@ -368,7 +364,7 @@ class Tools:
     ) -> PackedContext:
         """A fresh context for the run, never larger than the budget: objective, pinned
         items, the checkpoint, relevant memories and the newest steps since it."""
-        s = _services(ctx)
+        s = services_of(ctx)
         return await s.episodes.rehydrate(
             s.tenant(), run_id, checkpoint_id=checkpoint_id, budget_tokens=budget_tokens,
             query=query,
@@ -382,7 +378,7 @@ class Tools:
         offset: Annotated[int, Field(description="Runs to skip.")] = 0,
     ) -> RunList:
         """Your runs, most recently updated first (find a run to rehydrate)."""
-        s = _services(ctx)
+        s = services_of(ctx)
         runs = await s.episodes.list_runs(s.tenant(), status=status, limit=limit, offset=offset)
         return RunList(
             runs=[RunView.of(r) for r in runs],
@@ -399,7 +395,7 @@ class Tools:
         ] = None,
     ) -> RunView:
         """Finish, fail or abandon a run, or change what is pinned in every context."""
-        s = _services(ctx)
+        s = services_of(ctx)
         run = await s.episodes.set_run(s.tenant(), run_id, status=status, pinned=pinned)
         return RunView.of(run)
 
@@ -413,7 +409,7 @@ class Tools:
     ) -> Proposal:
         """Stage changes to long-term memory. Each item comes back with its near duplicates,
         likely conflicts and a suggested op; nothing is stored until commit_memory."""
-        s = _services(ctx)
+        s = services_of(ctx)
         staged = [ProposalItem.model_validate(item.model_dump()) for item in items]
         return await s.memory.propose(s.tenant(), staged, run_id=run_id)
 
@@ -428,7 +424,7 @@ class Tools:
         reject: Annotated[list[int] | None, Field(description="Item indexes to drop.")] = None,
     ) -> CommitResult:
         """Apply a staged batch atomically. Committing it twice is a conflict."""
-        s = _services(ctx)
+        s = services_of(ctx)
         done = await s.memory.commit(s.tenant(), batch_id, accept=accept, reject=reject)
         return CommitResult(
             batch_id=done.batch_id,
@@ -447,7 +443,7 @@ class Tools:
         k: Annotated[int, Field(description="How many hits at most.")] = 5,
     ) -> SearchResultView:
         """Search active long-term memories; every hit carries its provenance."""
-        s = _services(ctx)
+        s = services_of(ctx)
         found = await s.memory.search(s.tenant(), query, scope=scope, kind=kind, k=k)
         return SearchResultView(
             hits=[
@@ -507,7 +503,7 @@ class NoopResult(_Out):
 
 async def noop(ctx: Context[Any, Any], payload: JsonValue = None) -> NoopResult:
     """Do nothing (benchmarks compare record_step with this floor)."""
-    _services(ctx)
+    services_of(ctx)
     return NoopResult(ok=True)
 
 
