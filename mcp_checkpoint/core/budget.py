@@ -40,6 +40,7 @@ class Item:
     key: str | int | None = None
     order: int = 0
     required: bool = False
+    tokens: int | None = None  # known count (or an upper bound) of ``text``, if any
 
 
 @dataclass
@@ -79,7 +80,10 @@ def pack(
     if unknown:
         raise ValueError(f"items name unknown sections: {sorted(unknown)}")
 
-    costs = [tokenizer.count(item.text) + 1 for item in items]
+    costs = [
+        (item.tokens if item.tokens is not None else tokenizer.count(item.text)) + 1
+        for item in items
+    ]
     title_cost = {
         s.name: (tokenizer.count(s.title) + 2 if s.title is not None else 1) for s in specs
     }

@@ -191,8 +191,8 @@ def sampling_prompt(
     room = max_input_tokens - tokenizer.count("\n".join(head))
     shown: list[str] = []
     for step in sorted(steps, key=lambda s: s.seq, reverse=True):
-        text, _ = render_step(step, tokenizer, max(room // 4, 64))
-        cost = tokenizer.count(text) + 1
+        text, tokens = render_step(step, tokenizer, max(room // 4, 64))
+        cost = tokens + 1
         if cost > room:
             break
         shown.append(text)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mcp_checkpoint.config import Settings
 from mcp_checkpoint.core import budget as packing
@@ -462,11 +462,20 @@ class Episodes:
         items += [packing.Item("memories", render_memory(m), m.memory_id, i)
                   for i, m in enumerate(memories)]
 
-        steps, step_items = await self._step_items(tenant, run, floor, upper, budget, "steps")
-        if floor > 0 and len(steps) == upper - floor:
+        # Count every other item once (pack reuses the counts) to know what steps may fill.
+        items = [
+            it if it.tokens is not None else replace(it, tokens=self._tok.count(it.text))
+            for it in items
+        ]
+        used = sum((it.tokens or 0) + 1 for it in items)
+        steps, step_items = await self._step_items(
+            tenant, run, floor, upper, max(budget - used, 0), "steps"
+        )
+        spare = budget - used - sum((it.tokens or 0) + 1 for it in step_items)
+        if floor > 0 and len(steps) == upper - floor and spare > 0:
             # Every uncovered step was fetched: spare budget goes to the newest steps the
             # checkpoint covers (exact paths and outputs a summary may have lost).
-            _, earlier_items = await self._step_items(tenant, run, 0, floor, budget, "earlier")
+            _, earlier_items = await self._step_items(tenant, run, 0, floor, spare, "earlier")
             specs.append(
                 packing.SectionSpec(
                     "earlier",
@@ -582,10 +591,10 @@ class Episodes:
             if not page:
                 break
             for step in page:
-                text, _ = render_step(step, self._tok, cap)
+                text, tokens = render_step(step, self._tok, cap)
                 steps.append(step)
-                items.append(packing.Item(section, text, step.seq, step.seq))
-                cost += self._tok.count(text) + 1
+                items.append(packing.Item(section, text, step.seq, step.seq, tokens=tokens))
+                cost += tokens + 1
                 if cost >= budget:
                     break
             cursor = page[-1].seq - 1

@@ -22,6 +22,8 @@ __all__ = [
     "step_tokens",
 ]
 
+_MAX_CHARS_PER_TOKEN = 8
+
 # (field, heading) in display order.
 CHECKPOINT_FIELDS: tuple[tuple[str, str], ...] = (
     ("progress", "Progress"),
@@ -66,14 +68,21 @@ def step_tokens(draft: StepDraft, tokenizer: Tokenizer) -> int:
     return tokenizer.count(text)
 
 
-def render_step(step: Step, tokenizer: Tokenizer, max_tokens: int) -> tuple[str, bool]:
-    """A step as shown in a context, cut to ``max_tokens``; returns (text, was_cut)."""
+def render_step(step: Step, tokenizer: Tokenizer, max_tokens: int) -> tuple[str, int]:
+    """A step as shown in a context, cut to ``max_tokens``; returns (text, tokens).
+
+    An uncut step costs what ``record_step`` counted (``step.tokens``, an upper bound: it
+    was counted with a 9-digit seq placeholder), so no text is counted twice.
+    """
     text = _step_text(step.seq, step.tool, step.status, step.reasoning, step.input, step.output)
-    if tokenizer.count(text) <= max_tokens:
-        return text, False
+    if step.tokens <= max_tokens:
+        return text, step.tokens
     marker = f"\n  … [step #{step.seq} cut; full text in the ledger]"
     room = max(max_tokens - tokenizer.count(marker) - 1, 0)
-    return tokenizer.truncate(text, room) + marker, True
+    # No token of this counter covers more than a few characters of ordinary text, so a
+    # generous character prefix bounds the work of cutting a huge step.
+    head = tokenizer.truncate(text[: (room + 1) * _MAX_CHARS_PER_TOKEN], room) + marker
+    return head, tokenizer.count(head)
 
 
 def render_checkpoint(content: CheckpointContent) -> dict[str, list[str]]:

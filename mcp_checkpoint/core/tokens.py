@@ -255,6 +255,19 @@ def _non_ascii_cost(piece: str) -> float:
     return 1.0 + n_ascii / 3.0 + (n_non_ascii + extra_bytes) * _NON_ASCII_BYTE
 
 
+# For ASCII text the ASCII-mode pattern splits identically and runs faster; the only ASCII
+# characters the two modes class differently are \x1c-\x1f (Unicode whitespace only).
+_PIECE_RE_ASCII = re.compile(_PIECE_RE.pattern, re.ASCII)
+_UNICODE_ONLY_SPACE = re.compile("[\x1c-\x1f]")
+
+
+def _pieces(text: str) -> list[str]:
+    """The pre-tokenizer pieces of ``text``."""
+    if text.isascii() and _UNICODE_ONLY_SPACE.search(text) is None:
+        return _PIECE_RE_ASCII.findall(text)
+    return _PIECE_RE.findall(text)
+
+
 @lru_cache(maxsize=_CACHE_SIZE)
 def _piece_cost(piece: str) -> float:
     """Estimated token cost of one pre-tokenized piece.
@@ -299,7 +312,7 @@ class HeuristicTokenizer:
         """
         if not text:
             return 0
-        total = sum(map(_piece_cost, _PIECE_RE.findall(text)))
+        total = sum(map(_piece_cost, _pieces(text)))
         return math.ceil(total * _SCALE)
 
     def truncate(self, text: str, max_tokens: int) -> str:
@@ -319,8 +332,8 @@ class HeuristicTokenizer:
         """
         if max_tokens <= 0 or not text:
             return ""
-        if self.count(text) <= max_tokens:
-            return text
+        # One pass over the pieces: a text that fits is returned without a separate count
+        # (the running sum is the very sum ``count`` takes, in the same order).
         budget = max_tokens / _SCALE
         total = 0.0
         end = 0
@@ -332,6 +345,9 @@ class HeuristicTokenizer:
                 break
             total += cost
             end = match.end()
+        else:
+            if math.ceil(total * _SCALE) <= max_tokens:
+                return text
         prefix = text[:end]
         # Try to take part of an oversized next piece (long blobs are not words).
         if len(next_piece) > _BLOB_CHARS:

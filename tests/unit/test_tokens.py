@@ -51,3 +51,11 @@ def test_packing_holds_the_budget_under_the_shipped_counter(
     items = [Item("a" if i % 2 else "b", t, i, i) for i, t in enumerate(texts)]
     packed = pack(specs, items, budget, TOK)
     assert TOK.count(packed.text) == packed.tokens <= budget
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=st.text(alphabet=st.characters(max_codepoint=127), max_size=300))
+def test_ascii_fast_path_splits_exactly_like_the_unicode_pattern(text: str) -> None:
+    from mcp_checkpoint.core import tokens
+
+    assert tokens._pieces(text) == tokens._PIECE_RE.findall(text)

@@ -261,9 +261,9 @@ def _translate(exc: sqlite3.Error) -> CheckpointError:
 class SqliteStore:
     """A :class:`~mcp_checkpoint.core.ports.Store` in one SQLite file.
 
-    Connection model: one connection per store, used by one worker thread at a time under
-    a lock (``check_same_thread=False``). SQLite admits one writer per file anyway, reads
-    are short indexed lookups, and a connection's explicit transaction cannot be shared
+    Connection model: one connection per store, used by one thread at a time under a lock
+    (``check_same_thread=False``); see ``_run`` for when a call runs inline. SQLite admits
+    one writer per file anyway, reads are short indexed lookups, and a connection's explicit transaction cannot be shared
     between threads; one guarded connection keeps every transaction on a single
     connection, needs no thread-local bookkeeping, and lets ``close()`` release it
     deterministically. Concurrency *between processes* comes from WAL (readers never wait
@@ -280,29 +280,61 @@ class SqliteStore:
     # -- plumbing -----------------------------------------------------------------------
 
     async def _read(self, fn: Callable[[_Conn], _T]) -> _T:
-        return await anyio.to_thread.run_sync(functools.partial(self._execute, fn, write=False))
+        return await self._run(fn, write=False)
 
     async def _write(self, fn: Callable[[_Conn], _T]) -> _T:
-        return await anyio.to_thread.run_sync(functools.partial(self._execute, fn, write=True))
+        return await self._run(fn, write=True)
+
+    async def _run(self, fn: Callable[[_Conn], _T], *, write: bool) -> _T:
+        """Run ``fn`` in its transaction: inline when nothing waits, else on a worker thread.
+
+        A thread hop costs more than a typical statement here (about 0.25 ms against
+        0.1 ms for an append), so an uncontended call runs on the caller's thread with
+        ``busy_timeout`` 0: it never waits there. If the connection is in use by a worker
+        thread, or another process holds the write lock, the call goes to a worker thread
+        and waits there as configured. The one bounded block left on the caller's thread is
+        the commit's fsync.
+        """
+        if self._lock.acquire(blocking=False):
+            try:
+                conn = self._require_open()
+                conn.execute("PRAGMA busy_timeout = 0")
+                try:
+                    return self._transaction(conn, fn, write=write)
+                except sqlite3.Error as exc:
+                    if not _is_busy(exc):
+                        raise _translate(exc) from exc
+                finally:
+                    conn.execute(f"PRAGMA busy_timeout = {int(self._settings.busy_timeout_ms)}")
+            finally:
+                self._lock.release()
+        return await anyio.to_thread.run_sync(functools.partial(self._execute, fn, write=write))
+
+    def _require_open(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise BackendError("the SQLite store is not open")
+        return self._conn
+
+    @staticmethod
+    def _transaction(conn: _Conn, fn: Callable[[_Conn], _T], *, write: bool) -> _T:
+        if not write:
+            return fn(conn)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
+        return result
 
     def _execute(self, fn: Callable[[_Conn], _T], *, write: bool) -> _T:
         with self._lock:
-            conn = self._conn
-            if conn is None:
-                raise BackendError("the SQLite store is not open")
+            conn = self._require_open()
             try:
-                if not write:
-                    return fn(conn)
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    result = fn(conn)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        with contextlib.suppress(sqlite3.Error):
-                            conn.execute("ROLLBACK")
-                    raise
-                return result
+                return self._transaction(conn, fn, write=write)
             except sqlite3.Error as exc:
                 raise _translate(exc) from exc
 
