@@ -263,10 +263,10 @@ class SqliteStore:
 
     Connection model: one connection per store, used by one thread at a time under a lock
     (``check_same_thread=False``); see ``_run`` for when a call runs inline. SQLite admits
-    one writer per file anyway, reads are short indexed lookups, and a connection's explicit transaction cannot be shared
-    between threads; one guarded connection keeps every transaction on a single
-    connection, needs no thread-local bookkeeping, and lets ``close()`` release it
-    deterministically. Concurrency *between processes* comes from WAL (readers never wait
+    one writer per file anyway, reads are short indexed lookups, and a connection's
+    explicit transaction cannot be shared between threads; one guarded connection keeps
+    every transaction on a single connection, needs no thread-local bookkeeping, and lets
+    ``close()`` release it deterministically. Concurrency *between processes* comes from WAL (readers never wait
     for the writer) and ``busy_timeout`` (writers queue for the lock).
     """
 
