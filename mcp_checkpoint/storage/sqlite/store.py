@@ -266,8 +266,9 @@ class SqliteStore:
     one writer per file anyway, reads are short indexed lookups, and a connection's
     explicit transaction cannot be shared between threads; one guarded connection keeps
     every transaction on a single connection, needs no thread-local bookkeeping, and lets
-    ``close()`` release it deterministically. Concurrency *between processes* comes from WAL (readers never wait
-    for the writer) and ``busy_timeout`` (writers queue for the lock).
+    ``close()`` release it deterministically. Concurrency *between processes* comes from
+    WAL (readers never wait for the writer) and ``busy_timeout`` (writers queue for the
+    lock).
     """
 
     def __init__(self, path: Path, settings: SqliteSettings) -> None:
