@@ -106,7 +106,7 @@ def test_readme_documents_every_setting() -> None:
 
 def test_ci_runs_exactly_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    command = 'python3 -m pip install -e ".[dev]" && python3 -m pytest'
+    command = '.venv/bin/pip install -e ".[dev]" && .venv/bin/python -m pytest'
     assert f"```bash\n{command}\n```" in readme
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert any(line.strip() == command for line in ci.splitlines())
