@@ -1,11 +1,24 @@
-"""Small, dependency-free statistics for the benchmarks (percentiles, summaries)."""
+"""Small, dependency-free statistics for the benchmarks (percentiles, summaries) and
+how a benchmark hands its report out."""
 
 from __future__ import annotations
 
+import json
 import math
+import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-__all__ = ["percentile", "ratio", "summary"]
+__all__ = ["emit", "percentile", "ratio", "summary"]
+
+
+def emit(text: str, report: dict[str, Any], json_path: Path | None) -> None:
+    """Print the rendered report, and write it as JSON when asked."""
+    sys.stdout.write(text + "\n")
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -44,7 +44,7 @@ import anyio
 
 from mcp_checkpoint import __version__
 from mcp_checkpoint.bench._client import BenchError, TimedClient, spawn_server
-from mcp_checkpoint.bench._stats import percentile, ratio, summary
+from mcp_checkpoint.bench._stats import emit, percentile, ratio, summary
 from mcp_checkpoint.config import Settings, SqliteSettings
 from mcp_checkpoint.core.episodes import Episodes
 from mcp_checkpoint.core.models import CheckpointPatch, RunId, StepDraft, Tenant
@@ -1010,8 +1010,5 @@ def main(args: argparse.Namespace) -> int:
     except (BenchError, CheckpointError) as exc:
         sys.stderr.write(f"mcp-checkpoint bench loop: {exc}\n")
         return 1
-    sys.stdout.write(render(report) + "\n")
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    emit(render(report), report, args.json)
     return 0

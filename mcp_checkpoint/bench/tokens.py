@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mcp_checkpoint import __version__
+from mcp_checkpoint.bench._stats import emit
 from mcp_checkpoint.core import tokens as core_tokens
 from mcp_checkpoint.core.tokens import HeuristicTokenizer
 
@@ -652,8 +653,5 @@ def main(args: argparse.Namespace) -> int:
     except _DataError as exc:
         sys.stderr.write(f"mcp-checkpoint bench tokens: {exc}\n")
         return 1
-    sys.stdout.write(render(report) + "\n")
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    emit(render(report), report, args.json)
     return 0
