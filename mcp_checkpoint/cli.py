@@ -30,6 +30,7 @@ from mcp_checkpoint.core.ledger import ChainBreak, verify_run
 from mcp_checkpoint.core.models import RunId, Tenant
 from mcp_checkpoint.core.ports import Store
 from mcp_checkpoint.core.tokens import HeuristicTokenizer
+from mcp_checkpoint.embeddings import embeddings_status, make_embedder
 from mcp_checkpoint.errors import CheckpointError
 from mcp_checkpoint.storage import make_store
 
@@ -185,9 +186,14 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
         "tenant": settings.tenant,
         "tokenizer": HeuristicTokenizer().name,
         "extras": {name: _installed(mod) for name, mod in EXTRAS.items()},
-        "search": "lexical (FTS5 BM25); semantic search needs the embeddings extra",
+        "embeddings": embeddings_status(settings),
+        "vectors": settings.vectors.backend,
     }
     problems: list[str] = []
+    try:
+        make_embedder(settings)  # cheap: nothing loads until start()
+    except CheckpointError as exc:  # the extra was asked for but is missing
+        problems.append(str(exc))
 
     async def body(store: Store) -> None:
         schema = getattr(store, "schema_version", None)

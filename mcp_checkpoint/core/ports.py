@@ -53,6 +53,7 @@ __all__ = [
     "Store",
     "Tokenizer",
     "VectorIndex",
+    "VectorItem",
 ]
 
 
@@ -270,6 +271,19 @@ class MemoryStore(Protocol):
         """The memories that exist among ``memory_ids``, in the order asked."""
         ...
 
+    async def list_memories(
+        self,
+        tenant: Tenant | None,
+        *,
+        status: MemoryStatus | None = "active",
+        after: tuple[Tenant, MemoryId] | None = None,
+        limit: int,
+    ) -> list[tuple[Tenant, Memory]]:
+        """Memories ordered by (tenant, memory_id), after the ``after`` key, at most
+        ``limit``: one tenant's, or every tenant's when ``tenant`` is None (reindexing).
+        Only ``status`` memories unless it is None."""
+        ...
+
     async def search_lexical(
         self,
         tenant: Tenant,
@@ -313,35 +327,92 @@ class Distiller(Protocol):
 
 
 class Embedder(Protocol):
-    """Turns texts into vectors (the semantic-memory upgrade; see DESIGN.md)."""
+    """Turns texts into vectors. Loading a model can take seconds, so it happens in the
+    background: nothing but ``embed`` ever waits for it."""
 
     model_id: str
+    """Stable id of the embedding space (model and weights), known before loading."""
     dimension: int
 
+    def start(self) -> None:
+        """Begin loading in the background and return at once; idempotent."""
+        ...
+
+    @property
+    def ready(self) -> bool:
+        """True once the model is loaded (``embed`` will not wait)."""
+        ...
+
+    @property
+    def failure(self) -> str | None:
+        """Why loading failed (a message safe to show), or None."""
+        ...
+
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """One unit-length vector of ``dimension`` floats per text, in order."""
+        """One unit-length vector of ``dimension`` floats per text, in order; waits for the
+        model if needed. BackendError if it cannot be loaded."""
         ...
 
 
-class VectorIndex(Protocol):
-    """Nearest-neighbour search over memory vectors of one embedding space."""
+@dataclass(frozen=True)
+class VectorItem:
+    """A memory's vector and the fields searches filter on."""
 
-    async def upsert(
-        self,
-        tenant: Tenant,
-        model_id: str,
-        items: Sequence[tuple[MemoryId, list[float]]],
-    ) -> None:
-        """Store or replace vectors. InvalidArgumentError if ``model_id`` or the dimension
-        differs from the space the index already holds."""
+    memory_id: MemoryId
+    vector: list[float]
+    scope: str
+    kind: MemoryKind
+
+
+@runtime_checkable
+class VectorIndex(Protocol):
+    """Nearest-neighbour search over the vectors of active memories, in ONE embedding
+    space (model id + dimension) for the whole index."""
+
+    async def open(self) -> None:
+        """Connect; idempotent."""
+        ...
+
+    async def close(self) -> None:
+        """Release resources; idempotent."""
+        ...
+
+    async def space(self) -> tuple[str, int] | None:
+        """The (model_id, dimension) of the stored vectors, or None when there are none."""
+        ...
+
+    async def upsert(self, tenant: Tenant, model_id: str, items: Sequence[VectorItem]) -> None:
+        """Store or replace vectors, atomically. InvalidArgumentError, with nothing written,
+        if ``model_id`` or a vector's length differs from the space the index holds (mixing
+        spaces is refused: ``reset`` first, then re-embed everything)."""
         ...
 
     async def query(
-        self, tenant: Tenant, model_id: str, vector: list[float], *, limit: int
+        self,
+        tenant: Tenant,
+        model_id: str,
+        vector: Sequence[float],
+        *,
+        limit: int,
+        scope: str | None = None,
+        kind: MemoryKind | None = None,
     ) -> list[tuple[MemoryId, float]]:
-        """The nearest ``limit`` memories by cosine similarity, best first."""
+        """The ``limit`` nearest of the tenant's vectors by cosine similarity, best first
+        (ties by memory_id), filtered exactly by ``scope``/``kind`` when given.
+        InvalidArgumentError if ``model_id`` or the dimension is not the index's space; []
+        when the index is empty."""
         ...
 
     async def delete(self, tenant: Tenant, memory_ids: Sequence[MemoryId]) -> None:
         """Remove vectors; unknown ids are ignored."""
+        ...
+
+    async def indexed(
+        self, tenant: Tenant, model_id: str, memory_ids: Sequence[MemoryId]
+    ) -> set[MemoryId]:
+        """Which of ``memory_ids`` have a vector of ``model_id``."""
+        ...
+
+    async def reset(self) -> None:
+        """Remove every vector of every tenant (before re-embedding into another space)."""
         ...

@@ -20,14 +20,16 @@ from mcp_checkpoint.config import Settings
 from mcp_checkpoint.core.episodes import Episodes
 from mcp_checkpoint.core.memory import MemoryService
 from mcp_checkpoint.core.models import Tenant
-from mcp_checkpoint.core.ports import Store, Tokenizer
+from mcp_checkpoint.core.ports import Embedder, Store, Tokenizer, VectorIndex
 from mcp_checkpoint.core.tokens import HeuristicTokenizer
+from mcp_checkpoint.embeddings import make_embedder
+from mcp_checkpoint.errors import CheckpointError
 from mcp_checkpoint.server.errors import tool_call_middleware
 from mcp_checkpoint.server.prompts import register_prompts
 from mcp_checkpoint.server.resources import register_resources
 from mcp_checkpoint.server.subscriptions import Subscriptions
 from mcp_checkpoint.server.tools import register_tools
-from mcp_checkpoint.storage import make_store
+from mcp_checkpoint.storage import make_store, make_vector_index
 
 __all__ = ["Runtime", "Services", "build_server"]
 
@@ -48,6 +50,8 @@ class Services:
 
     settings: Settings
     store: Store
+    vectors: VectorIndex | None
+    embedder: Embedder | None
     tokenizer: Tokenizer
     episodes: Episodes
     memory: MemoryService
@@ -64,10 +68,14 @@ class Runtime:
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         store = store if store is not None else make_store(settings)
         tokenizer = HeuristicTokenizer()
-        memory = MemoryService(store, settings)
+        embedder = make_embedder(settings)
+        vectors = make_vector_index(settings, store) if embedder is not None else None
+        memory = MemoryService(store, settings, embedder=embedder, vectors=vectors)
         self.services = Services(
             settings=settings,
             store=store,
+            vectors=vectors,
+            embedder=embedder,
             tokenizer=tokenizer,
             episodes=Episodes(store, tokenizer, settings, memory=memory),
             memory=memory,
@@ -78,19 +86,50 @@ class Runtime:
 
     @asynccontextmanager
     async def use(self) -> AsyncIterator[Services]:
-        """Hold the services open for one connection."""
+        """Hold the services open for one connection. The first connection also starts the
+        embedding model loading in the background (nothing waits for it) and, once it is
+        loaded, gives vectors to the memories committed while it was not."""
+        services = self.services
         async with self._lock:
-            if self._users == 0:
-                await self.services.store.open()
+            first = self._users == 0
+            if first:
+                await services.store.open()
+                if services.vectors is not None:
+                    await services.vectors.open()
+                if services.embedder is not None:
+                    services.embedder.start()
             self._users += 1
         try:
-            yield self.services
+            if first and services.embedder is not None:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._catch_up)
+                    try:
+                        yield services
+                    finally:
+                        tg.cancel_scope.cancel()
+            else:
+                yield services
         finally:
             with anyio.CancelScope(shield=True):
                 async with self._lock:
                     self._users -= 1
                     if self._users == 0:
-                        await self.services.store.close()
+                        if services.vectors is not None:
+                            await services.vectors.close()
+                        await services.store.close()
+
+    async def _catch_up(self) -> None:
+        embedder = self.services.embedder
+        if embedder is None:
+            return
+        try:
+            await embedder.embed([""])  # waits for the model without blocking the loop
+            done = await self.services.memory.sync_vectors()
+        except CheckpointError as exc:
+            logger.warning("semantic search stays off: %s", exc)
+            return
+        if done:
+            logger.info("gave vectors to %d memories", done)
 
 
 def build_server(settings: Settings, *, store: Store | None = None) -> MCPServer[Services]:

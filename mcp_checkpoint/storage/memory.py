@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from mcp_checkpoint.core.ledger import append_step
+from mcp_checkpoint.core.lexical import query_terms
 from mcp_checkpoint.core.models import (
     BatchId,
     Checkpoint,
@@ -46,7 +47,7 @@ def bm25_rank(
 ) -> list[tuple[str, float]]:
     """Okapi BM25 of ``docs`` ((id, text) pairs) for the words of ``query``; best first,
     only documents sharing a word with the query."""
-    terms = [t.lower() for t in _WORD.findall(query)]
+    terms = query_terms(query)
     if not terms or not docs:
         return []
     tokenized = [(doc_id, [w.lower() for w in _WORD.findall(text)]) for doc_id, text in docs]
@@ -335,6 +336,21 @@ class MemoryStore:
 
     async def get_memories(self, tenant: Tenant, memory_ids: Sequence[MemoryId]) -> list[Memory]:
         return [m for i in memory_ids if (m := self._memories.get((tenant, i))) is not None]
+
+    async def list_memories(
+        self,
+        tenant: Tenant | None,
+        *,
+        status: MemoryStatus | None = "active",
+        after: tuple[Tenant, MemoryId] | None = None,
+        limit: int,
+    ) -> list[tuple[Tenant, Memory]]:
+        keys = sorted(
+            (t, i) for (t, i), m in self._memories.items()
+            if (tenant is None or t == tenant) and (status is None or m.status == status)
+            and (after is None or (t, i) > after)
+        )
+        return [(Tenant(t), self._memories[(t, i)]) for t, i in keys[: max(limit, 0)]]
 
     async def search_lexical(
         self,

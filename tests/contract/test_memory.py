@@ -6,10 +6,12 @@ import pytest
 
 from mcp_checkpoint.core.models import (
     BatchId,
+    Memory,
     MemoryId,
     ProposalAnalysis,
     ProposalItem,
     RelatedMemory,
+    Tenant,
 )
 from mcp_checkpoint.core.ports import CommitPlan, MemoryStatusChange, MemoryUpdate, Store
 from mcp_checkpoint.errors import ConflictError, NotFoundError
@@ -498,3 +500,51 @@ async def test_commit_proposal_inserting_an_existing_memory_id_conflicts_and_wri
     assert (await store.get_memory(TENANT_A, M1)).content == "first"
     assert await _absent(store, "m7")
     assert (await store.get_proposal(TENANT_A, BatchId("b2"))).status == "pending"
+
+
+# -- listing ------------------------------------------------------------------------------
+
+
+async def test_list_memories_pages_by_tenant_and_memory_id_with_a_status_filter(
+    store: Store, clock: Clock
+) -> None:
+    await seed_memories(store, [new_memory(i, f"a {i}") for i in ("m3", "m1", "m4", "m2")])
+    await seed_memories(store, [new_memory(i, f"b {i}") for i in ("m2", "m0")], batch_id="bb",
+                        tenant=TENANT_B)
+    await store.add_proposal(TENANT_A, make_proposal("b2", ["-"]))
+    await store.commit_proposal(TENANT_A, CommitPlan(
+        batch_id=BatchId("b2"), accepted=[0], rejected=[],
+        status_changes=[MemoryStatusChange(memory_id=MemoryId("m4"), expected_version=1,
+                                           status="deprecated")],
+    ), now=clock())
+
+    def keys(page: list[tuple[Tenant, Memory]]) -> list[tuple[str, str]]:
+        return [(tenant, memory.memory_id) for tenant, memory in page]
+
+    a_active = await store.list_memories(TENANT_A, limit=10)
+    assert keys(a_active) == [(TENANT_A, "m1"), (TENANT_A, "m2"), (TENANT_A, "m3")]
+    assert a_active[0][1] == await store.get_memory(TENANT_A, M1)
+    assert keys(await store.list_memories(TENANT_A, status=None, limit=10)) == [
+        (TENANT_A, "m1"), (TENANT_A, "m2"), (TENANT_A, "m3"), (TENANT_A, "m4")
+    ]
+    assert keys(await store.list_memories(TENANT_A, status="deprecated", limit=10)) == [
+        (TENANT_A, "m4")
+    ]
+    everyone = [(TENANT_A, "m1"), (TENANT_A, "m2"), (TENANT_A, "m3"),
+                (TENANT_B, "m0"), (TENANT_B, "m2")]
+    assert keys(await store.list_memories(None, limit=10)) == everyone
+    # Paging with the last key of each page crosses from one tenant into the next.
+    pages: list[tuple[str, str]] = []
+    after: tuple[Tenant, MemoryId] | None = None
+    while page := await store.list_memories(None, after=after, limit=2):
+        assert len(page) <= 2
+        pages += keys(page)
+        after = (page[-1][0], page[-1][1].memory_id)
+    assert pages == everyone
+    assert keys(await store.list_memories(TENANT_B, after=(TENANT_A, M1), limit=10)) == [
+        (TENANT_B, "m0"), (TENANT_B, "m2")
+    ]
+    assert keys(await store.list_memories(TENANT_A, after=(TENANT_A, MemoryId("m2")),
+                                          limit=10)) == [(TENANT_A, "m3")]
+    assert await store.list_memories(None, limit=0) == []
+    assert await store.list_memories(Tenant("tenant-c"), limit=10) == []

@@ -31,6 +31,7 @@ def server_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {
         "MCP_CHECKPOINT_DATA_DIR": str(data_dir),
         "MCP_CHECKPOINT_LOG_LEVEL": "INFO",
+        "MCP_CHECKPOINT_EMBEDDINGS__PROVIDER": "hashing",
         **extra,
     }
     for key in ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER"):

@@ -49,6 +49,8 @@ class Inspector:
             "-q",
             "-e",
             f"MCP_CHECKPOINT_DATA_DIR={self.data_dir}",
+            "-e",
+            "MCP_CHECKPOINT_EMBEDDINGS__PROVIDER=hashing",
         ]
         if era is not None:
             command += ["--protocol-era", era]

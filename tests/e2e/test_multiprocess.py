@@ -17,7 +17,12 @@ SERVE = str(Path(sys.executable).parent / "mcp-checkpoint")
 
 def params(data_dir: Path) -> StdioServerParameters:
     return StdioServerParameters(
-        command=SERVE, args=["serve"], env={"MCP_CHECKPOINT_DATA_DIR": str(data_dir)}
+        command=SERVE,
+        args=["serve"],
+        env={
+            "MCP_CHECKPOINT_DATA_DIR": str(data_dir),
+            "MCP_CHECKPOINT_EMBEDDINGS__PROVIDER": "hashing",
+        },
     )
 
 

@@ -404,6 +404,17 @@ class SqliteStore:
         """Close the connection; idempotent."""
         await anyio.to_thread.run_sync(self._close)
 
+    async def transact(self, fn: Callable[[_Conn], _T], *, write: bool) -> _T:
+        """Run ``fn`` on this store's connection, in one ``BEGIN IMMEDIATE`` transaction when
+        ``write`` (rolled back if it raises); driver errors come out translated.
+
+        For the components that keep their data in the same file (the vector index), so
+        that the file keeps one connection, one lock and one transaction discipline. ``fn``
+        may run more than once (a busy inline attempt is retried on a worker thread), so it
+        must not change anything outside the database.
+        """
+        return await self._run(fn, write=write)
+
     async def schema_version(self) -> int:
         """The newest migration applied to the file."""
         return await self._read(current_version)
@@ -923,6 +934,42 @@ class SqliteStore:
             ).fetchall()
             found = {row["memory_id"]: _to_memory(row) for row in rows}
             return [found[i] for i in memory_ids if i in found]
+
+        return await self._read(select)
+
+    async def list_memories(
+        self,
+        tenant: Tenant | None,
+        *,
+        status: MemoryStatus | None = "active",
+        after: tuple[Tenant, MemoryId] | None = None,
+        limit: int,
+    ) -> list[tuple[Tenant, Memory]]:
+        """Memories ordered by (tenant, memory_id), after the ``after`` key, at most
+        ``limit``: one tenant's, or every tenant's when ``tenant`` is None. Only ``status``
+        memories unless it is None. One range scan of the (tenant, memory_id) key."""
+        if limit <= 0:
+            return []
+        where: list[str] = []
+        params: list[Any] = []
+        if tenant is not None:
+            where.append("tenant = ?")
+            params.append(tenant)
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if after is not None:
+            where.append("(tenant, memory_id) > (?, ?)")
+            params.extend(after)
+        sql = (
+            "SELECT * FROM memories "  # noqa: S608 - constant fragments, values bound
+            f"{'WHERE ' + ' AND '.join(where) if where else ''} "
+            "ORDER BY tenant, memory_id LIMIT ?"
+        )
+
+        def select(conn: _Conn) -> list[tuple[Tenant, Memory]]:
+            rows = conn.execute(sql, (*params, limit)).fetchall()
+            return [(Tenant(row["tenant"]), _to_memory(row)) for row in rows]
 
         return await self._read(select)
 

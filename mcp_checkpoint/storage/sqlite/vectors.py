@@ -1,0 +1,316 @@
+"""Memory vectors in the SQLite store's own file, searched exactly with numpy.
+
+Vectors are little-endian float32 BLOBs in the ``vectors`` table (migration 0002). A query
+multiplies the tenant's matrix of unit rows by the query vector: exact cosine, no index to
+build or to drift. The matrix is loaded once per (tenant, model_id) and kept while it is
+known to be current:
+
+* ``PRAGMA data_version`` changes when *another* connection (another process, or another
+  store on the same file) commits anything; while it and this index's own write counter
+  are unchanged, nothing changed, and a query costs one PRAGMA and one matrix product.
+* When either moved, the tenant's row of ``vector_generations`` (bumped by triggers on
+  every change of its vectors) says whether the cached matrix is still the tenant's:
+  writes of other tenants, or to other tables (steps, checkpoints), do not reload it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import numpy.typing as npt
+
+from mcp_checkpoint.core.models import MemoryId, MemoryKind, Tenant
+from mcp_checkpoint.core.ports import VectorItem
+from mcp_checkpoint.storage._vectors import (
+    Space,
+    batch_dimension,
+    check_space,
+    unique_items,
+    unit,
+)
+from mcp_checkpoint.storage.sqlite.store import SqliteStore
+
+__all__ = ["SqliteVectorIndex"]
+
+_Conn = sqlite3.Connection
+_F32 = np.dtype("<f4")
+# Matrices kept at once (one per tenant in practice): 3,000 x 384 floats are 4.6 MB.
+_CACHED_MATRICES = 16
+# Above this many candidates per result, partition before sorting.
+_PARTITION_FACTOR = 4
+
+_SPACE = "SELECT model_id, dim FROM vectors LIMIT 1"
+_UPSERT = (
+    "INSERT INTO vectors (tenant, memory_id, model_id, dim, scope, kind, vector) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (tenant, memory_id) DO UPDATE SET model_id = excluded.model_id, "
+    "dim = excluded.dim, scope = excluded.scope, kind = excluded.kind, "
+    "vector = excluded.vector"
+)
+
+
+@dataclass(frozen=True)
+class _Matrix:
+    """A tenant's vectors of one model, as of ``generation``."""
+
+    space: Space
+    generation: int
+    ids: list[MemoryId]  # sorted, so row order is memory_id order
+    rows: npt.NDArray[np.float32]  # (n, dim), unit length
+    scopes: npt.NDArray[np.int32]
+    scope_codes: dict[str, int]
+    kinds: npt.NDArray[np.int32]
+    kind_codes: dict[str, int]
+    # Verified current when data_version was this and this index had made `epoch` writes.
+    data_version: int
+    epoch: int
+
+
+def _space_of(conn: _Conn) -> Space | None:
+    row = conn.execute(_SPACE).fetchone()
+    return None if row is None else (str(row[0]), int(row[1]))
+
+
+def _generation(conn: _Conn, tenant: Tenant) -> int:
+    row = conn.execute(
+        "SELECT generation FROM vector_generations WHERE tenant = ?", (tenant,)
+    ).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _codes(values: Sequence[str]) -> tuple[npt.NDArray[np.int32], dict[str, int]]:
+    table: dict[str, int] = {}
+    codes = [table.setdefault(value, len(table)) for value in values]
+    return np.asarray(codes, dtype=np.int32), table
+
+
+def _load(
+    conn: _Conn, tenant: Tenant, space: Space, generation: int, data_version: int, epoch: int
+) -> _Matrix:
+    model_id, dim = space
+    rows = conn.execute(
+        "SELECT memory_id, scope, kind, vector FROM vectors "
+        "WHERE tenant = ? AND model_id = ? AND dim = ? ORDER BY memory_id",
+        (tenant, model_id, dim),
+    ).fetchall()
+    matrix = np.frombuffer(b"".join(row[3] for row in rows), dtype=_F32)
+    matrix = matrix.astype(np.float32).reshape(len(rows), dim)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    matrix /= np.where(norms == 0, 1, norms)
+    scopes, scope_codes = _codes([row[1] for row in rows])
+    kinds, kind_codes = _codes([row[2] for row in rows])
+    return _Matrix(
+        space=space,
+        generation=generation,
+        ids=[MemoryId(row[0]) for row in rows],
+        rows=matrix,
+        scopes=scopes,
+        scope_codes=scope_codes,
+        kinds=kinds,
+        kind_codes=kind_codes,
+        data_version=data_version,
+        epoch=epoch,
+    )
+
+
+def _best(scores: npt.NDArray[np.float32], limit: int) -> npt.NDArray[np.intp]:
+    """Positions of the ``limit`` highest scores, best first, ties in position order."""
+    n = scores.size
+    if n > _PARTITION_FACTOR * limit:
+        kth = np.partition(scores, n - limit)[n - limit]  # the limit-th highest score
+        candidates = np.flatnonzero(scores >= kth)
+    else:
+        candidates = np.arange(n)
+    order = np.argsort(-scores[candidates], kind="stable")
+    return candidates[order[:limit]]
+
+
+class SqliteVectorIndex:
+    """A :class:`~mcp_checkpoint.core.ports.VectorIndex` in a :class:`SqliteStore`'s file.
+
+    It owns no connection: every statement runs through the store's (its lock, its
+    transactions, its error translation), so the store must be open, and closing the
+    index leaves the store open. Each write is one ``BEGIN IMMEDIATE`` transaction that
+    checks the embedding space before it writes, so the one-space rule holds across
+    processes.
+    """
+
+    def __init__(self, store: SqliteStore) -> None:
+        """Keep vectors in ``store``'s file."""
+        self._store = store
+        self._cache: OrderedDict[tuple[str, str], _Matrix] = OrderedDict()
+        # Writes made through this index: PRAGMA data_version does not see them.
+        self._epoch = 0
+
+    async def open(self) -> None:
+        """Open the store if it is not yet (idempotent)."""
+        await self._store.open()
+
+    async def close(self) -> None:
+        """Drop the cached matrices; the store stays open (it belongs to its owner)."""
+        self._cache.clear()
+
+    def _wrote(self) -> None:
+        self._epoch += 1
+
+    async def space(self) -> Space | None:
+        """The (model_id, dimension) of the stored vectors, or None when there are none."""
+        return await self._store.transact(_space_of, write=False)
+
+    async def upsert(self, tenant: Tenant, model_id: str, items: Sequence[VectorItem]) -> None:
+        """Store or replace vectors in one transaction; InvalidArgumentError, with nothing
+        written, if ``model_id`` or a vector's length differs from the index's space."""
+        dimension = batch_dimension(model_id, items)
+        if dimension is None:  # nothing to write; a foreign model_id is still refused
+            check_space(await self.space(), model_id, None, what="upsert")
+            return
+        rows = [
+            (
+                tenant, item.memory_id, model_id, dimension, item.scope, item.kind,
+                np.asarray(item.vector, dtype=_F32).tobytes(),
+            )
+            for item in unique_items(items)
+        ]
+
+        def write(conn: _Conn) -> None:
+            check_space(_space_of(conn), model_id, dimension, what="upsert")
+            conn.executemany(_UPSERT, rows)
+
+        try:
+            await self._store.transact(write, write=True)
+        finally:
+            self._wrote()
+
+    async def query(
+        self,
+        tenant: Tenant,
+        model_id: str,
+        vector: Sequence[float],
+        *,
+        limit: int,
+        scope: str | None = None,
+        kind: MemoryKind | None = None,
+    ) -> list[tuple[MemoryId, float]]:
+        """The ``limit`` nearest of the tenant's vectors by exact cosine, best first, ties by
+        memory_id; [] when the index is empty."""
+        query = unit(vector, what="the query vector").astype(np.float32)
+        key = (tenant, model_id)
+        cached = self._cache.get(key)
+        epoch = self._epoch
+
+        def read(conn: _Conn) -> tuple[Space | None, _Matrix | None]:
+            """The index's space, and the tenant's matrix when the query is in it."""
+            data_version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+            if cached is not None and (cached.data_version, cached.epoch) == (
+                data_version, epoch
+            ):
+                return cached.space, cached  # nothing was committed since it was verified
+            space = _space_of(conn)
+            if space is None or space != (model_id, query.size):
+                return space, None
+            # Generation first: a commit landing before the rows are read only makes the
+            # matrix newer than its generation, so the next check reloads (never the reverse).
+            generation = _generation(conn, tenant)
+            if cached is not None and (cached.space, cached.generation) == (space, generation):
+                return space, replace(cached, data_version=data_version, epoch=epoch)
+            return space, _load(conn, tenant, space, generation, data_version, epoch)
+
+        space, matrix = await self._store.transact(read, write=False)
+        if space is None:
+            return []
+        check_space(space, model_id, query.size, what="query")
+        if matrix is None:  # pragma: no cover - read() returns one whenever the space fits
+            return []
+        self._remember(key, matrix)
+        return self._rank(matrix, query, limit=limit, scope=scope, kind=kind)
+
+    def _remember(self, key: tuple[str, str], matrix: _Matrix) -> None:
+        self._cache[key] = matrix
+        self._cache.move_to_end(key)
+        while len(self._cache) > _CACHED_MATRICES:
+            self._cache.popitem(last=False)
+
+    @staticmethod
+    def _rank(
+        matrix: _Matrix,
+        query: npt.NDArray[np.float32],
+        *,
+        limit: int,
+        scope: str | None,
+        kind: MemoryKind | None,
+    ) -> list[tuple[MemoryId, float]]:
+        if limit <= 0 or not matrix.ids:
+            return []
+        mask: npt.NDArray[np.bool_] | None = None
+        for value, codes, table in (
+            (scope, matrix.scopes, matrix.scope_codes),
+            (kind, matrix.kinds, matrix.kind_codes),
+        ):
+            if value is None:
+                continue
+            code = table.get(value)
+            if code is None:
+                return []
+            match = codes == code
+            mask = match if mask is None else mask & match
+        if mask is None:
+            positions = np.arange(len(matrix.ids))
+            scores = matrix.rows @ query
+        else:
+            positions = np.flatnonzero(mask)
+            scores = matrix.rows[positions] @ query
+        best = _best(scores, limit)
+        return [
+            (matrix.ids[int(positions[i])], min(1.0, max(-1.0, float(scores[i])))) for i in best
+        ]
+
+    async def delete(self, tenant: Tenant, memory_ids: Sequence[MemoryId]) -> None:
+        """Remove vectors in one transaction; unknown ids are ignored."""
+        if not memory_ids:
+            return
+
+        def write(conn: _Conn) -> None:
+            conn.executemany(
+                "DELETE FROM vectors WHERE tenant = ? AND memory_id = ?",
+                [(tenant, memory_id) for memory_id in memory_ids],
+            )
+
+        try:
+            await self._store.transact(write, write=True)
+        finally:
+            self._wrote()
+
+    async def indexed(
+        self, tenant: Tenant, model_id: str, memory_ids: Sequence[MemoryId]
+    ) -> set[MemoryId]:
+        """Which of ``memory_ids`` have a vector of ``model_id``."""
+        if not memory_ids:
+            return set()
+        wanted = json.dumps(list(memory_ids), ensure_ascii=False)
+
+        def read(conn: _Conn) -> set[MemoryId]:
+            rows = conn.execute(
+                "SELECT memory_id FROM vectors WHERE tenant = ? AND model_id = ? "
+                "AND memory_id IN (SELECT value FROM json_each(?))",
+                (tenant, model_id, wanted),
+            ).fetchall()
+            return {MemoryId(row[0]) for row in rows}
+
+        return await self._store.transact(read, write=False)
+
+    async def reset(self) -> None:
+        """Remove every vector of every tenant, in one transaction."""
+
+        def write(conn: _Conn) -> None:
+            conn.execute("DELETE FROM vectors")
+
+        try:
+            await self._store.transact(write, write=True)
+        finally:
+            self._wrote()
+            self._cache.clear()

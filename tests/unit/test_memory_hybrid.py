@@ -1,0 +1,129 @@
+"""Hybrid search, indexing on commit and reindexing, on in-memory fakes."""
+
+from __future__ import annotations
+
+import pytest
+
+from mcp_checkpoint.config import Settings
+from mcp_checkpoint.core.fusion import fuse
+from mcp_checkpoint.core.memory import MemoryService
+from mcp_checkpoint.core.models import MemoryId, ProposalItem, Tenant
+from mcp_checkpoint.embeddings.hashing import HashingEmbedder
+from mcp_checkpoint.storage.memory import MemoryStore
+from mcp_checkpoint.storage.vectors_memory import MemoryVectorIndex
+from tests.unit.conftest import FakeClock, T
+
+pytestmark = pytest.mark.anyio
+
+
+class SlowEmbedder(HashingEmbedder):
+    """An embedder whose model has not finished loading."""
+
+    @property
+    def ready(self) -> bool:
+        return False
+
+
+def service(
+    settings: Settings, clock: FakeClock, embedder: HashingEmbedder | None = None
+) -> tuple[MemoryService, MemoryStore, MemoryVectorIndex]:
+    store, vectors = MemoryStore(), MemoryVectorIndex()
+    memory = MemoryService(
+        store, settings, embedder=embedder or HashingEmbedder(64), vectors=vectors, clock=clock
+    )
+    return memory, store, vectors
+
+
+async def add(memory: MemoryService, *contents: str, tenant: Tenant = T) -> list[MemoryId]:
+    batch = await memory.propose(tenant, [ProposalItem(content=c) for c in contents])
+    done = await memory.commit(tenant, batch.batch_id)
+    return [done.memory_ids[i] for i in range(len(contents))]
+
+
+def test_fuse_without_vectors_is_exactly_the_lexical_ranking() -> None:
+    lexical = [("b", 9.0), ("a", 3.0), ("c", 1.0)]
+    assert [(f.memory_id, f.score) for f in fuse(lexical, None)] == lexical
+
+
+def test_fuse_blends_normalised_scores_and_breaks_ties_by_lexical_rank() -> None:
+    fused = fuse([("a", 10.0), ("b", 5.0)], [("c", 0.9), ("b", 0.8), ("a", 0.1)])
+    by_id = {f.memory_id: f for f in fused}
+    assert by_id["a"].score == pytest.approx(0.5)  # best lexically, worst by vector
+    assert by_id["b"].score == pytest.approx(0.5 * 0.5 + 0.5 * 0.875)
+    assert [f.memory_id for f in fused] == ["b", "a", "c"]
+    assert by_id["c"].lexical is None and by_id["c"].vector_rank == 1
+
+
+async def test_commit_indexes_memories_and_search_turns_hybrid(
+    settings: Settings, clock: FakeClock
+) -> None:
+    memory, _, vectors = service(settings, clock)
+    ids = await add(memory, "deploy with make release", "lunch is at noon")
+    assert await vectors.indexed(T, "hashing-v1-64", ids) == set(ids)
+    result = await memory.search(T, "how do we deploy a release")
+    assert result.mode == "hybrid"
+    assert result.hits[0].memory.memory_id == ids[0]
+    assert {"lexical", "vector", "fused"} <= set(result.hits[0].scores)
+
+
+async def test_search_falls_back_to_lexical_and_says_why(
+    settings: Settings, clock: FakeClock
+) -> None:
+    memory, _, _ = service(settings, clock, embedder=SlowEmbedder(64))
+    await add(memory, "deploy with make release")
+    result = await memory.search(T, "deploy")
+    assert result.mode == "lexical" and len(result.hits) == 1
+    assert "still loading" in result.note
+
+
+async def test_retired_memories_leave_the_vector_index(
+    settings: Settings, clock: FakeClock
+) -> None:
+    memory, _, vectors = service(settings, clock)
+    [old] = await add(memory, "the staging host is stage-1")
+    batch = await memory.propose(T, [ProposalItem(op="deprecate", target_id=old)])
+    await memory.commit(T, batch.batch_id)
+    assert await vectors.indexed(T, "hashing-v1-64", [old]) == set()
+    assert (await memory.search(T, "staging host")).hits == []
+
+
+async def test_sync_vectors_catches_up_and_rebuilds_after_a_model_change(
+    settings: Settings, clock: FakeClock
+) -> None:
+    memory, store, vectors = service(settings, clock, embedder=SlowEmbedder(64))
+    ids = await add(memory, "alpha fact", "beta fact")
+    await add(memory, "gamma fact", tenant=Tenant("other"))
+    assert await vectors.space() is None  # the model was loading: nothing indexed yet
+    ready = MemoryService(store, settings, embedder=HashingEmbedder(64), vectors=vectors,
+                          clock=clock)
+    seen: list[int] = []
+    assert await ready.sync_vectors(progress=seen.append) == 3
+    assert sum(seen) == 3
+    assert await vectors.indexed(T, "hashing-v1-64", ids) == set(ids)
+    assert await ready.sync_vectors() == 0  # nothing missing
+    bigger = MemoryService(store, settings, embedder=HashingEmbedder(128), vectors=vectors,
+                           clock=clock)
+    assert await bigger.sync_vectors() == 3  # another space: reset, then re-embed all
+    assert await vectors.space() == ("hashing-v1-128", 128)
+
+
+async def test_search_with_vectors_of_another_model_stays_lexical(
+    settings: Settings, clock: FakeClock
+) -> None:
+    memory, store, vectors = service(settings, clock)
+    await add(memory, "deploy with make release")
+    other = MemoryService(store, settings, embedder=HashingEmbedder(32), vectors=vectors,
+                          clock=clock)
+    result = await other.search(T, "deploy")
+    assert result.mode == "lexical" and "reindex" in result.note
+    assert len(result.hits) == 1
+
+
+async def test_sync_vectors_without_an_embedder_is_a_config_error(
+    settings: Settings, clock: FakeClock
+) -> None:
+    from mcp_checkpoint.errors import ConfigError
+
+    plain = MemoryService(MemoryStore(), settings, clock=clock)
+    with pytest.raises(ConfigError, match="embeddings"):
+        await plain.sync_vectors()
