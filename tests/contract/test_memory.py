@@ -548,3 +548,18 @@ async def test_list_memories_pages_by_tenant_and_memory_id_with_a_status_filter(
                                           limit=10)) == [(TENANT_A, "m3")]
     assert await store.list_memories(None, limit=0) == []
     assert await store.list_memories(Tenant("tenant-c"), limit=10) == []
+
+
+async def test_search_lexical_ignores_stopwords_unless_the_query_has_nothing_else(
+    store: Store,
+) -> None:
+    await seed_memories(store, [
+        new_memory("m1", "what is it that you want from me"),
+        new_memory("m2", "the cache lives in redis"),
+    ])
+
+    found = await store.search_lexical(TENANT_A, "what is the cache", limit=5)
+    only_stopwords = await store.search_lexical(TENANT_A, "what is it", limit=5)
+
+    assert [m.memory_id for m, _ in found] == ["m2"]
+    assert [m.memory_id for m, _ in only_stopwords] == ["m1"]

@@ -286,3 +286,11 @@ async def test_sqlite_several_processes_append_to_one_run_without_gaps(
     run = await sqlite_store.get_run(TENANT_A, R1)
     assert (run.head_seq, run.step_count, run.head_hash) == (total, total, steps[-1].hash)
     assert await sqlite_store.integrity_check() == "ok"
+
+
+async def test_sqlite_search_stems_english_words(sqlite_store: SqliteStore) -> None:
+    await seed_memories(sqlite_store, [new_memory("m1", "we deployed the service twice")])
+
+    found = await sqlite_store.search_lexical(TENANT_A, "deploying services", limit=5)
+
+    assert [m.memory_id for m, _ in found] == ["m1"]

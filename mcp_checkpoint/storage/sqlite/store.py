@@ -12,7 +12,6 @@ import contextlib
 import functools
 import json
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -26,6 +25,7 @@ from pydantic import TypeAdapter
 
 from mcp_checkpoint.config import SqliteSettings
 from mcp_checkpoint.core.ledger import append_step
+from mcp_checkpoint.core.lexical import query_terms
 from mcp_checkpoint.core.models import (
     BatchId,
     Checkpoint,
@@ -64,10 +64,6 @@ _Conn = sqlite3.Connection
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _NO_UPPER_BOUND = 2**63 - 1
-_VERIFY_PAGE = 500
-# The reference store's notion of a word; FTS5 re-tokenizes each one as a quoted phrase, so
-# "snake_case" matches the adjacent tokens "snake case", as one word would.
-_WORD = re.compile(r"\w+")
 _SQLITE_BUSY = 5
 _SQLITE_LOCKED = 6
 
@@ -228,9 +224,10 @@ def _to_memory(row: sqlite3.Row) -> Memory:
 
 
 def _match_expression(query: str) -> str | None:
-    """An FTS5 query OR-ing the words of ``query``, each a quoted string, so that no
-    character of the user's text is ever read as FTS5 syntax; None without words."""
-    words = dict.fromkeys(word.casefold() for word in _WORD.findall(query))
+    """An FTS5 query OR-ing the search words of ``query`` (``core.lexical.query_terms``:
+    stopwords dropped), each a quoted string, so that no character of the user's text is
+    ever read as FTS5 syntax; None without words."""
+    words = query_terms(query)
     if not words:
         return None
     # A word holds only letters, digits and "_", so it never contains a double quote; one
