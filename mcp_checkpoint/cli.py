@@ -2,6 +2,7 @@
 
     mcp-checkpoint serve                 run the MCP server on stdio (the default)
     mcp-checkpoint runs list|show|verify inspect the store
+    mcp-checkpoint reindex               embed memories after installing or changing a model
     mcp-checkpoint doctor                check the configuration and the store
     mcp-checkpoint bench loop ...        benchmarks
 
@@ -16,6 +17,7 @@ import json
 import logging
 import platform
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TypeVar
@@ -27,12 +29,13 @@ from mcp_checkpoint import __version__
 from mcp_checkpoint.config import Settings
 from mcp_checkpoint.core.episodes import Episodes
 from mcp_checkpoint.core.ledger import ChainBreak, verify_run
+from mcp_checkpoint.core.memory import MemoryService
 from mcp_checkpoint.core.models import RunId, Tenant
 from mcp_checkpoint.core.ports import Store
 from mcp_checkpoint.core.tokens import HeuristicTokenizer
 from mcp_checkpoint.embeddings import embeddings_status, make_embedder
 from mcp_checkpoint.errors import CheckpointError
-from mcp_checkpoint.storage import make_store
+from mcp_checkpoint.storage import make_store, make_vector_index
 
 __all__ = ["main"]
 
@@ -162,6 +165,63 @@ def cmd_runs_verify(settings: Settings, args: argparse.Namespace) -> int:
     return _with_store(settings, body)
 
 
+# -- reindex -------------------------------------------------------------------------------
+
+
+class _Progress:
+    """A one-line progress report on stderr (redrawn in place on a terminal)."""
+
+    def __init__(self, label: str) -> None:
+        self._label = label
+        self._done = 0
+        self._started = time.monotonic()
+        self._tty = sys.stderr.isatty()
+        self._last = 0.0
+
+    def __call__(self, count: int) -> None:
+        self._done += count
+        now = time.monotonic()
+        if self._tty or now - self._last >= 5:
+            self._last = now
+            self._draw("\r" if self._tty else "", "" if self._tty else "\n")
+
+    def _draw(self, start: str, end: str) -> None:
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        sys.stderr.write(
+            f"{start}{self._label}: {self._done} memories checked "
+            f"({self._done / elapsed:.0f}/s){end}"
+        )
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        self._draw("\r" if self._tty else "", "\n")
+
+
+def cmd_reindex(settings: Settings, args: argparse.Namespace) -> int:
+    """Give every active memory a vector of the configured embedding model."""
+    embedder = make_embedder(settings)
+    if embedder is None:
+        _out('no embedding model is configured: pip install "mcp-checkpoint[embeddings]"')
+        return 1
+
+    async def body(store: Store) -> int:
+        vectors = make_vector_index(settings, store)
+        await vectors.open()
+        try:
+            embedder.start()
+            memory = MemoryService(store, settings, embedder=embedder, vectors=vectors)
+            progress = _Progress(f"reindex ({embedder.model_id})")
+            embedded = await memory.sync_vectors(rebuild=args.rebuild, progress=progress)
+            progress.close()
+            space = await vectors.space()
+        finally:
+            await vectors.close()
+        _out(f"embedded {embedded} memories; vectors: {space[0] if space else 'none'}")
+        return 0
+
+    return _with_store(settings, body)
+
+
 # -- doctor --------------------------------------------------------------------------------
 
 
@@ -276,6 +336,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--json", action="store_true", help="print JSON")
         p.add_argument("--tenant", help="tenant (default: the configured one)")
         p.set_defaults(func=func)
+
+    reindex = sub.add_parser(
+        "reindex", help="embed the memories that lack a vector of the configured model"
+    )
+    reindex.add_argument("--rebuild", action="store_true",
+                         help="drop every vector and embed all memories again")
+    reindex.set_defaults(func=cmd_reindex)
 
     doctor = sub.add_parser("doctor", help="check configuration, data dir and store")
     doctor.add_argument("--json", action="store_true", help="print JSON")

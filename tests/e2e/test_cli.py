@@ -124,3 +124,39 @@ def test_cli_module_entry_point_runs(data_dir: Path) -> None:
         capture_output=True, text=True, check=True, timeout=60,
     )
     assert out.stdout.startswith("mcp-checkpoint ")
+
+
+def test_cli_reindex_embeds_missing_memories_and_rebuilds_after_a_model_change(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mcp_checkpoint.core.memory import MemoryService
+    from mcp_checkpoint.core.models import ProposalItem
+
+    monkeypatch.setenv("MCP_CHECKPOINT_EMBEDDINGS__PROVIDER", "none")
+    settings = Settings(data_dir=data_dir)
+
+    async def body() -> None:  # memories committed while no model was installed
+        store = make_store(settings)
+        await store.open()
+        try:
+            memory = MemoryService(store, settings)
+            batch = await memory.propose(T, [ProposalItem(content=f"fact {i}") for i in range(5)])
+            await memory.commit(T, batch.batch_id)
+        finally:
+            await store.close()
+
+    anyio.run(body)
+    assert main(["reindex"]) == 1
+    assert "no embedding model" in capsys.readouterr().out
+
+    monkeypatch.setenv("MCP_CHECKPOINT_EMBEDDINGS__PROVIDER", "hashing")
+    assert main(["reindex"]) == 0
+    first = capsys.readouterr()
+    assert "embedded 5 memories; vectors: hashing-v1-256" in first.out
+    assert "memories checked" in first.err
+    assert main(["reindex"]) == 0
+    assert "embedded 0 memories" in capsys.readouterr().out
+
+    monkeypatch.setenv("MCP_CHECKPOINT_EMBEDDINGS__HASHING_DIMENSION", "64")
+    assert main(["reindex"]) == 0
+    assert "embedded 5 memories; vectors: hashing-v1-64" in capsys.readouterr().out
