@@ -59,6 +59,7 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 _NEGATION = {"not", "no", "never", "dont", "don't", "doesn't", "isn't", "without", "cannot"}
 _RELATED = 0.35
+_RELATED_COSINE = 0.6
 _CANDIDATES = 8
 
 
@@ -230,10 +231,54 @@ class MemoryService(MemorySearch):
         lim.texts(f"{where}.source_refs", item.source_refs)
         return item
 
+    async def _similar_stored(
+        self, tenant: Tenant, items: Sequence[ProposalItem]
+    ) -> tuple[list[list[RelatedMemory]], list[list[float]] | None, str]:
+        """For each item, the stored active memories it resembles (cosine similarity of
+        their vectors when semantic search is live, else word overlap); the items' vectors
+        (None without them); and the method used."""
+        texts = [item.content or "" for item in items]
+        dense = await self._dense_side()
+        if not isinstance(dense, str):
+            embedder, vectors = dense
+            try:
+                embedded = await embedder.embed(texts)
+                found: list[list[RelatedMemory]] = []
+                for item, vector in zip(items, embedded, strict=True):
+                    near = await vectors.query(
+                        tenant, embedder.model_id, vector, limit=_CANDIDATES
+                    )
+                    memories = {
+                        m.memory_id: m
+                        for m in await self._store.get_memories(tenant, [i for i, _ in near])
+                    }
+                    found.append([
+                        RelatedMemory(memory_id=mid, similarity=round(sim, 4),
+                                      content=memories[mid].content)
+                        for mid, sim in near
+                        if mid in memories and mid != item.target_id
+                        and memories[mid].status == "active" and sim >= _RELATED_COSINE
+                    ])
+                return found, embedded, f"cosine similarity ({embedder.model_id})"
+            except CheckpointError:
+                logger.warning("proposal analysis falls back to word overlap", exc_info=True)
+        lexical: list[list[RelatedMemory]] = []
+        for item, text in zip(items, texts, strict=True):
+            candidates = await self._store.search_lexical(tenant, text, limit=_CANDIDATES)
+            lexical.append([
+                RelatedMemory(memory_id=m.memory_id, similarity=round(sim, 4), content=m.content)
+                for m, _ in candidates
+                if m.memory_id != item.target_id
+                and (sim := similarity(text, m.content)) >= _RELATED
+            ])
+        return lexical, None, "word overlap (lexical only)"
+
     async def _analyse(
         self, tenant: Tenant, items: Sequence[ProposalItem]
     ) -> list[ProposalItem]:
         threshold = self._settings.memory.duplicate_threshold
+        stored, vectors, method = await self._similar_stored(tenant, items)
+        related_floor = _RELATED if vectors is None else _RELATED_COSINE
         analysed: list[ProposalItem] = []
         for i, item in enumerate(items):
             if item.op in ("supersede", "deprecate"):
@@ -242,24 +287,18 @@ class MemoryService(MemorySearch):
                 ))
                 continue
             text = item.content or ""
-            related: list[RelatedMemory] = []
-            for memory, _score in await self._store.search_lexical(
-                tenant, text, limit=_CANDIDATES
-            ):
-                if memory.memory_id == item.target_id:
-                    continue
-                sim = similarity(text, memory.content)
-                if sim >= _RELATED:
-                    related.append(RelatedMemory(
-                        memory_id=memory.memory_id, similarity=round(sim, 4), content=memory.content
-                    ))
+            related = list(stored[i])
             for j, other in enumerate(items):
-                if j != i and other.content:
+                if j == i or not other.content:
+                    continue
+                if vectors is None:
                     sim = similarity(text, other.content)
-                    if sim >= _RELATED:
-                        related.append(RelatedMemory(
-                            item_index=j, similarity=round(sim, 4), content=other.content
-                        ))
+                else:
+                    sim = sum(a * b for a, b in zip(vectors[i], vectors[j], strict=True))
+                if sim >= related_floor:
+                    related.append(RelatedMemory(
+                        item_index=j, similarity=round(sim, 4), content=other.content
+                    ))
             related.sort(key=lambda r: -r.similarity)
             duplicates = [r for r in related if r.similarity >= threshold]
             conflicts = [
@@ -281,7 +320,7 @@ class MemoryService(MemorySearch):
             analysed.append(item.model_copy(update={"analysis": ProposalAnalysis(
                 duplicates=duplicates[:5], conflicts=conflicts[:5],
                 suggested_op=suggested,  # type: ignore[arg-type]
-                note=note,
+                note=f"{note}; similarity: {method}" if note else f"similarity: {method}",
             )}))
         return analysed
 

@@ -127,3 +127,22 @@ async def test_sync_vectors_without_an_embedder_is_a_config_error(
     plain = MemoryService(MemoryStore(), settings, clock=clock)
     with pytest.raises(ConfigError, match="embeddings"):
         await plain.sync_vectors()
+
+
+async def test_propose_analysis_uses_vector_similarity_when_live(
+    settings: Settings, clock: FakeClock
+) -> None:
+    memory, _, _ = service(settings, clock)
+    [stored] = await add(memory, "the api rate limit is 100 requests per minute")
+    batch = await memory.propose(T, [
+        ProposalItem(content="the api rate limit is 100 requests per minute"),
+        ProposalItem(content="lunch is served at noon in the cafeteria"),
+        ProposalItem(content="lunch is served at noon in the cafeteria"),
+    ])
+    first, second, third = (item.analysis for item in batch.items)
+    assert first is not None and second is not None and third is not None
+    assert first.suggested_op == "skip" and first.duplicates[0].memory_id == stored
+    assert first.duplicates[0].similarity == pytest.approx(1.0)
+    assert "cosine similarity (hashing-v1-64)" in first.note
+    assert second.suggested_op == "add"
+    assert third.suggested_op == "skip" and third.duplicates[0].item_index == 1
