@@ -1,9 +1,10 @@
-"""Benchmarks: ``mcp-checkpoint bench loop|tokens --data PATH`` and friends.
+"""Benchmarks: ``mcp-checkpoint bench loop|tokens|locomo --data PATH`` and friends.
 
 ``loop`` drives a real server through a real MCP client; ``tokens`` measures the offline
-token counter against the real o200k_base encoding (the ``bench`` extra). Each prints its
-figures (and writes them as JSON with ``--json``). Targets live here and in the notes,
-never as timed assertions in unit tests.
+token counter against the real o200k_base encoding (the ``bench`` extra); ``locomo``
+measures memory retrieval on LoCoMo (lexical and hybrid servers, through a real client).
+Each prints its figures (and writes them as JSON with ``--json``). Targets live here and in
+the notes, never as timed assertions in unit tests.
 """
 
 from __future__ import annotations
@@ -30,6 +31,14 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     from mcp_checkpoint.bench import tokens as tokens_bench
 
     tokens_bench.add_arguments(tokens)
+    locomo = sub.add_parser(
+        "locomo",
+        help="memory retrieval on LoCoMo: every turn committed as a memory, every question "
+        "searched, lexical and hybrid servers",
+    )
+    from mcp_checkpoint.bench import locomo as locomo_bench
+
+    locomo_bench.add_arguments(locomo)
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -42,4 +51,8 @@ def run_bench(args: argparse.Namespace) -> int:
         from mcp_checkpoint.bench.tokens import main as tokens_main
 
         return tokens_main(args)
+    if args.bench_command == "locomo":
+        from mcp_checkpoint.bench.locomo import main as locomo_main
+
+        return locomo_main(args)
     raise SystemExit(f"unknown benchmark {args.bench_command}")
