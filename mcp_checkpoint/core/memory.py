@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -59,7 +60,8 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 _NEGATION = {"not", "no", "never", "dont", "don't", "doesn't", "isn't", "without", "cannot"}
 _RELATED = 0.35
-_RELATED_COSINE = 0.6
+_RECENT_VECTORS = 2048
+_RELATED_COSINE = 0.75  # MiniLM: unrelated chat turns of one topic often reach 0.6
 _CANDIDATES = 8
 
 
@@ -112,6 +114,23 @@ class MemoryService(MemorySearch):
         self._clock = clock
         self._embedder = embedder if vectors is not None else None
         self._vectors = vectors if embedder is not None else None
+        # Vectors computed while analysing a proposal, reused when it commits.
+        self._recent: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
+
+    async def _embed(self, embedder: Embedder, texts: Sequence[str]) -> list[list[float]]:
+        """``embedder.embed`` that reuses the vectors of recently embedded texts."""
+        keys = [(embedder.model_id, text) for text in texts]
+        todo = list(dict.fromkeys(key for key in keys if key not in self._recent))
+        if todo:
+            fresh = await embedder.embed([text for _, text in todo])
+            for key, vector in zip(todo, fresh, strict=True):
+                self._recent[key] = vector
+        found = [self._recent[key] for key in keys]
+        for key in keys:
+            self._recent.move_to_end(key)
+        while len(self._recent) > _RECENT_VECTORS:
+            self._recent.popitem(last=False)
+        return found
 
     # -- vectors ------------------------------------------------------------------------
 
@@ -145,7 +164,7 @@ class MemoryService(MemorySearch):
             space = await vectors.space()
             if space is not None and space[0] != embedder.model_id:
                 return 0  # another space: reindex decides, not a commit
-            embedded = await embedder.embed([m.content for m in memories])
+            embedded = await self._embed(embedder, [m.content for m in memories])
             await vectors.upsert(tenant, embedder.model_id, [
                 VectorItem(m.memory_id, v, m.scope, m.kind)
                 for m, v in zip(memories, embedded, strict=True)
@@ -242,7 +261,7 @@ class MemoryService(MemorySearch):
         if not isinstance(dense, str):
             embedder, vectors = dense
             try:
-                embedded = await embedder.embed(texts)
+                embedded = await self._embed(embedder, texts)
                 found: list[list[RelatedMemory]] = []
                 for item, vector in zip(items, embedded, strict=True):
                     near = await vectors.query(
