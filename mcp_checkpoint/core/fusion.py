@@ -10,7 +10,7 @@ exactly the lexical one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 __all__ = ["ALPHA", "CANDIDATES", "Fused", "fuse"]
@@ -45,14 +45,20 @@ def fuse(
     vector: Sequence[tuple[str, float]] | None,
     *,
     alpha: float = ALPHA,
+    extra_vector_scores: Mapping[str, float] | None = None,
 ) -> list[Fused]:
     """Blend two best-first ranked lists of (id, score).
 
     ``vector`` None (no embedder, model not loaded, no vectors) returns the lexical ranking
     unchanged. Otherwise every candidate gets ``alpha * L + (1 - alpha) * D`` with L and D
     min-max normalised over the candidates (a candidate missing from the lexical list has
-    lexical score 0; one missing from the vector list gets the lowest vector score seen),
-    ordered by the blend, then lexical rank, then id.
+    lexical score 0), ordered by the blend, then lexical rank, then id.
+
+    A candidate missing from the vector list takes its score from ``extra_vector_scores``
+    (its exact cosine, computed outside the ranking) and still has no vector rank; one
+    missing from both gets the lowest score of the vector list (0.0 when it is empty).
+    Entries of ``extra_vector_scores`` that are not lexical candidates, or that the vector
+    list already scores, are ignored. Ignored too when ``vector`` is None.
     """
     lex_rank = {key: rank for rank, (key, _) in enumerate(lexical, 1)}
     lex_score = dict(lexical)
@@ -66,15 +72,19 @@ def fuse(
     if not candidates:
         return []
     floor = min(vec_score.values()) if vec_score else 0.0
+    extra = extra_vector_scores or {}
+    exact = vec_score | {
+        key: extra[key] for key in lex_rank if key not in vec_score and key in extra
+    }
     norm_lex = _minmax({key: lex_score.get(key, 0.0) for key in candidates})
-    norm_vec = _minmax({key: vec_score.get(key, floor) for key in candidates})
+    norm_vec = _minmax({key: exact.get(key, floor) for key in candidates})
     blended = [
         Fused(
             key,
             alpha * norm_lex[key] + (1 - alpha) * norm_vec[key],
             lex_score.get(key),
             lex_rank.get(key),
-            vec_score.get(key),
+            exact.get(key),
             vec_rank.get(key),
         )
         for key in candidates

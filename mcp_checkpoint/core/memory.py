@@ -551,6 +551,7 @@ class MemoryService(MemorySearch):
         known: dict[str, Memory] = {m.memory_id: m for m, _ in lexical}
         dense = await self._dense_side()
         ranked_vectors: list[tuple[MemoryId, float]] | None = None
+        exact: dict[str, float] = {}
         why: str | None = None
         if isinstance(dense, str):
             why = dense
@@ -561,9 +562,24 @@ class MemoryService(MemorySearch):
                 ranked_vectors = await vectors.query(
                     tenant, embedder.model_id, qvec, limit=depth, scope=scope, kind=kind
                 )
+                # Lexical candidates beyond the vector top-N: their exact cosine, not a floor.
+                # A list shorter than the limit holds every vector the filters allow, so a
+                # lexical candidate missing from it has none: nothing to ask then.
+                seen = {memory_id for memory_id, _ in ranked_vectors}
+                unranked = [m.memory_id for m, _ in lexical if m.memory_id not in seen]
+                if unranked and len(ranked_vectors) >= depth:
+                    similar = await vectors.similarities(
+                        tenant, embedder.model_id, qvec, unranked
+                    )
+                    exact = {str(key): score for key, score in similar.items()}
             except CheckpointError as exc:
+                ranked_vectors, exact = None, {}
                 why = f"lexical search only: {exc.message}"
-        fused = fuse([(m.memory_id, score) for m, score in lexical], ranked_vectors)
+        fused = fuse(
+            [(m.memory_id, score) for m, score in lexical],
+            ranked_vectors,
+            extra_vector_scores=exact,
+        )
         missing = [MemoryId(f.memory_id) for f in fused if f.memory_id not in known]
         for fetched in await self._store.get_memories(tenant, missing):
             known[fetched.memory_id] = fetched

@@ -403,6 +403,14 @@ class VectorIndex(Protocol):
         when the index is empty."""
         ...
 
+    async def similarities(
+        self, tenant: Tenant, model_id: str, vector: Sequence[float], memory_ids: Sequence[MemoryId]
+    ) -> dict[MemoryId, float]:
+        """Cosine similarity of ``vector`` to each of ``memory_ids`` that has a vector of the
+        tenant (ids without one are absent from the result). InvalidArgumentError if
+        ``model_id`` or the dimension is not the index's space; {} when the index is empty."""
+        ...
+
     async def delete(self, tenant: Tenant, memory_ids: Sequence[MemoryId]) -> None:
         """Remove vectors; unknown ids are ignored."""
         ...

@@ -11,7 +11,9 @@ from mcp_checkpoint.core.models import MemoryId
 from mcp_checkpoint.core.ports import VectorItem
 from mcp_checkpoint.errors import InvalidArgumentError
 
-__all__ = ["Space", "batch_dimension", "check_space", "ranked", "unique_items", "unit"]
+__all__ = [
+    "Space", "batch_dimension", "check_space", "clamp", "ranked", "unique_items", "unit"
+]
 
 Space = tuple[str, int]
 
@@ -80,4 +82,9 @@ def ranked(
     """The best ``limit`` of ``scored``: highest score first, ties by memory_id; scores
     clamped to [-1, 1] (rounding can step just outside)."""
     best = sorted(scored, key=lambda pair: (-pair[1], pair[0]))[: max(limit, 0)]
-    return [(memory_id, min(1.0, max(-1.0, score))) for memory_id, score in best]
+    return [(memory_id, clamp(score)) for memory_id, score in best]
+
+
+def clamp(score: float) -> float:
+    """``score`` as a float clamped to [-1, 1] (rounding can step just outside)."""
+    return min(1.0, max(-1.0, float(score)))

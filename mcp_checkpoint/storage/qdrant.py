@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 from qdrant_client import AsyncQdrantClient, models
 
 from mcp_checkpoint.config import VectorSettings
@@ -32,6 +33,7 @@ from mcp_checkpoint.storage._vectors import (
     Space,
     batch_dimension,
     check_space,
+    clamp,
     ranked,
     unique_items,
     unit,
@@ -277,6 +279,47 @@ class QdrantVectorIndex:
             if point.payload
         ]
         return ranked(scored, limit)
+
+    async def similarities(
+        self, tenant: Tenant, model_id: str, vector: Sequence[float], memory_ids: Sequence[MemoryId]
+    ) -> dict[MemoryId, float]:
+        """Cosine of ``vector`` to each of ``memory_ids`` the tenant has a vector for: the
+        points are fetched by id and scored here in float32, as Qdrant scores them for
+        :meth:`query`; {} when the index is empty."""
+        query = unit(vector, what="the query vector").astype(np.float32)
+        held, _ = await self._space()
+        if held is None:
+            return {}
+        check_space(held, model_id, query.size, what="similarities")
+        ids: list[models.ExtendedPointId] = list(
+            dict.fromkeys(point_id(tenant, i) for i in memory_ids)
+        )
+        if not ids:
+            return {}
+        records = await self._call("read vectors", lambda c: c.retrieve(
+            self._collection, ids=ids, with_payload=["memory_id", "tenant"], with_vectors=True,
+        ))
+        found: list[tuple[MemoryId, list[float]]] = []
+        for record in records:
+            payload = record.payload
+            if not payload or payload.get("tenant") != tenant:
+                continue
+            stored = record.vector
+            if not isinstance(stored, list) or not stored or not isinstance(stored[0], float):
+                raise BackendError(  # pragma: no cover - not a vector this index wrote
+                    f"the Qdrant collection {self._collection} returned a vector it cannot score"
+                )
+            found.append((MemoryId(str(payload["memory_id"])), stored))
+        if not found:
+            return {}
+        matrix = np.asarray([stored for _, stored in found], dtype=np.float32)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        matrix /= np.where(norms == 0, 1, norms)
+        scores = matrix @ query
+        return {
+            memory_id: clamp(float(score))
+            for (memory_id, _), score in zip(found, scores, strict=True)
+        }
 
     async def delete(self, tenant: Tenant, memory_ids: Sequence[MemoryId]) -> None:
         """Remove vectors in one request; unknown ids are ignored."""

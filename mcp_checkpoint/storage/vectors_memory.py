@@ -19,6 +19,7 @@ from mcp_checkpoint.storage._vectors import (
     Space,
     batch_dimension,
     check_space,
+    clamp,
     ranked,
     unique_items,
     unit,
@@ -93,6 +94,22 @@ class MemoryVectorIndex:
             and (kind is None or entry.kind == kind)
         ]
         return ranked(scored, limit)
+
+    async def similarities(
+        self, tenant: Tenant, model_id: str, vector: Sequence[float], memory_ids: Sequence[MemoryId]
+    ) -> dict[MemoryId, float]:
+        """Exact cosine of ``vector`` to each of ``memory_ids`` the tenant has a vector for
+        (the score :meth:`query` gives it); {} when the index is empty."""
+        query = unit(vector, what="the query vector")
+        held = self._held()
+        if held is None:
+            return {}
+        check_space(held, model_id, len(query), what="similarities")
+        return {
+            memory_id: clamp(float(entry.unit @ query))
+            for memory_id in memory_ids
+            if (entry := self._vectors.get((tenant, memory_id))) is not None
+        }
 
     async def delete(self, tenant: Tenant, memory_ids: Sequence[MemoryId]) -> None:
         """Remove vectors; unknown ids are ignored."""

@@ -328,6 +328,81 @@ async def test_query_in_another_space_is_invalid(
         await index.query(TENANT_B, model_id, vector, limit=5)
 
 
+# -- similarities -------------------------------------------------------------------------
+
+
+async def test_similarities_equal_the_query_score_of_each_memory(index: VectorIndex) -> None:
+    rng = random.Random(7)
+    vectors = {f"m{i}": [rng.uniform(-1.0, 1.0) for _ in range(DIM)] for i in range(12)}
+    await index.upsert(TENANT_A, MODEL, [item(key, vector) for key, vector in vectors.items()])
+    probe = [0.3, -0.7, 0.2, 0.9]
+
+    ranked = dict(await index.query(TENANT_A, MODEL, probe, limit=len(vectors)))
+    scores = await index.similarities(TENANT_A, MODEL, probe, [MemoryId(k) for k in vectors])
+
+    assert set(scores) == set(vectors) == set(ranked)
+    for key, vector in vectors.items():
+        assert scores[MemoryId(key)] == pytest.approx(ranked[MemoryId(key)], abs=1e-6)
+        assert scores[MemoryId(key)] == pytest.approx(cosine(probe, vector), abs=1e-5)
+    # Beyond a query's limit too: the memory ranked last gets the same score.
+    last_id, last_score = (await index.query(TENANT_A, MODEL, probe, limit=12))[-1]
+    alone = await index.similarities(TENANT_A, MODEL, probe, [last_id])
+    assert alone == {last_id: pytest.approx(last_score, abs=1e-6)}
+
+
+async def test_similarities_leave_out_ids_without_a_vector(index: VectorIndex) -> None:
+    await index.upsert(TENANT_A, MODEL, [item("m1", E1), item("m2", E2)])
+
+    scores = await index.similarities(
+        TENANT_A, MODEL, E1, [MemoryId("m1"), MemoryId("ghost"), MemoryId("m1")]
+    )
+
+    assert scores == {"m1": pytest.approx(1.0, abs=1e-6)}
+    assert await index.similarities(TENANT_A, MODEL, E1, []) == {}
+    await index.delete(TENANT_A, [MemoryId("m2")])
+    assert await index.similarities(TENANT_A, MODEL, E1, [MemoryId("m2")]) == {}
+
+
+async def test_similarities_see_only_the_tenants_vectors(index: VectorIndex) -> None:
+    await index.upsert(TENANT_A, MODEL, [item("secret", E1), item("shared-id", E1)])
+    await index.upsert(TENANT_B, MODEL, [item("shared-id", E2)])
+    asked = [MemoryId("secret"), MemoryId("shared-id")]
+
+    b_scores = await index.similarities(TENANT_B, MODEL, E1, asked)
+    a_scores = await index.similarities(TENANT_A, MODEL, E1, asked)
+
+    assert b_scores == {"shared-id": pytest.approx(0.0, abs=1e-5)}
+    assert a_scores == {
+        "secret": pytest.approx(1.0, abs=1e-6), "shared-id": pytest.approx(1.0, abs=1e-6)
+    }
+    assert await index.similarities(Tenant("tenant-c"), MODEL, E1, asked) == {}
+
+
+@pytest.mark.parametrize(
+    ("model_id", "vector"),
+    [
+        pytest.param(OTHER_MODEL, E1, id="other-model"),
+        pytest.param(MODEL, [1.0, 0.0, 0.0], id="other-dimension"),
+    ],
+)
+async def test_similarities_in_another_space_are_invalid(
+    index: VectorIndex, model_id: str, vector: list[float]
+) -> None:
+    await index.upsert(TENANT_A, MODEL, [item("m1", E1)])
+
+    with pytest.raises(InvalidArgumentError):
+        await index.similarities(TENANT_A, model_id, vector, [MemoryId("m1")])
+    with pytest.raises(InvalidArgumentError):  # also for a tenant with no vectors
+        await index.similarities(TENANT_B, model_id, vector, [MemoryId("m1")])
+    with pytest.raises(InvalidArgumentError):  # and when no id is asked
+        await index.similarities(TENANT_A, model_id, vector, [])
+
+
+async def test_similarities_on_an_empty_index_are_empty(index: VectorIndex) -> None:
+    assert await index.similarities(TENANT_A, MODEL, E1, [MemoryId("m1")]) == {}
+    assert await index.similarities(TENANT_A, OTHER_MODEL, [1.0, 2.0], [MemoryId("m1")]) == {}
+
+
 # -- delete / indexed / reset -------------------------------------------------------------
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mcp_checkpoint.config import Settings
-from mcp_checkpoint.core.fusion import fuse
+from mcp_checkpoint.core.fusion import CANDIDATES, fuse
 from mcp_checkpoint.core.memory import MemoryService
 from mcp_checkpoint.core.models import MemoryId, ProposalItem, Tenant
 from mcp_checkpoint.embeddings.hashing import HashingEmbedder
@@ -54,6 +54,30 @@ def test_fuse_blends_normalised_scores_and_breaks_ties_by_lexical_rank() -> None
     assert by_id["c"].lexical is None and by_id["c"].vector_rank == 1
 
 
+def test_fuse_scores_lexical_candidates_beyond_the_vector_list_by_their_extra_score() -> None:
+    lexical = [("a", 10.0), ("b", 5.0), ("d", 2.0), ("e", 0.0)]
+    vector = [("c", 0.9), ("b", 0.8), ("a", 0.1)]
+    # b is ranked (its ranked score wins), z is no lexical candidate: both ignored.
+    extra = {"d": 0.95, "b": 0.0, "z": 0.5}
+
+    fused = fuse(lexical, vector, extra_vector_scores=extra)
+
+    by_id = {f.memory_id: f for f in fused}
+    assert set(by_id) == {"a", "b", "c", "d", "e"}
+    # Vector scores normalised over a .1, b .8, c .9, d .95 (exact), e .1 (the floor).
+    assert by_id["d"].score == pytest.approx(0.5 * 0.2 + 0.5 * 1.0)
+    assert by_id["d"].vector == 0.95 and by_id["d"].vector_rank is None
+    assert by_id["b"].score == pytest.approx(0.5 * 0.5 + 0.5 * 0.7 / 0.85)
+    assert by_id["b"].vector == 0.8 and by_id["b"].vector_rank == 2
+    assert by_id["e"].score == pytest.approx(0.0)
+    assert by_id["e"].vector is None and by_id["e"].vector_rank is None
+    assert [f.memory_id for f in fused] == ["b", "d", "a", "c", "e"]
+    # Without the extra score d falls to the floor, as before.
+    assert {f.memory_id: f for f in fuse(lexical, vector)}["d"].score == pytest.approx(0.1)
+    # And without vectors the extra scores change nothing.
+    assert fuse(lexical, None, extra_vector_scores=extra) == fuse(lexical, None)
+
+
 async def test_commit_indexes_memories_and_search_turns_hybrid(
     settings: Settings, clock: FakeClock
 ) -> None:
@@ -64,6 +88,29 @@ async def test_commit_indexes_memories_and_search_turns_hybrid(
     assert result.mode == "hybrid"
     assert result.hits[0].memory.memory_id == ids[0]
     assert {"lexical", "vector", "fused"} <= set(result.hits[0].scores)
+
+
+async def test_search_scores_lexical_candidates_beyond_the_vector_list_by_exact_cosine(
+    settings: Settings, clock: FakeClock
+) -> None:
+    memory, _, vectors = service(settings, clock)
+    # Short memories win lexically, long ones share more hashed features with the query.
+    contents = [
+        "deploy " + " ".join(f"w{i}x{j}" for j in range(1 + i % 30)) for i in range(4 * CANDIDATES)
+    ]
+    ids = [i for start in range(0, len(contents), 50) for i in await add(
+        memory, *contents[start:start + 50]
+    )]
+    query = "deploy the w1x0 w7x3"
+
+    result = await memory.search(T, query, k=CANDIDATES)
+
+    unranked = [h for h in result.hits if h.scores.get("vector_rank") is None]
+    assert result.mode == "hybrid" and unranked  # some lexical hits beyond the vector top-N
+    [qvec] = await HashingEmbedder(64).embed([query])
+    exact = await vectors.similarities(T, "hashing-v1-64", qvec, ids)
+    for hit in unranked:
+        assert hit.scores["vector"] == pytest.approx(exact[hit.memory.memory_id], abs=1e-6)
 
 
 async def test_search_falls_back_to_lexical_and_says_why(

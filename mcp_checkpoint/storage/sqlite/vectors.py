@@ -30,6 +30,7 @@ from mcp_checkpoint.storage._vectors import (
     Space,
     batch_dimension,
     check_space,
+    clamp,
     unique_items,
     unit,
 )
@@ -61,6 +62,7 @@ class _Matrix:
     space: Space
     generation: int
     ids: list[MemoryId]  # sorted, so row order is memory_id order
+    positions: dict[MemoryId, int]  # memory_id -> its row
     rows: npt.NDArray[np.float32]  # (n, dim), unit length
     scopes: npt.NDArray[np.int32]
     scope_codes: dict[str, int]
@@ -104,10 +106,12 @@ def _load(
     matrix /= np.where(norms == 0, 1, norms)
     scopes, scope_codes = _codes([row[1] for row in rows])
     kinds, kind_codes = _codes([row[2] for row in rows])
+    ids = [MemoryId(row[0]) for row in rows]
     return _Matrix(
         space=space,
         generation=generation,
-        ids=[MemoryId(row[0]) for row in rows],
+        ids=ids,
+        positions={memory_id: position for position, memory_id in enumerate(ids)},
         rows=matrix,
         scopes=scopes,
         scope_codes=scope_codes,
@@ -199,6 +203,39 @@ class SqliteVectorIndex:
         """The ``limit`` nearest of the tenant's vectors by exact cosine, best first, ties by
         memory_id; [] when the index is empty."""
         query = unit(vector, what="the query vector").astype(np.float32)
+        matrix = await self._matrix(tenant, model_id, query, what="query")
+        if matrix is None:
+            return []
+        return self._rank(matrix, query, limit=limit, scope=scope, kind=kind)
+
+    async def similarities(
+        self, tenant: Tenant, model_id: str, vector: Sequence[float], memory_ids: Sequence[MemoryId]
+    ) -> dict[MemoryId, float]:
+        """Exact cosine of ``vector`` to each of ``memory_ids`` the tenant has a vector for,
+        from the same cached matrix as :meth:`query` (so the same scores); {} when the index
+        is empty."""
+        query = unit(vector, what="the query vector").astype(np.float32)
+        matrix = await self._matrix(tenant, model_id, query, what="similarities")
+        if matrix is None:
+            return {}
+        wanted = list(dict.fromkeys(
+            memory_id for memory_id in memory_ids if memory_id in matrix.positions
+        ))
+        if not wanted:
+            return {}
+        rows = np.fromiter(
+            (matrix.positions[memory_id] for memory_id in wanted), dtype=np.intp, count=len(wanted)
+        )
+        scores = matrix.rows[rows] @ query
+        return {
+            memory_id: clamp(float(score)) for memory_id, score in zip(wanted, scores, strict=True)
+        }
+
+    async def _matrix(
+        self, tenant: Tenant, model_id: str, query: npt.NDArray[np.float32], *, what: str
+    ) -> _Matrix | None:
+        """The tenant's current matrix of ``model_id`` (cached), None when the index holds
+        no vectors; InvalidArgumentError when the query is not in the index's space."""
         key = (tenant, model_id)
         cached = self._cache.get(key)
         epoch = self._epoch
@@ -222,12 +259,12 @@ class SqliteVectorIndex:
 
         space, matrix = await self._store.transact(read, write=False)
         if space is None:
-            return []
-        check_space(space, model_id, query.size, what="query")
+            return None
+        check_space(space, model_id, query.size, what=what)
         if matrix is None:  # pragma: no cover - read() returns one whenever the space fits
-            return []
+            return None
         self._remember(key, matrix)
-        return self._rank(matrix, query, limit=limit, scope=scope, kind=kind)
+        return matrix
 
     def _remember(self, key: tuple[str, str], matrix: _Matrix) -> None:
         self._cache[key] = matrix
