@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import anyio
+import anyio.lowlevel
+
 from mcp_checkpoint.config import Settings
 from mcp_checkpoint.core._ids import Clock, new_id, utc_now
 from mcp_checkpoint.core._limits import Limits
@@ -120,13 +123,14 @@ class MemoryService(MemorySearch):
     async def _embed(self, embedder: Embedder, texts: Sequence[str]) -> list[list[float]]:
         """``embedder.embed`` that reuses the vectors of recently embedded texts."""
         keys = [(embedder.model_id, text) for text in texts]
-        todo = list(dict.fromkeys(key for key in keys if key not in self._recent))
-        if todo:
+        known = {key: self._recent[key] for key in keys if key in self._recent}
+        todo = list(dict.fromkeys(key for key in keys if key not in known))
+        if todo:  # other searches may use (and evict from) the cache meanwhile
             fresh = await embedder.embed([text for _, text in todo])
-            for key, vector in zip(todo, fresh, strict=True):
-                self._recent[key] = vector
-        found = [self._recent[key] for key in keys]
+            known.update(zip(todo, fresh, strict=True))
+        found = [known[key] for key in keys]
         for key in keys:
+            self._recent[key] = known[key]
             self._recent.move_to_end(key)
         while len(self._recent) > _RECENT_VECTORS:
             self._recent.popitem(last=False)
@@ -545,20 +549,38 @@ class MemoryService(MemorySearch):
     ) -> tuple[list[MemoryHit], str, str | None]:
         """Lexical and (when available) vector candidates, fused; see ``core.fusion``."""
         depth = max(CANDIDATES, k)
-        lexical = await self._store.search_lexical(
-            tenant, query, limit=depth, scope=scope, kind=kind
-        )
-        known: dict[str, Memory] = {m.memory_id: m for m, _ in lexical}
         dense = await self._dense_side()
         ranked_vectors: list[tuple[MemoryId, float]] | None = None
         exact: dict[str, float] = {}
         why: str | None = None
         if isinstance(dense, str):
             why = dense
+            lexical = await self._store.search_lexical(
+                tenant, query, limit=depth, scope=scope, kind=kind
+            )
         else:
             embedder, vectors = dense
+            # The query's embedding (milliseconds of model time on a worker thread) runs
+            # while the lexical search does.
+            query_vector: list[list[float]] | CheckpointError = []
+
+            async def embed_query() -> None:
+                nonlocal query_vector
+                try:
+                    query_vector = await self._embed(embedder, [query])
+                except CheckpointError as exc:
+                    query_vector = exc
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(embed_query)
+                await anyio.lowlevel.checkpoint()  # hand the embedding to its thread first
+                lexical = await self._store.search_lexical(
+                    tenant, query, limit=depth, scope=scope, kind=kind
+                )
             try:
-                [qvec] = await embedder.embed([query])
+                if isinstance(query_vector, CheckpointError):
+                    raise query_vector
+                [qvec] = query_vector
                 ranked_vectors = await vectors.query(
                     tenant, embedder.model_id, qvec, limit=depth, scope=scope, kind=kind
                 )
@@ -575,6 +597,7 @@ class MemoryService(MemorySearch):
             except CheckpointError as exc:
                 ranked_vectors, exact = None, {}
                 why = f"lexical search only: {exc.message}"
+        known: dict[str, Memory] = {m.memory_id: m for m, _ in lexical}
         fused = fuse(
             [(m.memory_id, score) for m, score in lexical],
             ranked_vectors,

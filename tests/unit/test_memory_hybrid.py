@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
 import pytest
 
 from mcp_checkpoint.config import Settings
@@ -193,3 +197,53 @@ async def test_propose_analysis_uses_vector_similarity_when_live(
     assert "cosine similarity (hashing-v1-64)" in first.note
     assert second.suggested_op == "add"
     assert third.suggested_op == "skip" and third.duplicates[0].item_index == 1
+
+
+class RendezvousStore(MemoryStore):
+    """A store whose lexical search finishes only once the query is being embedded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding_started = anyio.Event()
+
+    async def search_lexical(self, *args: Any, **kwargs: Any) -> Any:
+        with anyio.fail_after(5):
+            await self.embedding_started.wait()
+        return await super().search_lexical(*args, **kwargs)
+
+
+class SignallingEmbedder(HashingEmbedder):
+    """Counts embed calls and tells the store when one starts."""
+
+    def __init__(self, store: RendezvousStore) -> None:
+        super().__init__(64)
+        self.store = store
+        self.calls = 0
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        self.calls += 1
+        self.store.embedding_started.set()
+        await anyio.sleep(0.01)
+        return await super().embed(texts)
+
+
+async def test_search_embeds_the_query_while_the_lexical_search_runs(
+    settings: Settings, clock: FakeClock
+) -> None:
+    store = RendezvousStore()
+    embedder = SignallingEmbedder(store)
+    memory = MemoryService(
+        store, settings, embedder=embedder, vectors=MemoryVectorIndex(), clock=clock
+    )
+    store.embedding_started.set()  # commits embed too; let them through
+    await add(memory, "the deploy script lives in ops/deploy.sh", "lunch is at noon")
+    store.embedding_started = anyio.Event()
+
+    # Sequential code would wait for the lexical side before embedding: fail_after trips.
+    found = await memory.search(T, "where is the deploy script?", k=2)
+
+    assert found.mode == "hybrid"
+    assert found.hits[0].memory.content == "the deploy script lives in ops/deploy.sh"
+    calls = embedder.calls
+    await memory.search(T, "where is the deploy script?", k=2)  # a repeated query
+    assert embedder.calls == calls  # its vector came from the cache
