@@ -110,6 +110,19 @@ async def test_vectors_are_384_unit_floats_in_order() -> None:
     assert cosine(vectors[0], vectors[2]) < 0.99
 
 
+async def test_one_text_embeds_exactly_as_in_a_batch() -> None:
+    # A single text (a search query) takes a shorter path than a batch: same vectors.
+    embedder = make_embedder(settings())
+    assert embedder is not None
+    texts = ["Where does the deploy script live?", "", "a much longer text " * 200]
+    with anyio.fail_after(LOAD_TIMEOUT):
+        batch = await embedder.embed([*texts, "padding makes the batch path run"])
+        singles = [(await embedder.embed([text]))[0] for text in texts]
+    for one, many in zip(singles, batch, strict=False):
+        assert len(one) == 384
+        assert max(abs(a - b) for a, b in zip(one, many, strict=True)) < 1e-5
+
+
 async def test_paraphrases_are_closer_than_unrelated_sentences() -> None:
     embedder = make_embedder(settings())
     assert embedder is not None
