@@ -296,7 +296,9 @@ class MemoryStore(Protocol):
     ) -> list[tuple[Memory, float]]:
         """Memories matching the words of ``query``, best first, with a relevance score
         (higher is better; BM25-like). Only ``status`` memories; ``scope``/``kind`` filter
-        exactly when given. Any text is a valid query (operators are not interpreted); a
+        exactly when given. A word weighs by how rare it is among the memories searched
+        (the tenant's, after the filters): other tenants' and other scopes' memories do not
+        change the ranking. Any text is a valid query (operators are not interpreted); a
         query with no searchable word returns [].
         """
         ...

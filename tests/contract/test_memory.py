@@ -440,6 +440,25 @@ async def test_search_lexical_sees_only_the_tenants_memories(store: Store) -> No
     assert [m.memory_id for m, _ in hits] == ["m2"]
 
 
+async def test_search_lexical_weighs_words_by_the_searched_memories_alone(store: Store) -> None:
+    # In scope s1 "alice" is in most memories and says little; "green tea" is what tells
+    # them apart. Elsewhere (another tenant, another scope) green tea is everywhere and
+    # nobody is called alice: word statistics from there must not leak into s1's ranking.
+    contents = ["alice went hiking", "alice likes green tea", "alice read a book",
+                "bob likes green tea", "alice cooked dinner"]
+    await seed_memories(store, [new_memory(f"m{i}", text, scope="s1")
+                                for i, text in enumerate(contents, 1)])
+    await seed_memories(store, [new_memory(f"b{i}", f"green tea number {i} of the day")
+                                for i in range(40)], batch_id="bb", tenant=TENANT_B)
+    await seed_memories(store, [new_memory(f"x{i}", f"green tea shop {i}", scope="s2")
+                                for i in range(40)], batch_id="bx")
+
+    hits = await store.search_lexical(TENANT_A, "alice green tea", limit=10, scope="s1")
+
+    assert [m.memory_id for m, _ in hits[:2]] == ["m2", "m4"]
+    assert {m.memory_id for m, _ in hits} == {"m1", "m2", "m3", "m4", "m5"}
+
+
 @pytest.mark.parametrize(
     "query",
     [

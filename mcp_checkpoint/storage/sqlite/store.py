@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import os
 import sqlite3
 import threading
@@ -66,6 +67,8 @@ _MICROSECOND = timedelta(microseconds=1)
 _NO_UPPER_BOUND = 2**63 - 1
 _SQLITE_BUSY = 5
 _SQLITE_LOCKED = 6
+_RERANK_DEPTH = 200
+"""Lexical matches re-weighed with the searched memories' statistics (by index-wide BM25)."""
 
 _ITEMS = TypeAdapter(list[ProposalItem])
 _MEMORY_IDS = TypeAdapter(dict[int, MemoryId])
@@ -223,16 +226,55 @@ def _to_memory(row: sqlite3.Row) -> Memory:
     )
 
 
-def _match_expression(query: str) -> str | None:
-    """An FTS5 query OR-ing the search words of ``query`` (``core.lexical.query_terms``:
-    stopwords dropped), each a quoted string, so that no character of the user's text is
-    ever read as FTS5 syntax; None without words."""
-    words = query_terms(query)
-    if not words:
-        return None
+def _phrase(word: str) -> str:
+    """A search word (``core.lexical.query_terms``) as an FTS5 string, so that no character
+    of the user's text is ever read as FTS5 syntax."""
     # A word holds only letters, digits and "_", so it never contains a double quote; one
     # that the tokenizer reduces to nothing (like "_") is an empty phrase and matches nothing.
-    return " OR ".join(f'"{word}"' for word in words)
+    return f'"{word}"'
+
+
+def _idf(documents: int, matching: int) -> float:
+    """FTS5's BM25 idf, floored at 1e-6 as FTS5 does (a word in over half the documents
+    then weighs next to nothing)."""
+    return max(math.log((documents - matching + 0.5) / (matching + 0.5)), 1e-6)
+
+
+def _scoped_bm25(
+    conn: _Conn, words: Sequence[str], ids: Sequence[int], where: str, params: tuple[Any, ...]
+) -> dict[int, float]:
+    """BM25 of the memories ``ids`` for ``words``, with each word's idf taken from the
+    memories ``where`` selects rather than from the whole index.
+
+    FTS5's ``bm25()`` of a one-word query is ``-idf(word) * tf_part(doc)``, with the
+    index-wide idf; dividing it out leaves the term-frequency part (document length still
+    normalised by the index-wide average), which is re-weighed by the idf among the
+    searched memories. One pass per word over its matches among them gives both that idf
+    and the parts (a ``rowid IN (...)`` filter would re-run the match once per id).
+    """
+    scores = dict.fromkeys(ids, 0.0)
+    indexed = conn.execute("SELECT count(*) FROM memories_fts_docsize").fetchone()[0]
+    searched = conn.execute(
+        f"SELECT count(*) FROM memories AS m WHERE {where}", params  # noqa: S608
+    ).fetchone()[0]
+    for word in dict.fromkeys(words):
+        phrase = _phrase(word)
+        overall = conn.execute(
+            "SELECT count(*) FROM memories_fts WHERE memories_fts MATCH ?", (phrase,)
+        ).fetchone()[0]
+        if not overall:
+            continue
+        matches = conn.execute(
+            "SELECT m.id, bm25(memories_fts) FROM memories_fts "  # noqa: S608
+            "CROSS JOIN memories AS m ON m.id = memories_fts.rowid "
+            f"WHERE memories_fts MATCH ? AND {where}",
+            (phrase, *params),
+        ).fetchall()
+        weight = _idf(searched, len(matches)) / _idf(indexed, overall)
+        for rowid, rank in matches:
+            if rowid in scores:
+                scores[rowid] -= rank * weight
+    return scores
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -980,23 +1022,48 @@ class SqliteStore:
         kind: MemoryKind | None = None,
         status: MemoryStatus = "active",
     ) -> list[tuple[Memory, float]]:
-        """Memories matching the words of ``query``, best first, scored ``-bm25()``
-        (higher is better). Only ``status`` memories; ``scope``/``kind`` filter exactly when
-        given. Any text is a valid query; a query with no word returns [].
+        """Memories matching the words of ``query``, best first, scored by BM25 over the
+        searched memories (higher is better). Only ``status`` memories; ``scope``/``kind``
+        filter exactly when given. Any text is a valid query; a query with no word returns
+        [].
+
+        The FTS5 index holds every tenant's memories, so its ``bm25()`` weighs a word by how
+        rare it is in the whole file. The best ``_RERANK_DEPTH`` matches by that score are
+        re-weighed with the statistics of the searched set instead (see ``_scoped_bm25``):
+        another tenant's or another scope's memories never change a ranking or a score.
         """
-        expression = _match_expression(query)
-        if expression is None or limit <= 0:
+        words = query_terms(query)
+        if not words or limit <= 0:
             return []
+        expression = " OR ".join(_phrase(word) for word in words)
+        where = (
+            "m.tenant = ? AND m.status = ? AND (? IS NULL OR m.scope = ?) "
+            "AND (? IS NULL OR m.kind = ?)"
+        )
+        params = (tenant, status, scope, scope, kind, kind)
 
         def select(conn: _Conn) -> list[tuple[Memory, float]]:
-            rows = conn.execute(
-                "SELECT m.*, bm25(memories_fts) AS rank "
-                "FROM memories_fts JOIN memories AS m ON m.id = memories_fts.rowid "
-                "WHERE memories_fts MATCH ? AND m.tenant = ? AND m.status = ? "
-                "AND (? IS NULL OR m.scope = ?) AND (? IS NULL OR m.kind = ?) "
-                "ORDER BY rank, m.memory_id LIMIT ?",
-                (expression, tenant, status, scope, scope, kind, kind, limit),
+            found = conn.execute(
+                # CROSS JOIN keeps the FTS5 match outermost: the planner would otherwise
+                # walk the tenant's memories and re-run the match for each of them.
+                "SELECT m.id, m.memory_id FROM memories_fts CROSS JOIN memories AS m "  # noqa: S608
+                "ON m.id = memories_fts.rowid "
+                f"WHERE memories_fts MATCH ? AND {where} "
+                "ORDER BY bm25(memories_fts), m.memory_id LIMIT ?",
+                (expression, *params, max(limit, _RERANK_DEPTH)),
             ).fetchall()
-            return [(_to_memory(row), -float(row["rank"])) for row in rows]
+            if not found:
+                return []
+            scores = _scoped_bm25(conn, words, [row["id"] for row in found], where, params)
+            best = sorted(found, key=lambda row: (-scores[row["id"]], row["memory_id"]))[:limit]
+            marks = ",".join("?" * len(best))
+            rows = {
+                row["id"]: row
+                for row in conn.execute(
+                    f"SELECT * FROM memories WHERE id IN ({marks})",  # noqa: S608 - placeholders
+                    tuple(row["id"] for row in best),
+                )
+            }
+            return [(_to_memory(rows[row["id"]]), scores[row["id"]]) for row in best]
 
         return await self._read(select)
