@@ -241,22 +241,29 @@ def _idf(documents: int, matching: int) -> float:
 
 
 def _scoped_bm25(
-    conn: _Conn, words: Sequence[str], ids: Sequence[int], where: str, params: tuple[Any, ...]
+    conn: _Conn, words: Sequence[str], found: Sequence[tuple[int, float]], where: str,
+    params: tuple[Any, ...],
 ) -> dict[int, float]:
-    """BM25 of the memories ``ids`` for ``words``, with each word's idf taken from the
-    memories ``where`` selects rather than from the whole index.
+    """BM25 of the memories ``found`` ((id, index-wide ``bm25()``) pairs) for ``words``,
+    with each word's idf taken from the memories ``where`` selects rather than from the
+    whole index.
 
-    FTS5's ``bm25()`` of a one-word query is ``-idf(word) * tf_part(doc)``, with the
-    index-wide idf; dividing it out leaves the term-frequency part (document length still
-    normalised by the index-wide average), which is re-weighed by the idf among the
-    searched memories. One pass per word over its matches among them gives both that idf
-    and the parts (a ``rowid IN (...)`` filter would re-run the match once per id).
+    FTS5's ``bm25()`` is ``-sum(idf(word) * tf_part(doc, word))`` with index-wide idfs, so
+    the scoped score is the index-wide one plus ``(scoped idf - index idf) * tf_part`` for
+    each word, ``tf_part`` being a one-word ``bm25()`` divided by its idf (document length
+    stays normalised by the index-wide average). Words whose two idfs agree within 1 %
+    (a search over nearly everything) need no correction and cost two counts; the others
+    one pass over their matches among the searched memories.
     """
-    scores = dict.fromkeys(ids, 0.0)
+    scores = {rowid: -rank for rowid, rank in found}
     indexed = conn.execute("SELECT count(*) FROM memories_fts_docsize").fetchone()[0]
     searched = conn.execute(
         f"SELECT count(*) FROM memories AS m WHERE {where}", params  # noqa: S608
     ).fetchone()[0]
+    matching = (
+        "FROM memories_fts CROSS JOIN memories AS m ON m.id = memories_fts.rowid "
+        f"WHERE memories_fts MATCH ? AND {where}"
+    )
     for word in dict.fromkeys(words):
         phrase = _phrase(word)
         overall = conn.execute(
@@ -264,16 +271,16 @@ def _scoped_bm25(
         ).fetchone()[0]
         if not overall:
             continue
-        matches = conn.execute(
-            "SELECT m.id, bm25(memories_fts) FROM memories_fts "  # noqa: S608
-            "CROSS JOIN memories AS m ON m.id = memories_fts.rowid "
-            f"WHERE memories_fts MATCH ? AND {where}",
-            (phrase, *params),
-        ).fetchall()
-        weight = _idf(searched, len(matches)) / _idf(indexed, overall)
-        for rowid, rank in matches:
+        within = conn.execute(f"SELECT count(*) {matching}", (phrase, *params)).fetchone()[0]
+        index_idf = _idf(indexed, overall)
+        correction = _idf(searched, within) - index_idf
+        if abs(correction) <= 0.01 * index_idf:
+            continue
+        for rowid, rank in conn.execute(
+            f"SELECT m.id, bm25(memories_fts) {matching}", (phrase, *params)
+        ):
             if rowid in scores:
-                scores[rowid] -= rank * weight
+                scores[rowid] -= correction * rank / index_idf
     return scores
 
 
@@ -1046,15 +1053,17 @@ class SqliteStore:
             found = conn.execute(
                 # CROSS JOIN keeps the FTS5 match outermost: the planner would otherwise
                 # walk the tenant's memories and re-run the match for each of them.
-                "SELECT m.id, m.memory_id FROM memories_fts CROSS JOIN memories AS m "  # noqa: S608
-                "ON m.id = memories_fts.rowid "
+                "SELECT m.id, m.memory_id, bm25(memories_fts) AS rank "  # noqa: S608
+                "FROM memories_fts CROSS JOIN memories AS m ON m.id = memories_fts.rowid "
                 f"WHERE memories_fts MATCH ? AND {where} "
-                "ORDER BY bm25(memories_fts), m.memory_id LIMIT ?",
+                "ORDER BY rank, m.memory_id LIMIT ?",
                 (expression, *params, max(limit, _RERANK_DEPTH)),
             ).fetchall()
             if not found:
                 return []
-            scores = _scoped_bm25(conn, words, [row["id"] for row in found], where, params)
+            scores = _scoped_bm25(
+                conn, words, [(row["id"], row["rank"]) for row in found], where, params
+            )
             best = sorted(found, key=lambda row: (-scores[row["id"]], row["memory_id"]))[:limit]
             marks = ",".join("?" * len(best))
             rows = {
