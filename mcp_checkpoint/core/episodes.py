@@ -607,6 +607,8 @@ class Episodes:
             return 0
         if checkpoint is not None and checkpoint.checkpoint_id == run.latest_checkpoint_id:
             return run.covered_tokens
+        if seq == run.pruned_seq:  # the step is gone; the run kept its total
+            return run.pruned_tokens
         found = await self._store.get_steps(
             tenant, run.run_id, after_seq=seq - 1, until_seq=seq, limit=1
         )
