@@ -139,6 +139,9 @@ def cmd_runs_show(settings: Settings, args: argparse.Namespace) -> int:
         _out(f"  working:     {run.working_steps} steps, {run.working_tokens} tokens "
              f"(budget {run.budget_tokens})")
         _out(f"  checkpoints: {run.checkpoint_count} (latest {run.latest_checkpoint_id or '-'})")
+        if run.pruned_seq or run.pruned_checkpoints:
+            _out(f"  pruned:      steps 1–{run.pruned_seq}, checkpoints "
+                 f"1–{run.pruned_checkpoints} (runs prune)")
         _out(f"  created:     {run.created_at:%Y-%m-%d %H:%M:%S} UTC, "
              f"updated {run.updated_at:%Y-%m-%d %H:%M:%S} UTC")
         if checkpoint is not None:

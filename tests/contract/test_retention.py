@@ -301,6 +301,12 @@ async def test_prune_runs_applies_the_policy_to_every_finished_run(
 
     done = await prune_runs(store, policy, tenant=TENANT_A, now=now, dry_run=False)
     assert [(r.run_id, r.steps_removed) for r in done] == [("r1", 10), ("r2", 10)]
+    named = await prune_runs(
+        store, policy, tenant=TENANT_A, now=now, dry_run=True, run_ids=[RunId("r3-active")]
+    )
+    assert [(r.run_id, r.skipped) for r in named] == [("r3-active", "active")]
+    with pytest.raises(InvalidArgumentError, match="tenant"):
+        await prune_runs(store, policy, tenant=None, now=now, dry_run=True, run_ids=[R1])
     too_soon = await prune_runs(
         store, RetentionPolicy(older_than=timedelta(days=90)), tenant=TENANT_A, now=now,
         dry_run=False,
@@ -349,8 +355,10 @@ async def test_rehydrate_and_provenance_after_a_prune(store: Store, clock: Clock
     dropped = {d.section: d for d in travel.dropped}
     assert dropped["steps"].items == 10 - len(travel.steps_included) > 0
     assert dropped["steps"].tokens > 0
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NotFoundError, match="removed by retention"):
         await episodes.rehydrate(TENANT_A, "r1", checkpoint_id=checkpoint_ids[0])
+    with pytest.raises(NotFoundError, match="checkpoint cp-none of run r1$"):
+        await episodes.get_checkpoint(TENANT_A, "r1", "cp-none")
 
     refs = [
         "step:r1:5", "step:r1#35", "step:r1:99", "step:nope:1",
