@@ -91,11 +91,14 @@ async def ledger(client: Client, run_id: str) -> list[dict[str, Any]]:
 
 
 async def in_parallel(
-    workers: int, body: Callable[[int, Client], Awaitable[None]], env: dict[str, str]
+    workers: int,
+    body: Callable[[int, Client], Awaitable[None]],
+    env: dict[str, str],
+    ready: anyio.Event | None = None,
 ) -> None:
-    """Start ``workers`` server processes, wait until every one is initialised, then run
-    ``body(worker, client)`` in all of them at once."""
-    ready = anyio.Event()
+    """Start ``workers`` server processes, wait until every one is initialised (then set
+    ``ready``), then run ``body(worker, client)`` in all of them at once."""
+    ready = ready or anyio.Event()
     started = 0
 
     async def worker(index: int) -> None:
@@ -272,3 +275,44 @@ async def test_a_checkpoint_racing_with_record_step_leaves_later_steps_in_workin
     # Every checkpoint's progress survived the merges.
     for n in range(checkpoints):
         assert any(p.startswith(f"checkpoint {n} ") for p in latest["content"]["progress"])
+
+
+async def test_runs_prune_beside_writing_servers_touches_only_the_finished_run(
+    env: dict[str, str],
+) -> None:
+    per_worker = 40
+
+    async def record(worker: int, client: Client) -> None:
+        for i in range(per_worker):
+            await call(client, "record_step", {"run_id": "live", "tool": "t", "input": i})
+
+    async def prune() -> tuple[int, str, str]:
+        return await run_cli("runs", "prune", "--older-than", "0s", "--apply", "--json",
+                             env=env)
+
+    async with Client(params(env)) as main:
+        await call(main, "start_run", {"objective": "finished", "run_id": "done"})
+        for i in range(30):
+            await call(main, "record_step", {"run_id": "done", "tool": "t", "input": i})
+            if i % 10 == 9:
+                await call(main, "checkpoint", {"run_id": "done", "progress": [f"step {i}"]})
+        await call(main, "update_run", {"run_id": "done", "status": "completed"})
+        await call(main, "start_run", {"objective": "live", "run_id": "live"})
+        with anyio.fail_after(LIMIT_SECONDS):
+            async with anyio.create_task_group() as tg:
+                writing = anyio.Event()
+                tg.start_soon(in_parallel, 2, record, env, writing)
+                await writing.wait()  # prune while both servers are recording
+                code, out, err = await prune()
+        live = await read_json(main, "run://live")
+        done = await read_json(main, "run://done")
+        context = await call(main, "rehydrate", {"run_id": "done"})
+
+    assert code == 0, err
+    report = json.loads(out)
+    assert [(r["run_id"], r["steps_removed"]) for r in report["runs"]] == [("done", 30)]
+    assert (done["pruned_seq"], done["head_seq"], done["status"]) == (30, 30, "completed")
+    assert "step 9" in context["context"]  # the kept checkpoint still carries it
+    assert live["head_seq"] == 2 * per_worker and live["pruned_seq"] == 0
+    assert "ok — 0 steps (1–30 pruned)" in await verify_cli(env, "done")
+    assert f"ok — {2 * per_worker} steps" in await verify_cli(env, "live")
