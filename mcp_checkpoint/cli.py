@@ -2,6 +2,7 @@
 
     mcp-checkpoint serve                 run the MCP server on stdio (the default)
     mcp-checkpoint runs list|show|verify inspect the store
+    mcp-checkpoint runs prune            retention: old steps/checkpoints of finished runs
     mcp-checkpoint reindex               embed memories after installing or changing a model
     mcp-checkpoint doctor                check the configuration and the store
     mcp-checkpoint bench loop ...        benchmarks
@@ -19,6 +20,7 @@ import platform
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TypeVar
 
@@ -32,6 +34,7 @@ from mcp_checkpoint.core.ledger import ChainBreak, verify_run
 from mcp_checkpoint.core.memory import MemoryService
 from mcp_checkpoint.core.models import RunId, Tenant
 from mcp_checkpoint.core.ports import Store
+from mcp_checkpoint.core.retention import RetentionPolicy, parse_duration, prune_runs
 from mcp_checkpoint.core.tokens import HeuristicTokenizer
 from mcp_checkpoint.embeddings import embeddings_status, make_embedder
 from mcp_checkpoint.errors import CheckpointError
@@ -136,6 +139,9 @@ def cmd_runs_show(settings: Settings, args: argparse.Namespace) -> int:
         _out(f"  working:     {run.working_steps} steps, {run.working_tokens} tokens "
              f"(budget {run.budget_tokens})")
         _out(f"  checkpoints: {run.checkpoint_count} (latest {run.latest_checkpoint_id or '-'})")
+        if run.pruned_seq or run.pruned_checkpoints:
+            _out(f"  pruned:      steps 1–{run.pruned_seq}, checkpoints "
+                 f"1–{run.pruned_checkpoints} (runs prune)")
         _out(f"  created:     {run.created_at:%Y-%m-%d %H:%M:%S} UTC, "
              f"updated {run.updated_at:%Y-%m-%d %H:%M:%S} UTC")
         if checkpoint is not None:
@@ -159,7 +165,75 @@ def cmd_runs_verify(settings: Settings, args: argparse.Namespace) -> int:
             _out(f"run {run_id}: BROKEN — {exc}")
             return 1
         run = await store.get_run(tenant, run_id)
-        _out(f"run {run_id}: ok — {checked} steps, head {run.head_hash[:16]}…")
+        pruned = f" (1–{run.pruned_seq} pruned)" if run.pruned_seq else ""
+        _out(f"run {run_id}: ok — {checked} steps{pruned}, head {run.head_hash[:16]}…")
+        return 0
+
+    return _with_store(settings, body)
+
+
+def cmd_runs_prune(settings: Settings, args: argparse.Namespace) -> int:
+    """Remove old steps and checkpoints of finished runs (a dry run unless --apply)."""
+    cfg = settings.retention
+    if args.older_than is not None:
+        older_than, age = parse_duration(args.older_than), args.older_than.strip()
+    elif cfg.finished_runs_days is not None:
+        older_than = timedelta(days=cfg.finished_runs_days)
+        age = f"{cfg.finished_runs_days:g} days"
+    else:
+        sys.stderr.write(
+            "mcp-checkpoint: say how old a finished run must be: --older-than 30d, or set "
+            "MCP_CHECKPOINT_RETENTION__FINISHED_RUNS_DAYS\n"
+        )
+        return 2
+    keep = args.keep_checkpoints if args.keep_checkpoints is not None else cfg.keep_checkpoints
+    policy = RetentionPolicy(older_than=older_than, keep_checkpoints=keep)
+    dry_run = not args.apply
+    tenant = None if args.all_tenants else Tenant(args.tenant or settings.tenant)
+
+    async def body(store: Store) -> int:
+        results = await prune_runs(
+            store, policy, tenant=tenant, now=datetime.now(UTC), dry_run=dry_run,
+            run_ids=[RunId(r) for r in args.run_ids] or None,
+        )
+        reclaimed: tuple[int, int] | None = None
+        vacuum = getattr(store, "vacuum", None)
+        if args.vacuum and not dry_run and vacuum is not None:
+            reclaimed = await vacuum()
+        pruned = [r for r in results if r.removed_anything]
+        if args.json:
+            _out(json.dumps({
+                "dry_run": dry_run,
+                "older_than_seconds": older_than.total_seconds(),
+                "keep_checkpoints": keep,
+                "runs": [
+                    {
+                        "tenant": r.tenant, "run_id": r.run_id, "skipped": r.skipped,
+                        "steps_removed": r.steps_removed, "pruned_through_seq": r.through_seq,
+                        "checkpoints_removed": r.checkpoint_ids,
+                    }
+                    for r in results
+                ],
+                "file_bytes": None if reclaimed is None
+                else {"before": reclaimed[0], "after": reclaimed[1]},
+            }, indent=1))
+            return 0
+        verb = "would remove" if dry_run else "removed"
+        for r in results:
+            if r.skipped is not None:
+                _out(f"{r.run_id}: kept whole ({r.skipped})")
+            elif r.removed_anything:
+                _out(f"{r.run_id}: {verb} {r.steps_removed} steps (through seq {r.through_seq})"
+                     f" and {len(r.checkpoint_ids)} checkpoints")
+        steps = sum(r.steps_removed for r in pruned)
+        checkpoints = sum(len(r.checkpoint_ids) for r in pruned)
+        _out(f"{'dry run: ' if dry_run else ''}{verb} {steps} steps and {checkpoints} "
+             f"checkpoints from {len(pruned)} of {len(results)} finished runs "
+             f"(unchanged for {age}, keeping {keep} checkpoint(s) each)")
+        if dry_run and pruned:
+            _out("nothing was removed; run again with --apply to remove it")
+        if reclaimed is not None:
+            _out(f"file size: {reclaimed[0]} -> {reclaimed[1]} bytes")
         return 0
 
     return _with_store(settings, body)
@@ -336,6 +410,37 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--json", action="store_true", help="print JSON")
         p.add_argument("--tenant", help="tenant (default: the configured one)")
         p.set_defaults(func=func)
+
+    prune = runs_sub.add_parser(
+        "prune",
+        help="remove old steps and checkpoints of finished runs (dry run unless --apply)",
+        description=(
+            "Finished runs (completed, failed, abandoned) unchanged for --older-than keep "
+            "their newest --keep-checkpoints checkpoints and the steps after the oldest "
+            "kept one; older checkpoints and steps are removed, one transaction per run. "
+            "Active runs are never touched. Without --apply nothing is removed: the "
+            "command shows what it would remove."
+        ),
+    )
+    prune.add_argument("run_ids", metavar="RUN", nargs="*",
+                       help="only these runs (default: every finished run)")
+    prune.add_argument("--older-than", metavar="DURATION",
+                       help="e.g. 30d, 12h, 2w (default: retention.finished_runs_days)")
+    prune.add_argument("--keep-checkpoints", metavar="N", type=int,
+                       help="newest checkpoints each run keeps (default: "
+                            "retention.keep_checkpoints, 1)")
+    mode = prune.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true",
+                      help="show what would be removed (the default)")
+    mode.add_argument("--apply", action="store_true", help="remove it")
+    prune.add_argument("--vacuum", action="store_true",
+                       help="SQLite: give the freed space back to the filesystem afterwards "
+                            "(VACUUM; otherwise later writes reuse it)")
+    who = prune.add_mutually_exclusive_group()
+    who.add_argument("--tenant", help="tenant (default: the configured one)")
+    who.add_argument("--all-tenants", action="store_true", help="every tenant's runs")
+    prune.add_argument("--json", action="store_true", help="print JSON")
+    prune.set_defaults(func=cmd_runs_prune)
 
     reindex = sub.add_parser(
         "reindex", help="embed the memories that lack a vector of the configured model"

@@ -20,6 +20,7 @@ __all__ = [
     "LimitSettings",
     "MemorySettings",
     "RehydrateSettings",
+    "RetentionSettings",
     "SamplingSettings",
     "Settings",
     "SqliteSettings",
@@ -166,6 +167,22 @@ class SqliteSettings(_Group):
     )
 
 
+class RetentionSettings(_Group):
+    """What ``mcp-checkpoint runs prune`` removes when no option says otherwise."""
+
+    finished_runs_days: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "Prune finished runs (completed, failed, abandoned) unchanged for this many "
+            "days; unset = only when --older-than is given."
+        ),
+    )
+    keep_checkpoints: int = Field(
+        1, ge=1, description="Newest checkpoints a pruned run keeps (with the steps after them)."
+    )
+
+
 class VectorSettings(_Group):
     """Where memory vectors live (the vector half of semantic search)."""
 
@@ -241,6 +258,7 @@ class Settings(BaseSettings):
     sqlite: SqliteSettings = SqliteSettings()
     embeddings: EmbeddingSettings = EmbeddingSettings()
     vectors: VectorSettings = VectorSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -256,8 +256,20 @@ class Episodes:
         return await self._store.get_checkpoint(tenant, run.run_id, run.latest_checkpoint_id)
 
     async def get_checkpoint(self, tenant: Tenant, run_id: str, checkpoint_id: str) -> Checkpoint:
-        """A checkpoint of the run (NotFoundError if unknown)."""
-        return await self._store.get_checkpoint(tenant, RunId(run_id), CheckpointId(checkpoint_id))
+        """A checkpoint of the run (NotFoundError if unknown, saying so if retention
+        removed it)."""
+        try:
+            return await self._store.get_checkpoint(
+                tenant, RunId(run_id), CheckpointId(checkpoint_id)
+            )
+        except NotFoundError:
+            ref = await self._store.find_checkpoint(tenant, CheckpointId(checkpoint_id))
+            if ref is not None and ref.pruned and ref.run_id == run_id:
+                raise NotFoundError(
+                    f"checkpoint {checkpoint_id} of run {run_id} was removed by retention "
+                    f"(runs prune); the run's latest checkpoint carries its content"
+                ) from None
+            raise
 
     def _check_patch(self, patch: CheckpointPatch) -> None:
         lim = self._limits
@@ -433,9 +445,7 @@ class Episodes:
         checkpoint: Checkpoint | None
         upper = run.head_seq
         if checkpoint_id is not None:
-            checkpoint = await self._store.get_checkpoint(
-                tenant, run.run_id, CheckpointId(checkpoint_id)
-            )
+            checkpoint = await self.get_checkpoint(tenant, run.run_id, checkpoint_id)
             following = await self._store.get_checkpoint_by_number(
                 tenant, run.run_id, checkpoint.number + 1
             )
@@ -607,6 +617,8 @@ class Episodes:
             return 0
         if checkpoint is not None and checkpoint.checkpoint_id == run.latest_checkpoint_id:
             return run.covered_tokens
+        if seq == run.pruned_seq:  # the step is gone; the run kept its total
+            return run.pruned_tokens
         found = await self._store.get_steps(
             tenant, run.run_id, after_seq=seq - 1, until_seq=seq, limit=1
         )

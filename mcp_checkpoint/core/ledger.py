@@ -132,10 +132,20 @@ async def verify_run(store: EpisodicStore, tenant: Tenant, run_id: RunId) -> int
     """Check a stored run's whole ledger page by page, up to its head; return the number of
     steps verified. Raises ChainBreak at the first step that does not verify (also when a
     step is missing or the run's head does not match the last step).
+
+    After retention pruned steps ``1..pruned_seq``, the chain is checked from the anchor
+    the run kept (``pruned_hash``, the hash of step ``pruned_seq``): the first remaining
+    step must chain to it, so the remaining steps still prove their order and content.
     """
     run = await store.get_run(tenant, run_id)
     last_hash = genesis_hash(run_id)
     verified = 0
+    if run.pruned_seq > 0:
+        if run.pruned_hash is None:
+            raise ChainBreak(run.pruned_seq + 1, "the pruned range has no anchor hash")
+        last_hash = run.pruned_hash
+        verified = run.pruned_seq
+    start = verified
     while verified < run.head_seq:
         page = await store.get_steps(
             tenant, run_id, after_seq=verified, until_seq=run.head_seq, limit=_VERIFY_PAGE
@@ -146,4 +156,4 @@ async def verify_run(store: EpisodicStore, tenant: Tenant, run_id: RunId) -> int
         verified = page[-1].seq
     if last_hash != run.head_hash:
         raise ChainBreak(verified, "the run's head_hash does not match the last step")
-    return verified
+    return verified - start

@@ -82,6 +82,17 @@ class Run(_Frozen):
     covered_seq: int = Field(0, description="through_seq of the latest checkpoint.")
     covered_tokens: int = Field(0, description="Cumulative tokens up to covered_seq.")
     version: int = 1
+    pruned_seq: int = Field(
+        0, description="Retention removed steps 1..pruned_seq (0: none removed)."
+    )
+    pruned_hash: str | None = Field(
+        None,
+        description="Hash of step pruned_seq: the anchor the remaining ledger chains from.",
+    )
+    pruned_tokens: int = Field(0, description="Cumulative tokens up to pruned_seq.")
+    pruned_checkpoints: int = Field(
+        0, description="Retention removed checkpoints numbered 1..pruned_checkpoints."
+    )
 
     @property
     def episode(self) -> int:

@@ -5,7 +5,8 @@ every backend. Methods take the caller's ``tenant`` first: nothing of one tenant
 to another, and a foreign id is simply ``NotFoundError`` (no existence leak).
 
 Ids (run, checkpoint, batch, memory) are unique per tenant. Every write that changes a run
-(a step, a checkpoint, a status) also moves its ``updated_at``. Pagination treats a negative
+(a step, a checkpoint, a status) also moves its ``updated_at`` (retention's
+``prune_run`` is maintenance, not activity: it does not). Pagination treats a negative
 offset as 0 and a limit below 1 as an empty page.
 
 Atomicity: each method that writes is one transaction. Identity, ordering and optimistic
@@ -43,6 +44,7 @@ from mcp_checkpoint.core.models import (
 )
 
 __all__ = [
+    "CheckpointRef",
     "CommitPlan",
     "Distiller",
     "Embedder",
@@ -50,6 +52,7 @@ __all__ = [
     "MemoryStatusChange",
     "MemoryStore",
     "MemoryUpdate",
+    "PruneResult",
     "Store",
     "Tokenizer",
     "VectorIndex",
@@ -103,6 +106,43 @@ class CommitPlan:
     updates: list[MemoryUpdate] = field(default_factory=list)
     status_changes: list[MemoryStatusChange] = field(default_factory=list)
     memory_ids: dict[int, MemoryId] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What ``EpisodicStore.prune_run`` removed from one run (or would remove, dry run).
+
+    ``skipped`` says why nothing was considered (``"active"``, ``"recent"``,
+    ``"no checkpoint"``); it is None when the run qualified, even if nothing was left to
+    remove. ``through_seq`` is the run's ``pruned_seq`` after the call (steps
+    ``1..through_seq`` are gone); ``steps_removed`` counts the steps this call removed (or
+    would), ``checkpoint_ids`` the checkpoints, oldest first.
+    """
+
+    tenant: Tenant
+    run_id: RunId
+    dry_run: bool
+    skipped: str | None = None
+    steps_removed: int = 0
+    through_seq: int = 0
+    checkpoint_ids: list[CheckpointId] = field(default_factory=list)
+
+    @property
+    def removed_anything(self) -> bool:
+        """True when steps or checkpoints were (or would be) removed."""
+        return self.steps_removed > 0 or bool(self.checkpoint_ids)
+
+
+@dataclass(frozen=True)
+class CheckpointRef:
+    """Where a checkpoint id points: its run, number and range, and whether retention
+    removed it (``pruned``: its content is gone, its identity is kept)."""
+
+    checkpoint_id: CheckpointId
+    run_id: RunId
+    number: int
+    through_seq: int
+    pruned: bool
 
 
 @runtime_checkable
@@ -211,6 +251,8 @@ class EpisodicStore(Protocol):
         through_seq <= head_seq``. Steps after ``through_seq`` stay in working memory.
         The run's ``covered_seq``/``covered_tokens``, ``checkpoint_count`` and
         ``latest_checkpoint_id`` advance. ConflictError if ``checkpoint_id`` exists.
+        Works on a pruned run too (reactivated after ``prune_run``): ``through_seq ==
+        covered_seq`` keeps the run's ``covered_tokens`` (that step itself may be gone).
         """
         ...
 
@@ -232,6 +274,69 @@ class EpisodicStore(Protocol):
     ) -> list[Checkpoint]:
         """The run's checkpoints, newest first, paginated. NotFoundError if there is no
         such run."""
+        ...
+
+    # -- retention (see core/retention.py) -------------------------------------------------
+
+    async def list_prunable_runs(
+        self,
+        tenant: Tenant | None,
+        *,
+        finished_before: datetime,
+        after: tuple[Tenant, RunId] | None = None,
+        limit: int,
+    ) -> list[tuple[Tenant, Run]]:
+        """Runs that are finished (status not ``active``) with ``updated_at <
+        finished_before``, ordered by (tenant, run_id), strictly after the ``after`` key, at
+        most ``limit``: one tenant's, or every tenant's when ``tenant`` is None. Runs that
+        were already pruned are listed too (pruning again is a no-op)."""
+        ...
+
+    async def prune_run(
+        self,
+        tenant: Tenant,
+        run_id: RunId,
+        *,
+        keep_checkpoints: int,
+        finished_before: datetime,
+        dry_run: bool = False,
+        now: datetime,
+    ) -> PruneResult:
+        """Remove a finished run's old checkpoints and the steps they cover, in one
+        transaction (all or nothing).
+
+        The run is checked inside the transaction: if its status is ``active`` (skipped
+        ``"active"``) or its ``updated_at`` is not before ``finished_before`` (``"recent"``:
+        it moved on since it was listed), or it has no checkpoint (``"no checkpoint"``: its
+        steps are its only record), nothing is written. Otherwise the ``keep_checkpoints``
+        newest checkpoints are kept (all of them when it has fewer) and, with ``B`` the
+        ``through_seq`` of the oldest kept checkpoint:
+
+        - steps with ``seq <= B`` are deleted (with them their idempotency keys: a retry
+          of such a step would record a new one); steps after ``B`` are kept;
+        - checkpoints numbered below the oldest kept one are deleted; each leaves a
+          tombstone, so ``find_checkpoint`` still answers for it with ``pruned=True``;
+        - the run records the range: ``pruned_seq = B``, ``pruned_hash`` = the deleted
+          step B's ``hash`` (the anchor that the next step's ``prev_hash`` chains to),
+          ``pruned_tokens`` = its ``cum_tokens``, ``pruned_checkpoints`` = the number of
+          the newest deleted checkpoint, and ``version`` + 1. ``updated_at``, the head,
+          ``step_count``, ``checkpoint_count``, ``covered_*`` and
+          ``latest_checkpoint_id`` do not change (pruning is not activity).
+
+        Kept checkpoints need nothing that is deleted: a checkpoint's content is the merge
+        of all its ancestors, made when it was written. Pruning again with the same
+        arguments removes nothing more. With ``dry_run`` the result is what would be
+        removed and nothing is written. InvalidArgumentError if ``keep_checkpoints < 1``;
+        NotFoundError if there is no such run.
+        """
+        ...
+
+    async def find_checkpoint(
+        self, tenant: Tenant, checkpoint_id: CheckpointId
+    ) -> CheckpointRef | None:
+        """Where the tenant's ``checkpoint_id`` points, whatever its run: ``pruned=False``
+        for a stored checkpoint, ``pruned=True`` for one that ``prune_run`` removed, None
+        if the tenant never had it."""
         ...
 
 

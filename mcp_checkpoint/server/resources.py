@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from mcp.server.mcpserver import Context
 
 from mcp_checkpoint._assets import asset_dir
+from mcp_checkpoint.core.retention import resolve_refs
 from mcp_checkpoint.errors import InvalidArgumentError, NotFoundError
 from mcp_checkpoint.server._context import services_of
 from mcp_checkpoint.server.errors import guard_resource
@@ -89,10 +90,16 @@ class Resources:
 
     @staticmethod
     async def memory(memory_id: str, ctx: Context[Any, Any]) -> str:
-        """One long-term memory, whatever its status, with its provenance (JSON)."""
+        """One long-term memory, whatever its status, with its provenance (JSON):
+        ``provenance`` resolves each of its source_refs (``found``, or ``pruned`` when
+        retention removed the step or checkpoint)."""
         s = services_of(ctx)
         found = await s.memory.get_memory(s.tenant(), memory_id)
-        return found.model_dump_json(indent=1)
+        resolved = await resolve_refs(s.store, s.tenant(), found.source_refs)
+        return _dump({
+            **found.model_dump(mode="json"),
+            "provenance": [ref.as_dict() for ref in resolved],
+        })
 
     @staticmethod
     async def schema(name: str, ctx: Context[Any, Any]) -> str:

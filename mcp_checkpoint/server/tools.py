@@ -68,6 +68,7 @@ class RunView(_Out):
     episode: int
     latest_checkpoint_id: str | None
     covered_seq: int
+    pruned_seq: int = Field(0, description="Retention removed steps 1..pruned_seq.")
     working_steps: int
     working_tokens: int
     created_at: datetime
@@ -86,6 +87,7 @@ class RunView(_Out):
             budget_tokens=run.budget_tokens,
             step_count=run.step_count,
             head_seq=run.head_seq,
+            pruned_seq=run.pruned_seq,
             episode=run.episode,
             latest_checkpoint_id=run.latest_checkpoint_id,
             covered_seq=run.covered_seq,

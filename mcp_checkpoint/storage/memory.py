@@ -34,7 +34,13 @@ from mcp_checkpoint.core.models import (
     StepDraft,
     Tenant,
 )
-from mcp_checkpoint.core.ports import CommitPlan, MemoryStatusChange, MemoryUpdate
+from mcp_checkpoint.core.ports import (
+    CheckpointRef,
+    CommitPlan,
+    MemoryStatusChange,
+    MemoryUpdate,
+    PruneResult,
+)
 from mcp_checkpoint.errors import ConflictError, InvalidArgumentError, NotFoundError
 
 __all__ = ["MemoryStore", "bm25_rank"]
@@ -80,6 +86,9 @@ class MemoryStore:
         self._steps: dict[tuple[str, str], list[Step]] = {}
         self._acks: dict[tuple[str, str, str], tuple[str, StepAck]] = {}
         self._checkpoints: dict[tuple[str, str], list[Checkpoint]] = {}
+        # Retention removes a prefix of a run's steps (and checkpoints); the lists keep
+        # only what is left, so seq == index + 1 + pruned_seq of the run.
+        self._tombstones: dict[tuple[str, str], CheckpointRef] = {}
         self._proposals: dict[tuple[str, str], Proposal] = {}
         self._memories: dict[tuple[str, str], Memory] = {}
 
@@ -182,11 +191,11 @@ class MemoryStore:
         limit: int,
         newest_first: bool = False,
     ) -> list[Step]:
-        self._run(tenant, run_id)
+        base = self._run(tenant, run_id).pruned_seq
         steps = self._steps[(tenant, run_id)]
-        # seq == index + 1 (gap-free), so slicing is O(limit).
-        hi = len(steps) if until_seq is None else max(min(until_seq, len(steps)), 0)
-        lo = max(after_seq, 0)
+        # seq == index + 1 + base (gap-free after the pruned prefix): slicing is O(limit).
+        hi = len(steps) if until_seq is None else max(min(until_seq - base, len(steps)), 0)
+        lo = max(after_seq - base, 0)
         if lo >= hi:
             return []
         if newest_first:
@@ -220,7 +229,10 @@ class MemoryStore:
                 f"{run.head_seq}"
             )
         steps = self._steps[(tenant, run_id)]
-        covered_tokens = steps[through - 1].cum_tokens if through > 0 else 0
+        if through == run.covered_seq:  # that step may have been pruned
+            covered_tokens = run.covered_tokens
+        else:
+            covered_tokens = steps[through - 1 - run.pruned_seq].cum_tokens
         checkpoint = Checkpoint(
             checkpoint_id=checkpoint_id,
             run_id=run_id,
@@ -255,9 +267,10 @@ class MemoryStore:
     async def get_checkpoint_by_number(
         self, tenant: Tenant, run_id: RunId, number: int
     ) -> Checkpoint | None:
-        self._run(tenant, run_id)
+        base = self._run(tenant, run_id).pruned_checkpoints
         checkpoints = self._checkpoints[(tenant, run_id)]
-        return checkpoints[number - 1] if 1 <= number <= len(checkpoints) else None
+        index = number - 1 - base  # the list starts after the pruned checkpoints
+        return checkpoints[index] if 0 <= index < len(checkpoints) else None
 
     async def list_checkpoints(
         self, tenant: Tenant, run_id: RunId, *, limit: int, offset: int
@@ -265,6 +278,91 @@ class MemoryStore:
         self._run(tenant, run_id)
         newest = list(reversed(self._checkpoints[(tenant, run_id)]))
         return newest[max(offset, 0) : max(offset, 0) + max(limit, 0)]
+
+    # -- retention ----------------------------------------------------------------------
+
+    async def list_prunable_runs(
+        self,
+        tenant: Tenant | None,
+        *,
+        finished_before: datetime,
+        after: tuple[Tenant, RunId] | None = None,
+        limit: int,
+    ) -> list[tuple[Tenant, Run]]:
+        keys = sorted(
+            (t, i) for (t, i), r in self._runs.items()
+            if (tenant is None or t == tenant) and r.status != "active"
+            and r.updated_at < finished_before and (after is None or (t, i) > after)
+        )
+        return [(Tenant(t), self._runs[(t, i)]) for t, i in keys[: max(limit, 0)]]
+
+    async def prune_run(
+        self,
+        tenant: Tenant,
+        run_id: RunId,
+        *,
+        keep_checkpoints: int,
+        finished_before: datetime,
+        dry_run: bool = False,
+        now: datetime,
+    ) -> PruneResult:
+        if keep_checkpoints < 1:
+            raise InvalidArgumentError("keep_checkpoints must be at least 1")
+        run = self._run(tenant, run_id)
+        key = (tenant, run_id)
+        skipped = (
+            "active" if run.status == "active"
+            else "recent" if run.updated_at >= finished_before
+            else "no checkpoint" if run.checkpoint_count == 0
+            else None
+        )
+        if skipped is not None:
+            return PruneResult(tenant, run_id, dry_run, skipped, through_seq=run.pruned_seq)
+        checkpoints = self._checkpoints[key]
+        oldest_kept = max(run.checkpoint_count - keep_checkpoints + 1, 1)
+        dropped = [c for c in checkpoints if c.number < oldest_kept]
+        kept = [c for c in checkpoints if c.number >= oldest_kept]
+        boundary = max(kept[0].through_seq, run.pruned_seq)
+        steps = self._steps[key]
+        removed = steps[: boundary - run.pruned_seq]
+        result = PruneResult(
+            tenant, run_id, dry_run, steps_removed=len(removed), through_seq=boundary,
+            checkpoint_ids=[c.checkpoint_id for c in dropped],
+        )
+        if dry_run or not result.removed_anything:
+            return result
+        for c in dropped:
+            self._tombstones[(tenant, c.checkpoint_id)] = CheckpointRef(
+                c.checkpoint_id, run_id, c.number, c.through_seq, pruned=True
+            )
+        self._checkpoints[key] = kept
+        self._steps[key] = steps[len(removed):]
+        for (t, r, k), (_, ack) in list(self._acks.items()):
+            if t == tenant and r == run_id and ack.seq <= boundary:
+                del self._acks[(t, r, k)]
+        changes: dict[str, object] = {"version": run.version + 1}
+        if removed:
+            changes.update(
+                pruned_seq=boundary, pruned_hash=removed[-1].hash,
+                pruned_tokens=removed[-1].cum_tokens,
+            )
+        if dropped:
+            changes["pruned_checkpoints"] = dropped[-1].number
+        self._runs[key] = run.model_copy(update=changes)
+        return result
+
+    async def find_checkpoint(
+        self, tenant: Tenant, checkpoint_id: CheckpointId
+    ) -> CheckpointRef | None:
+        for (t, _), checkpoints in self._checkpoints.items():
+            if t != tenant:
+                continue
+            for c in checkpoints:
+                if c.checkpoint_id == checkpoint_id:
+                    return CheckpointRef(
+                        c.checkpoint_id, c.run_id, c.number, c.through_seq, pruned=False
+                    )
+        return self._tombstones.get((tenant, checkpoint_id))
 
     # -- memory -------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from mcp import Client, StdioServerParameters
 
 from mcp_checkpoint.cli import main
 from mcp_checkpoint.config import Settings
@@ -17,6 +18,7 @@ from mcp_checkpoint.core.episodes import Episodes
 from mcp_checkpoint.core.models import CheckpointPatch, StepDraft, Tenant
 from mcp_checkpoint.core.tokens import HeuristicTokenizer
 from mcp_checkpoint.storage import make_store
+from tests.e2e.conftest import SERVER, server_env
 
 T = Tenant("local")
 
@@ -160,3 +162,91 @@ def test_cli_reindex_embeds_missing_memories_and_rebuilds_after_a_model_change(
     monkeypatch.setenv("MCP_CHECKPOINT_EMBEDDINGS__HASHING_DIMENSION", "64")
     assert main(["reindex"]) == 0
     assert "embedded 5 memories; vectors: hashing-v1-64" in capsys.readouterr().out
+
+
+def seed_finished(data_dir: Path, *, steps: int = 70, every: int = 20) -> None:
+    """A completed run r1 with a checkpoint every ``every`` steps (and big outputs), and an
+    active run r2 with a checkpoint."""
+    settings = Settings(data_dir=data_dir, checkpoint={"trigger_steps": 1000})
+
+    async def body() -> None:
+        store = make_store(settings)
+        await store.open()
+        try:
+            episodes = Episodes(store, HeuristicTokenizer(), settings)
+            for run_id in ("r1", "r2"):
+                await episodes.start_run(T, f"Objective of {run_id}", run_id=run_id)
+                for i in range(1, steps + 1):
+                    await episodes.record_step(
+                        T, run_id, StepDraft(tool="bash", input=f"cmd {i}", output="o" * 4000)
+                    )
+                    if i % every == 0:
+                        await episodes.checkpoint(
+                            T, run_id, CheckpointPatch(progress=[f"{run_id} reached {i}"])
+                        )
+            await episodes.set_run(T, "r1", status="completed")
+        finally:
+            await store.close()
+
+    anyio.run(body)
+
+
+def test_cli_runs_prune_is_a_dry_run_until_applied_and_keeps_runs_usable(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed_finished(data_dir)
+    db = data_dir / "mcp-checkpoint.db"
+
+    assert main(["runs", "prune"]) == 2  # no age given, none configured
+    assert "--older-than" in capsys.readouterr().err
+
+    assert main(["runs", "prune", "--older-than", "0s"]) == 0
+    out = capsys.readouterr().out
+    assert "r1: would remove 60 steps (through seq 60) and 2 checkpoints" in out
+    assert "unchanged for 0s, keeping 1 checkpoint(s) each" in out
+    assert "nothing was removed" in out and "r2" not in out  # active runs are not listed
+    assert main(["runs", "show", "r1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["run"]["pruned_seq"] == 0
+
+    monkeypatch.setenv("MCP_CHECKPOINT_RETENTION__FINISHED_RUNS_DAYS", "1")
+    assert main(["runs", "prune", "--apply"]) == 0  # the setting: r1 is too recent
+    assert "removed 0 steps and 0 checkpoints from 0 of 0 finished runs" in (
+        capsys.readouterr().out
+    )
+
+    assert main(["runs", "prune", "--older-than", "0s", "--keep-checkpoints", "2", "--apply",
+                 "--vacuum", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["dry_run"] is False
+    assert report["runs"] == [{
+        "tenant": "local", "run_id": "r1", "skipped": None, "steps_removed": 40,
+        "pruned_through_seq": 40, "checkpoints_removed": report["runs"][0]["checkpoints_removed"],
+    }]
+    assert len(report["runs"][0]["checkpoints_removed"]) == 1
+    assert report["file_bytes"]["after"] < report["file_bytes"]["before"]
+    assert report["file_bytes"]["after"] == db.stat().st_size
+
+    assert main(["runs", "verify", "r1"]) == 0
+    assert "ok — 30 steps (1–40 pruned)" in capsys.readouterr().out
+    with sqlite3.connect(db) as conn:
+        counts = dict(conn.execute("SELECT run_id, count(*) FROM steps GROUP BY run_id"))
+    assert counts == {"r1": 30, "r2": 70}
+
+    # A real server rehydrates the pruned run (and time-travels to a kept checkpoint).
+    async def rehydrate() -> tuple[dict[str, object], dict[str, object]]:
+        params = StdioServerParameters(
+            command=str(SERVER), args=["serve"], env=server_env(data_dir)
+        )
+        async with Client(params) as client:
+            latest = await client.call_tool("rehydrate", {"run_id": "r1"})
+            run = json.loads((await client.read_resource("run://r1")).contents[0].text)
+            structured = latest.structured_content
+            assert structured is not None and not latest.is_error
+            return structured, run
+
+    context, run = anyio.run(rehydrate)
+    assert "r1 reached 20" in str(context["context"])  # merged from a pruned checkpoint
+    assert "r1 reached 60" in str(context["context"])
+    included = context["steps_included"]
+    assert isinstance(included, list) and included[-1] == 70 and min(included) > 60
+    assert run["pruned_seq"] == 40 and run["head_seq"] == 70

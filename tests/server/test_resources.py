@@ -168,6 +168,13 @@ async def test_memory_resource_shows_a_committed_memory_with_provenance(client: 
     assert memory["batch_id"] == batch["batch_id"]
     assert memory["run_id"] == "r1"
     assert memory["source_refs"] == ["step:r1:1"]
+    # Each reference is resolved (retention may remove steps: then "pruned" is true).
+    assert memory["provenance"] == [
+        {"ref": "step:r1:1", "kind": "step", "run_id": "r1", "found": False, "pruned": False}
+    ]
+    await call(client, "record_step", {"run_id": "r1", "tool": "t"})
+    memory = await read_json(client, f"memory://{memory_id}")
+    assert memory["provenance"][0]["found"] is True
 
 
 @pytest.mark.parametrize("name", SCHEMA_NAMES)

@@ -47,7 +47,13 @@ from mcp_checkpoint.core.models import (
     StepDraft,
     Tenant,
 )
-from mcp_checkpoint.core.ports import CommitPlan, MemoryStatusChange, MemoryUpdate
+from mcp_checkpoint.core.ports import (
+    CheckpointRef,
+    CommitPlan,
+    MemoryStatusChange,
+    MemoryUpdate,
+    PruneResult,
+)
 from mcp_checkpoint.errors import (
     BackendError,
     CheckpointError,
@@ -120,6 +126,10 @@ def _run_row(tenant: Tenant, run: Run) -> dict[str, Any]:
         "covered_seq": run.covered_seq,
         "covered_tokens": run.covered_tokens,
         "version": run.version,
+        "pruned_seq": run.pruned_seq,
+        "pruned_hash": run.pruned_hash,
+        "pruned_tokens": run.pruned_tokens,
+        "pruned_checkpoints": run.pruned_checkpoints,
     }
 
 
@@ -127,7 +137,8 @@ _RUN_COLUMNS = (
     "tenant", "run_id", "objective", "acceptance_criteria", "constraints", "pinned", "status",
     "budget_tokens", "created_at", "updated_at", "updated_us", "head_seq", "step_count",
     "head_hash", "head_tokens", "checkpoint_count", "latest_checkpoint_id", "covered_seq",
-    "covered_tokens", "version",
+    "covered_tokens", "version", "pruned_seq", "pruned_hash", "pruned_tokens",
+    "pruned_checkpoints",
 )
 _INSERT_RUN = (
     f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) "  # noqa: S608 - constant column names
@@ -155,6 +166,10 @@ def _to_run(row: sqlite3.Row) -> Run:
         covered_seq=row["covered_seq"],
         covered_tokens=row["covered_tokens"],
         version=row["version"],
+        pruned_seq=row["pruned_seq"],
+        pruned_hash=row["pruned_hash"],
+        pruned_tokens=row["pruned_tokens"],
+        pruned_checkpoints=row["pruned_checkpoints"],
     )
 
 
@@ -691,7 +706,9 @@ class SqliteStore:
                     f"{run.head_seq}"
                 )
             covered_tokens = 0
-            if through > 0:
+            if through == run.covered_seq:  # that step may have been pruned
+                covered_tokens = run.covered_tokens
+            elif through > 0:
                 row = conn.execute(
                     "SELECT cum_tokens FROM steps WHERE tenant = ? AND run_id = ? AND seq = ?",
                     (tenant, run_id, through),
@@ -791,6 +808,175 @@ class SqliteStore:
             return [_to_checkpoint(row) for row in rows]
 
         return await self._read(select)
+
+    # -- retention ----------------------------------------------------------------------
+
+    async def list_prunable_runs(
+        self,
+        tenant: Tenant | None,
+        *,
+        finished_before: datetime,
+        after: tuple[Tenant, RunId] | None = None,
+        limit: int,
+    ) -> list[tuple[Tenant, Run]]:
+        """Finished runs last updated before ``finished_before``, by (tenant, run_id)
+        after ``after``, at most ``limit``; one tenant's or every tenant's (see the port)."""
+        if limit <= 0:
+            return []
+        where = ["status != 'active'", "updated_us < ?"]
+        params: list[Any] = [_micros(finished_before)]
+        if tenant is not None:
+            where.append("tenant = ?")
+            params.append(tenant)
+        if after is not None:
+            where.append("(tenant > ? OR (tenant = ? AND run_id > ?))")
+            params += [after[0], after[0], after[1]]
+        sql = (
+            f"SELECT * FROM runs WHERE {' AND '.join(where)} "  # noqa: S608 - constants
+            "ORDER BY tenant, run_id LIMIT ?"
+        )
+
+        def select(conn: _Conn) -> list[tuple[Tenant, Run]]:
+            rows = conn.execute(sql, (*params, limit)).fetchall()
+            return [(Tenant(row["tenant"]), _to_run(row)) for row in rows]
+
+        return await self._read(select)
+
+    async def prune_run(
+        self,
+        tenant: Tenant,
+        run_id: RunId,
+        *,
+        keep_checkpoints: int,
+        finished_before: datetime,
+        dry_run: bool = False,
+        now: datetime,
+    ) -> PruneResult:
+        """Remove a finished run's old checkpoints and the steps they cover, in one
+        ``BEGIN IMMEDIATE`` transaction (see the port). Freed pages are reused by later
+        writes; :meth:`vacuum` gives them back to the filesystem."""
+        if keep_checkpoints < 1:
+            raise InvalidArgumentError("keep_checkpoints must be at least 1")
+
+        def prune(conn: _Conn) -> PruneResult:
+            run = self._load_run(conn, tenant, run_id)
+            skipped = (
+                "active" if run.status == "active"
+                else "recent" if run.updated_at >= finished_before
+                else "no checkpoint" if run.checkpoint_count == 0
+                else None
+            )
+            if skipped is not None:
+                return PruneResult(tenant, run_id, dry_run, skipped, through_seq=run.pruned_seq)
+            oldest_kept = max(run.checkpoint_count - keep_checkpoints + 1, 1)
+            kept = conn.execute(
+                "SELECT through_seq FROM checkpoints WHERE tenant = ? AND run_id = ? "
+                "AND number = ?",
+                (tenant, run_id, oldest_kept),
+            ).fetchone()
+            if kept is None:  # pragma: no cover - numbers are gap-free above the pruned
+                raise BackendError(f"checkpoint {oldest_kept} of run {run_id} is missing")
+            boundary = max(int(kept["through_seq"]), run.pruned_seq)
+            dropped = conn.execute(
+                "SELECT checkpoint_id, number, through_seq FROM checkpoints "
+                "WHERE tenant = ? AND run_id = ? AND number < ? ORDER BY number",
+                (tenant, run_id, oldest_kept),
+            ).fetchall()
+            last = None
+            if boundary > run.pruned_seq:
+                last = conn.execute(
+                    "SELECT hash, cum_tokens FROM steps WHERE tenant = ? AND run_id = ? "
+                    "AND seq = ?",
+                    (tenant, run_id, boundary),
+                ).fetchone()
+                if last is None:  # pragma: no cover - seq is gap-free after pruned_seq
+                    raise BackendError(f"step {boundary} of run {run_id} is missing")
+            result = PruneResult(
+                tenant, run_id, dry_run,
+                steps_removed=boundary - run.pruned_seq,
+                through_seq=boundary,
+                checkpoint_ids=[CheckpointId(row["checkpoint_id"]) for row in dropped],
+            )
+            if dry_run or not result.removed_anything:
+                return result
+            if last is not None:
+                conn.execute(
+                    "DELETE FROM steps WHERE tenant = ? AND run_id = ? AND seq <= ?",
+                    (tenant, run_id, boundary),
+                )
+            conn.executemany(
+                "INSERT INTO pruned_checkpoints (tenant, checkpoint_id, run_id, number, "
+                "through_seq, pruned_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (tenant, row["checkpoint_id"], run_id, row["number"], row["through_seq"],
+                     _iso(now))
+                    for row in dropped
+                ],
+            )
+            conn.execute(
+                "DELETE FROM checkpoints WHERE tenant = ? AND run_id = ? AND number < ?",
+                (tenant, run_id, oldest_kept),
+            )
+            conn.execute(
+                "UPDATE runs SET version = version + 1, pruned_seq = ?, pruned_hash = ?, "
+                "pruned_tokens = ?, pruned_checkpoints = ? WHERE tenant = ? AND run_id = ?",
+                (
+                    boundary,
+                    run.pruned_hash if last is None else last["hash"],
+                    run.pruned_tokens if last is None else last["cum_tokens"],
+                    dropped[-1]["number"] if dropped else run.pruned_checkpoints,
+                    tenant,
+                    run_id,
+                ),
+            )
+            return result
+
+        return await self._write(prune)
+
+    async def find_checkpoint(
+        self, tenant: Tenant, checkpoint_id: CheckpointId
+    ) -> CheckpointRef | None:
+        """Where a checkpoint id points, also after pruning (see the port)."""
+
+        def select(conn: _Conn) -> CheckpointRef | None:
+            row = conn.execute(
+                "SELECT run_id, number, through_seq, 0 AS pruned FROM checkpoints "
+                "WHERE tenant = ? AND checkpoint_id = ? "
+                "UNION ALL SELECT run_id, number, through_seq, 1 FROM pruned_checkpoints "
+                "WHERE tenant = ? AND checkpoint_id = ? LIMIT 1",
+                (tenant, checkpoint_id, tenant, checkpoint_id),
+            ).fetchone()
+            if row is None:
+                return None
+            return CheckpointRef(
+                checkpoint_id, RunId(row["run_id"]), row["number"], row["through_seq"],
+                pruned=bool(row["pruned"]),
+            )
+
+        return await self._read(select)
+
+    async def vacuum(self) -> tuple[int, int]:
+        """Give free pages back to the filesystem (``VACUUM``, after a WAL checkpoint);
+        (bytes before, bytes after). Needs the write lock for as long as it copies the
+        file, and temporary space about the size of the file."""
+
+        def size() -> int:
+            return sum(
+                p.stat().st_size for p in (self._path, Path(f"{self._path}-wal")) if p.exists()
+            )
+
+        def run() -> tuple[int, int]:
+            with self._lock:
+                conn = self._require_open()
+                before = size()
+                try:
+                    conn.execute("VACUUM")
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.Error as exc:
+                    raise _translate(exc) from exc
+                return before, size()
+
+        return await anyio.to_thread.run_sync(run)
 
     # -- proposals ----------------------------------------------------------------------
 
