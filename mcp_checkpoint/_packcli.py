@@ -82,9 +82,14 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     embedding = (embedder.model_id, embedder.dimension or None) if embedder else None
     progress = PackProgress(args.progress)
     directory = target.parent if str(target.parent) else Path()
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - kept open across the export
-        dir=directory, prefix=f".{target.name}.", suffix=".partial", delete=False
-    )
+    try:
+        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - kept open across the export
+            dir=directory, prefix=f".{target.name}.", suffix=".partial", delete=False
+        )
+    except OSError as exc:
+        raise InvalidArgumentError(
+            f"cannot write {target.name} there ({exc.strerror or 'OS error'})"
+        ) from None
 
     async def body() -> int:
         store = make_store(settings)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
 import stat
 import zipfile
@@ -519,13 +520,14 @@ def read_pack(
     """
     if isinstance(source, Path):
         try:
-            size = source.stat().st_size
+            handle = source.open("rb")
+            size = os.fstat(handle.fileno()).st_size
         except OSError as exc:
             raise InvalidArgumentError(
                 f"cannot read the pack {source.name!r} ({exc.strerror or 'OS error'})"
             ) from None
-        _check_pack_size(size, limits)
-        with source.open("rb") as handle:
+        with handle:
+            _check_pack_size(size, limits)
             return _read_zip(handle, limits, progress)
     position = source.tell()
     size = source.seek(0, io.SEEK_END) - position

@@ -175,3 +175,17 @@ def test_import_of_a_hostile_pack_fails_cleanly(
     assert "invalid_argument: pack: unsafe file name '../../etc/cron.d/evil'" in (
         capsys.readouterr().err
     )
+
+
+def test_unreadable_pack_and_unwritable_output_are_clear_errors(
+    dirs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, _ = dirs
+    seed(source, steps=2)
+
+    assert main(["import", str(tmp_path / "missing.zip")]) == 1
+    assert "invalid_argument: cannot read the pack 'missing.zip'" in capsys.readouterr().err
+    assert main(["import", str(tmp_path)]) == 1
+    assert "invalid_argument: cannot read the pack" in capsys.readouterr().err
+    assert main(["export", "r1", "-o", str(tmp_path / "no" / "such" / "dir.zip")]) == 1
+    assert "invalid_argument: cannot write dir.zip there" in capsys.readouterr().err
