@@ -63,9 +63,12 @@ class LimitSettings(_Group):
         268_435_456, ge=4096, description="Bytes of a pack file that import reads or export writes."
     )
     max_pack_unpacked_bytes: int = Field(
-        536_870_912,
+        268_435_456,
         ge=4096,
-        description="Bytes of all files of a pack once decompressed (import holds them in memory).",
+        description=(
+            "Bytes of all files of a pack once decompressed (import holds the records in "
+            "memory: about 7.5x this at peak)."
+        ),
     )
     max_pack_entries: int = Field(10_000, ge=8, description="Files in one pack.")
     max_pack_ratio: int = Field(

@@ -463,10 +463,10 @@ class _Reader:
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [key for key, _ in pairs]
-    if len(set(keys)) != len(keys):
+    found = dict(pairs)
+    if len(found) != len(pairs):
         raise ValueError("duplicate key in a JSON object")
-    return dict(pairs)
+    return found
 
 
 def _no_constant(name: str) -> Any:
@@ -605,21 +605,22 @@ def _read_members(
             raise _bad(f"{path} does not match its sha256 in the manifest")
         contents[path] = data
 
+    # Each file's bytes are dropped once parsed: the records are what the import keeps.
     runs: list[PackRun] = []
     for entry in manifest.runs:
-        run = _parse(Run, contents[entry.dir + "run.json"].rstrip(b"\n"),
+        run = _parse(Run, contents.pop(entry.dir + "run.json").rstrip(b"\n"),
                      entry.dir + "run.json")
-        steps = _parse_lines(Step, contents[entry.dir + "steps.jsonl"],
+        steps = _parse_lines(Step, contents.pop(entry.dir + "steps.jsonl"),
                              entry.dir + "steps.jsonl")
-        checkpoints = _parse_lines(Checkpoint, contents[entry.dir + "checkpoints.jsonl"],
+        checkpoints = _parse_lines(Checkpoint, contents.pop(entry.dir + "checkpoints.jsonl"),
                                    entry.dir + "checkpoints.jsonl")
         runs.append(PackRun(run, steps, checkpoints))
     pack = Pack(
         manifest=manifest,
         digest=manifest_digest,
         runs=runs,
-        proposals=_parse_lines(Proposal, contents[PROPOSALS], PROPOSALS),
-        memories=_parse_lines(Memory, contents[MEMORIES], MEMORIES),
+        proposals=_parse_lines(Proposal, contents.pop(PROPOSALS), PROPOSALS),
+        memories=_parse_lines(Memory, contents.pop(MEMORIES), MEMORIES),
     )
     _verify(pack, limits)
     return pack
