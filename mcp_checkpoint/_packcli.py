@@ -62,9 +62,12 @@ class PackProgress:
         self._drawn = True
 
     def close(self) -> None:
+        """End the current line (idempotent)."""
         if self._enabled and self._drawn and self._tty:
             sys.stderr.write("\n")
             sys.stderr.flush()
+        self._drawn = False
+        self._phase = ""
 
 
 def _out(text: str) -> None:
@@ -140,8 +143,9 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
         try:
             plan = await plan_import(
                 store, tenant, pack, checkpoint_settings=settings.checkpoint,
-                rename=args.rename,
+                rename=args.rename, progress=progress,
             )
+            progress.close()
             if args.apply and not plan.nothing_to_do:
                 progress("writing (one transaction)", 0, 0)
                 await apply_import(store, plan)

@@ -436,7 +436,7 @@ class _Reader:
                  progress: Progress | None, total: int) -> None:
         self._zip = archive
         self._limits = limits
-        self._progress = progress
+        self.progress = progress
         self._total = total
         self.read_bytes = 0
 
@@ -457,8 +457,8 @@ class _Reader:
                     raise _bad(f"{info.filename!r} is larger than its header says")
                 _check_ratio(info.filename, len(out), info.compress_size, lim)
                 digest.update(chunk)
-                if self._progress is not None:
-                    self._progress("reading", self.read_bytes, self._total)
+                if self.progress is not None:
+                    self.progress("reading", self.read_bytes, self._total)
         return bytes(out), digest.hexdigest()
 
 
@@ -622,16 +622,17 @@ def _read_members(
         proposals=_parse_lines(Proposal, contents.pop(PROPOSALS), PROPOSALS),
         memories=_parse_lines(Memory, contents.pop(MEMORIES), MEMORIES),
     )
-    _verify(pack, limits)
+    _verify(pack, limits, reader.progress)
     return pack
 
 
 # -- consistency ----------------------------------------------------------------------------
 
 
-def _verify(pack: Pack, limits: LimitSettings) -> None:
+def _verify(pack: Pack, limits: LimitSettings, progress: Progress | None = None) -> None:
     """Check that the records are a consistent, untampered copy of a store's state."""
     lim = Limits(limits)
+    counter = _Counter(progress, "verifying ledgers", pack.step_count)
     run_ids = [r.run.run_id for r in pack.runs]
     if len(set(run_ids)) != len(run_ids):
         raise _bad("a run appears twice")
@@ -640,7 +641,7 @@ def _verify(pack: Pack, limits: LimitSettings) -> None:
         if run.run_id != entry.run_id:
             raise _bad(f"{entry.dir}run.json holds run {run.run_id!r}, not {entry.run_id!r}")
         _ident(lim, "run_id", run.run_id)
-        _verify_steps(item, lim, limits)
+        _verify_steps(item, lim, limits, counter)
         _verify_checkpoints(item, lim)
         if run.head_hash != entry.head_hash or run.head_seq != entry.head_seq:
             raise _bad(f"run {run.run_id}: its ledger head differs from the manifest's")
@@ -670,7 +671,22 @@ def _ident(lim: Limits, field: str, value: str) -> None:
         raise _bad(exc.message) from None
 
 
-def _verify_steps(item: PackRun, lim: Limits, limits: LimitSettings) -> None:
+class _Counter:
+    """Progress of one phase, reported every ``_PAGE`` items."""
+
+    def __init__(self, progress: Progress | None, phase: str, total: int) -> None:
+        self._progress = progress
+        self._phase = phase
+        self._total = total
+        self.done = 0
+
+    def add(self, count: int) -> None:
+        self.done += count
+        if self._progress is not None and count:
+            self._progress(self._phase, self.done, self._total)
+
+
+def _verify_steps(item: PackRun, lim: Limits, limits: LimitSettings, counter: _Counter) -> None:
     run = item.run
     where = f"run {run.run_id}"
     if len(item.steps) != run.head_seq or run.step_count != run.head_seq:
@@ -694,10 +710,14 @@ def _verify_steps(item: PackRun, lim: Limits, limits: LimitSettings) -> None:
         payload = canonical_json([step.input, step.output, step.reasoning])
         lim.size(f"pack: step {position} of run {run.run_id}", len(payload.encode("utf-8")),
                  limits.max_step_bytes, "limits.max_step_bytes")
-    try:
-        head = verify_chain(run.run_id, item.steps)
-    except ChainBreak as exc:
-        raise _bad(f"{where}: {exc}") from None
+    head = genesis_hash(run.run_id)
+    for start in range(0, len(item.steps), 5 * _PAGE):
+        page = item.steps[start : start + 5 * _PAGE]
+        try:
+            head = verify_chain(run.run_id, page, prev_hash=head)
+        except ChainBreak as exc:
+            raise _bad(f"{where}: {exc}") from None
+        counter.add(len(page))
     if head != run.head_hash:
         raise _bad(f"{where}: head_hash does not match the last step")
     if cum != run.head_tokens:
@@ -956,7 +976,7 @@ async def _classify(store: Store, tenant: Tenant, pack: Pack) -> _Classified:
     return found
 
 
-def _imported_run(item: PackRun, cfg: CheckpointSettings) -> ImportedRun:
+def _imported_run(item: PackRun, cfg: CheckpointSettings, counter: _Counter) -> ImportedRun:
     """The run with what ``append_step`` would have kept for each step: its request hash
     and the acknowledgement a retry gets (working memory as it was after that step)."""
     run = item.run
@@ -977,6 +997,9 @@ def _imported_run(item: PackRun, cfg: CheckpointSettings) -> ImportedRun:
             status=step.status, idempotency_key=step.idempotency_key,
         )
         steps.append(ImportedStep(step, request_hash(draft), step_ack(cfg, then, step)))
+        if step.seq % _PAGE == 0:
+            counter.add(_PAGE)
+    counter.add(len(item.steps) % _PAGE)
     return ImportedRun(run, steps, list(item.checkpoints))
 
 
@@ -987,6 +1010,7 @@ async def plan_import(
     *,
     checkpoint_settings: CheckpointSettings,
     rename: bool = False,
+    progress: Progress | None = None,
 ) -> ImportPlan:
     """Compare a verified pack with the store and decide what to write.
 
@@ -1030,8 +1054,9 @@ async def plan_import(
             steps=len(item.steps),
             checkpoints=len(item.checkpoints),
         ))
+    counter = _Counter(progress, "planning", sum(len(i.steps) for i in found.new_runs))
     records = ImportRecords(
-        runs=[_imported_run(item, checkpoint_settings) for item in found.new_runs],
+        runs=[_imported_run(item, checkpoint_settings, counter) for item in found.new_runs],
         proposals=found.new_proposals,
         memories=found.new_memories,
     )
