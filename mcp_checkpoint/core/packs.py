@@ -312,15 +312,17 @@ async def export_pack(
 
     for index, run in enumerate(runs, start=1):
         directory = f"runs/{index:04d}/"
-        checkpoints: list[Checkpoint] = []
-        while len(checkpoints) < run.checkpoint_count:
-            page = await store.list_checkpoints(
-                tenant, run.run_id, limit=_PAGE, offset=len(checkpoints)
-            )
+        # The run record is the snapshot: checkpoints taken since it was read are left out
+        # (a page may then repeat one, never skip one).
+        numbered: dict[int, Checkpoint] = {}
+        offset = 0
+        while len(numbered) < run.checkpoint_count:
+            page = await store.list_checkpoints(tenant, run.run_id, limit=_PAGE, offset=offset)
             if not page:
                 break
-            checkpoints += page
-        checkpoints.reverse()
+            offset += len(page)
+            numbered.update((c.number, c) for c in page if c.number <= run.checkpoint_count)
+        checkpoints = [numbered[n] for n in sorted(numbered)]
         zout.write(directory + "run.json", [_line(run)])
         zout.write(directory + "steps.jsonl", await step_lines(run))
         zout.write(directory + "checkpoints.jsonl", [_line(c) for c in checkpoints])

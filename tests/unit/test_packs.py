@@ -329,3 +329,24 @@ async def test_export_refuses_a_file_the_ratio_limit_would_refuse(source: World)
 
     with pytest.raises(PayloadTooLargeError, match=r"limits.max_pack_ratio is 50"):
         await export_bytes(source, ["r1"], limits=limits)
+
+
+async def test_export_is_a_snapshot_of_the_run_record(
+    source: World, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await populate(source)
+    original = source.store.list_checkpoints
+
+    async def racing(*args: object, **kwargs: object) -> object:
+        # Another client checkpoints between the export's reads of the run and of its
+        # checkpoints.
+        monkeypatch.setattr(source.store, "list_checkpoints", original)
+        await source.episodes.record_step(T, "r1", StepDraft(tool="bash", input="late"))
+        await source.episodes.checkpoint(T, "r1", CheckpointPatch(progress=["late"]))
+        return await original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(source.store, "list_checkpoints", racing)
+    pack = read(await export_bytes(source, ["r1"]))
+
+    assert [c.number for c in pack.runs[0].checkpoints] == [1, 2]
+    assert len(pack.runs[0].steps) == 12
