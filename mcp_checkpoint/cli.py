@@ -4,6 +4,7 @@
     mcp-checkpoint runs list|show|verify inspect the store
     mcp-checkpoint runs prune            retention: old steps/checkpoints of finished runs
     mcp-checkpoint reindex               embed memories after installing or changing a model
+    mcp-checkpoint export|import         resume packs: move or back up runs and memories
     mcp-checkpoint doctor                check the configuration and the store
     mcp-checkpoint bench loop ...        benchmarks
 
@@ -448,6 +449,10 @@ def build_parser() -> argparse.ArgumentParser:
     reindex.add_argument("--rebuild", action="store_true",
                          help="drop every vector and embed all memories again")
     reindex.set_defaults(func=cmd_reindex)
+
+    from mcp_checkpoint._packcli import add_pack_commands
+
+    add_pack_commands(sub)
 
     doctor = sub.add_parser("doctor", help="check configuration, data dir and store")
     doctor.add_argument("--json", action="store_true", help="print JSON")

@@ -60,6 +60,24 @@ class LimitSettings(_Group):
     max_budget_tokens: int = Field(1_000_000, ge=256, description="Largest rehydrate budget.")
     max_page_size: int = Field(500, ge=1, description="Largest page of a paginated listing.")
     max_id_chars: int = Field(128, ge=8, description="Characters of a caller-chosen id or key.")
+    max_pack_bytes: int = Field(
+        268_435_456, ge=4096, description="Bytes of a pack file that import reads or export writes."
+    )
+    max_pack_unpacked_bytes: int = Field(
+        268_435_456,
+        ge=4096,
+        description=(
+            "Bytes of all files of a pack once decompressed (import holds the records in "
+            "memory: about 7.5x this at peak)."
+        ),
+    )
+    max_pack_entries: int = Field(10_000, ge=8, description="Files in one pack.")
+    max_pack_ratio: int = Field(
+        200, ge=2, description="Largest decompressed/compressed size ratio of a pack's file."
+    )
+    max_export_resource_bytes: int = Field(
+        8_388_608, ge=4096, description="Bytes of a pack served by the export:// MCP resource."
+    )
 
 
 class CheckpointSettings(_Group):

@@ -39,6 +39,12 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     from mcp_checkpoint.bench import locomo as locomo_bench
 
     locomo_bench.add_arguments(locomo)
+    packs = sub.add_parser(
+        "packs", help="export and import a large synthetic resume pack (SQLite to SQLite)"
+    )
+    from mcp_checkpoint.bench import packs as packs_bench
+
+    packs_bench.add_arguments(packs)
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -55,4 +61,8 @@ def run_bench(args: argparse.Namespace) -> int:
         from mcp_checkpoint.bench.locomo import main as locomo_main
 
         return locomo_main(args)
+    if args.bench_command == "packs":
+        from mcp_checkpoint.bench.packs import main as packs_main
+
+        return packs_main(args)
     raise SystemExit(f"unknown benchmark {args.bench_command}")

@@ -57,6 +57,24 @@ class Limits:
             )
         return [self.text(f"{field}[{i}]", v) for i, v in enumerate(values)]
 
+    def query(self, field: str, value: str) -> str:
+        """A search query: a text within limits.max_query_chars."""
+        if len(value) > self.s.max_query_chars:
+            raise PayloadTooLargeError(
+                f"{field} has {len(value)} characters; limits.max_query_chars is "
+                f"{self.s.max_query_chars}"
+            )
+        return self.text(field, value)
+
+    def count(self, field: str, value: int, setting: str) -> int:
+        """A count asked for (``k``...) within [1, the ``limits.<setting>`` maximum]."""
+        hi = getattr(self.s, setting)
+        if value < 1:
+            raise InvalidArgumentError(f"{field} is {value}; it must be at least 1")
+        if value > hi:
+            raise PayloadTooLargeError(f"{field} is {value}; limits.{setting} is {hi}")
+        return value
+
     def size(self, field: str, nbytes: int, limit: int, setting: str) -> None:
         """A serialized payload within a byte limit."""
         if nbytes > limit:

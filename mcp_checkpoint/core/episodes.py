@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from mcp_checkpoint.config import Settings
+from mcp_checkpoint.config import CheckpointSettings, Settings
 from mcp_checkpoint.core import budget as packing
 from mcp_checkpoint.core._ids import Clock, new_id, utc_now
 from mcp_checkpoint.core._limits import Limits
@@ -54,9 +54,10 @@ from mcp_checkpoint.errors import (
     ConflictError,
     InvalidArgumentError,
     NotFoundError,
+    PayloadTooLargeError,
 )
 
-__all__ = ["CheckpointResult", "Episodes", "MemorySearch", "SamplingRequest"]
+__all__ = ["CheckpointResult", "Episodes", "MemorySearch", "SamplingRequest", "step_ack"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,28 @@ class CheckpointResult:
     working_steps: int
     working_tokens: int
     distill_note: str | None = None
+
+
+def step_ack(cfg: CheckpointSettings, run: Run, step: Step) -> StepAck:
+    """The acknowledgement of ``step``, given the run just after it was appended: working
+    memory, and whether (and why) a checkpoint is due under ``cfg``."""
+    reason: str | None = None
+    if cfg.trigger_on_error and step.status == "error":
+        reason = "error"
+    elif run.working_tokens >= cfg.trigger_token_share * run.budget_tokens:
+        reason = "tokens"
+    elif run.working_steps >= cfg.trigger_steps:
+        reason = "steps"
+    return StepAck(
+        run_id=run.run_id,
+        seq=step.seq,
+        episode=step.episode,
+        working_steps=run.working_steps,
+        working_tokens=run.working_tokens,
+        budget_tokens=run.budget_tokens,
+        checkpoint_due=reason is not None,
+        due_reason=reason,  # type: ignore[arg-type]
+    )
 
 
 class Episodes:
@@ -204,24 +227,7 @@ class Episodes:
             raise InvalidArgumentError("the step must not contain NUL characters")
 
     def _make_ack(self, run: Run, step: Step) -> StepAck:
-        cfg = self._settings.checkpoint
-        reason: str | None = None
-        if cfg.trigger_on_error and step.status == "error":
-            reason = "error"
-        elif run.working_tokens >= cfg.trigger_token_share * run.budget_tokens:
-            reason = "tokens"
-        elif run.working_steps >= cfg.trigger_steps:
-            reason = "steps"
-        return StepAck(
-            run_id=run.run_id,
-            seq=step.seq,
-            episode=step.episode,
-            working_steps=run.working_steps,
-            working_tokens=run.working_tokens,
-            budget_tokens=run.budget_tokens,
-            checkpoint_due=reason is not None,
-            due_reason=reason,  # type: ignore[arg-type]
-        )
+        return step_ack(self._settings.checkpoint, run, step)
 
     async def record_step(self, tenant: Tenant, run_id: str, draft: StepDraft) -> StepAck:
         """Append a step durably; see ``EpisodicStore.append_step``."""
@@ -278,7 +284,7 @@ class Episodes:
         lim.texts("artifacts", patch.artifacts)
         if patch.state is not None:
             if len(patch.state) > self._settings.limits.max_list_items:
-                raise InvalidArgumentError(
+                raise PayloadTooLargeError(
                     f"state has {len(patch.state)} keys; limits.max_list_items is "
                     f"{self._settings.limits.max_list_items}"
                 )
@@ -435,12 +441,7 @@ class Episodes:
             "budget_tokens", budget_tokens if budget_tokens is not None else run.budget_tokens
         )
         if query is not None:
-            self._limits.text("query", query)
-            if len(query) > self._settings.limits.max_query_chars:
-                self._limits.size(
-                    "query", len(query), self._settings.limits.max_query_chars,
-                    "limits.max_query_chars",
-                )
+            self._limits.query("query", query)
 
         checkpoint: Checkpoint | None
         upper = run.head_seq

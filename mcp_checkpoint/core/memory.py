@@ -517,12 +517,10 @@ class MemoryService(MemorySearch):
         k: int = 5,
     ) -> SearchResult:
         """Active memories relevant to ``query``, best first (lexical BM25 for now)."""
-        lim = self._settings.limits
-        self._limits.text("query", query, required=True)
-        if len(query) > lim.max_query_chars:
-            self._limits.size("query", len(query), lim.max_query_chars, "limits.max_query_chars")
-        if not 1 <= k <= lim.max_search_k:
-            raise InvalidArgumentError(f"k is {k}; it must lie in 1..{lim.max_search_k}")
+        self._limits.query("query", query)
+        if not query.strip():
+            raise InvalidArgumentError("query must not be empty")
+        self._limits.count("k", k, "max_search_k")
         if scope is not None:
             self._limits.ident("scope", scope)
         hits, mode, why = await self._hybrid(tenant, query, k, scope=scope, kind=kind)

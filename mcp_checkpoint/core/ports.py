@@ -49,6 +49,9 @@ __all__ = [
     "Distiller",
     "Embedder",
     "EpisodicStore",
+    "ImportRecords",
+    "ImportedRun",
+    "ImportedStep",
     "MemoryStatusChange",
     "MemoryStore",
     "MemoryUpdate",
@@ -143,6 +146,35 @@ class CheckpointRef:
     number: int
     through_seq: int
     pruned: bool
+
+
+@dataclass(frozen=True)
+class ImportedStep:
+    """A step exactly as it was stored elsewhere, with what ``append_step`` keeps beside it:
+    the ``request_hash`` of its request and the acknowledgement a retry gets back."""
+
+    step: Step
+    request_hash: str
+    ack: StepAck
+
+
+@dataclass(frozen=True)
+class ImportedRun:
+    """A run record with its whole ledger (``seq`` 1..head_seq, in order) and its
+    checkpoints (``number`` 1..checkpoint_count, in order)."""
+
+    run: Run
+    steps: list[ImportedStep]
+    checkpoints: list[Checkpoint]
+
+
+@dataclass(frozen=True)
+class ImportRecords:
+    """Everything one import writes (see ``Store.import_records``)."""
+
+    runs: list[ImportedRun] = field(default_factory=list)
+    proposals: list[Proposal] = field(default_factory=list)
+    memories: list[Memory] = field(default_factory=list)
 
 
 @runtime_checkable
@@ -412,6 +444,21 @@ class MemoryStore(Protocol):
 @runtime_checkable
 class Store(EpisodicStore, MemoryStore, Protocol):
     """A backend that keeps both episodic and semantic state (one transaction domain)."""
+
+    async def import_records(self, tenant: Tenant, records: ImportRecords) -> None:
+        """Insert ``records`` for ``tenant`` exactly as given, in one transaction.
+
+        Runs, steps, checkpoints, proposals and memories keep every field they carry (ids,
+        ``seq``, ``episode``, hashes, token totals, numbers, parents, statuses, versions,
+        ``superseded_by``, timestamps); nothing is re-derived or checked for consistency
+        (``core.packs`` verified the records before). A step's ``idempotency_key`` is
+        registered with its ``request_hash`` and ``ack``: a later ``append_step`` with that
+        key behaves as if the step had been appended here. Imported memories are searchable
+        by ``search_lexical`` at once (vectors are the vector index's business).
+        ConflictError, with nothing written, if the tenant already has one of the run_ids,
+        batch_ids or memory_ids. The store is unchanged when anything fails.
+        """
+        ...
 
 
 class Distiller(Protocol):

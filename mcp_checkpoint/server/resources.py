@@ -17,6 +17,7 @@ from mcp_checkpoint._assets import asset_dir
 from mcp_checkpoint.core.retention import resolve_refs
 from mcp_checkpoint.errors import InvalidArgumentError, NotFoundError
 from mcp_checkpoint.server._context import services_of
+from mcp_checkpoint.server._packs import export_run_pack
 from mcp_checkpoint.server.errors import guard_resource
 from mcp_checkpoint.server.tools import RunView
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMA_NAMES", "register_resources"]
 
 JSON = "application/json"
+MIME_TYPES = {"schema": "application/schema+json", "export": "application/zip"}
 SCHEMA_NAMES = ("run", "step", "checkpoint", "checkpoint-content", "proposal", "memory", "context")
 _NAME = re.compile(r"^[a-z][a-z-]*$")
 
@@ -102,6 +104,13 @@ class Resources:
         })
 
     @staticmethod
+    async def export(run_id: str, ctx: Context[Any, Any]) -> bytes:
+        """A resume pack of the run (zip: manifest, run, steps, checkpoints, the memories it
+        wrote); `mcp-checkpoint import` reads it. At most limits.max_export_resource_bytes."""
+        s = services_of(ctx)
+        return await export_run_pack(s, run_id)
+
+    @staticmethod
     async def schema(name: str, ctx: Context[Any, Any]) -> str:
         """The JSON Schema (Draft 2020-12) of a persisted artifact."""
         if not _NAME.match(name) or name not in SCHEMA_NAMES:
@@ -115,13 +124,14 @@ def _guide() -> str:
 
 def register_resources(server: MCPServer[Any]) -> None:
     """Add every resource and resource template to ``server``."""
-    templates: list[tuple[str, Callable[..., Awaitable[str]], str]] = [
+    templates: list[tuple[str, Callable[..., Awaitable[str | bytes]], str]] = [
         # latest before {checkpoint_id}: the first registered template that matches wins.
         ("checkpoint://{run_id}/latest", Resources.latest_checkpoint, "latest-checkpoint"),
         ("checkpoint://{run_id}/{checkpoint_id}", Resources.checkpoint, "checkpoint"),
         ("run://{run_id}", Resources.run, "run"),
         ("ledger://{run_id}{?cursor,limit}", Resources.ledger, "ledger"),
         ("memory://{memory_id}", Resources.memory, "memory"),
+        ("export://{run_id}", Resources.export, "export"),
         ("schema://{name}", Resources.schema, "schema"),
     ]
     for uri, fn, name in templates:
@@ -129,7 +139,7 @@ def register_resources(server: MCPServer[Any]) -> None:
             uri,
             name=name,
             description=(fn.__doc__ or "").strip(),
-            mime_type="application/schema+json" if name == "schema" else JSON,
+            mime_type=MIME_TYPES.get(name, JSON),
         )(guard_resource(fn))
     server.resource(
         "guide://protocol",

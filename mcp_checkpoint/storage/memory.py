@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from datetime import datetime
 
 from mcp_checkpoint.core.ledger import append_step
@@ -37,6 +37,7 @@ from mcp_checkpoint.core.models import (
 from mcp_checkpoint.core.ports import (
     CheckpointRef,
     CommitPlan,
+    ImportRecords,
     MemoryStatusChange,
     MemoryUpdate,
     PruneResult,
@@ -467,3 +468,34 @@ class MemoryStore:
         }
         ranked = bm25_rank(query, [(i, m.content) for i, m in pool.items()])
         return [(pool[MemoryId(i)], score) for i, score in ranked[:limit]]
+
+    # -- import -------------------------------------------------------------------------
+
+    async def import_records(self, tenant: Tenant, records: ImportRecords) -> None:
+        """Insert ``records`` as given; ConflictError, with nothing written, if an id exists
+        (checked before anything is written)."""
+        checks: list[tuple[str, list[str], Container[tuple[str, str]]]] = [
+            ("run", [item.run.run_id for item in records.runs], self._runs),
+            ("batch", [p.batch_id for p in records.proposals], self._proposals),
+            ("memory", [m.memory_id for m in records.memories], self._memories),
+        ]
+        for what, ids, existing in checks:
+            seen: set[str] = set()
+            for record_id in ids:
+                if (tenant, record_id) in existing or record_id in seen:
+                    raise ConflictError(f"{what} {record_id} already exists")
+                seen.add(record_id)
+        for item in records.runs:
+            key = (tenant, item.run.run_id)
+            self._runs[key] = item.run
+            self._steps[key] = [imported.step for imported in item.steps]
+            self._checkpoints[key] = list(item.checkpoints)
+            for imported in item.steps:
+                if imported.step.idempotency_key is not None:
+                    self._acks[(tenant, item.run.run_id, imported.step.idempotency_key)] = (
+                        imported.request_hash, imported.ack
+                    )
+        for proposal in records.proposals:
+            self._proposals[(tenant, proposal.batch_id)] = proposal
+        for memory in records.memories:
+            self._memories[(tenant, memory.memory_id)] = memory

@@ -42,6 +42,7 @@ async def test_resource_templates_are_listed(client: Client) -> None:
         "run://{run_id}",
         "ledger://{run_id}{?cursor,limit}",
         "memory://{memory_id}",
+        "export://{run_id}",
         "schema://{name}",
     }
     assert all(t.description for t in templates.values())

@@ -50,6 +50,7 @@ from mcp_checkpoint.core.models import (
 from mcp_checkpoint.core.ports import (
     CheckpointRef,
     CommitPlan,
+    ImportRecords,
     MemoryStatusChange,
     MemoryUpdate,
     PruneResult,
@@ -1262,3 +1263,78 @@ class SqliteStore:
             return [(_to_memory(rows[row["id"]]), scores[row["id"]]) for row in best]
 
         return await self._read(select)
+
+    # -- import -------------------------------------------------------------------------
+
+    async def import_records(self, tenant: Tenant, records: ImportRecords) -> None:
+        """Insert ``records`` as given, in one ``BEGIN IMMEDIATE`` transaction; ConflictError
+        naming the id, with nothing written, if one exists (see the port)."""
+
+        def insert(conn: _Conn) -> None:
+            what = "a record"
+            try:
+                for item in records.runs:
+                    what = f"run {item.run.run_id}"
+                    conn.execute(_INSERT_RUN, _run_row(tenant, item.run))
+                    conn.executemany(
+                        "INSERT INTO steps (tenant, run_id, seq, episode, tool, input, output, "
+                        "reasoning, status, idempotency_key, tokens, cum_tokens, created_at, "
+                        "prev_hash, hash, request_hash, ack) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            (
+                                tenant, s.run_id, s.seq, s.episode, s.tool, _json(s.input),
+                                _json(s.output), s.reasoning, s.status, s.idempotency_key,
+                                s.tokens, s.cum_tokens, _iso(s.created_at), s.prev_hash, s.hash,
+                                imported.request_hash, imported.ack.model_dump_json(),
+                            )
+                            for imported in item.steps
+                            for s in (imported.step,)
+                        ),
+                    )
+                    conn.executemany(
+                        "INSERT INTO checkpoints (tenant, run_id, checkpoint_id, number, "
+                        "parent_id, through_seq, head_seq, content, source, tokens, created_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            (
+                                tenant, c.run_id, c.checkpoint_id, c.number, c.parent_id,
+                                c.through_seq, c.head_seq, c.content.model_dump_json(), c.source,
+                                c.tokens, _iso(c.created_at),
+                            )
+                            for c in item.checkpoints
+                        ),
+                    )
+                for proposal in records.proposals:
+                    what = f"batch {proposal.batch_id}"
+                    conn.execute(
+                        "INSERT INTO proposals (tenant, batch_id, run_id, status, items, "
+                        "created_at, expires_at, committed_at, accepted, rejected, memory_ids) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            tenant, proposal.batch_id, proposal.run_id, proposal.status,
+                            _ITEMS.dump_json(proposal.items).decode("utf-8"),
+                            _iso(proposal.created_at), _iso(proposal.expires_at),
+                            None if proposal.committed_at is None
+                            else _iso(proposal.committed_at),
+                            _json(proposal.accepted), _json(proposal.rejected),
+                            _MEMORY_IDS.dump_json(proposal.memory_ids).decode("utf-8"),
+                        ),
+                    )
+                for memory in records.memories:
+                    what = f"memory {memory.memory_id}"
+                    conn.execute(
+                        "INSERT INTO memories (tenant, memory_id, content, kind, scope, status, "
+                        "confidence, source_refs, batch_id, run_id, superseded_by, created_at, "
+                        "updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            tenant, memory.memory_id, memory.content, memory.kind, memory.scope,
+                            memory.status, memory.confidence, _json(memory.source_refs),
+                            memory.batch_id, memory.run_id, memory.superseded_by,
+                            _iso(memory.created_at), _iso(memory.updated_at), memory.version,
+                        ),
+                    )
+            except sqlite3.IntegrityError as exc:
+                raise ConflictError(f"{what} already exists") from exc
+
+        await self._write(insert)

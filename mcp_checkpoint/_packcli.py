@@ -1,0 +1,202 @@
+"""``mcp-checkpoint export`` and ``mcp-checkpoint import``: resume packs on the command line
+(the logic is ``core.packs``; this module parses, reports and shows progress).
+
+    mcp-checkpoint export RUN... [--memories SCOPE] -o pack.zip
+    mcp-checkpoint import pack.zip [--apply] [--rename] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+
+from mcp_checkpoint.config import Settings
+from mcp_checkpoint.core._ids import utc_now
+from mcp_checkpoint.core.models import Tenant
+from mcp_checkpoint.core.packs import apply_import, export_pack, plan_import, read_pack
+from mcp_checkpoint.embeddings import make_embedder
+from mcp_checkpoint.errors import InvalidArgumentError
+from mcp_checkpoint.storage import make_store
+
+__all__ = ["add_pack_commands"]
+
+
+class PackProgress:
+    """A progress bar on stderr, redrawn in place; silent unless stderr is a terminal or
+    ``--progress`` asked for it (then one line every few seconds off a terminal)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._tty = sys.stderr.isatty()
+        self._enabled = enabled or self._tty
+        self._phase = ""
+        self._last = 0.0
+        self._drawn = False
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if not self._enabled:
+            return
+        now = time.monotonic()
+        finished = total > 0 and done >= total
+        if phase == self._phase and not finished and now - self._last < (0.1 if self._tty
+                                                                            else 5.0):
+            return
+        if phase != self._phase and self._drawn and self._tty:
+            sys.stderr.write("\n")
+        self._phase, self._last = phase, now
+        if total > 0:
+            share = min(done / total, 1.0)
+            bar = "#" * int(share * 30)
+            text = f"{phase}: [{bar:<30}] {share:4.0%} ({done}/{total})"
+        else:
+            text = f"{phase}: {done}" if done else f"{phase}…"
+        sys.stderr.write(("\r" + text) if self._tty else (text + "\n"))
+        sys.stderr.flush()
+        self._drawn = True
+
+    def close(self) -> None:
+        """End the current line (idempotent)."""
+        if self._enabled and self._drawn and self._tty:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+        self._drawn = False
+        self._phase = ""
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
+    """Write a pack of runs (and memories) to a zip file."""
+    if not args.runs and not args.memories:
+        raise InvalidArgumentError("name at least one RUN (or --memories SCOPE)")
+    target = Path(args.output)
+    if target.exists() and not args.force:
+        raise InvalidArgumentError(f"{target.name} exists; pass --force to replace it")
+    embedder = make_embedder(settings)
+    embedding = (embedder.model_id, embedder.dimension or None) if embedder else None
+    progress = PackProgress(args.progress)
+    directory = target.parent if str(target.parent) else Path()
+    try:
+        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - kept open across the export
+            dir=directory, prefix=f".{target.name}.", suffix=".partial", delete=False
+        )
+    except OSError as exc:
+        raise InvalidArgumentError(
+            f"cannot write {target.name} there ({exc.strerror or 'OS error'})"
+        ) from None
+
+    async def body() -> int:
+        store = make_store(settings)
+        await store.open()
+        try:
+            manifest = await export_pack(
+                store, Tenant(args.tenant or settings.tenant), args.runs, handle,
+                limits=settings.limits, tool_version=_version(), created_at=utc_now(),
+                scopes=args.memories or (), embedding=embedding, progress=progress,
+            )
+        finally:
+            await store.close()
+        steps = sum(run.head_seq for run in manifest.runs)
+        records = {f.path: f.records for f in manifest.files}
+        _out(
+            f"exported {len(manifest.runs)} runs ({steps} steps), "
+            f"{records['memories.jsonl']} memories and {records['proposals.jsonl']} memory "
+            f"batches to {target}"
+        )
+        return 0
+
+    try:
+        code = anyio.run(body)
+        handle.flush()
+        os.fsync(handle.fileno())
+        handle.close()
+        os.replace(handle.name, target)
+    finally:
+        progress.close()
+        handle.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(handle.name)
+    return code
+
+
+def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    """Verify a pack and import it (a dry run unless --apply)."""
+    progress = PackProgress(args.progress)
+    tenant = Tenant(args.tenant or settings.tenant)
+
+    async def body() -> int:
+        try:
+            pack = read_pack(Path(args.pack), settings.limits, progress=progress)
+        finally:
+            progress.close()
+        store = make_store(settings)
+        await store.open()
+        try:
+            plan = await plan_import(
+                store, tenant, pack, checkpoint_settings=settings.checkpoint,
+                rename=args.rename, progress=progress,
+            )
+            progress.close()
+            if args.apply and not plan.nothing_to_do:
+                progress("writing (one transaction)", 0, 0)
+                await apply_import(store, plan)
+                progress.close()
+        finally:
+            await store.close()
+        if args.json:
+            _out(json.dumps({**plan.summary(), "applied": bool(args.apply)}, indent=1))
+            return 0
+        for line in plan.lines():
+            _out(line)
+        if plan.nothing_to_do:
+            _out("nothing to do: everything in the pack is already imported")
+        elif args.apply:
+            written = plan.records
+            _out(f"imported {len(written.runs)} runs, {len(written.proposals)} memory batches "
+                 f"and {len(written.memories)} memories into tenant {tenant}")
+        else:
+            _out("dry run: nothing written; run again with --apply to import")
+        return 0
+
+    return anyio.run(body)
+
+
+def _version() -> str:
+    from mcp_checkpoint import __version__
+
+    return __version__
+
+
+def add_pack_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``export`` and ``import`` to the top-level subcommands."""
+    export = sub.add_parser("export", help="write runs and their memories to a pack (zip)")
+    export.add_argument("runs", nargs="*", metavar="RUN", help="runs to export")
+    export.add_argument("--memories", action="append", metavar="SCOPE",
+                        help="also every memory of SCOPE ('*' = every scope); repeatable")
+    export.add_argument("-o", "--output", required=True, metavar="PACK",
+                        help="the zip file to write")
+    export.add_argument("--force", action="store_true", help="replace PACK if it exists")
+    export.add_argument("--tenant", help="tenant (default: the configured one)")
+    export.add_argument("--progress", action="store_true",
+                        help="report progress on stderr even when it is not a terminal")
+    export.set_defaults(func=cmd_export)
+
+    imp = sub.add_parser("import", help="verify a pack and import it (dry run by default)")
+    imp.add_argument("pack", metavar="PACK", help="the zip file to read")
+    imp.add_argument("--apply", action="store_true", help="write (default: only show the plan)")
+    imp.add_argument("--rename", action="store_true",
+                     help="give records whose ids are taken by other content new ids")
+    imp.add_argument("--json", action="store_true", help="print the plan as JSON")
+    imp.add_argument("--tenant", help="tenant (default: the configured one)")
+    imp.add_argument("--progress", action="store_true",
+                     help="report progress on stderr even when it is not a terminal")
+    imp.set_defaults(func=cmd_import)
