@@ -248,3 +248,20 @@ async def test_sigterm_finishes_in_flight_requests_and_closes_the_store(tmp_path
     assert len(acked) == len(set(acked))
     assert run["step_count"] >= len(acked)
     assert max(acked) <= run["head_seq"]
+
+
+async def test_tokens_cli_prints_the_token_once_and_never_lists_secrets(tmp_path: Path) -> None:
+    env = server_env(tmp_path / "data")
+    token = await make_token(env, "acme", "read,metrics")
+    stored = (tmp_path / "data" / "tokens.json").read_text(encoding="utf-8")
+    digest = json.loads(stored)["tokens"][0]["sha256"]
+    for args in (("tokens", "list"), ("tokens", "list", "--json"), ("tokens", "list", "--all")):
+        code, out, err = await run_cli(*args, env=env)
+        assert code == 0
+        assert "acme" in out and "metrics,read" in out
+        assert token not in out + err and digest not in out + err
+    code, _, err = await run_cli("tokens", "create", "--tenant", "acme", "--scope", "admin",
+                                 env=env)
+    assert code == 1 and "scope must be a comma-separated list" in err
+    code, _, err = await run_cli("tokens", "revoke", "tok_nope", env=env)
+    assert code == 1 and err.startswith("mcp-checkpoint: not_found: token")
