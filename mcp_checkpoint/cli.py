@@ -1,6 +1,8 @@
 """The command line: the only argv parser, and the only place Settings is built.
 
     mcp-checkpoint serve                 run the MCP server on stdio (the default)
+    mcp-checkpoint serve --transport http|sse [--host H --port P]   remote serving
+    mcp-checkpoint tokens create|list|revoke   bearer tokens of a remote server
     mcp-checkpoint runs list|show|verify inspect the store
     mcp-checkpoint runs prune            retention: old steps/checkpoints of finished runs
     mcp-checkpoint reindex               embed memories after installing or changing a model
@@ -38,7 +40,7 @@ from mcp_checkpoint.core.ports import Store
 from mcp_checkpoint.core.retention import RetentionPolicy, parse_duration, prune_runs
 from mcp_checkpoint.core.tokens import HeuristicTokenizer
 from mcp_checkpoint.embeddings import embeddings_status, make_embedder
-from mcp_checkpoint.errors import CheckpointError
+from mcp_checkpoint.errors import CheckpointError, ConfigError
 from mcp_checkpoint.storage import make_store, make_vector_index
 
 __all__ = ["main"]
@@ -75,7 +77,21 @@ def _with_store(settings: Settings, body: Callable[[Store], Awaitable[T]]) -> T:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    """Serve MCP on stdio."""
+    """Serve MCP on stdio, or over streamable HTTP / SSE."""
+    if args.transport != "stdio":
+        from mcp_checkpoint.server.http import HttpOptions, serve_http
+
+        if args.stateless and args.transport != "http":
+            raise ConfigError("--stateless applies to --transport http only")
+        serve_http(
+            settings,
+            HttpOptions(
+                transport=args.transport, host=args.host, port=args.port, auth=not args.no_auth,
+                stateless=args.stateless, json_response=args.json_response,
+            ),
+            insecure_public=args.insecure_no_auth_on_public_interface,
+        )
+        return 0
     from mcp_checkpoint.server.app import build_server
 
     server = build_server(settings)
@@ -83,6 +99,58 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         "serving on stdio (store: %s)", settings.store_url or settings.sqlite_path
     )
     server.run("stdio")
+    return 0
+
+
+# -- tokens --------------------------------------------------------------------------------
+
+
+def cmd_tokens_create(settings: Settings, args: argparse.Namespace) -> int:
+    """Create a bearer token; print it once (only its hash is stored)."""
+    from mcp_checkpoint.server.tokens import TokenFile, parse_scopes
+
+    token, record = TokenFile(settings.data_dir).create(
+        args.tenant, parse_scopes(args.scope), name=args.name
+    )
+    if args.json:
+        _out(json.dumps({"token": token, "token_id": record.token_id, "tenant": record.tenant,
+                         "scopes": record.scopes}))
+        return 0
+    _out(token)
+    sys.stderr.write(
+        f"created {record.token_id} for tenant {record.tenant} "
+        f"(scopes: {','.join(record.scopes)}); the token above is shown only now\n"
+    )
+    return 0
+
+
+def cmd_tokens_list(settings: Settings, args: argparse.Namespace) -> int:
+    """List tokens (ids, tenants, scopes; never the secrets)."""
+    from mcp_checkpoint.server.tokens import TokenFile, dump_record
+
+    records = TokenFile(settings.data_dir).records()
+    if not args.all:
+        records = [r for r in records if r.revoked_at is None]
+    if args.json:
+        _out(json.dumps([dump_record(r) for r in records], indent=1))
+        return 0
+    if not records:
+        _out("no tokens")
+        return 0
+    _out(f"{'ID':<18} {'TENANT':<20} {'SCOPES':<20} {'CREATED':<20} {'STATUS':<8} NAME")
+    for r in records:
+        status = "revoked" if r.revoked_at else "active"
+        _out(f"{r.token_id:<18} {r.tenant:<20} {','.join(r.scopes):<20} "
+             f"{r.created_at:%Y-%m-%d %H:%M:%S}  {status:<8} {r.name or ''}")
+    return 0
+
+
+def cmd_tokens_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    """Revoke a token by id (a running server refuses it from its next request)."""
+    from mcp_checkpoint.server.tokens import TokenFile
+
+    record = TokenFile(settings.data_dir).revoke(args.token_id)
+    _out(f"revoked {record.token_id} (tenant {record.tenant})")
     return 0
 
 
@@ -388,10 +456,40 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mcp-checkpoint {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="run the MCP server (stdio)")
-    serve.add_argument("--transport", choices=["stdio"], default="stdio",
-                       help="stdio (default); HTTP transports come with remote hosting")
+    serve = sub.add_parser("serve", help="run the MCP server (stdio, streamable HTTP or SSE)")
+    serve.add_argument("--transport", choices=["stdio", "http", "sse"], default="stdio",
+                       help="stdio (default); http = streamable HTTP at /mcp; sse = SSE at /sse")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (http/sse; default 127.0.0.1, loopback only)")
+    serve.add_argument("--port", type=int, default=8000, help="port (0 = any free port)")
+    serve.add_argument("--stateless", action="store_true",
+                       help="streamable HTTP without sessions: any replica answers any request")
+    serve.add_argument("--json-response", action="store_true",
+                       help="streamable HTTP answers with JSON bodies instead of SSE streams")
+    serve.add_argument("--no-auth", action="store_true",
+                       help="accept requests without a bearer token (loopback only); every "
+                       "caller is the configured tenant")
+    serve.add_argument("--insecure-no-auth-on-public-interface", action="store_true",
+                       help="allow --no-auth on a non-loopback address (anyone who can reach "
+                       "the port reads and writes everything)")
     serve.set_defaults(func=cmd_serve)
+
+    tokens = sub.add_parser("tokens", help="bearer tokens of a remote (http/sse) server")
+    tokens_sub = tokens.add_subparsers(dest="tokens_command", metavar="ACTION", required=True)
+    create = tokens_sub.add_parser("create", help="create a token (printed once)")
+    create.add_argument("--tenant", required=True, help="the tenant the token acts as")
+    create.add_argument("--scope", default="read,write",
+                        help="comma-separated: read, write, metrics (default read,write)")
+    create.add_argument("--name", help="a label (who or what uses it)")
+    create.add_argument("--json", action="store_true", help="print JSON")
+    create.set_defaults(func=cmd_tokens_create)
+    listing = tokens_sub.add_parser("list", help="list tokens (never the secrets)")
+    listing.add_argument("--all", action="store_true", help="include revoked tokens")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(func=cmd_tokens_list)
+    revoke = tokens_sub.add_parser("revoke", help="revoke a token by id")
+    revoke.add_argument("token_id", metavar="ID")
+    revoke.set_defaults(func=cmd_tokens_revoke)
 
     runs = sub.add_parser("runs", help="inspect runs")
     runs_sub = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)

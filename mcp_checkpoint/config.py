@@ -17,6 +17,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = [
     "CheckpointSettings",
     "EmbeddingSettings",
+    "HttpSettings",
+    "JwtSettings",
     "LimitSettings",
     "MemorySettings",
     "RehydrateSettings",
@@ -242,6 +244,83 @@ class VectorSettings(_Group):
         return str(path if path.is_absolute() else data_dir / path)
 
 
+class HttpSettings(_Group):
+    """Remote serving (``serve --transport http|sse``): who may connect, what is exposed."""
+
+    public_url: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        description=(
+            "The URL clients use for the MCP endpoint (e.g. https://mcp.example.com/mcp), "
+            "behind a reverse proxy; advertised in WWW-Authenticate (resource_metadata) and "
+            "its host is accepted by the Host/Origin check."
+        ),
+    )
+    allowed_hosts: list[str] = Field(
+        default=[],
+        description=(
+            "Extra Host header values accepted (DNS-rebinding protection), e.g. "
+            "'mcp.example.com' or 'mcp.example.com:*'. Loopback names are always accepted "
+            "on a loopback bind."
+        ),
+    )
+    allowed_origins: list[str] = Field(
+        default=[],
+        description="Extra Origin header values accepted, e.g. 'https://app.example.com'.",
+    )
+    dns_rebinding_protection: bool = Field(
+        True, description="Reject requests whose Host or Origin is not allowed (HTTP 421/403)."
+    )
+    metrics: Literal["auth", "open", "off"] = Field(
+        "auth",
+        description=(
+            "/metrics: auth = needs a bearer token with the 'metrics' scope (open when the "
+            "server runs without auth); open = anyone who can reach the port; off = 404."
+        ),
+    )
+    shutdown_timeout_seconds: float = Field(
+        30, gt=0, description="On SIGTERM, how long in-flight requests may take to finish."
+    )
+    session_idle_timeout_seconds: float = Field(
+        1800, gt=0, description="A stateful streamable-HTTP session idle this long is closed."
+    )
+
+
+class JwtSettings(_Group):
+    """Optional OAuth access tokens (JWTs) verified with the issuer's JWKS, beside the
+    server's own bearer tokens (``mcp-checkpoint tokens create``)."""
+
+    issuer: str | None = Field(
+        None, description="Expected 'iss' claim; setting it turns JWT verification on."
+    )
+    audience: str | None = Field(
+        None, description="Expected 'aud' claim (default: http.public_url)."
+    )
+    jwks_url: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        description="Where the issuer publishes its signing keys (JWKS).",
+    )
+    algorithms: list[str] = Field(
+        default=["RS256", "ES256"], min_length=1, description="Accepted signing algorithms."
+    )
+    tenant_claim: str = Field("tenant", min_length=1, description="Claim naming the tenant.")
+    scope_claim: str = Field(
+        "scope", min_length=1, description="Claim with the scopes (space-separated or a list)."
+    )
+    scope_prefix: str = Field(
+        "", description="Prefix of this server's scopes in the token, e.g. 'mcp-checkpoint:'."
+    )
+    leeway_seconds: int = Field(30, ge=0, description="Clock skew tolerated on exp/nbf.")
+    jwks_cache_seconds: int = Field(300, ge=0, description="How long fetched keys are reused.")
+
+    @model_validator(mode="after")
+    def _check(self) -> JwtSettings:
+        if self.issuer is not None and self.jwks_url is None:
+            raise ValueError("jwt.issuer needs jwt.jwks_url (where its signing keys are)")
+        return self
+
+
 class Settings(BaseSettings):
     """All configuration of mcp-checkpoint."""
 
@@ -277,6 +356,8 @@ class Settings(BaseSettings):
     embeddings: EmbeddingSettings = EmbeddingSettings()
     vectors: VectorSettings = VectorSettings()
     retention: RetentionSettings = RetentionSettings()
+    http: HttpSettings = HttpSettings()
+    jwt: JwtSettings = JwtSettings()
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -45,6 +45,14 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     from mcp_checkpoint.bench import packs as packs_bench
 
     packs_bench.add_arguments(packs)
+    load = sub.add_parser(
+        "load",
+        help="N concurrent clients drive record_step/rehydrate/search over streamable HTTP; "
+        "throughput, p50/p99, errors, and every acknowledged step verified stored once",
+    )
+    from mcp_checkpoint.bench import load as load_bench
+
+    load_bench.add_arguments(load)
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -65,4 +73,8 @@ def run_bench(args: argparse.Namespace) -> int:
         from mcp_checkpoint.bench.packs import main as packs_main
 
         return packs_main(args)
+    if args.bench_command == "load":
+        from mcp_checkpoint.bench.load import main as load_main
+
+        return load_main(args)
     raise SystemExit(f"unknown benchmark {args.bench_command}")

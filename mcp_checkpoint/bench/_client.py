@@ -1,6 +1,7 @@
 """A timed stdio MCP client for the benchmarks.
 
-This is the one module of ``mcp_checkpoint.bench`` that imports the MCP SDK: it spawns
+This is one of the two modules of ``mcp_checkpoint.bench`` that import the MCP SDK (with
+``load``, which drives a server over streamable HTTP): it spawns
 ``python -m mcp_checkpoint serve`` (the same interpreter and environment as the benchmark)
 and times each tool call as the client sees it, from the request to the validated result.
 """

@@ -23,15 +23,17 @@ from mcp_checkpoint.core.models import Tenant
 from mcp_checkpoint.core.ports import Embedder, Store, Tokenizer, VectorIndex
 from mcp_checkpoint.core.tokens import HeuristicTokenizer
 from mcp_checkpoint.embeddings import make_embedder
-from mcp_checkpoint.errors import CheckpointError
-from mcp_checkpoint.server.errors import tool_call_middleware
+from mcp_checkpoint.errors import AuthError, CheckpointError
+from mcp_checkpoint.server.auth import Remote, TenantBus, caller_middleware, current_caller
+from mcp_checkpoint.server.errors import error_result, tool_call_middleware
+from mcp_checkpoint.server.metrics import Metrics, instrument_store, metrics_middleware
 from mcp_checkpoint.server.prompts import register_prompts
 from mcp_checkpoint.server.resources import register_resources
 from mcp_checkpoint.server.subscriptions import Subscriptions
 from mcp_checkpoint.server.tools import register_tools
 from mcp_checkpoint.storage import make_store, make_vector_index
 
-__all__ = ["Runtime", "Services", "build_server"]
+__all__ = ["Runtime", "Services", "build_server", "server_for"]
 
 logger = logging.getLogger("mcp_checkpoint.server")
 
@@ -56,20 +58,38 @@ class Services:
     episodes: Episodes
     memory: MemoryService
     subscriptions: Subscriptions
+    remote: bool = False
 
     def tenant(self) -> Tenant:
-        """The caller's tenant (stdio: the configured local tenant)."""
+        """The caller's tenant: on HTTP/SSE the authenticated caller's (the middleware sets
+        it per request; none set is refused, never defaulted), on stdio the configured
+        local tenant."""
+        caller = current_caller()
+        if caller is not None:
+            return Tenant(caller.tenant)
+        if self.remote:
+            raise AuthError("this request carries no authenticated caller")
         return Tenant(self.settings.tenant)
 
 
 class Runtime:
     """Process-wide services, opened by the first connection, closed by the last."""
 
-    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store | None = None,
+        *,
+        metrics: Metrics | None = None,
+        remote: bool = False,
+    ) -> None:
         store = store if store is not None else make_store(settings)
         tokenizer = HeuristicTokenizer()
         embedder = make_embedder(settings)
         vectors = make_vector_index(settings, store) if embedder is not None else None
+        if metrics is not None:
+            store = instrument_store(store, metrics)
+        self.metrics = metrics
         memory = MemoryService(store, settings, embedder=embedder, vectors=vectors)
         self.services = Services(
             settings=settings,
@@ -80,6 +100,7 @@ class Runtime:
             episodes=Episodes(store, tokenizer, settings, memory=memory),
             memory=memory,
             subscriptions=Subscriptions(),
+            remote=remote,
         )
         self._users = 0
         self._lock = anyio.Lock()
@@ -134,7 +155,14 @@ class Runtime:
 
 def build_server(settings: Settings, *, store: Store | None = None) -> MCPServer[Services]:
     """A new MCP server over the configured (or the given) store."""
-    runtime = Runtime(settings, store)
+    return server_for(Runtime(settings, store))
+
+
+def server_for(runtime: Runtime, remote: Remote | None = None) -> MCPServer[Services]:
+    """The MCP server of ``runtime``; ``remote`` adds what HTTP/SSE serving needs (the
+    token verifier, the per-request caller and scope checks, metrics, tenant-partitioned
+    subscriptions)."""
+    settings = runtime.services.settings
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Services]) -> AsyncIterator[Services]:
@@ -149,7 +177,16 @@ def build_server(settings: Settings, *, store: Store | None = None) -> MCPServer
         version=__version__,
         lifespan=lifespan,
         log_level=settings.log_level,
+        token_verifier=remote.verifier if remote is not None else None,
+        auth=remote.auth if remote is not None else None,
+        subscriptions=TenantBus() if remote is not None else None,
     )
+    if runtime.metrics is not None:
+        server.middleware.append(metrics_middleware(runtime.metrics, server))
+    if remote is not None:
+        server.middleware.append(
+            caller_middleware(server, default_tenant=remote.default_tenant, tool_error=error_result)
+        )
     server.middleware.append(tool_call_middleware(server))
     register_tools(server, bench_noop=settings.bench_noop_tool)
     register_resources(server)

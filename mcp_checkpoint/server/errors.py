@@ -25,7 +25,13 @@ if TYPE_CHECKING:
     from mcp.server import MCPServer
     from mcp.server.context import ServerMiddleware
 
-__all__ = ["guard_resource", "guard_tool", "internal_message", "tool_call_middleware"]
+__all__ = [
+    "error_result",
+    "guard_resource",
+    "guard_tool",
+    "internal_message",
+    "tool_call_middleware",
+]
 
 logger = logging.getLogger("mcp_checkpoint.server")
 
@@ -90,7 +96,7 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _error_result(ctx: ServerRequestContext[Any, Any], text: str) -> dict[str, Any]:
+def error_result(ctx: ServerRequestContext[Any, Any], text: str) -> dict[str, Any]:
     """A tool-error result in wire form (middleware that answers owns the envelope)."""
     result: dict[str, Any] = {"content": [{"type": "text", "text": text}], "isError": True}
     if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
@@ -113,11 +119,11 @@ def tool_call_middleware(server: MCPServer[Any]) -> ServerMiddleware[Any]:
         if tool is not None:
             args = ctx.params.get("arguments") or {}
             if not isinstance(args, dict):
-                return _error_result(ctx, "invalid_argument: arguments must be a JSON object")
+                return error_result(ctx, "invalid_argument: arguments must be a JSON object")
             known = set(tool.parameters.get("properties", {}))
             unknown = sorted(str(k) for k in args if k not in known)
             if unknown:
-                return _error_result(
+                return error_result(
                     ctx,
                     f"invalid_argument: unknown field(s) {', '.join(unknown[:5])}; "
                     f"{name} accepts {', '.join(sorted(known))}"
@@ -126,7 +132,7 @@ def tool_call_middleware(server: MCPServer[Any]) -> ServerMiddleware[Any]:
             try:
                 meta.arg_model.model_validate(meta.pre_parse_json(args))
             except ValidationError as exc:
-                return _error_result(ctx, f"invalid_argument: {_describe(exc)}")
+                return error_result(ctx, f"invalid_argument: {_describe(exc)}")
         result = await call_next(ctx)
         if isinstance(result, dict) and result.get("isError") and isinstance(name, str):
             prefix = f"Error executing tool {name}"

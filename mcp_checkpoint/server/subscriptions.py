@@ -3,7 +3,10 @@
 2026-07-28 clients open a ``subscriptions/listen`` stream and get events published on the
 SDK's bus (``ctx.notify_resource_updated``). Handshake-era clients (2025-11-25 and before)
 call ``resources/subscribe``; the SDK leaves tracking those to the server, so this module
-keeps the subscribed sessions per URI and sends them ``notifications/resources/updated``.
+keeps the subscribed sessions per (tenant, URI) and sends them
+``notifications/resources/updated``. Keying by tenant keeps one tenant's updates away from
+another's subscribers on a shared remote server (the modern bus is partitioned the same way
+by ``server.auth.TenantBus``).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ class Subscriptions:
     """Subscribers by resource URI (handshake era) plus the SDK bus (modern era)."""
 
     def __init__(self) -> None:
-        self._legacy: dict[str, list[tuple[object, ServerSession]]] = {}
+        self._legacy: dict[tuple[str, str], list[tuple[object, ServerSession]]] = {}
         self._lock = anyio.Lock()
 
     def install(self, server: MCPServer[Any]) -> None:
@@ -49,7 +52,7 @@ class Subscriptions:
     async def _on_subscribe(
         self, ctx: ServerRequestContext[Any], params: types.SubscribeRequestParams
     ) -> types.EmptyResult:
-        uri = str(params.uri)
+        uri = (ctx.lifespan_context.tenant(), str(params.uri))
         conn = self._connection(ctx.session)
         async with self._lock:
             subs = self._legacy.setdefault(uri, [])
@@ -60,17 +63,18 @@ class Subscriptions:
     async def _on_unsubscribe(
         self, ctx: ServerRequestContext[Any], params: types.UnsubscribeRequestParams
     ) -> types.EmptyResult:
-        uri = str(params.uri)
+        uri = (ctx.lifespan_context.tenant(), str(params.uri))
         conn = self._connection(ctx.session)
         async with self._lock:
             self._legacy[uri] = [(c, s) for c, s in self._legacy.get(uri, []) if c is not conn]
         return types.EmptyResult()
 
-    async def notify(self, ctx: Context[Any, Any], uri: str) -> None:
-        """Tell every subscriber of ``uri`` that it changed."""
+    async def notify(self, ctx: Context[Any, Any], tenant: str, uri: str) -> None:
+        """Tell every subscriber of ``uri`` in ``tenant`` that it changed."""
         await ctx.notify_resource_updated(uri)
+        key = (tenant, uri)
         async with self._lock:
-            subs = list(self._legacy.get(uri, []))
+            subs = list(self._legacy.get(key, []))
         dead: list[object] = []
         for conn, session in subs:
             try:
@@ -80,11 +84,11 @@ class Subscriptions:
                 dead.append(conn)
         if dead:
             async with self._lock:
-                self._legacy[uri] = [
-                    (c, s) for c, s in self._legacy.get(uri, []) if c not in dead
+                self._legacy[key] = [
+                    (c, s) for c, s in self._legacy.get(key, []) if c not in dead
                 ]
 
     async def checkpoint_created(self, ctx: Context[Any, Any], tenant: str, run_id: str) -> None:
         """A run got a new checkpoint: its latest-checkpoint and run resources changed."""
         for uri in (f"checkpoint://{run_id}/latest", f"run://{run_id}"):
-            await self.notify(ctx, uri)
+            await self.notify(ctx, tenant, uri)

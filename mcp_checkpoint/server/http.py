@@ -1,0 +1,347 @@
+"""Serving over the network: streamable HTTP (``/mcp``) or SSE (``/sse``), with uvicorn.
+
+The MCP endpoints come from the SDK's own app builders (``MCPServer.streamable_http_app``
+and ``sse_app``), so the transport, the bearer-token middleware (401 with
+``WWW-Authenticate``), session ownership and the Host/Origin checks against DNS rebinding
+are the SDK's. This module adds around them:
+
+- one process-wide ``Runtime``: the store opens before the first request and closes after
+  the last one (uvicorn drains in-flight requests on SIGTERM, then the lifespan ends);
+- ``/healthz``: liveness plus a store round trip, no auth, no tenant data;
+- ``/metrics``: Prometheus text (``http.metrics`` decides who may read it);
+- an HTTP 403 for a token that carries neither ``read`` nor ``write``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import signal
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import anyio
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.routes import build_resource_metadata_url
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mcp_checkpoint import __version__
+from mcp_checkpoint.config import Settings
+from mcp_checkpoint.core.models import Tenant
+from mcp_checkpoint.core.ports import Store
+from mcp_checkpoint.errors import CheckpointError, ConfigError
+from mcp_checkpoint.server.app import Runtime, server_for
+from mcp_checkpoint.server.auth import (
+    ChainTokenVerifier,
+    JwtTokenVerifier,
+    LocalTokenVerifier,
+    Remote,
+)
+from mcp_checkpoint.server.metrics import Metrics
+from mcp_checkpoint.server.tokens import TokenFile
+
+__all__ = ["HttpOptions", "build_http_app", "is_loopback", "serve_http"]
+
+logger = logging.getLogger("mcp_checkpoint.server")
+
+Transport = Literal["http", "sse"]
+LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
+LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+# The tenant /healthz probes: tenant names of tokens cannot start with "_", so it never
+# holds data and the probe never reads anyone's.
+_PROBE_TENANT = Tenant("__healthz__")
+
+
+@dataclass(frozen=True)
+class HttpOptions:
+    """How to serve: transport, address, auth and session mode."""
+
+    transport: Transport = "http"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    auth: bool = True
+    stateless: bool = False
+    json_response: bool = False
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def endpoint_path(transport: Transport) -> str:
+    """Where MCP clients connect."""
+    return "/mcp" if transport == "http" else "/sse"
+
+
+def _security(settings: Settings, options: HttpOptions) -> TransportSecuritySettings:
+    hosts = list(settings.http.allowed_hosts)
+    origins = list(settings.http.allowed_origins)
+    if is_loopback(options.host):
+        hosts += LOOPBACK_HOSTS
+        origins += LOOPBACK_ORIGINS
+    elif options.host not in ("0.0.0.0", "::", ""):  # noqa: S104 - a comparison, not a bind
+        literal = f"[{options.host}]" if ":" in options.host else options.host
+        hosts += [literal, f"{literal}:*"]
+    if settings.http.public_url is not None:
+        parts = urlsplit(settings.http.public_url)
+        if parts.hostname:
+            hosts += [parts.netloc, f"{parts.hostname}:*"]
+            origins.append(f"{parts.scheme}://{parts.netloc}")
+    if settings.http.dns_rebinding_protection and not hosts:
+        logger.warning(
+            "no Host is allowed on %s: set http.public_url or http.allowed_hosts "
+            "(every MCP request is refused with 421 until then)", options.host,
+        )
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=settings.http.dns_rebinding_protection,
+        allowed_hosts=hosts,
+        allowed_origins=origins,
+    )
+
+
+def _remote(
+    settings: Settings, options: HttpOptions, jwks_client: Any | None
+) -> tuple[Remote, ChainTokenVerifier | None]:
+    if not options.auth:
+        return Remote(verifier=None, auth=None, default_tenant=settings.tenant), None
+    base = f"http://{options.host}:{options.port}"
+    resource = settings.http.public_url or base + endpoint_path(options.transport)
+    jwt_verifier = None
+    if settings.jwt.issuer is not None:
+        jwt_verifier = JwtTokenVerifier(settings.jwt, resource, jwks_client=jwks_client)
+        # An OAuth resource server: 401s point at the protected-resource metadata, which
+        # names the issuer (RFC 9728, as the MCP authorization spec asks).
+        auth = AuthSettings(
+            issuer_url=settings.jwt.issuer,  # type: ignore[arg-type]
+            resource_server_url=resource,  # type: ignore[arg-type]
+            validate_token_resource=False,  # the JWT verifier checks the audience itself
+        )
+    else:
+        # Only the server's own tokens: 401s still point at protected-resource metadata
+        # (served by build_http_app without authorization_servers: there is no OAuth
+        # issuer to send a client to; issuer_url is required by the model, unused here).
+        auth = AuthSettings(
+            issuer_url=base,  # type: ignore[arg-type]
+            resource_server_url=resource,  # type: ignore[arg-type]
+            validate_token_resource=False,
+        )
+    verifier = ChainTokenVerifier(LocalTokenVerifier(TokenFile(settings.data_dir)), jwt_verifier)
+    return Remote(verifier=verifier, auth=auth, default_tenant=None), verifier
+
+
+class _ScopeGate:
+    """Inside the SDK's authentication: a token that may neither read nor write is
+    refused with 403 ``insufficient_scope`` before any MCP message is handled."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        user = scope.get("user") if scope["type"] == "http" else None
+        if isinstance(user, AuthenticatedUser) and not {"read", "write"} & set(user.scopes):
+            response = JSONResponse(
+                {"error": "insufficient_scope", "error_description": "needs read or write"},
+                status_code=403,
+                headers={
+                    "WWW-Authenticate": 'Bearer error="insufficient_scope", '
+                    'error_description="needs read or write", scope="read write"'
+                },
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class _CountResponses:
+    """Counts HTTP answers by endpoint group and status into the metrics."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        known = ("/mcp", "/sse", "/messages", "/healthz", "/metrics", "/.well-known")
+        endpoint = next((k for k in known if path.startswith(k)), "other")
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.metrics.http_response(endpoint, int(message["status"]))
+            await send(message)
+
+        await self.app(scope, receive, counting_send)
+
+
+def build_http_app(
+    settings: Settings,
+    options: HttpOptions,
+    *,
+    store: Store | None = None,
+    jwks_client: Any | None = None,
+) -> Starlette:
+    """The ASGI app serving MCP over ``options.transport`` plus ``/healthz`` and
+    ``/metrics``. ``jwks_client`` replaces the JWKS fetcher (tests)."""
+    metrics = Metrics() if settings.http.metrics != "off" else None
+    runtime = Runtime(settings, store, metrics=metrics, remote=True)
+    remote, verifier = _remote(settings, options, jwks_client)
+    server = server_for(runtime, remote)
+    security = _security(settings, options)
+    if options.transport == "http":
+        inner = server.streamable_http_app(
+            stateless_http=options.stateless,
+            json_response=options.json_response,
+            transport_security=security,
+            host=options.host,
+            session_idle_timeout=None if options.stateless
+            else settings.http.session_idle_timeout_seconds,
+        )
+    else:
+        inner = server.sse_app(transport_security=security, host=options.host)
+    # Innermost user middleware: runs after the SDK's AuthenticationMiddleware set the user.
+    inner.user_middleware.append(Middleware(_ScopeGate))
+
+    async def healthz(request: Request) -> Response:
+        try:
+            with anyio.fail_after(5):
+                await runtime.services.store.list_runs(
+                    _PROBE_TENANT, status=None, limit=1, offset=0
+                )
+        except (CheckpointError, TimeoutError):
+            return JSONResponse(
+                {"status": "unavailable", "store": "unavailable", "version": __version__},
+                status_code=503,
+            )
+        return JSONResponse({"status": "ok", "store": "ok", "version": __version__})
+
+    async def metrics_endpoint(request: Request) -> Response:
+        if metrics is None:
+            return PlainTextResponse("not found", status_code=404)
+        if settings.http.metrics == "auth" and verifier is not None:
+            header = request.headers.get("authorization", "")
+            token = header[7:] if header.lower().startswith("bearer ") else ""
+            found = await verifier.verify_token(token) if token else None
+            if found is None:
+                return PlainTextResponse(
+                    "unauthorized", status_code=401,
+                    headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                )
+            if "metrics" not in found.scopes:
+                return PlainTextResponse(
+                    "forbidden: needs the 'metrics' scope", status_code=403,
+                    headers={"WWW-Authenticate": 'Bearer error="insufficient_scope", '
+                             'scope="metrics"'},
+                )
+        return PlainTextResponse(
+            metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # The runtime opens the store first and closes it last: after uvicorn has drained
+        # in-flight requests and the SDK's session manager has ended every session.
+        async with runtime.use(), inner.router.lifespan_context(inner):
+            logger.info("store open; serving %s", endpoint_path(options.transport))
+            yield
+        logger.info("store closed")
+
+    routes: list[Route | Mount] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+    ]
+    auth = remote.auth
+    if auth is not None and auth.resource_server_url is not None and settings.jwt.issuer is None:
+        resource = str(auth.resource_server_url)
+        document = {
+            "resource": resource,
+            "bearer_methods_supported": ["header"],
+            "scopes_supported": ["read", "write"],
+            "resource_name": "mcp-checkpoint",
+        }
+
+        async def resource_metadata(request: Request) -> Response:
+            return JSONResponse(document, headers={"Cache-Control": "public, max-age=3600"})
+
+        path = urlsplit(str(build_resource_metadata_url(auth.resource_server_url))).path
+        routes.append(Route(path, resource_metadata, methods=["GET"]))
+    routes.append(Mount("/", app=inner))
+    middleware = [Middleware(_CountResponses, metrics=metrics)] if metrics is not None else []
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+    )
+
+
+def check_exposure(options: HttpOptions, *, insecure_public: bool) -> None:
+    """Refuse to serve without auth on an interface other machines can reach."""
+    if not options.auth and not is_loopback(options.host) and not insecure_public:
+        raise ConfigError(
+            f"refusing to serve without auth on {options.host}, which other machines can "
+            "reach; create tokens (mcp-checkpoint tokens create) and drop --no-auth, or pass "
+            "--insecure-no-auth-on-public-interface if you really mean it"
+        )
+
+
+def serve_http(settings: Settings, options: HttpOptions, *, insecure_public: bool = False) -> None:
+    """Serve until SIGTERM/SIGINT; then finish in-flight requests (up to
+    ``http.shutdown_timeout_seconds``) and close the store."""
+    import uvicorn
+
+    check_exposure(options, insecure_public=insecure_public)
+    if not options.auth:
+        logger.warning(
+            "serving WITHOUT AUTH on %s: every caller is tenant %r with every scope",
+            options.host, settings.tenant,
+        )
+    family = socket.AF_INET6 if ":" in options.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((options.host, options.port))  # port 0: the OS picks one, logged below
+    port = sock.getsockname()[1]
+    app = build_http_app(settings, replace(options, port=port))
+    shown = f"[{options.host}]" if family == socket.AF_INET6 else options.host
+    logger.warning(
+        "mcp-checkpoint %s serving %s on http://%s:%d%s (auth %s, store: %s)",
+        __version__,
+        "streamable HTTP" + (" (stateless)" if options.stateless else "")
+        if options.transport == "http" else "SSE",
+        shown, port, endpoint_path(options.transport),
+        "on" if options.auth else "OFF",
+        "postgres" if (settings.store_url or "").startswith("postgres") else
+        settings.store_url or "sqlite",
+    )
+    config = uvicorn.Config(
+        app,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=int(settings.http.shutdown_timeout_seconds),
+        server_header=False,
+        lifespan="on",
+        access_log=settings.log_level == "DEBUG",
+    )
+    # uvicorn drains on SIGTERM, then re-raises the signal with the handler it found
+    # installed: a no-op one makes a graceful stop exit 0 instead of dying by the signal.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        signal.signal(signal.SIGTERM, previous)

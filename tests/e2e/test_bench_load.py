@@ -1,0 +1,65 @@
+"""End to end: ``mcp-checkpoint bench load`` drives a server over streamable HTTP and
+verifies every acknowledged step (results asserted, never timings)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import run_cli, server_env
+from tests.e2e.http_helpers import HttpServer, make_token
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+
+
+def check(report: dict[str, object]) -> None:
+    verification = report["verification"]
+    assert isinstance(verification, dict)
+    assert verification["ok"] is True
+    assert verification["acknowledged"] > 0
+    assert verification["acknowledged"] == verification["stored"]
+    assert verification["lost"] == 0 and verification["duplicated"] == 0
+    assert report["errors"] == {}
+    tools = report["tools"]
+    assert isinstance(tools, dict)
+    assert tools["record_step"]["ms"]["n"] == verification["acknowledged"]
+
+
+async def test_bench_load_against_a_running_server(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = server_env(data)
+    token = await make_token(env, "bench")
+    out = tmp_path / "load.json"
+    async with HttpServer(data) as server:
+        code, stdout, err = await run_cli(
+            "bench", "load", "--url", server.url, "--token", token, "--clients", "3",
+            "--seconds", "2", "--rehydrate-every", "2", "--search-every", "3",
+            "--json", str(out), env=env,
+        )
+    assert code == 0, err
+    assert "verification:" in stdout and "-> OK" in stdout
+    report = json.loads(out.read_text(encoding="utf-8"))
+    check(report)
+    assert report["clients"] == 3
+    assert report["tools"]["rehydrate"]["ms"]["n"] > 0
+    assert report["tools"]["search_memory"]["ms"]["n"] > 0
+
+
+async def test_bench_load_spawns_its_own_server(tmp_path: Path) -> None:
+    out = tmp_path / "load.json"
+    code, _, err = await run_cli("bench", "load", "--spawn", "--clients", "2", "--seconds", "1",
+                                 "--stateless", "--json", str(out),
+                                 env=server_env(tmp_path / "unused"))
+    assert code == 0, err
+    check(json.loads(out.read_text(encoding="utf-8")))
+
+
+async def test_bench_load_with_a_bad_token_fails_cleanly(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    async with HttpServer(data) as server:
+        code, _, err = await run_cli("bench", "load", "--url", server.url, "--token", "mcpck_x",
+                                     "--clients", "1", "--seconds", "1", env=server.env)
+    assert code == 1
+    assert "mcp-checkpoint bench load: the server answered HTTP 401 (is the token valid?)" in err
