@@ -67,13 +67,14 @@ _POOLS = {
 
 def fresh_batch(fuzz: FuzzServer, variant: int) -> str:
     """A pending batch that adds, updates and retires memories of its own (committed just
-    before), so that committing it has real work to do. Variant 1 targets one memory twice."""
+    before), so that committing it has real work to do."""
     n = fuzz.calls
     made = fuzz.ok("propose_memory", {"items": [
         {"content": f"Staging host {n} runs Postgres 15"},
         {"content": f"Release train {n} leaves on Tuesdays", "kind": "procedure"},
+        {"content": f"Build agent {n} has 4 cores", "scope": "project:web"},
     ]})
-    first, second = fuzz.ok("commit_memory", {"batch_id": made["batch_id"]})[
+    first, second, third = fuzz.ok("commit_memory", {"batch_id": made["batch_id"]})[
         "memory_ids"
     ].values()
     items: list[dict[str, Any]] = [
@@ -82,7 +83,7 @@ def fresh_batch(fuzz: FuzzServer, variant: int) -> str:
         {"op": "supersede", "target_id": second, "superseded_by": "#0"},
     ]
     if variant % 2:
-        items.append({"op": "deprecate", "target_id": first})
+        items.append({"op": "deprecate", "target_id": third})
     staged = fuzz.ok("propose_memory", {"items": items, "run_id": fuzz.seeds.runs[0]})
     batch_id: str = staged["batch_id"]
     return batch_id
