@@ -59,6 +59,15 @@ class LimitSettings(_Group):
     max_budget_tokens: int = Field(1_000_000, ge=256, description="Largest rehydrate budget.")
     max_page_size: int = Field(500, ge=1, description="Largest page of a paginated listing.")
     max_id_chars: int = Field(128, ge=8, description="Characters of a caller-chosen id or key.")
+    max_json_depth: int = Field(
+        64,
+        ge=2,
+        le=150,
+        description=(
+            "Nesting depth of a JSON value in a step (input, output) or a checkpoint's state. "
+            "At most 150: stored JSON must stay readable by parsers that stop near 200."
+        ),
+    )
 
 
 class CheckpointSettings(_Group):

@@ -79,3 +79,70 @@ async def test_unknown_field_names_are_shown_bounded(tmp_path: Path) -> None:
         text = await call_error(client, "list_runs", {"x" * 5000: 1})
     assert text.startswith("invalid_argument: unknown field(s) xxx")
     assert len(text) < 300
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("tool", "args", "field"),
+    [
+        pytest.param("record_step", {"run_id": "r1", "tool": "t", "input": _nested(65)},
+                     "input", id="step-input"),
+        pytest.param("record_step", {"run_id": "r1", "tool": "t", "output": {"a": _nested(64)}},
+                     "output", id="step-output"),
+        pytest.param("checkpoint", {"run_id": "r1", "state": {"k": _nested(64)}}, "state",
+                     id="checkpoint-state"),
+    ],
+)
+async def test_json_nested_beyond_the_limit_is_refused_naming_the_setting(
+    client: Client, tool: str, args: dict[str, Any], field: str
+) -> None:
+    await start_run(client)
+
+    text = await call_error(client, tool, args)
+
+    assert text == (
+        f"payload_too_large: {field} is nested more than 64 levels deep; "
+        "limits.max_json_depth is 64"
+    )
+    fits: dict[str, Any] = (
+        {"run_id": "r1", "tool": "t", "input": _nested(64), "output": {"a": _nested(63)}}
+        if tool == "record_step"
+        else {"run_id": "r1", "state": {"k": _nested(63)}}
+    )
+    await call(client, tool, fits)
+    assert (await call(client, "rehydrate", {"run_id": "r1"}))["tokens"] > 0
+
+
+async def test_a_deeply_nested_distillation_never_bricks_the_run(
+    tmp_path: Path, mode: str
+) -> None:
+    # Found by tests/fuzz: the client's model answered a state nested 250 deep; it was
+    # stored, and every later checkpoint and rehydrate of the run failed as `internal`
+    # (the stored JSON was deeper than the reader's recursion limit).
+    answer = json.dumps({"progress": ["went deep"], "state": {"k": _nested(250)}})
+
+    async def model(context: Any, params: Any) -> Any:
+        from mcp_types import CreateMessageResult, TextContent
+
+        return CreateMessageResult(
+            role="assistant", content=TextContent(type="text", text=answer),
+            model="deep-model", stop_reason="endTurn",
+        )
+
+    server = build_server(Settings(data_dir=tmp_path))
+    async with Client(server, mode=mode, sampling_callback=model) as client:
+        await start_run(client)
+        await record(client, n=2)
+        first = await call(client, "checkpoint", {"run_id": "r1"})
+        assert first["source"] == "rules"
+        assert "limits.max_json_depth" in first["note"]
+        await record(client)
+        assert (await call(client, "checkpoint", {"run_id": "r1"}))["number"] == 2
+        context = await call(client, "rehydrate", {"run_id": "r1"})
+        assert context["checkpoint_id"] is not None
