@@ -43,6 +43,7 @@ __all__ = [
     "check_store",
     "fuzz_settings",
     "live_server",
+    "tenant_snapshot",
 ]
 
 CLEAN_ERROR = re.compile(r"^(not_found|invalid_argument|conflict|payload_too_large): \S")
@@ -239,6 +240,7 @@ def live_server(data_dir: Path) -> Iterator[FuzzServer]:
         seeds, model = Seeds(), SamplingModel()
         _seed(portal, fuzz_settings(data_dir, INTRUDER), seeds, own=False)
         _seed(portal, settings, seeds, own=True)
+        intruder = tenant_snapshot(data_dir / "mcp-checkpoint.db", INTRUDER)
         client = Client(build_server(settings), sampling_callback=model)
         connected = stack.enter_context(portal.wrap_async_context_manager(client))
         fuzz = FuzzServer(portal, connected, model, data_dir)
@@ -247,6 +249,9 @@ def live_server(data_dir: Path) -> Iterator[FuzzServer]:
         fuzz.schemas = {t.name: t.output_schema or {} for t in listed.tools}
         yield fuzz
         check_store(portal, data_dir, fuzz)
+        after = tenant_snapshot(fuzz.db_path, INTRUDER)
+        if after != intruder:
+            raise InvariantError(f"another tenant's data changed: {intruder} -> {after}")
         if os.environ.get("FUZZ_STATS"):
             report = ", ".join(f"{t}/{o}={n}" for (t, o), n in sorted(fuzz.outcomes.items()))
             print(f"\nfuzz outcomes ({fuzz.calls} calls): {report}", file=sys.stderr)
@@ -259,6 +264,26 @@ def _rows(
     conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()
 ) -> list[tuple[Any, ...]]:
     return [tuple(row) for row in conn.execute(sql, params).fetchall()]
+
+
+def tenant_snapshot(db_path: Path, tenant: str) -> list[tuple[Any, ...]]:
+    """Everything a tenant owns, in a comparable form (nothing of it may change while
+    another tenant's client does anything at all)."""
+    conn = sqlite3.connect(db_path)
+    try:
+        return [
+            *_rows(conn, "SELECT * FROM runs WHERE tenant = ? ORDER BY run_id", (tenant,)),
+            *_rows(conn, "SELECT run_id, seq, hash FROM steps WHERE tenant = ? "
+                         "ORDER BY run_id, seq", (tenant,)),
+            *_rows(conn, "SELECT checkpoint_id, content FROM checkpoints WHERE tenant = ? "
+                         "ORDER BY checkpoint_id", (tenant,)),
+            *_rows(conn, "SELECT batch_id, status FROM proposals WHERE tenant = ? "
+                         "ORDER BY batch_id", (tenant,)),
+            *_rows(conn, "SELECT memory_id, content, status, version FROM memories "
+                         "WHERE tenant = ? ORDER BY memory_id", (tenant,)),
+        ]
+    finally:
+        conn.close()
 
 
 def check_db(db_path: Path) -> None:
