@@ -80,6 +80,15 @@ class LimitSettings(_Group):
     max_export_resource_bytes: int = Field(
         8_388_608, ge=4096, description="Bytes of a pack served by the export:// MCP resource."
     )
+    max_json_depth: int = Field(
+        64,
+        ge=2,
+        le=150,
+        description=(
+            "Nesting depth of a JSON value in a step (input, output) or a checkpoint's state. "
+            "At most 150: stored JSON must stay readable by parsers that stop near 200."
+        ),
+    )
 
 
 class CheckpointSettings(_Group):

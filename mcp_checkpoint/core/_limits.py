@@ -82,6 +82,26 @@ class Limits:
                 f"{field} is {nbytes} bytes; {setting} is {limit}"
             )
 
+    def nesting(self, field: str, value: object, text: str | None = None) -> None:
+        """A JSON value nested at most limits.max_json_depth containers deep. ``text``, its
+        JSON text if at hand, lets shallow values skip the walk: a value cannot be nested
+        deeper than it has brackets."""
+        limit = self.s.max_json_depth
+        if text is not None and text.count("[") + text.count("{") <= limit:
+            return
+        stack: list[tuple[object, int]] = [(value, 0)]
+        while stack:
+            item, depth = stack.pop()
+            if isinstance(item, dict | list):
+                depth += 1
+                if depth > limit:
+                    raise PayloadTooLargeError(
+                        f"{field} is nested more than {limit} levels deep; "
+                        f"limits.max_json_depth is {limit}"
+                    )
+                children = item.values() if isinstance(item, dict) else item
+                stack.extend((child, depth) for child in children)
+
     def budget(self, field: str, value: int) -> int:
         """A token budget within [limits.min_budget_tokens, limits.max_budget_tokens]."""
         lo, hi = self.s.min_budget_tokens, self.s.max_budget_tokens

@@ -217,6 +217,10 @@ class Episodes:
         if draft.idempotency_key is not None:
             lim.ident("idempotency_key", draft.idempotency_key)
         payload = canonical_json([draft.input, draft.output, draft.reasoning])
+        # One bracket is the list around the three: the values may nest one level less.
+        if payload.count("[") + payload.count("{") > self._settings.limits.max_json_depth + 1:
+            lim.nesting("input", draft.input)
+            lim.nesting("output", draft.output)
         lim.size(
             "the step (input + output + reasoning)",
             len(payload.encode("utf-8")),
@@ -290,6 +294,8 @@ class Episodes:
                 )
             for key in patch.state:
                 lim.text("state key", key, required=True)
+            # Stored checkpoints are read back by a JSON parser with a recursion limit.
+            lim.nesting("state", patch.state)
 
     async def _covered_steps(
         self, tenant: Tenant, run: Run, through_seq: int

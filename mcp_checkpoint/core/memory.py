@@ -361,13 +361,22 @@ class MemoryService(MemorySearch):
         checked = [self._check_item(i, item) for i, item in enumerate(items)]
         if run_id is not None:
             await self._store.get_run(tenant, RunId(run_id))
+        targeted: dict[str, int] = {}
         for i, item in enumerate(checked):
             if item.target_id is not None:
+                if item.target_id in targeted:
+                    raise InvalidArgumentError(
+                        f"items[{i}].target_id {item.target_id} is already the target of "
+                        f"items[{targeted[item.target_id]}]; one change per memory in a batch"
+                    )
+                targeted[item.target_id] = i
                 target = await self._store.get_memory(tenant, item.target_id)
                 if target.status != "active":
                     raise ConflictError(
                         f"items[{i}].target_id {item.target_id} is {target.status}, not active"
                     )
+                # The version the caller reviewed: commit refuses to apply over a later one.
+                checked[i] = item.model_copy(update={"target_version": target.version})
             if item.superseded_by is not None:
                 await self._resolve_replacement(tenant, checked, i, item.superseded_by)
         now = self._clock()
@@ -418,7 +427,8 @@ class MemoryService(MemorySearch):
         """Apply the accepted items of a pending batch atomically.
 
         ``accept`` None means every item not in ``reject``. A batch that is committed,
-        rejected or expired is a conflict, not a second write.
+        rejected or expired is a conflict, not a second write; so is an accepted item whose
+        target changed (status or version) since the batch was proposed.
         """
         proposal = await self._store.get_proposal(tenant, BatchId(batch_id))
         now = self._clock()
@@ -462,6 +472,11 @@ class MemoryService(MemorySearch):
             if target.status != "active":
                 raise ConflictError(
                     f"item {i}: memory {target.memory_id} is {target.status}, not active"
+                )
+            if item.target_version is not None and target.version != item.target_version:
+                raise ConflictError(
+                    f"item {i}: memory {target.memory_id} changed since the batch was proposed "
+                    f"(version {item.target_version}, now {target.version}); propose it again"
                 )
             if item.op == "update":
                 plan.updates.append(MemoryUpdate(

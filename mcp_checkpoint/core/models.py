@@ -264,6 +264,13 @@ class ProposalItem(_Frozen):
     superseded_by: str | None = Field(
         None, description="supersede only: a memory id, or '#N' for item N of this batch."
     )
+    target_version: int | None = Field(
+        None,
+        description=(
+            "The target's version when the batch was proposed (set by the server): a commit "
+            "after the target changed is a conflict."
+        ),
+    )
     analysis: ProposalAnalysis | None = None
 
 

@@ -163,6 +163,35 @@ async def test_commit_of_a_stale_target_is_a_conflict_with_nothing_written(
     assert (await memory.search(T, "brand new fact")).hits == []
 
 
+async def test_commit_over_a_target_updated_since_the_proposal_is_a_conflict(
+    memory: MemoryService,
+) -> None:
+    # Found by tests/fuzz: the later commit used to overwrite the earlier one's update.
+    target = await commit_one(memory, "Port is 8080")
+    first = await memory.propose(T, [
+        add("brand new fact"), ProposalItem(op="update", target_id=target, content="Port is 9090"),
+    ])
+    second = await memory.propose(T, [
+        ProposalItem(op="update", target_id=target, content="Port is 7070")
+    ])
+    assert first.items[1].target_version == 1
+    await memory.commit(T, second.batch_id)
+    with pytest.raises(ConflictError, match=r"changed since the batch was proposed \(version 1"):
+        await memory.commit(T, first.batch_id)
+    assert (await memory.get_memory(T, target)).content == "Port is 7070"
+    assert (await memory.search(T, "brand new fact")).hits == []
+    assert (await memory.get_proposal(T, first.batch_id)).status == "pending"
+
+
+async def test_propose_refuses_two_changes_of_one_memory(memory: MemoryService) -> None:
+    target = await commit_one(memory, "Port is 8080")
+    with pytest.raises(InvalidArgumentError, match=r"items\[1\].target_id .* items\[0\]"):
+        await memory.propose(T, [
+            ProposalItem(op="update", target_id=target, content="Port is 9090"),
+            ProposalItem(op="deprecate", target_id=target),
+        ])
+
+
 async def test_search_empty_result_says_what_it_searched(memory: MemoryService) -> None:
     await commit_one(memory, "scoped fact", scope="project:a")
     result = await memory.search(T, "nothing like it", scope="project:a", kind="lesson")

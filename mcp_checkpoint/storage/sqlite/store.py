@@ -101,6 +101,13 @@ def _micros(moment: datetime) -> int:
     return (aware - _EPOCH) // _MICROSECOND
 
 
+def _int64(value: int) -> int:
+    """A caller's integer bound (offset, cursor, seq) clamped to SQLite's INTEGER range:
+    the driver raises OverflowError beyond it, and no stored seq or count lies there, so
+    the clamped bound selects the same rows."""
+    return min(max(value, -_NO_UPPER_BOUND - 1), _NO_UPPER_BOUND)
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
@@ -538,7 +545,9 @@ class SqliteStore:
         )
 
         def select(conn: _Conn) -> list[Run]:
-            rows = conn.execute(sql, (*params, limit, max(offset, 0))).fetchall()
+            rows = conn.execute(
+                sql, (*params, _int64(limit), _int64(max(offset, 0)))
+            ).fetchall()
             return [_to_run(row) for row in rows]
 
         return await self._read(select)
@@ -670,7 +679,9 @@ class SqliteStore:
             self._require_run(conn, tenant, run_id)
             if limit <= 0:
                 return []
-            rows = conn.execute(sql, (tenant, run_id, after_seq, upper, limit)).fetchall()
+            rows = conn.execute(
+                sql, (tenant, run_id, _int64(after_seq), _int64(upper), _int64(limit))
+            ).fetchall()
             return [_to_step(row) for row in rows]
 
         return await self._read(select)
@@ -785,7 +796,7 @@ class SqliteStore:
             self._require_run(conn, tenant, run_id)
             row = conn.execute(
                 "SELECT * FROM checkpoints WHERE tenant = ? AND run_id = ? AND number = ?",
-                (tenant, run_id, number),
+                (tenant, run_id, _int64(number)),
             ).fetchone()
             return None if row is None else _to_checkpoint(row)
 
@@ -804,7 +815,7 @@ class SqliteStore:
             rows = conn.execute(
                 "SELECT * FROM checkpoints WHERE tenant = ? AND run_id = ? "
                 "ORDER BY number DESC LIMIT ? OFFSET ?",
-                (tenant, run_id, limit, max(offset, 0)),
+                (tenant, run_id, _int64(limit), _int64(max(offset, 0))),
             ).fetchall()
             return [_to_checkpoint(row) for row in rows]
 
@@ -1201,7 +1212,7 @@ class SqliteStore:
         )
 
         def select(conn: _Conn) -> list[tuple[Tenant, Memory]]:
-            rows = conn.execute(sql, (*params, limit)).fetchall()
+            rows = conn.execute(sql, (*params, _int64(limit))).fetchall()
             return [(Tenant(row["tenant"]), _to_memory(row)) for row in rows]
 
         return await self._read(select)
@@ -1244,7 +1255,7 @@ class SqliteStore:
                 "FROM memories_fts CROSS JOIN memories AS m ON m.id = memories_fts.rowid "
                 f"WHERE memories_fts MATCH ? AND {where} "
                 "ORDER BY rank, m.memory_id LIMIT ?",
-                (expression, *params, max(limit, _RERANK_DEPTH)),
+                (expression, *params, _int64(max(limit, _RERANK_DEPTH))),
             ).fetchall()
             if not found:
                 return []
