@@ -16,6 +16,7 @@ import warnings
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+import anyio
 import pytest
 from qdrant_client import AsyncQdrantClient
 
@@ -671,7 +672,8 @@ async def test_make_vector_index_keeps_vectors_in_the_postgres_store_by_default(
     finally:
         await index.close()
         await store.close()
-    assert not any(tmp_path.iterdir())  # nothing written to the data directory
+    # Nothing written to the data directory.
+    assert [path async for path in anyio.Path(tmp_path).iterdir()] == []
 
 
 def test_make_vector_index_sqlite_without_the_sqlite_store_is_a_config_error(

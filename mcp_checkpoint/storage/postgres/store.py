@@ -1031,8 +1031,8 @@ class PostgresStore:
             if not found:
                 return []
             cursor = await conn.execute(
-                "SELECT count(*) AS documents, coalesce(avg(m.doc_len), 0) AS average, "
-                "ARRAY(SELECT (SELECT count(*) FROM memories AS m "  # noqa: S608
+                "SELECT count(*) AS documents, coalesce(avg(m.doc_len), 0) AS average, "  # noqa: S608
+                "ARRAY(SELECT (SELECT count(*) FROM memories AS m "
                 f"              WHERE m.tsv @@ t::tsquery AND {where}) "
                 "      FROM unnest(%(terms)s::text[]) WITH ORDINALITY AS x(t, i) "
                 "      ORDER BY i) AS matching "
