@@ -22,7 +22,6 @@ import math
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import psycopg
@@ -62,6 +61,7 @@ from mcp_checkpoint.errors import (
     InvalidArgumentError,
     NotFoundError,
 )
+from mcp_checkpoint.storage._urls import mask_url
 from mcp_checkpoint.storage.postgres._migrations import apply_migrations, current_version
 
 __all__ = ["Conn", "PostgresStore", "mask_url"]
@@ -80,20 +80,6 @@ _BM25_B = 0.75
 _ITEMS = TypeAdapter(list[ProposalItem])
 _MEMORY_IDS = TypeAdapter(dict[int, MemoryId])
 _STRINGS = TypeAdapter(list[str])
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (safe to print or log)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{parts.username or ''}:***@{host}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 # -- conversions ------------------------------------------------------------------------
@@ -408,6 +394,39 @@ class PostgresStore:
     async def schema_version(self) -> int:
         """The newest migration applied to the database."""
         return await self._run(current_version, write=False)
+
+    async def describe(self) -> dict[str, Any]:
+        """What ``mcp-checkpoint doctor`` shows: the server, the database (URL without its
+        password) and the pool."""
+
+        async def read(conn: Conn) -> dict[str, Any]:
+            cursor = await conn.execute(
+                "SELECT current_setting('server_version') AS server_version, "
+                "current_database() AS database"
+            )
+            row = await cursor.fetchone()
+            return {
+                "backend": "postgresql",
+                "url": self.display_url,
+                "server_version": None if row is None else row["server_version"],
+                "database": None if row is None else row["database"],
+            }
+
+        info = await self._run(read, write=False)
+        settings = self._settings
+        pool = self._require_open()
+        info["pool"] = {
+            "min_size": settings.pool_min_size,
+            "max_size": settings.pool_max_size,
+            "open_connections": pool.get_stats().get("pool_size", 0),
+            "max_idle_s": settings.pool_max_idle_s,
+            "max_lifetime_s": settings.pool_max_lifetime_s,
+            "connect_timeout_s": settings.connect_timeout_s,
+            "pool_timeout_s": settings.pool_timeout_s,
+            "statement_timeout_ms": settings.statement_timeout_ms,
+            "operation_timeout_s": settings.operation_timeout_s,
+        }
+        return info
 
     # -- runs ---------------------------------------------------------------------------
 
