@@ -185,6 +185,14 @@ class PostgresSettings(_Group):
     pool_timeout_s: float = Field(
         5.0, gt=0, description="Longest wait for a free connection from the pool."
     )
+    reconnect_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description=(
+            "While the server is unreachable the pool retries with a doubling delay; past "
+            "this it starts over at 1 s, so recovery after a long outage stays prompt."
+        ),
+    )
     statement_timeout_ms: int = Field(
         10_000, ge=0, description="Server-side limit of one statement (0 = none)."
     )

@@ -11,14 +11,16 @@ generated ``tsvector``), scored by BM25 with the statistics of the searched memo
 Outages: every call runs under ``postgres.operation_timeout_s`` (pool wait, queries and
 commit together) and the server enforces ``statement_timeout_ms``; a lost server, a full
 pool or a timeout is ``BackendError`` (``backend_unavailable``), and a transaction that did
-not commit leaves nothing behind. The pool checks a connection before lending it and
-replaces broken ones, so the same store recovers once PostgreSQL is back.
+not commit leaves nothing behind. The pool checks a connection before lending it (without a
+round trip, see ``_check_idle``) and replaces broken ones, so the same store recovers once
+PostgreSQL is back (within about ``reconnect_timeout_s`` at worst).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import select
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -270,6 +272,21 @@ def _translate(exc: psycopg.Error) -> CheckpointError:
     return BackendError(f"the PostgreSQL store failed ({type(exc).__name__})")
 
 
+async def _check_idle(conn: Conn) -> None:
+    """Refuse to lend a pooled connection that the server (or the network) closed while it
+    sat idle, without a round trip: an idle connection has nothing to read, so a readable
+    socket means an EOF, a reset or an unsolicited message (such as the server's shutdown
+    notice). The pool then discards it and lends or opens another. Lending a connection
+    that died during an outage would otherwise fail the first calls after recovery."""
+    if not conn.closed and not conn.broken:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        if not readable:
+            return
+        # Closed here, the pool discards it (a connection merely refused would go back).
+        await conn.close()
+    raise psycopg.OperationalError("the connection was lost while idle")
+
+
 # -- the store --------------------------------------------------------------------------
 
 
@@ -321,9 +338,8 @@ class PostgresStore:
             max_idle=settings.pool_max_idle_s,
             max_lifetime=settings.pool_max_lifetime_s,
             timeout=settings.pool_timeout_s,
-            # Lending a connection that died during an outage would fail the first calls
-            # after recovery; one round trip per call rules that out.
-            check=AsyncConnectionPool.check_connection,
+            reconnect_timeout=settings.reconnect_timeout_s,
+            check=_check_idle,
             open=False,
             name="mcp-checkpoint",
         )
@@ -423,6 +439,7 @@ class PostgresStore:
             "max_lifetime_s": settings.pool_max_lifetime_s,
             "connect_timeout_s": settings.connect_timeout_s,
             "pool_timeout_s": settings.pool_timeout_s,
+            "reconnect_timeout_s": settings.reconnect_timeout_s,
             "statement_timeout_ms": settings.statement_timeout_ms,
             "operation_timeout_s": settings.operation_timeout_s,
         }
