@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from mcp_checkpoint.config import Settings
 from mcp_checkpoint.core.ports import Store, VectorIndex
 from mcp_checkpoint.errors import ConfigError
@@ -53,12 +55,14 @@ def make_vector_index(settings: Settings, store: Store) -> VectorIndex:
             from mcp_checkpoint.storage.sqlite.vectors import SqliteVectorIndex
 
             return SqliteVectorIndex(store)
-        if backend == "auto" and type(store).__name__ == "PostgresStore":
-            # Only a PostgresStore was built from psycopg, so the import cannot fail here.
-            from mcp_checkpoint.storage.postgres import PostgresStore, PostgresVectorIndex
+        # A PostgresStore exists only once its module was imported (psycopg is optional).
+        postgres = sys.modules.get("mcp_checkpoint.storage.postgres.store")
+        if backend == "auto" and postgres is not None and isinstance(
+            store, postgres.PostgresStore
+        ):
+            from mcp_checkpoint.storage.postgres import PostgresVectorIndex
 
-            if isinstance(store, PostgresStore):
-                return PostgresVectorIndex(store)
+            return PostgresVectorIndex(store)
         if backend == "sqlite":
             raise ConfigError(
                 "vectors.backend 'sqlite' keeps vectors in the SQLite store's file, but the "
