@@ -13,15 +13,24 @@ import pytest
 
 from mcp_checkpoint.config import PostgresSettings, Settings
 from mcp_checkpoint.core.ledger import verify_run
-from mcp_checkpoint.core.models import RunId
-from mcp_checkpoint.errors import BackendError
+from mcp_checkpoint.core.models import BatchId, MemoryId, RunId
+from mcp_checkpoint.core.ports import CommitPlan
+from mcp_checkpoint.errors import BackendError, ConflictError
 from mcp_checkpoint.storage import make_store
 from mcp_checkpoint.storage.postgres import PostgresStore, mask_url
 from mcp_checkpoint.storage.postgres._migrations import known_migrations
 from tests._postgres import create_database, database_url, drop_database, require_postgres
 from tests._tcp_proxy import TcpProxy
 
-from .conftest import TENANT_A, Clock, append, draft, make_run
+from .conftest import (
+    TENANT_A,
+    Clock,
+    append,
+    draft,
+    make_proposal,
+    make_run,
+    new_memory,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -250,3 +259,82 @@ async def test_a_store_that_opens_during_an_outage_fails_promptly_then_opens_lat
         assert (await store.get_run(TENANT_A, RunId("r1"))).head_seq == 0
     finally:
         await store.close()
+
+
+# -- several processes (stores with pools of their own) on one database ------------------
+
+
+async def test_concurrent_appends_from_several_stores_keep_seq_gap_free_and_keys_once(
+    postgres_url: str, clock: Clock
+) -> None:
+    stores = [PostgresStore(postgres_url, PostgresSettings(pool_max_size=3)) for _ in range(4)]
+    for store in stores:
+        await store.open()
+    acks: dict[str, list[int]] = {}
+    try:
+        await stores[0].create_run(TENANT_A, make_run("r1"))
+
+        async def worker(w: int, store: PostgresStore) -> None:
+            for n in range(15):
+                # Every worker also sends the shared keys: each must be recorded once.
+                key = f"shared-{n}" if n % 3 == 0 else f"w{w}-{n}"
+                step = draft(n, key=key) if key.startswith("shared") else draft(100 * w + n,
+                                                                                key=key)
+                ack = await append(store, "r1", step, now=clock())
+                acks.setdefault(key, []).append(ack.seq)
+
+        async with anyio.create_task_group() as group:
+            for w, store in enumerate(stores):
+                for _ in range(2):  # two concurrent callers per store too
+                    group.start_soon(worker, w, store)
+        run = await stores[1].get_run(TENANT_A, RunId("r1"))
+        verified = await verify_run(stores[2], TENANT_A, RunId("r1"))
+        steps = await stores[3].get_steps(TENANT_A, RunId("r1"), limit=1000)
+    finally:
+        for store in stores:
+            await store.close()
+
+    distinct = {key: set(seqs) for key, seqs in acks.items()}
+    # Each key, however often it was sent, names one step; every call got that step's seq.
+    assert all(len(seqs) == 1 for seqs in distinct.values())
+    assert [s.seq for s in steps] == list(range(1, len(distinct) + 1))
+    assert sorted(s.idempotency_key or "" for s in steps) == sorted(distinct)
+    assert run.head_seq == verified == len(distinct)
+
+
+async def test_one_batch_committed_by_two_stores_at_once_is_applied_once(
+    postgres_url: str, clock: Clock
+) -> None:
+    first = PostgresStore(postgres_url, PostgresSettings())
+    second = PostgresStore(postgres_url, PostgresSettings())
+    await first.open()
+    await second.open()
+    try:
+        await first.add_proposal(TENANT_A, make_proposal("b1", ["alpha", "beta"]))
+        plan = CommitPlan(
+            batch_id=BatchId("b1"), accepted=[0, 1], rejected=[],
+            inserts=[new_memory("m1", "alpha", batch_id="b1"),
+                     new_memory("m2", "beta", batch_id="b1")],
+            memory_ids={0: MemoryId("m1"), 1: MemoryId("m2")},
+        )
+        outcomes: list[str] = []
+
+        async def commit(store: PostgresStore) -> None:
+            try:
+                await store.commit_proposal(TENANT_A, plan, now=clock())
+                outcomes.append("committed")
+            except ConflictError:
+                outcomes.append("conflict")
+
+        async with anyio.create_task_group() as group:
+            for store in (first, second, first, second):
+                group.start_soon(commit, store)
+        memories = await first.list_memories(TENANT_A, limit=10)
+        proposal = await second.get_proposal(TENANT_A, BatchId("b1"))
+    finally:
+        await first.close()
+        await second.close()
+
+    assert sorted(outcomes) == ["committed", "conflict", "conflict", "conflict"]
+    assert [m.memory_id for _, m in memories] == ["m1", "m2"]
+    assert proposal.status == "committed"

@@ -560,14 +560,27 @@ class PostgresStore:
         """
 
         async def append(conn: Conn) -> StepAck:
-            run = await self._load_run(conn, tenant, run_id, lock=True)
-            if draft.idempotency_key is not None:
-                cursor = await conn.execute(
-                    "SELECT request_hash, ack FROM steps "
-                    "WHERE tenant = %s AND run_id = %s AND idempotency_key = %s",
-                    (tenant, run_id, draft.idempotency_key),
+            # Pipeline mode: BEGIN, the row lock and the idempotency lookup travel together,
+            # then the write and COMMIT; two round trips where one at a time would take six.
+            # The lookup runs once the lock is held, as a statement of its own, so it sees
+            # the step of an append that held the lock before (READ COMMITTED).
+            async with conn.pipeline(), conn.transaction():
+                locked = await conn.execute(
+                    "SELECT * FROM runs WHERE tenant = %s AND run_id = %s FOR UPDATE",
+                    (tenant, run_id),
                 )
-                seen = await cursor.fetchone()
+                seen_cursor = None
+                if draft.idempotency_key is not None:
+                    seen_cursor = await conn.execute(
+                        "SELECT request_hash, ack FROM steps "
+                        "WHERE tenant = %s AND run_id = %s AND idempotency_key = %s",
+                        (tenant, run_id, draft.idempotency_key),
+                    )
+                row = await locked.fetchone()
+                if row is None:
+                    raise NotFoundError(f"run {run_id}")
+                run = _to_run(row)
+                seen = None if seen_cursor is None else await seen_cursor.fetchone()
                 if seen is not None:
                     if seen["request_hash"] != request_hash:
                         raise ConflictError(
@@ -576,34 +589,42 @@ class PostgresStore:
                         )
                     stored = StepAck.model_validate_json(seen["ack"])
                     return stored.model_copy(update={"duplicate": True})
-            step, after = append_step(run, draft, tokens=tokens, now=now)
-            ack = make_ack(after, step)
-            await conn.execute(
-                "INSERT INTO steps (tenant, run_id, seq, episode, tool, input, output, "
-                "reasoning, status, idempotency_key, tokens, cum_tokens, created_at, "
-                "prev_hash, hash, request_hash, ack) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    tenant, run_id, step.seq, step.episode, step.tool, _json(step.input),
-                    _json(step.output), step.reasoning, step.status, step.idempotency_key,
-                    step.tokens, step.cum_tokens, _iso(now), step.prev_hash, step.hash,
-                    request_hash, ack.model_dump_json(),
-                ),
-            )
-            cursor = await conn.execute(
-                "UPDATE runs SET head_seq = %s, step_count = %s, head_hash = %s, "
-                "head_tokens = %s, updated_at = %s, updated_us = %s "
-                "WHERE tenant = %s AND run_id = %s AND head_seq = %s",
-                (
-                    step.seq, after.step_count, step.hash, step.cum_tokens, _iso(now),
-                    _micros(now), tenant, run_id, run.head_seq,
-                ),
-            )
-            if cursor.rowcount != 1:  # pragma: no cover - the row lock rules it out
+                step, after = append_step(run, draft, tokens=tokens, now=now)
+                ack = make_ack(after, step)
+                # One statement moves the head and inserts the step, or does neither.
+                written = await conn.execute(
+                    "WITH head AS ("
+                    " UPDATE runs SET head_seq = %(seq)s, step_count = %(step_count)s,"
+                    " head_hash = %(hash)s, head_tokens = %(cum_tokens)s,"
+                    " updated_at = %(at)s, updated_us = %(us)s"
+                    " WHERE tenant = %(tenant)s AND run_id = %(run_id)s"
+                    " AND head_seq = %(prev_seq)s RETURNING tenant, run_id) "
+                    "INSERT INTO steps (tenant, run_id, seq, episode, tool, input, output, "
+                    "reasoning, status, idempotency_key, tokens, cum_tokens, created_at, "
+                    "prev_hash, hash, request_hash, ack) "
+                    "SELECT head.tenant, head.run_id, %(seq)s, %(episode)s, %(tool)s, "
+                    "%(input)s, %(output)s, %(reasoning)s, %(status)s, %(key)s, %(tokens)s, "
+                    "%(cum_tokens)s, %(at)s, %(prev_hash)s, %(hash)s, %(request_hash)s, "
+                    "%(ack)s FROM head RETURNING seq",
+                    {
+                        "tenant": tenant, "run_id": run_id, "prev_seq": run.head_seq,
+                        "seq": step.seq, "step_count": after.step_count, "hash": step.hash,
+                        "cum_tokens": step.cum_tokens, "at": _iso(now), "us": _micros(now),
+                        "episode": step.episode, "tool": step.tool,
+                        "input": _json(step.input), "output": _json(step.output),
+                        "reasoning": step.reasoning, "status": step.status,
+                        "key": step.idempotency_key, "tokens": step.tokens,
+                        "prev_hash": step.prev_hash, "request_hash": request_hash,
+                        "ack": ack.model_dump_json(),
+                    },
+                )
+            # Committed; the result tells whether the head moved (the row lock says it must).
+            if await written.fetchone() is None:  # pragma: no cover - the row lock rules it out
                 raise ConflictError(f"run {run_id} moved on; try again")
             return ack
 
-        return await self._run(append, write=True)
+        # ``append`` runs its own (pipelined) transaction.
+        return await self._run(append, write=False)
 
     async def get_steps(
         self,
