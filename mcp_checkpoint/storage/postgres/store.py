@@ -239,11 +239,49 @@ def _to_memory(row: DictRow) -> Memory:
     )
 
 
-def _tsquery_term(lexeme: str) -> str:
-    """A normalized lexeme as a quoted ``tsquery`` operand: no character of the user's
-    text is ever read as tsquery syntax."""
-    escaped = lexeme.replace("\\", "\\\\").replace("'", "''")
-    return f"'{escaped}'"
+_SEARCHED = (
+    "m.tenant = %(tenant)s AND m.status = %(status)s "
+    "AND (%(scope)s::text IS NULL OR m.scope = %(scope)s) "
+    "AND (%(kind)s::text IS NULL OR m.kind = %(kind)s)"
+)
+# One round trip: the query's words normalized as the memories are, each lexeme quoted as a
+# tsquery operand (no character of the user's text is read as tsquery syntax) and OR-ed;
+# the best matches by ts_rank_cd (GIN index), with the frequency of every query lexeme in
+# each; and the statistics of the searched memories that BM25 weighs words by (how many,
+# their average length, how many hold each lexeme).
+_SEARCH = rf"""
+WITH terms AS (
+    SELECT lexeme,
+           ('''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || '''')::tsquery
+               AS operand
+    FROM (SELECT DISTINCT lexeme
+          FROM unnest(to_tsvector('mcpck_english'::regconfig, %(text)s))) AS words
+),
+query AS (
+    SELECT string_agg(operand::text, ' | ')::tsquery AS q, array_agg(lexeme) AS lexemes
+    FROM terms
+),
+best AS (
+    SELECT m.*, ts_rank_cd(m.tsv, query.q) AS rank
+    FROM memories AS m, query
+    WHERE m.tsv @@ query.q AND {_SEARCHED}
+    ORDER BY rank DESC, m.memory_id
+    LIMIT %(depth)s
+)
+SELECT {_MEMORY_COLUMNS}, best.doc_len,
+    (SELECT jsonb_object_agg(u.lexeme, coalesce(array_length(u.positions, 1), 1))
+     FROM unnest(best.tsv) AS u WHERE u.lexeme = ANY(query.lexemes)) AS tf,
+    stats.documents, stats.average, stats.matching
+FROM best CROSS JOIN query CROSS JOIN (
+    SELECT (SELECT count(*) FROM memories AS m WHERE {_SEARCHED}) AS documents,
+           (SELECT coalesce(avg(m.doc_len), 0) FROM memories AS m WHERE {_SEARCHED})
+               AS average,
+           (SELECT coalesce(jsonb_object_agg(t.lexeme, (
+                SELECT count(*) FROM memories AS m WHERE m.tsv @@ t.operand AND {_SEARCHED}
+            )), '{{}}'::jsonb) FROM terms AS t) AS matching
+) AS stats
+ORDER BY best.rank DESC, best.memory_id
+"""  # noqa: S608 - constant fragments; every value is a bound parameter
 
 
 def _idf(documents: int, matching: int) -> float:
@@ -1050,67 +1088,28 @@ class PostgresStore:
         words = query_terms(query)
         if not words or limit <= 0:
             return []
-        where = (
-            "m.tenant = %(tenant)s AND m.status = %(status)s "
-            "AND (%(scope)s::text IS NULL OR m.scope = %(scope)s) "
-            "AND (%(kind)s::text IS NULL OR m.kind = %(kind)s)"
-        )
         params: dict[str, Any] = {
             "tenant": tenant, "status": status, "scope": scope, "kind": kind,
             "text": " ".join(words), "depth": max(limit, _RERANK_DEPTH),
         }
 
         async def select(conn: Conn) -> list[tuple[Memory, float]]:
-            cursor = await conn.execute(
-                "SELECT coalesce(array_agg(DISTINCT lexeme), '{}') AS lexemes "
-                "FROM unnest(to_tsvector('mcpck_english'::regconfig, %(text)s))",
-                params,
-            )
-            row = await cursor.fetchone()
-            lexemes: list[str] = [] if row is None else list(row["lexemes"])
-            if not lexemes:
-                return []
-            terms = [_tsquery_term(lexeme) for lexeme in lexemes]
-            query_params = {**params, "lexemes": lexemes, "terms": terms,
-                            "query": " | ".join(terms)}
-            cursor = await conn.execute(
-                f"SELECT {_MEMORY_COLUMNS}, m.doc_len, "  # noqa: S608 - constant fragments
-                "ARRAY(SELECT u.lexeme FROM unnest(m.tsv) AS u "
-                "      WHERE u.lexeme = ANY(%(lexemes)s)) AS found, "
-                "ARRAY(SELECT coalesce(array_length(u.positions, 1), 1) FROM unnest(m.tsv) AS u "
-                "      WHERE u.lexeme = ANY(%(lexemes)s)) AS tf "
-                f"FROM memories AS m WHERE m.tsv @@ %(query)s::tsquery AND {where} "
-                "ORDER BY ts_rank_cd(m.tsv, %(query)s::tsquery) DESC, m.memory_id "
-                "LIMIT %(depth)s",
-                query_params,
-            )
+            cursor = await conn.execute(_SEARCH, params)
             found = await cursor.fetchall()
             if not found:
                 return []
-            cursor = await conn.execute(
-                "SELECT count(*) AS documents, coalesce(avg(m.doc_len), 0) AS average, "  # noqa: S608
-                "ARRAY(SELECT (SELECT count(*) FROM memories AS m "
-                f"              WHERE m.tsv @@ t::tsquery AND {where}) "
-                "      FROM unnest(%(terms)s::text[]) WITH ORDINALITY AS x(t, i) "
-                "      ORDER BY i) AS matching "
-                f"FROM memories AS m WHERE {where}",
-                query_params,
-            )
-            stats = await cursor.fetchone()
-            if stats is None:  # pragma: no cover - an aggregate always answers
-                return []
-            documents = int(stats["documents"])
-            average = float(stats["average"]) or 1.0
+            documents = int(found[0]["documents"])
+            average = float(found[0]["average"]) or 1.0
             idf = {
                 lexeme: _idf(documents, int(matching))
-                for lexeme, matching in zip(lexemes, stats["matching"], strict=True)
+                for lexeme, matching in found[0]["matching"].items()
             }
             scored: list[tuple[Memory, float]] = []
             for row in found:
                 norm = _BM25_K1 * (1 - _BM25_B + _BM25_B * row["doc_len"] / average)
                 score = sum(
                     idf[lexeme] * tf * (_BM25_K1 + 1) / (tf + norm)
-                    for lexeme, tf in zip(row["found"], row["tf"], strict=True)
+                    for lexeme, tf in (row["tf"] or {}).items()
                 )
                 scored.append((_to_memory(row), score))
             scored.sort(key=lambda pair: (-pair[1], pair[0].memory_id))
