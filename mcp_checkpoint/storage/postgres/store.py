@@ -686,11 +686,13 @@ class PostgresStore:
         upper = _NO_UPPER_BOUND if until_seq is None else until_seq
 
         async def select(conn: Conn) -> list[Step]:
-            await self._require_run(conn, tenant, run_id)
-            if limit <= 0:
-                return []
-            cursor = await conn.execute(sql, (tenant, run_id, after_seq, upper, limit))
-            return [_to_step(row) for row in await cursor.fetchall()]
+            rows = []
+            if limit > 0:
+                cursor = await conn.execute(sql, (tenant, run_id, after_seq, upper, limit))
+                rows = await cursor.fetchall()
+            if not rows:  # a step implies its run; only an empty page asks about the run
+                await self._require_run(conn, tenant, run_id)
+            return [_to_step(row) for row in rows]
 
         return await self._run(select, write=False)
 
@@ -780,7 +782,6 @@ class PostgresStore:
         """A checkpoint of this run. NotFoundError if the run has no such checkpoint."""
 
         async def select(conn: Conn) -> Checkpoint:
-            await self._require_run(conn, tenant, run_id)
             cursor = await conn.execute(
                 "SELECT * FROM checkpoints WHERE tenant = %s AND run_id = %s "
                 "AND checkpoint_id = %s",
@@ -788,6 +789,7 @@ class PostgresStore:
             )
             row = await cursor.fetchone()
             if row is None:
+                await self._require_run(conn, tenant, run_id)
                 raise NotFoundError(f"checkpoint {checkpoint_id} of run {run_id}")
             return _to_checkpoint(row)
 
@@ -800,13 +802,15 @@ class PostgresStore:
         no such run."""
 
         async def select(conn: Conn) -> Checkpoint | None:
-            await self._require_run(conn, tenant, run_id)
             cursor = await conn.execute(
                 "SELECT * FROM checkpoints WHERE tenant = %s AND run_id = %s AND number = %s",
                 (tenant, run_id, number),
             )
             row = await cursor.fetchone()
-            return None if row is None else _to_checkpoint(row)
+            if row is None:
+                await self._require_run(conn, tenant, run_id)
+                return None
+            return _to_checkpoint(row)
 
         return await self._run(select, write=False)
 
@@ -817,15 +821,17 @@ class PostgresStore:
         such run."""
 
         async def select(conn: Conn) -> list[Checkpoint]:
-            await self._require_run(conn, tenant, run_id)
-            if limit <= 0:
-                return []
-            cursor = await conn.execute(
-                "SELECT * FROM checkpoints WHERE tenant = %s AND run_id = %s "
-                "ORDER BY number DESC LIMIT %s OFFSET %s",
-                (tenant, run_id, limit, max(offset, 0)),
-            )
-            return [_to_checkpoint(row) for row in await cursor.fetchall()]
+            rows = []
+            if limit > 0:
+                cursor = await conn.execute(
+                    "SELECT * FROM checkpoints WHERE tenant = %s AND run_id = %s "
+                    "ORDER BY number DESC LIMIT %s OFFSET %s",
+                    (tenant, run_id, limit, max(offset, 0)),
+                )
+                rows = await cursor.fetchall()
+            if not rows:  # a checkpoint implies its run
+                await self._require_run(conn, tenant, run_id)
+            return [_to_checkpoint(row) for row in rows]
 
         return await self._run(select, write=False)
 
