@@ -25,7 +25,9 @@ __all__ = [
     "truncate_all",
 ]
 
-_TABLES = ("steps", "checkpoints", "runs", "proposals", "memories", "vectors")
+_TABLES = (
+    "steps", "checkpoints", "pruned_checkpoints", "runs", "proposals", "memories", "vectors"
+)
 
 
 def admin_url() -> str:

@@ -55,7 +55,14 @@ from mcp_checkpoint.core.models import (
     StepDraft,
     Tenant,
 )
-from mcp_checkpoint.core.ports import CommitPlan, MemoryStatusChange, MemoryUpdate
+from mcp_checkpoint.core.ports import (
+    CheckpointRef,
+    CommitPlan,
+    ImportRecords,
+    MemoryStatusChange,
+    MemoryUpdate,
+    PruneResult,
+)
 from mcp_checkpoint.errors import (
     BackendError,
     CheckpointError,
@@ -109,7 +116,8 @@ _RUN_COLUMNS = (
     "tenant", "run_id", "objective", "acceptance_criteria", "constraints", "pinned", "status",
     "budget_tokens", "created_at", "updated_at", "updated_us", "head_seq", "step_count",
     "head_hash", "head_tokens", "checkpoint_count", "latest_checkpoint_id", "covered_seq",
-    "covered_tokens", "version",
+    "covered_tokens", "version", "pruned_seq", "pruned_hash", "pruned_tokens",
+    "pruned_checkpoints",
 )
 _INSERT_RUN = (
     f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) "  # noqa: S608 - constant column names
@@ -139,6 +147,10 @@ def _run_row(tenant: Tenant, run: Run) -> dict[str, Any]:
         "covered_seq": run.covered_seq,
         "covered_tokens": run.covered_tokens,
         "version": run.version,
+        "pruned_seq": run.pruned_seq,
+        "pruned_hash": run.pruned_hash,
+        "pruned_tokens": run.pruned_tokens,
+        "pruned_checkpoints": run.pruned_checkpoints,
     }
 
 
@@ -162,6 +174,10 @@ def _to_run(row: DictRow) -> Run:
         covered_seq=row["covered_seq"],
         covered_tokens=row["covered_tokens"],
         version=row["version"],
+        pruned_seq=row["pruned_seq"],
+        pruned_hash=row["pruned_hash"],
+        pruned_tokens=row["pruned_tokens"],
+        pruned_checkpoints=row["pruned_checkpoints"],
     )
 
 
@@ -729,7 +745,9 @@ class PostgresStore:
                     f"{run.head_seq}"
                 )
             covered_tokens = 0
-            if through > 0:
+            if through == run.covered_seq:  # that step may have been pruned
+                covered_tokens = run.covered_tokens
+            elif through > 0:
                 cursor = await conn.execute(
                     "SELECT cum_tokens FROM steps WHERE tenant = %s AND run_id = %s "
                     "AND seq = %s",
@@ -832,6 +850,162 @@ class PostgresStore:
             if not rows:  # a checkpoint implies its run
                 await self._require_run(conn, tenant, run_id)
             return [_to_checkpoint(row) for row in rows]
+
+        return await self._run(select, write=False)
+
+    # -- retention ----------------------------------------------------------------------
+
+    async def list_prunable_runs(
+        self,
+        tenant: Tenant | None,
+        *,
+        finished_before: datetime,
+        after: tuple[Tenant, RunId] | None = None,
+        limit: int,
+    ) -> list[tuple[Tenant, Run]]:
+        """Finished runs last updated before ``finished_before``, by (tenant, run_id)
+        after ``after``, at most ``limit``; one tenant's or every tenant's (see the port).
+        Ids compare bytewise (``COLLATE "C"``), so the ``after`` key pages exactly as the
+        listing is ordered, on every backend."""
+        if limit <= 0:
+            return []
+        where = ["status <> 'active'", "updated_us < %s"]
+        params: list[Any] = [_micros(finished_before)]
+        if tenant is not None:
+            where.append("tenant = %s")
+            params.append(tenant)
+        if after is not None:
+            where.append('(tenant, run_id) > (%s COLLATE "C", %s COLLATE "C")')
+            params += [after[0], after[1]]
+        sql = (
+            f"SELECT * FROM runs WHERE {' AND '.join(where)} "  # noqa: S608 - constants
+            'ORDER BY tenant COLLATE "C", run_id COLLATE "C" LIMIT %s'
+        )
+
+        async def select(conn: Conn) -> list[tuple[Tenant, Run]]:
+            cursor = await conn.execute(sql, (*params, limit))
+            return [(Tenant(row["tenant"]), _to_run(row)) for row in await cursor.fetchall()]
+
+        return await self._run(select, write=False)
+
+    async def prune_run(
+        self,
+        tenant: Tenant,
+        run_id: RunId,
+        *,
+        keep_checkpoints: int,
+        finished_before: datetime,
+        dry_run: bool = False,
+        now: datetime,
+    ) -> PruneResult:
+        """Remove a finished run's old checkpoints and the steps they cover, in one
+        transaction (see the port). The run's row is locked first (as appends and
+        checkpoints lock it) and its status and ``updated_at`` are checked under the lock:
+        a run that moved on since it was listed is skipped, and no append can slip in
+        between the check and the delete. Freed space is reused by later writes
+        (autovacuum reclaims dead rows)."""
+        if keep_checkpoints < 1:
+            raise InvalidArgumentError("keep_checkpoints must be at least 1")
+
+        async def prune(conn: Conn) -> PruneResult:
+            run = await self._load_run(conn, tenant, run_id, lock=True)
+            skipped = (
+                "active" if run.status == "active"
+                else "recent" if run.updated_at >= finished_before
+                else "no checkpoint" if run.checkpoint_count == 0
+                else None
+            )
+            if skipped is not None:
+                return PruneResult(tenant, run_id, dry_run, skipped, through_seq=run.pruned_seq)
+            oldest_kept = max(run.checkpoint_count - keep_checkpoints + 1, 1)
+            cursor = await conn.execute(
+                "SELECT through_seq FROM checkpoints WHERE tenant = %s AND run_id = %s "
+                "AND number = %s",
+                (tenant, run_id, oldest_kept),
+            )
+            kept = await cursor.fetchone()
+            if kept is None:  # pragma: no cover - numbers are gap-free above the pruned
+                raise BackendError(f"checkpoint {oldest_kept} of run {run_id} is missing")
+            boundary = max(int(kept["through_seq"]), run.pruned_seq)
+            cursor = await conn.execute(
+                "SELECT checkpoint_id, number FROM checkpoints "
+                "WHERE tenant = %s AND run_id = %s AND number < %s ORDER BY number",
+                (tenant, run_id, oldest_kept),
+            )
+            dropped = await cursor.fetchall()
+            last = None
+            if boundary > run.pruned_seq:
+                cursor = await conn.execute(
+                    "SELECT hash, cum_tokens FROM steps WHERE tenant = %s AND run_id = %s "
+                    "AND seq = %s",
+                    (tenant, run_id, boundary),
+                )
+                last = await cursor.fetchone()
+                if last is None:  # pragma: no cover - seq is gap-free after pruned_seq
+                    raise BackendError(f"step {boundary} of run {run_id} is missing")
+            result = PruneResult(
+                tenant, run_id, dry_run,
+                steps_removed=boundary - run.pruned_seq,
+                through_seq=boundary,
+                checkpoint_ids=[CheckpointId(row["checkpoint_id"]) for row in dropped],
+            )
+            if dry_run or not result.removed_anything:
+                return result
+            if last is not None:
+                # The idempotency keys of these steps go with them.
+                await conn.execute(
+                    "DELETE FROM steps WHERE tenant = %s AND run_id = %s AND seq <= %s",
+                    (tenant, run_id, boundary),
+                )
+            if dropped:
+                # Each removed checkpoint leaves its tombstone, in the same statement.
+                await conn.execute(
+                    "WITH gone AS ("
+                    " DELETE FROM checkpoints WHERE tenant = %s AND run_id = %s AND number < %s"
+                    " RETURNING tenant, checkpoint_id, run_id, number, through_seq) "
+                    "INSERT INTO pruned_checkpoints (tenant, checkpoint_id, run_id, number, "
+                    "through_seq, pruned_at) "
+                    "SELECT tenant, checkpoint_id, run_id, number, through_seq, %s FROM gone",
+                    (tenant, run_id, oldest_kept, _iso(now)),
+                )
+            # Pruning is not activity: updated_at stays, the version moves.
+            await conn.execute(
+                "UPDATE runs SET version = version + 1, pruned_seq = %s, pruned_hash = %s, "
+                "pruned_tokens = %s, pruned_checkpoints = %s "
+                "WHERE tenant = %s AND run_id = %s",
+                (
+                    boundary,
+                    run.pruned_hash if last is None else last["hash"],
+                    run.pruned_tokens if last is None else last["cum_tokens"],
+                    dropped[-1]["number"] if dropped else run.pruned_checkpoints,
+                    tenant,
+                    run_id,
+                ),
+            )
+            return result
+
+        return await self._run(prune, write=True)
+
+    async def find_checkpoint(
+        self, tenant: Tenant, checkpoint_id: CheckpointId
+    ) -> CheckpointRef | None:
+        """Where a checkpoint id points, also after pruning (see the port)."""
+
+        async def select(conn: Conn) -> CheckpointRef | None:
+            cursor = await conn.execute(
+                "SELECT run_id, number, through_seq, false AS pruned FROM checkpoints "
+                "WHERE tenant = %s AND checkpoint_id = %s "
+                "UNION ALL SELECT run_id, number, through_seq, true FROM pruned_checkpoints "
+                "WHERE tenant = %s AND checkpoint_id = %s LIMIT 1",
+                (tenant, checkpoint_id, tenant, checkpoint_id),
+            )
+            row = await cursor.fetchone()
+            if row is None:
+                return None
+            return CheckpointRef(
+                checkpoint_id, RunId(row["run_id"]), int(row["number"]),
+                int(row["through_seq"]), pruned=bool(row["pruned"]),
+            )
 
         return await self._run(select, write=False)
 
@@ -1122,3 +1296,89 @@ class PostgresStore:
             return scored[:limit]
 
         return await self._run(select, write=False)
+
+    # -- import -------------------------------------------------------------------------
+
+    async def import_records(self, tenant: Tenant, records: ImportRecords) -> None:
+        """Insert ``records`` as given, in one transaction; ConflictError naming the id,
+        with nothing written, if one exists or is given twice (see the port). Imported
+        memories are searchable at once: their ``tsvector`` is a generated column."""
+
+        async def insert(conn: Conn) -> None:
+            what = "a record"
+            try:
+                async with conn.cursor() as cursor:
+                    for item in records.runs:
+                        what = f"run {item.run.run_id}"
+                        await cursor.execute(_INSERT_RUN, _run_row(tenant, item.run))
+                        if item.steps:
+                            await cursor.executemany(
+                                "INSERT INTO steps (tenant, run_id, seq, episode, tool, input, "
+                                "output, reasoning, status, idempotency_key, tokens, "
+                                "cum_tokens, created_at, prev_hash, hash, request_hash, ack) "
+                                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+                                "%s, %s, %s, %s)",
+                                [
+                                    (
+                                        tenant, s.run_id, s.seq, s.episode, s.tool,
+                                        _json(s.input), _json(s.output), s.reasoning, s.status,
+                                        s.idempotency_key, s.tokens, s.cum_tokens,
+                                        _iso(s.created_at), s.prev_hash, s.hash,
+                                        imported.request_hash, imported.ack.model_dump_json(),
+                                    )
+                                    for imported in item.steps
+                                    for s in (imported.step,)
+                                ],
+                            )
+                        if item.checkpoints:
+                            await cursor.executemany(
+                                "INSERT INTO checkpoints (tenant, run_id, checkpoint_id, "
+                                "number, parent_id, through_seq, head_seq, content, source, "
+                                "tokens, created_at) "
+                                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                                [
+                                    (
+                                        tenant, c.run_id, c.checkpoint_id, c.number,
+                                        c.parent_id, c.through_seq, c.head_seq,
+                                        c.content.model_dump_json(), c.source, c.tokens,
+                                        _iso(c.created_at),
+                                    )
+                                    for c in item.checkpoints
+                                ],
+                            )
+                    for proposal in records.proposals:
+                        what = f"batch {proposal.batch_id}"
+                        await cursor.execute(
+                            "INSERT INTO proposals (tenant, batch_id, run_id, status, items, "
+                            "created_at, expires_at, committed_at, accepted, rejected, "
+                            "memory_ids) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                            (
+                                tenant, proposal.batch_id, proposal.run_id, proposal.status,
+                                _ITEMS.dump_json(proposal.items).decode("utf-8"),
+                                _iso(proposal.created_at), _iso(proposal.expires_at),
+                                None if proposal.committed_at is None
+                                else _iso(proposal.committed_at),
+                                _json(proposal.accepted), _json(proposal.rejected),
+                                _MEMORY_IDS.dump_json(proposal.memory_ids).decode("utf-8"),
+                            ),
+                        )
+                    for memory in records.memories:
+                        what = f"memory {memory.memory_id}"
+                        await cursor.execute(
+                            "INSERT INTO memories (tenant, memory_id, content, kind, scope, "
+                            "status, confidence, source_refs, batch_id, run_id, superseded_by, "
+                            "created_at, updated_at, version) "
+                            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                            (
+                                tenant, memory.memory_id, memory.content, memory.kind,
+                                memory.scope, memory.status, memory.confidence,
+                                _json(memory.source_refs), memory.batch_id, memory.run_id,
+                                memory.superseded_by, _iso(memory.created_at),
+                                _iso(memory.updated_at), memory.version,
+                            ),
+                        )
+            except errors.UniqueViolation as exc:
+                # The transaction is aborted; _run rolls it back as this propagates.
+                raise ConflictError(f"{what} already exists") from exc
+
+        await self._run(insert, write=True)
