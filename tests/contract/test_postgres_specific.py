@@ -13,8 +13,8 @@ import pytest
 
 from mcp_checkpoint.config import PostgresSettings, Settings
 from mcp_checkpoint.core.ledger import verify_run
-from mcp_checkpoint.core.models import BatchId, MemoryId, RunId
-from mcp_checkpoint.core.ports import CommitPlan
+from mcp_checkpoint.core.models import BatchId, CheckpointContent, CheckpointId, MemoryId, RunId
+from mcp_checkpoint.core.ports import CheckpointRef, CommitPlan
 from mcp_checkpoint.errors import BackendError, ConflictError
 from mcp_checkpoint.storage import make_store
 from mcp_checkpoint.storage.postgres import PostgresStore, mask_url
@@ -338,3 +338,63 @@ async def test_one_batch_committed_by_two_stores_at_once_is_applied_once(
     assert sorted(outcomes) == ["committed", "conflict", "conflict", "conflict"]
     assert [m.memory_id for _, m in memories] == ["m1", "m2"]
     assert proposal.status == "committed"
+
+
+async def test_a_database_of_schema_1_is_migrated_with_its_runs_kept_and_prunable(
+    fresh_database: str, clock: Clock
+) -> None:
+    first = known_migrations()[0]
+    async with await psycopg.AsyncConnection.connect(fresh_database, autocommit=True) as conn:
+        await conn.execute(first.script.encode("utf-8"))
+        await conn.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+            "applied_at TEXT NOT NULL)"
+        )
+        await conn.execute(
+            "INSERT INTO schema_migrations VALUES (1, %s, 'then')", (first.name,)
+        )
+        # A run as version 1 stored it (no retention columns).
+        await conn.execute(
+            "INSERT INTO runs (tenant, run_id, objective, acceptance_criteria, constraints, "
+            "pinned, status, budget_tokens, created_at, updated_at, updated_us, head_seq, "
+            "step_count, head_hash, head_tokens, checkpoint_count, latest_checkpoint_id, "
+            "covered_seq, covered_tokens, version) VALUES (%s, 'old', 'o', '[]', '[]', '[]', "
+            "'active', 1000, %s, %s, 0, 0, 0, %s, 0, 0, NULL, 0, 0, 1)",
+            (TENANT_A, clock().isoformat(), clock().isoformat(), "0" * 64),
+        )
+
+    store = PostgresStore(fresh_database, PostgresSettings())
+    await store.open()
+    try:
+        assert await store.schema_version() == LATEST
+        run = await store.get_run(TENANT_A, RunId("old"))
+        assert (run.pruned_seq, run.pruned_hash, run.pruned_tokens, run.pruned_checkpoints) == (
+            0, None, 0, 0
+        )
+        assert await store.find_checkpoint(TENANT_A, CheckpointId("nope")) is None
+        # The old run goes on, is finished and pruned like any other.
+        for i in range(1, 5):
+            await append(store, "old", draft(i), now=clock())
+            if i % 2 == 0:
+                await store.add_checkpoint(
+                    TENANT_A, RunId("old"), checkpoint_id=CheckpointId(f"c{i}"),
+                    parent_id=None if i == 2 else CheckpointId("c2"), through_seq=i,
+                    content=CheckpointContent(progress=[f"{i} done"]), source="model",
+                    tokens=5, now=clock(),
+                )
+        run = await store.get_run(TENANT_A, RunId("old"))
+        await store.update_run(
+            TENANT_A, RunId("old"), expected_version=run.version, status="completed",
+            now=clock(),
+        )
+        result = await store.prune_run(
+            TENANT_A, RunId("old"), keep_checkpoints=1, finished_before=clock(), now=clock()
+        )
+        assert (result.steps_removed, result.checkpoint_ids) == (4, ["c2"])
+        assert await store.find_checkpoint(TENANT_A, CheckpointId("c2")) == CheckpointRef(
+            CheckpointId("c2"), RunId("old"), 1, 2, pruned=True
+        )
+        pruned = await store.get_run(TENANT_A, RunId("old"))
+        assert (pruned.pruned_seq, pruned.pruned_checkpoints) == (4, 1)
+    finally:
+        await store.close()
