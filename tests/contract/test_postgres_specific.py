@@ -398,3 +398,66 @@ async def test_a_database_of_schema_1_is_migrated_with_its_runs_kept_and_prunabl
         assert (pruned.pruned_seq, pruned.pruned_checkpoints) == (4, 1)
     finally:
         await store.close()
+
+
+async def test_prune_waits_for_the_run_lock_and_rechecks_the_run_under_it(
+    postgres_url: str, clock: Clock
+) -> None:
+    """A finished run is reopened by another process while ``prune_run`` is about to
+    start: the prune waits for that transaction's row lock, then sees the run active and
+    removes nothing (it never acts on what it read before the lock)."""
+    store = PostgresStore(postgres_url, PostgresSettings())
+    await store.open()
+    try:
+        await store.create_run(TENANT_A, make_run("r1", now=clock()))
+        for i in range(1, 5):
+            await append(store, "r1", draft(i), now=clock())
+        await store.add_checkpoint(
+            TENANT_A, RunId("r1"), checkpoint_id=CheckpointId("c1"), parent_id=None,
+            through_seq=4, content=CheckpointContent(progress=["4 done"]), source="model",
+            tokens=5, now=clock(),
+        )
+        run = await store.get_run(TENANT_A, RunId("r1"))
+        await store.update_run(
+            TENANT_A, RunId("r1"), expected_version=run.version, status="completed",
+            now=clock(),
+        )
+        cutoff = clock()
+        results = []
+        async with await psycopg.AsyncConnection.connect(postgres_url) as other:
+            # Another process holds the row lock and reopens the run (not yet committed).
+            await other.execute(
+                "SELECT 1 FROM runs WHERE tenant = %s AND run_id = 'r1' FOR UPDATE", (TENANT_A,)
+            )
+            await other.execute(
+                "UPDATE runs SET status = 'active' WHERE tenant = %s AND run_id = 'r1'",
+                (TENANT_A,),
+            )
+
+            async def prune() -> None:
+                results.append(await store.prune_run(
+                    TENANT_A, RunId("r1"), keep_checkpoints=1, finished_before=cutoff,
+                    now=clock(),
+                ))
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(prune)
+                with anyio.fail_after(HANG):  # until the prune waits for the lock
+                    while True:
+                        cursor = await other.execute(
+                            "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                            "current_database() AND wait_event_type = 'Lock'"
+                        )
+                        row = await cursor.fetchone()
+                        if row is not None and row[0] > 0:
+                            break
+                        await anyio.sleep(0.02)
+                assert results == []  # still waiting
+                await other.commit()
+        after = await store.get_run(TENANT_A, RunId("r1"))
+        steps = await store.get_steps(TENANT_A, RunId("r1"), limit=10)
+    finally:
+        await store.close()
+
+    assert results[0].skipped == "active" and not results[0].removed_anything
+    assert after.status == "active" and after.pruned_seq == 0 and len(steps) == 4

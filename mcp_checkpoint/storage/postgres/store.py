@@ -5,8 +5,11 @@ Every write is one transaction. Appends and checkpoints first lock their run's r
 idempotency check, hash chain, head update) is serialized per run across every process
 sharing the database, while different runs proceed in parallel. Primary keys and unique
 indexes stay the final word on identity and ordering; compare-and-set on versions guards
-memories and runs. Lexical search is PostgreSQL full-text search (a GIN index over a
-generated ``tsvector``), scored by BM25 with the statistics of the searched memories.
+memories and runs. Retention (``prune_run``) takes the same row lock, so it never races an
+append; removed checkpoints leave tombstones in ``pruned_checkpoints``. Lexical search is
+PostgreSQL full-text search (a GIN index over a generated ``tsvector``, so imported
+memories are searchable at once), scored by BM25 with the statistics of the searched
+memories.
 
 Outages: every call runs under ``postgres.operation_timeout_s`` (pool wait, queries and
 commit together) and the server enforces ``statement_timeout_ms``; a lost server, a full
