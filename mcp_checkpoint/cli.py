@@ -42,6 +42,7 @@ from mcp_checkpoint.core.tokens import HeuristicTokenizer
 from mcp_checkpoint.embeddings import embeddings_status, make_embedder
 from mcp_checkpoint.errors import CheckpointError, ConfigError
 from mcp_checkpoint.storage import make_store, make_vector_index
+from mcp_checkpoint.storage._urls import mask_url
 
 __all__ = ["main"]
 
@@ -96,7 +97,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     server = build_server(settings)
     logging.getLogger("mcp_checkpoint").info(
-        "serving on stdio (store: %s)", settings.store_url or settings.sqlite_path
+        "serving on stdio (store: %s)",
+        mask_url(settings.store_url) if settings.store_url else settings.sqlite_path,
     )
     server.run("stdio")
     return 0
@@ -385,7 +387,7 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
         "python": platform.python_version(),
         "mcp": _installed("mcp"),
         "data_dir": str(settings.data_dir),
-        "store": settings.store_url or f"sqlite:///{settings.sqlite_path}",
+        "store": mask_url(settings.store_url or f"sqlite:///{settings.sqlite_path}"),
         "tenant": settings.tenant,
         "tokenizer": HeuristicTokenizer().name,
         "extras": {name: _installed(mod) for name, mod in EXTRAS.items()},
@@ -402,6 +404,9 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
         schema = getattr(store, "schema_version", None)
         if schema is not None:
             report["schema_version"] = await schema()
+        describe = getattr(store, "describe", None)
+        if describe is not None:
+            report["backend"] = await describe()
         integrity = getattr(store, "integrity_check", None)
         if integrity is not None:
             report["integrity"] = await integrity()
@@ -428,6 +433,11 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
             if key == "extras":
                 shown = ", ".join(f"{k}: {v or 'not installed'}" for k, v in value.items())
                 _out(f"{'extras':<15} {shown}")
+            elif key == "backend":
+                for name, detail in value.items():
+                    if isinstance(detail, dict):
+                        detail = ", ".join(f"{k}={v}" for k, v in detail.items())
+                    _out(f"{name:<15} {detail}")
             elif key != "problems":
                 _out(f"{key:<15} {value}")
         _out("doctor: " + ("ok" if not problems else "PROBLEMS: " + "; ".join(problems)))

@@ -21,6 +21,7 @@ __all__ = [
     "JwtSettings",
     "LimitSettings",
     "MemorySettings",
+    "PostgresSettings",
     "RehydrateSettings",
     "RetentionSettings",
     "SamplingSettings",
@@ -212,15 +213,63 @@ class RetentionSettings(_Group):
     )
 
 
+class PostgresSettings(_Group):
+    """The PostgreSQL store (``store_url = postgresql://...``): its connection pool and how
+    long an operation may take before it is ``backend_unavailable``."""
+
+    pool_min_size: int = Field(1, ge=0, description="Connections the pool keeps open.")
+    pool_max_size: int = Field(10, ge=1, description="Most connections the pool opens.")
+    pool_max_idle_s: float = Field(
+        300.0, gt=0, description="An idle connection above pool_min_size closes after this."
+    )
+    pool_max_lifetime_s: float = Field(
+        3600.0, gt=0, description="A connection is replaced after this long."
+    )
+    connect_timeout_s: float = Field(
+        5.0, gt=0, description="Longest wait to open one connection."
+    )
+    pool_timeout_s: float = Field(
+        5.0, gt=0, description="Longest wait for a free connection from the pool."
+    )
+    reconnect_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description=(
+            "While the server is unreachable the pool retries with a doubling delay; past "
+            "this it starts over at 1 s, so recovery after a long outage stays prompt."
+        ),
+    )
+    statement_timeout_ms: int = Field(
+        10_000, ge=0, description="Server-side limit of one statement (0 = none)."
+    )
+    operation_timeout_s: float = Field(
+        15.0,
+        gt=0,
+        description=(
+            "Client-side limit of one store call (pool wait + queries + commit); past it "
+            "the call fails with backend_unavailable instead of hanging on a lost server."
+        ),
+    )
+    migration_lock_timeout_s: float = Field(
+        60.0, gt=0, description="Longest wait for another process that is migrating."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> PostgresSettings:
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError("postgres.pool_min_size must not exceed postgres.pool_max_size")
+        return self
+
+
 class VectorSettings(_Group):
     """Where memory vectors live (the vector half of semantic search)."""
 
     backend: Literal["auto", "sqlite", "qdrant", "memory"] = Field(
         "auto",
         description=(
-            "auto = in the SQLite store's file when the store is SQLite, in process for "
-            "'memory://'; 'qdrant' = a Qdrant server (qdrant_url) or local folder "
-            "(qdrant_path; needs the 'qdrant' extra)."
+            "auto = in the store's own file or database when the store is SQLite or "
+            "PostgreSQL, in process for 'memory://'; 'qdrant' = a Qdrant server "
+            "(qdrant_url) or local folder (qdrant_path; needs the 'qdrant' extra)."
         ),
     )
     qdrant_url: str | None = Field(None, description="URL of a Qdrant server.")
@@ -348,7 +397,8 @@ class Settings(BaseSettings):
         None,
         description=(
             "Storage: unset = SQLite file in data_dir; 'sqlite:///PATH' = that file; "
-            "'memory://' = in-process, nothing persisted (tests, experiments)."
+            "'memory://' = in-process, nothing persisted (tests, experiments); "
+            "'postgresql://user:password@host:port/db' = PostgreSQL (the 'postgres' extra)."
         ),
     )
     tenant: str = Field("local", min_length=1, description="Tenant of a stdio server.")
@@ -362,6 +412,7 @@ class Settings(BaseSettings):
     sampling: SamplingSettings = SamplingSettings()
     memory: MemorySettings = MemorySettings()
     sqlite: SqliteSettings = SqliteSettings()
+    postgres: PostgresSettings = PostgresSettings()
     embeddings: EmbeddingSettings = EmbeddingSettings()
     vectors: VectorSettings = VectorSettings()
     retention: RetentionSettings = RetentionSettings()
@@ -380,9 +431,11 @@ class Settings(BaseSettings):
                 "[limits.min_budget_tokens, limits.max_budget_tokens]"
             )
         if self.store_url is not None and not self.store_url.startswith(
-            ("sqlite://", "memory://")
+            ("sqlite://", "memory://", "postgresql://", "postgres://")
         ):
-            raise ValueError("store_url must start with 'sqlite://' or 'memory://'")
+            raise ValueError(
+                "store_url must start with 'sqlite://', 'memory://' or 'postgresql://'"
+            )
         return self
 
     @property

@@ -12,6 +12,8 @@ import os
 
 import pytest
 
+from tests._postgres import postgres_session_url, postgres_url  # noqa: F401 - fixtures
+
 TEST_EMBEDDINGS = {"MCP_CHECKPOINT_EMBEDDINGS__PROVIDER": "hashing"}
 
 

@@ -2,7 +2,8 @@
 
 ``loop`` drives a real server through a real MCP client; ``tokens`` measures the offline
 token counter against the real o200k_base encoding (the ``bench`` extra); ``locomo``
-measures memory retrieval on LoCoMo (lexical and hybrid servers, through a real client).
+measures memory retrieval on LoCoMo (lexical and hybrid servers, through a real client);
+``throughput`` measures record_step from several server processes sharing one store.
 Each prints its figures (and writes them as JSON with ``--json``). Targets live here and in
 the notes, never as timed assertions in unit tests.
 """
@@ -53,6 +54,14 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     from mcp_checkpoint.bench import load as load_bench
 
     load_bench.add_arguments(load)
+    throughput = sub.add_parser(
+        "throughput",
+        help="record_step throughput and latency from several server processes on one run, "
+        "then rehydrate latency (any store: SQLite file or --store-url)",
+    )
+    from mcp_checkpoint.bench import throughput as throughput_bench
+
+    throughput_bench.add_arguments(throughput)
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -77,4 +86,8 @@ def run_bench(args: argparse.Namespace) -> int:
         from mcp_checkpoint.bench.load import main as load_main
 
         return load_main(args)
+    if args.bench_command == "throughput":
+        from mcp_checkpoint.bench.throughput import main as throughput_main
+
+        return throughput_main(args)
     raise SystemExit(f"unknown benchmark {args.bench_command}")

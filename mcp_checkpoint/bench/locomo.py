@@ -48,6 +48,7 @@ import re
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ from mcp_checkpoint.config import Settings, VectorSettings
 from mcp_checkpoint.core.models import MemoryId, Tenant
 from mcp_checkpoint.errors import CheckpointError
 from mcp_checkpoint.storage import make_store, make_vector_index
+from mcp_checkpoint.storage._urls import mask_url
 
 __all__ = ["add_arguments", "main"]
 
@@ -110,6 +112,17 @@ def _k(raw: str) -> int:
     return value
 
 
+def _modes(raw: str) -> tuple[Mode, ...]:
+    wanted = [name.strip() for name in raw.split(",") if name.strip()]
+    known: dict[str, Mode] = {mode.name: mode for mode in MODES}
+    unknown = [name for name in wanted if name not in known]
+    if unknown or not wanted:
+        raise argparse.ArgumentTypeError(
+            f"modes are a comma-separated choice of {', '.join(known)}; got {raw!r}"
+        )
+    return tuple(known[name] for name in dict.fromkeys(wanted))
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``bench locomo``."""
     parser.add_argument(
@@ -128,6 +141,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=10,
         help="hits asked of search_memory (default 10; recall@10 and NDCG@10 count only "
         "the hits returned)",
+    )
+    parser.add_argument(
+        "--store-url",
+        metavar="URL",
+        help="the store every mode uses instead of a fresh temporary SQLite file, e.g. "
+        "postgresql://user@host/db (each mode writes under a new tenant of its own)",
+    )
+    parser.add_argument(
+        "--modes",
+        default="lexical,hybrid",
+        type=_modes,
+        help="comma-separated modes to run (default lexical,hybrid; hybrid needs the "
+        "embeddings extra)",
     )
 
 
@@ -464,11 +490,14 @@ async def _rehydrate(client: TimedClient, conversations: Sequence[Conversation],
             tally.rehydrate_recall.append(found / len(question.evidence))
 
 
-async def _vectors_stored(data_dir: Path, store_url: str, ids: Sequence[str]) -> dict[str, Any]:
-    """After the server exits: which model's vectors the file holds, and for how many of
+async def _vectors_stored(
+    data_dir: Path, store_url: str, tenant: Tenant, ids: Sequence[str]
+) -> dict[str, Any]:
+    """After the server exits: which model's vectors the store holds, and for how many of
     the benchmark's memories."""
-    settings = Settings(data_dir=data_dir, store_url=store_url, tenant=TENANT,
-                        vectors=VectorSettings(backend="sqlite"))
+    backend = "sqlite" if store_url.startswith("sqlite") else "auto"
+    settings = Settings(data_dir=data_dir, store_url=store_url, tenant=tenant,
+                        vectors=VectorSettings.model_validate({"backend": backend}))
     store = make_store(settings)
     await store.open()
     index = make_vector_index(settings, store)
@@ -477,7 +506,7 @@ async def _vectors_stored(data_dir: Path, store_url: str, ids: Sequence[str]) ->
         space = await index.space()
         if space is None:
             return {"model_id": None, "dimension": None, "memories_with_vector": 0}
-        have = await index.indexed(TENANT, space[0], [MemoryId(i) for i in ids])
+        have = await index.indexed(tenant, space[0], [MemoryId(i) for i in ids])
         return {"model_id": space[0], "dimension": space[1], "memories_with_vector": len(have)}
     finally:
         await index.close()
@@ -491,16 +520,20 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
-async def _run_mode(mode: Mode, conversations: Sequence[Conversation], k: int) -> dict[str, Any]:
+async def _run_mode(
+    mode: Mode, conversations: Sequence[Conversation], k: int, given_url: str | None
+) -> dict[str, Any]:
     tally = ModeTally()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"mcp-checkpoint-locomo-{mode.name}-") as tmp:
         data_dir = Path(tmp)
-        store_url = f"sqlite:///{data_dir / 'bench.db'}"
+        store_url = given_url or f"sqlite:///{data_dir / 'bench.db'}"
+        # A given store may hold earlier benchmarks' memories: each mode writes its own tenant.
+        tenant = Tenant(f"{TENANT}-{mode.name}-{uuid.uuid4().hex[:8]}") if given_url else TENANT
         env = {
             "MCP_CHECKPOINT_DATA_DIR": str(data_dir),
             "MCP_CHECKPOINT_STORE_URL": store_url,
-            "MCP_CHECKPOINT_TENANT": TENANT,
+            "MCP_CHECKPOINT_TENANT": tenant,
             "MCP_CHECKPOINT_LOG_LEVEL": "WARNING",
             "MCP_CHECKPOINT_EMBEDDINGS__PROVIDER": mode.provider,
         }
@@ -533,7 +566,7 @@ async def _run_mode(mode: Mode, conversations: Sequence[Conversation], k: int) -
             raise BenchError(
                 f"{mode.name}: the server failed ({what}); its stderr ends with:\n{tail}"
             ) from exc
-        vectors = await _vectors_stored(data_dir, store_url, list(tally.memory_of))
+        vectors = await _vectors_stored(data_dir, store_url, tenant, list(tally.memory_of))
     return _mode_report(mode, tally, vectors, env, time.perf_counter() - started)
 
 
@@ -603,8 +636,8 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     if not any(c.questions for c in conversations):
         raise BenchError(f"{args.data}: no question of categories 1-4 names an existing turn")
     modes: dict[str, Any] = {}
-    for mode in MODES:
-        modes[mode.name] = await _run_mode(mode, conversations, args.k)
+    for mode in args.modes:
+        modes[mode.name] = await _run_mode(mode, conversations, args.k, args.store_url)
     return _report(args, conversations, modes, time.perf_counter() - started)
 
 
@@ -621,6 +654,8 @@ def _report(args: argparse.Namespace, conversations: Sequence[Conversation],
     turns = sum(len(c.turns) for c in conversations)
     targets = []
     for name, goal in (("hybrid", TARGET_HYBRID_RECALL5), ("lexical", TARGET_LEXICAL_RECALL5)):
+        if name not in modes:
+            continue
         value = modes[name]["retrieval"]["overall"]["turn_recall@5"]
         targets.append(_target(f"{name} turn recall@5", f">= {goal:.2f}", value,
                                value is not None and value >= goal))
@@ -655,7 +690,8 @@ def _report(args: argparse.Namespace, conversations: Sequence[Conversation],
         "server": {
             "command": f"{Path(sys.executable).name} -m mcp_checkpoint serve",
             "transport": "stdio",
-            "store": "a fresh SQLite file per mode (default settings)",
+            "store": f"{mask_url(args.store_url)}, a new tenant per mode" if args.store_url
+            else "a fresh SQLite file per mode (default settings)",
         },
         "modes": modes,
         "targets": targets,

@@ -34,6 +34,7 @@ import re
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ from mcp_checkpoint.core.render import step_tokens
 from mcp_checkpoint.core.tokens import HeuristicTokenizer
 from mcp_checkpoint.errors import CheckpointError
 from mcp_checkpoint.storage import make_store
+from mcp_checkpoint.storage._urls import mask_url
 
 __all__ = ["add_arguments", "main"]
 
@@ -100,6 +102,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--budget",
         type=int,
         help="budget_tokens of every run (default: the server's rehydrate.default_budget_tokens)",
+    )
+    parser.add_argument(
+        "--store-url",
+        metavar="URL",
+        help="the store to use instead of a fresh temporary SQLite file, e.g. "
+        "postgresql://user@host/db (the benchmark writes under a new tenant of its own)",
     )
     parser.add_argument(
         "--server-env",
@@ -536,9 +544,10 @@ async def _seed(
     store = make_store(settings)
     await store.open()
     try:
+        tenant = Tenant(settings.tenant)
         episodes = Episodes(store, HeuristicTokenizer(), settings)
         await episodes.start_run(
-            TENANT,
+            tenant,
             f"Scale: {count:,} SWE-agent steps replayed cyclically (seeded).",
             run_id=run_id,
             budget_tokens=budget,
@@ -547,14 +556,14 @@ async def _seed(
         checkpoints = 0
         start = time.perf_counter()
         for i in range(count):
-            ack = await episodes.record_step(TENANT, run_id, drafts[i % len(drafts)])
+            ack = await episodes.record_step(tenant, run_id, drafts[i % len(drafts)])
             if ack.checkpoint_due:
-                await episodes.checkpoint(TENANT, run_id, CheckpointPatch())
+                await episodes.checkpoint(tenant, run_id, CheckpointPatch())
                 checkpoints += 1
             if (i + 1) % 10_000 == 0:
                 _progress(f"seeded {i + 1:,}/{count:,} steps of {run_id}")
         seconds = time.perf_counter() - start
-        run = await store.get_run(TENANT, RunId(run_id))
+        run = await store.get_run(tenant, RunId(run_id))
         return Seeded(run_id, run.step_count, checkpoints, run.head_tokens, seconds)
     finally:
         await store.close()
@@ -601,11 +610,13 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
-def _server_env(store_url: str, data_dir: Path, extra: Sequence[str]) -> dict[str, str]:
+def _server_env(
+    store_url: str, tenant: Tenant, data_dir: Path, extra: Sequence[str]
+) -> dict[str, str]:
     env = {
         "MCP_CHECKPOINT_DATA_DIR": str(data_dir),
         "MCP_CHECKPOINT_STORE_URL": store_url,
-        "MCP_CHECKPOINT_TENANT": TENANT,
+        "MCP_CHECKPOINT_TENANT": tenant,
         "MCP_CHECKPOINT_BENCH_NOOP_TOOL": "1",
         "MCP_CHECKPOINT_LOG_LEVEL": "WARNING",
     }
@@ -618,11 +629,13 @@ def _server_env(store_url: str, data_dir: Path, extra: Sequence[str]) -> dict[st
 
 
 async def _verify_store(settings: Settings) -> dict[str, Any]:
-    """After the server exits: the SQLite file holds what the benchmark wrote."""
+    """After the server exits: the store holds what the benchmark wrote."""
     store = make_store(settings)
     await store.open()
     try:
-        runs = await store.list_runs(TENANT, status=None, limit=10_000, offset=0)
+        runs = await store.list_runs(
+            Tenant(settings.tenant), status=None, limit=10_000, offset=0
+        )
         return {"runs": len(runs), "steps": sum(r.step_count for r in runs)}
     finally:
         await store.close()
@@ -636,18 +649,20 @@ async def _bench(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="mcp-checkpoint-bench-") as tmp:
         data_dir = Path(tmp)
         db = data_dir / "bench.db"
-        store_url = f"sqlite:///{db}"
-        env = _server_env(store_url, data_dir, args.server_env)
+        store_url = args.store_url or f"sqlite:///{db}"
+        # A given store may hold earlier benchmarks' runs: this one writes a tenant of its own.
+        tenant = Tenant(f"{TENANT}-{uuid.uuid4().hex[:8]}") if args.store_url else TENANT
+        env = _server_env(store_url, tenant, data_dir, args.server_env)
         # Seeding needs no per-commit fsync; the server keeps its own (default) setting.
         seed_settings = Settings(
             data_dir=data_dir,
             store_url=store_url,
-            tenant=TENANT,
+            tenant=tenant,
             sqlite=SqliteSettings(synchronous="NORMAL"),
         )
         seeded: list[Seeded] = []
         for count in (profile.scale_small, profile.scale_large):
-            _progress(f"seeding a {count:,}-step run into {db}")
+            _progress(f"seeding a {count:,}-step run into {mask_url(store_url)}")
             seeded.append(await _seed(seed_settings, f"scale-{count}", steps, count, args.budget))
         errlog_path = data_dir / "server-stderr.log"
         try:
@@ -674,7 +689,10 @@ async def _bench(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
             what = "; ".join(repr(e) for e in leaves)
             raise BenchError(f"the server failed ({what}); its stderr ends with:\n{tail}") from exc
         stored = await _verify_store(seed_settings)
-        stored |= {"url": "sqlite:///<tmp>/bench.db", "file_bytes": db.stat().st_size}
+        if args.store_url:
+            stored |= {"url": mask_url(store_url), "tenant": tenant}
+        else:
+            stored |= {"url": "sqlite:///<tmp>/bench.db", "file_bytes": db.stat().st_size}
     return _report(
         args,
         profile,
@@ -842,7 +860,7 @@ def _report(
         "scale": {
             "budget_tokens": scale[large.run_id][0].budget_tokens,
             "calls_each": profile.scale_calls,
-            "seeding": "through the store API into the same SQLite file (synchronous=NORMAL) "
+            "seeding": "through the store API into the same store (SQLite: synchronous=NORMAL) "
             "before the server started; checkpoints taken whenever due",
             "runs": [
                 {
@@ -913,9 +931,11 @@ def render(report: dict[str, Any]) -> str:
         f"{rp['trajectories']} trajectories, {rp['steps']} steps, {report['seconds']} s"
     )
     sync = srv["env"].get("MCP_CHECKPOINT_SQLITE__SYNCHRONOUS", "FULL (default)")
+    url = srv["store"]["url"]
+    kind = f"SQLite store (synchronous={sync})" if url.startswith("sqlite") else f"store {url}"
     add(
-        f"server: {srv['command']} over stdio; SQLite store (synchronous={sync}), "
-        f"{srv['store']['runs']} runs / {srv['store']['steps']:,} steps in the file afterwards"
+        f"server: {srv['command']} over stdio; {kind}, "
+        f"{srv['store']['runs']} runs / {srv['store']['steps']:,} steps in it afterwards"
     )
     dist = report["distillation"]
     add(f"objectives: {', '.join(f'{v} from the {k}' for k, v in rp['objectives'].items())}")

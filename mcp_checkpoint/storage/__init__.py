@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from mcp_checkpoint.config import Settings
 from mcp_checkpoint.core.ports import Store, VectorIndex
 from mcp_checkpoint.errors import ConfigError
@@ -16,6 +18,18 @@ def make_store(settings: Settings) -> Store:
         from mcp_checkpoint.storage.memory import MemoryStore
 
         return MemoryStore()
+    if settings.store_url is not None and settings.store_url.startswith(
+        ("postgresql://", "postgres://")
+    ):
+        try:
+            from mcp_checkpoint.storage.postgres import PostgresStore
+        except ImportError as exc:
+            if not (exc.name or "").startswith("psycopg"):
+                raise
+            raise ConfigError(
+                "a postgresql:// store_url needs psycopg: pip install 'mcp-checkpoint[postgres]'"
+            ) from exc
+        return PostgresStore(settings.store_url, settings.postgres)
     from mcp_checkpoint.storage.sqlite import SqliteStore
 
     return SqliteStore(settings.sqlite_path, settings.sqlite)
@@ -26,8 +40,8 @@ def make_vector_index(settings: Settings, store: Store) -> VectorIndex:
     store's ``open``).
 
     ``vectors.backend``: ``auto`` uses Qdrant when a Qdrant URL or path is configured,
-    else keeps vectors in the SQLite store's file when ``store`` is SQLite and in process
-    otherwise; ``sqlite`` requires the SQLite store (the vectors
+    else keeps vectors in the store's own file or database when ``store`` is SQLite or
+    PostgreSQL, and in process otherwise; ``sqlite`` requires the SQLite store (the vectors
     share its file and connection); ``qdrant`` needs the ``qdrant`` extra. ConfigError when
     the choice cannot work.
     """
@@ -41,6 +55,14 @@ def make_vector_index(settings: Settings, store: Store) -> VectorIndex:
             from mcp_checkpoint.storage.sqlite.vectors import SqliteVectorIndex
 
             return SqliteVectorIndex(store)
+        # A PostgresStore exists only once its module was imported (psycopg is optional).
+        postgres = sys.modules.get("mcp_checkpoint.storage.postgres.store")
+        if backend == "auto" and postgres is not None and isinstance(
+            store, postgres.PostgresStore
+        ):
+            from mcp_checkpoint.storage.postgres import PostgresVectorIndex
+
+            return PostgresVectorIndex(store)
         if backend == "sqlite":
             raise ConfigError(
                 "vectors.backend 'sqlite' keeps vectors in the SQLite store's file, but the "

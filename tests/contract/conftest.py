@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from pydantic import JsonValue
 
-from mcp_checkpoint.config import SqliteSettings
+from mcp_checkpoint.config import PostgresSettings, SqliteSettings
 from mcp_checkpoint.core.ledger import genesis_hash, request_hash
 from mcp_checkpoint.core.models import (
     BatchId,
@@ -43,14 +43,25 @@ def sqlite_file(tmp_path: Path) -> Path:
     return tmp_path / "data" / "store.db"
 
 
-@pytest.fixture(params=[pytest.param("memory", id="memory"), pytest.param("sqlite", id="sqlite")])
+@pytest.fixture(
+    params=[
+        pytest.param("memory", id="memory"),
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres"),
+    ]
+)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    """An opened, empty store of each backend, closed after the test."""
+    """An opened, empty store of each backend, closed after the test (PostgreSQL: the
+    session's database, emptied for the test)."""
     backend: Store
     if request.param == "memory":
         backend = MemoryStore()
-    else:
+    elif request.param == "sqlite":
         backend = SqliteStore(sqlite_file(tmp_path), SqliteSettings())
+    else:
+        from mcp_checkpoint.storage.postgres import PostgresStore
+
+        backend = PostgresStore(request.getfixturevalue("postgres_url"), PostgresSettings())
     await backend.open()
     try:
         yield backend

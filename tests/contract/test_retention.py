@@ -408,3 +408,23 @@ async def test_verify_run_detects_a_wrong_anchor(
 
     with pytest.raises(ChainBreak, match="seq 11"):
         await verify_run(Tampered(), TENANT_A, R1)  # type: ignore[arg-type]
+
+
+async def test_list_prunable_runs_orders_ids_bytewise_and_pages_on_the_after_key(
+    store: Store, clock: Clock
+) -> None:
+    ids = ["a", "_x", "Z", "B-2", "B-10"]
+    for run_id in ids:
+        await _finished_run(store, clock, run_id)
+    late = clock()
+
+    seen: list[str] = []
+    after: tuple[Tenant, RunId] | None = None
+    while page := await store.list_prunable_runs(
+        TENANT_A, finished_before=late, after=after, limit=2
+    ):
+        seen += [run.run_id for _, run in page]
+        after = (page[-1][0], page[-1][1].run_id)
+
+    assert seen == sorted(ids, key=lambda run_id: run_id.encode("utf-8"))
+    assert seen == ["B-10", "B-2", "Z", "_x", "a"]

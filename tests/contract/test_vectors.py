@@ -16,15 +16,17 @@ import warnings
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+import anyio
 import pytest
 from qdrant_client import AsyncQdrantClient
 
-from mcp_checkpoint.config import Settings, SqliteSettings, VectorSettings
+from mcp_checkpoint.config import PostgresSettings, Settings, SqliteSettings, VectorSettings
 from mcp_checkpoint.core.models import MemoryId, MemoryKind, Tenant
 from mcp_checkpoint.core.ports import VectorIndex, VectorItem
 from mcp_checkpoint.errors import BackendError, ConfigError, InvalidArgumentError
 from mcp_checkpoint.storage import make_store, make_vector_index
 from mcp_checkpoint.storage.memory import MemoryStore
+from mcp_checkpoint.storage.postgres import PostgresStore, PostgresVectorIndex
 from mcp_checkpoint.storage.qdrant import QdrantVectorIndex, point_id
 from mcp_checkpoint.storage.sqlite import SqliteStore
 from mcp_checkpoint.storage.sqlite.vectors import SqliteVectorIndex
@@ -48,11 +50,12 @@ def _qdrant_memory() -> QdrantVectorIndex:
         pytest.param("memory", id="memory"),
         pytest.param("sqlite", id="sqlite"),
         pytest.param("qdrant", id="qdrant"),
+        pytest.param("postgres", id="postgres"),
     ]
 )
 async def index(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[VectorIndex]:
     """An opened, empty vector index of each backend, closed after the test."""
-    store: SqliteStore | None = None
+    store: SqliteStore | PostgresStore | None = None
     backend: VectorIndex
     if request.param == "memory":
         backend = MemoryVectorIndex()
@@ -60,6 +63,10 @@ async def index(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         store = SqliteStore(sqlite_file(tmp_path), SqliteSettings())
         await store.open()
         backend = SqliteVectorIndex(store)
+    elif request.param == "postgres":
+        store = PostgresStore(request.getfixturevalue("postgres_url"), PostgresSettings())
+        await store.open()
+        backend = PostgresVectorIndex(store)
     else:
         backend = _qdrant_memory()
     await backend.open()
@@ -641,6 +648,32 @@ async def test_make_vector_index_follows_the_settings(
         await store.close()
     if expected is QdrantVectorIndex:
         assert (tmp_path / "qdrant").is_dir()  # local mode in data_dir by default
+
+
+async def test_make_vector_index_keeps_vectors_in_the_postgres_store_by_default(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    settings = Settings(data_dir=tmp_path, store_url=postgres_url)
+    store = make_store(settings)
+    await store.open()
+    index = make_vector_index(settings, store)
+    try:
+        assert isinstance(store, PostgresStore)
+        assert isinstance(index, PostgresVectorIndex)
+        await index.upsert(TENANT_A, MODEL, [item("m1", E1)])
+        # Another process (another store on the same database) sees the same vectors.
+        other = PostgresStore(postgres_url, PostgresSettings())
+        await other.open()
+        try:
+            hits = await PostgresVectorIndex(other).query(TENANT_A, MODEL, E1, limit=1)
+            assert ids(hits) == ["m1"]
+        finally:
+            await other.close()
+    finally:
+        await index.close()
+        await store.close()
+    # Nothing written to the data directory.
+    assert [path async for path in anyio.Path(tmp_path).iterdir()] == []
 
 
 def test_make_vector_index_sqlite_without_the_sqlite_store_is_a_config_error(

@@ -19,6 +19,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp_types import CallToolResult, TextContent
 
+from tests._postgres import create_database, database_url, drop_database, require_postgres
 from tests.e2e.conftest import SERVER, run_cli, server_env
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -42,11 +43,23 @@ def _sqlite(tmp_path: Path) -> Iterator[dict[str, str]]:
     yield {"MCP_CHECKPOINT_STORE_URL": f"sqlite:///{tmp_path / 'shared' / 'store.db'}"}
 
 
-# The stores these tests run on. PostgreSQL plugs in as one more entry, e.g.
-#     pytest.param(StoreSpec("postgres", _postgres), id="postgres")
-# where ``_postgres(tmp_path)`` creates a fresh database (CREATE DATABASE mcpck_<uuid8>),
-# yields {"MCP_CHECKPOINT_STORE_URL": "postgresql://.../mcpck_<uuid8>"} and drops it after.
-STORE_SPECS = [pytest.param(StoreSpec("sqlite", _sqlite), id="sqlite")]
+@contextmanager
+def _postgres(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A fresh PostgreSQL database for this test (dropped after it); unreachable
+    PostgreSQL skips the test, or fails it in CI (``tests._postgres.require_postgres``)."""
+    require_postgres()
+    name = create_database("mcpck_mp")
+    try:
+        yield {"MCP_CHECKPOINT_STORE_URL": database_url(name)}
+    finally:
+        drop_database(name)
+
+
+# The stores these tests run on: every test runs on each.
+STORE_SPECS = [
+    pytest.param(StoreSpec("sqlite", _sqlite), id="sqlite"),
+    pytest.param(StoreSpec("postgres", _postgres), id="postgres"),
+]
 
 
 @pytest.fixture(params=STORE_SPECS)

@@ -1,0 +1,1387 @@
+"""The production store: PostgreSQL through psycopg 3 and an async connection pool.
+
+Every write is one transaction. Appends and checkpoints first lock their run's row
+(``SELECT ... FOR UPDATE``), so the read-check-write inside them (seq allocation,
+idempotency check, hash chain, head update) is serialized per run across every process
+sharing the database, while different runs proceed in parallel. Primary keys and unique
+indexes stay the final word on identity and ordering; compare-and-set on versions guards
+memories and runs. Retention (``prune_run``) takes the same row lock, so it never races an
+append; removed checkpoints leave tombstones in ``pruned_checkpoints``. Lexical search is
+PostgreSQL full-text search (a GIN index over a generated ``tsvector``, so imported
+memories are searchable at once), scored by BM25 with the statistics of the searched
+memories.
+
+Outages: every call runs under ``postgres.operation_timeout_s`` (pool wait, queries and
+commit together) and the server enforces ``statement_timeout_ms``; a lost server, a full
+pool or a timeout is ``BackendError`` (``backend_unavailable``), and a transaction that did
+not commit leaves nothing behind. The pool checks a connection before lending it (without a
+round trip, see ``_check_idle``) and replaces broken ones, so the same store recovers once
+PostgreSQL is back (within about ``reconnect_timeout_s`` at worst).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import select
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import anyio
+import psycopg
+from psycopg import AsyncConnection, errors
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from pydantic import TypeAdapter
+
+from mcp_checkpoint.config import PostgresSettings
+from mcp_checkpoint.core.ledger import append_step
+from mcp_checkpoint.core.lexical import query_terms
+from mcp_checkpoint.core.models import (
+    BatchId,
+    Checkpoint,
+    CheckpointContent,
+    CheckpointId,
+    CheckpointSource,
+    Memory,
+    MemoryId,
+    MemoryKind,
+    MemoryStatus,
+    Proposal,
+    ProposalItem,
+    Run,
+    RunId,
+    RunStatus,
+    Step,
+    StepAck,
+    StepDraft,
+    Tenant,
+)
+from mcp_checkpoint.core.ports import (
+    CheckpointRef,
+    CommitPlan,
+    ImportRecords,
+    MemoryStatusChange,
+    MemoryUpdate,
+    PruneResult,
+)
+from mcp_checkpoint.errors import (
+    BackendError,
+    CheckpointError,
+    ConflictError,
+    InvalidArgumentError,
+    NotFoundError,
+)
+from mcp_checkpoint.storage._urls import mask_url
+from mcp_checkpoint.storage.postgres._migrations import apply_migrations, current_version
+
+__all__ = ["Conn", "PostgresStore", "mask_url"]
+
+_T = TypeVar("_T")
+Conn = AsyncConnection[DictRow]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_NO_UPPER_BOUND = 2**63 - 1
+_RERANK_DEPTH = 200
+"""Lexical matches (by ``ts_rank_cd``) re-scored by BM25 over the searched memories."""
+_BM25_K1 = 1.2
+_BM25_B = 0.75
+
+_ITEMS = TypeAdapter(list[ProposalItem])
+_MEMORY_IDS = TypeAdapter(dict[int, MemoryId])
+_STRINGS = TypeAdapter(list[str])
+
+
+# -- conversions ------------------------------------------------------------------------
+
+
+def _iso(moment: datetime) -> str:
+    # As in the SQLite store: isoformat() round-trips exactly, and the ledger hash covers it.
+    return moment.isoformat()
+
+
+def _from_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _micros(moment: datetime) -> int:
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return (aware - _EPOCH) // _MICROSECOND
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+_RUN_COLUMNS = (
+    "tenant", "run_id", "objective", "acceptance_criteria", "constraints", "pinned", "status",
+    "budget_tokens", "created_at", "updated_at", "updated_us", "head_seq", "step_count",
+    "head_hash", "head_tokens", "checkpoint_count", "latest_checkpoint_id", "covered_seq",
+    "covered_tokens", "version", "pruned_seq", "pruned_hash", "pruned_tokens",
+    "pruned_checkpoints",
+)
+_INSERT_RUN = (
+    f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) "  # noqa: S608 - constant column names
+    f"VALUES ({', '.join('%(' + column + ')s' for column in _RUN_COLUMNS)})"
+)
+
+
+def _run_row(tenant: Tenant, run: Run) -> dict[str, Any]:
+    return {
+        "tenant": tenant,
+        "run_id": run.run_id,
+        "objective": run.objective,
+        "acceptance_criteria": _json(run.acceptance_criteria),
+        "constraints": _json(run.constraints),
+        "pinned": _json(run.pinned),
+        "status": run.status,
+        "budget_tokens": run.budget_tokens,
+        "created_at": _iso(run.created_at),
+        "updated_at": _iso(run.updated_at),
+        "updated_us": _micros(run.updated_at),
+        "head_seq": run.head_seq,
+        "step_count": run.step_count,
+        "head_hash": run.head_hash,
+        "head_tokens": run.head_tokens,
+        "checkpoint_count": run.checkpoint_count,
+        "latest_checkpoint_id": run.latest_checkpoint_id,
+        "covered_seq": run.covered_seq,
+        "covered_tokens": run.covered_tokens,
+        "version": run.version,
+        "pruned_seq": run.pruned_seq,
+        "pruned_hash": run.pruned_hash,
+        "pruned_tokens": run.pruned_tokens,
+        "pruned_checkpoints": run.pruned_checkpoints,
+    }
+
+
+def _to_run(row: DictRow) -> Run:
+    return Run(
+        run_id=row["run_id"],
+        objective=row["objective"],
+        acceptance_criteria=_STRINGS.validate_json(row["acceptance_criteria"]),
+        constraints=_STRINGS.validate_json(row["constraints"]),
+        pinned=_STRINGS.validate_json(row["pinned"]),
+        status=row["status"],
+        budget_tokens=row["budget_tokens"],
+        created_at=_from_iso(row["created_at"]),
+        updated_at=_from_iso(row["updated_at"]),
+        head_seq=row["head_seq"],
+        step_count=row["step_count"],
+        head_hash=row["head_hash"],
+        head_tokens=row["head_tokens"],
+        checkpoint_count=row["checkpoint_count"],
+        latest_checkpoint_id=row["latest_checkpoint_id"],
+        covered_seq=row["covered_seq"],
+        covered_tokens=row["covered_tokens"],
+        version=row["version"],
+        pruned_seq=row["pruned_seq"],
+        pruned_hash=row["pruned_hash"],
+        pruned_tokens=row["pruned_tokens"],
+        pruned_checkpoints=row["pruned_checkpoints"],
+    )
+
+
+def _to_step(row: DictRow) -> Step:
+    return Step(
+        run_id=row["run_id"],
+        seq=row["seq"],
+        episode=row["episode"],
+        tool=row["tool"],
+        input=json.loads(row["input"]),
+        output=json.loads(row["output"]),
+        reasoning=row["reasoning"],
+        status=row["status"],
+        idempotency_key=row["idempotency_key"],
+        tokens=row["tokens"],
+        cum_tokens=row["cum_tokens"],
+        created_at=_from_iso(row["created_at"]),
+        prev_hash=row["prev_hash"],
+        hash=row["hash"],
+    )
+
+
+def _to_checkpoint(row: DictRow) -> Checkpoint:
+    return Checkpoint(
+        checkpoint_id=row["checkpoint_id"],
+        run_id=row["run_id"],
+        number=row["number"],
+        parent_id=row["parent_id"],
+        through_seq=row["through_seq"],
+        head_seq=row["head_seq"],
+        content=CheckpointContent.model_validate_json(row["content"]),
+        source=row["source"],
+        tokens=row["tokens"],
+        created_at=_from_iso(row["created_at"]),
+    )
+
+
+def _to_proposal(row: DictRow) -> Proposal:
+    committed_at = row["committed_at"]
+    return Proposal(
+        batch_id=row["batch_id"],
+        run_id=row["run_id"],
+        status=row["status"],
+        items=_ITEMS.validate_json(row["items"]),
+        created_at=_from_iso(row["created_at"]),
+        expires_at=_from_iso(row["expires_at"]),
+        committed_at=None if committed_at is None else _from_iso(committed_at),
+        accepted=json.loads(row["accepted"]),
+        rejected=json.loads(row["rejected"]),
+        memory_ids=_MEMORY_IDS.validate_json(row["memory_ids"]),
+    )
+
+
+_MEMORY_COLUMNS = (
+    "tenant, memory_id, content, kind, scope, status, confidence, source_refs, batch_id, "
+    "run_id, superseded_by, created_at, updated_at, version"
+)
+
+
+def _to_memory(row: DictRow) -> Memory:
+    return Memory(
+        memory_id=row["memory_id"],
+        content=row["content"],
+        kind=row["kind"],
+        scope=row["scope"],
+        status=row["status"],
+        confidence=row["confidence"],
+        source_refs=_STRINGS.validate_json(row["source_refs"]),
+        batch_id=row["batch_id"],
+        run_id=row["run_id"],
+        superseded_by=row["superseded_by"],
+        created_at=_from_iso(row["created_at"]),
+        updated_at=_from_iso(row["updated_at"]),
+        version=row["version"],
+    )
+
+
+_SEARCHED = (
+    "m.tenant = %(tenant)s AND m.status = %(status)s "
+    "AND (%(scope)s::text IS NULL OR m.scope = %(scope)s) "
+    "AND (%(kind)s::text IS NULL OR m.kind = %(kind)s)"
+)
+# One round trip: the query's words normalized as the memories are, each lexeme quoted as a
+# tsquery operand (no character of the user's text is read as tsquery syntax) and OR-ed;
+# the best matches by ts_rank_cd (GIN index), with the frequency of every query lexeme in
+# each; and the statistics of the searched memories that BM25 weighs words by (how many,
+# their average length, how many hold each lexeme).
+_SEARCH = rf"""
+WITH terms AS (
+    SELECT lexeme,
+           ('''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || '''')::tsquery
+               AS operand
+    FROM (SELECT DISTINCT lexeme
+          FROM unnest(to_tsvector('mcpck_english'::regconfig, %(text)s))) AS words
+),
+query AS (
+    SELECT string_agg(operand::text, ' | ')::tsquery AS q, array_agg(lexeme) AS lexemes
+    FROM terms
+),
+best AS (
+    SELECT m.*, ts_rank_cd(m.tsv, query.q) AS rank
+    FROM memories AS m, query
+    WHERE m.tsv @@ query.q AND {_SEARCHED}
+    ORDER BY rank DESC, m.memory_id
+    LIMIT %(depth)s
+)
+SELECT {_MEMORY_COLUMNS}, best.doc_len,
+    (SELECT jsonb_object_agg(u.lexeme, coalesce(array_length(u.positions, 1), 1))
+     FROM unnest(best.tsv) AS u WHERE u.lexeme = ANY(query.lexemes)) AS tf,
+    stats.documents, stats.average, stats.matching
+FROM best CROSS JOIN query CROSS JOIN (
+    SELECT (SELECT count(*) FROM memories AS m WHERE {_SEARCHED}) AS documents,
+           (SELECT coalesce(avg(m.doc_len), 0) FROM memories AS m WHERE {_SEARCHED})
+               AS average,
+           (SELECT coalesce(jsonb_object_agg(t.lexeme, (
+                SELECT count(*) FROM memories AS m WHERE m.tsv @@ t.operand AND {_SEARCHED}
+            )), '{{}}'::jsonb) FROM terms AS t) AS matching
+) AS stats
+ORDER BY best.rank DESC, best.memory_id
+"""  # noqa: S608 - constant fragments; every value is a bound parameter
+
+
+def _idf(documents: int, matching: int) -> float:
+    """BM25's idf, floored at 1e-6 as SQLite's FTS5 does (a word in over half the searched
+    memories then weighs next to nothing, but still counts)."""
+    return max(math.log((documents - matching + 0.5) / (matching + 0.5)), 1e-6)
+
+
+def _is_unavailable(exc: psycopg.Error) -> bool:
+    return isinstance(
+        exc, (psycopg.OperationalError, psycopg.InterfaceError, errors.QueryCanceled)
+    ) or (exc.sqlstate or "").startswith(("08", "57P"))
+
+
+def _translate(exc: psycopg.Error) -> CheckpointError:
+    """A driver error as the caller may see it: no DSN, no SQL."""
+    if isinstance(exc, PoolTimeout):
+        return BackendError("the PostgreSQL store is unavailable (no connection); try again")
+    if isinstance(exc, errors.UniqueViolation):
+        return ConflictError("a record with that id already exists")
+    if isinstance(exc, (errors.SerializationFailure, errors.DeadlockDetected,
+                        errors.LockNotAvailable)):
+        return BackendError("the PostgreSQL store is busy; try again")
+    if _is_unavailable(exc):
+        return BackendError("the PostgreSQL store is unavailable; try again")
+    return BackendError(f"the PostgreSQL store failed ({type(exc).__name__})")
+
+
+async def _check_idle(conn: Conn) -> None:
+    """Refuse to lend a pooled connection that the server (or the network) closed while it
+    sat idle, without a round trip: an idle connection has nothing to read, so a readable
+    socket means an EOF, a reset or an unsolicited message (such as the server's shutdown
+    notice). The pool then discards it and lends or opens another. Lending a connection
+    that died during an outage would otherwise fail the first calls after recovery."""
+    if not conn.closed and not conn.broken:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        if not readable:
+            return
+        # Closed here, the pool discards it (a connection merely refused would go back).
+        await conn.close()
+    raise psycopg.OperationalError("the connection was lost while idle")
+
+
+# -- the store --------------------------------------------------------------------------
+
+
+class PostgresStore:
+    """A :class:`~mcp_checkpoint.core.ports.Store` in a PostgreSQL database.
+
+    Connection model: a ``psycopg_pool.AsyncConnectionPool`` sized by the settings;
+    connections run in autocommit mode, and each write opens one explicit transaction.
+    """
+
+    def __init__(self, url: str, settings: PostgresSettings) -> None:
+        """Remember where the database is; nothing connects until :meth:`open`."""
+        self._url = url.replace("postgres://", "postgresql://", 1)
+        self._settings = settings
+        self._pool: AsyncConnectionPool[Conn] | None = None
+
+    @property
+    def settings(self) -> PostgresSettings:
+        """The pool and timeout settings."""
+        return self._settings
+
+    @property
+    def display_url(self) -> str:
+        """The database URL without its password."""
+        return mask_url(self._url)
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _make_pool(self) -> AsyncConnectionPool[Conn]:
+        settings = self._settings
+        options = f"-c statement_timeout={int(settings.statement_timeout_ms)}"
+        return AsyncConnectionPool(
+            self._url,
+            connection_class=AsyncConnection[DictRow],
+            kwargs={
+                "autocommit": True,
+                "row_factory": dict_row,
+                "connect_timeout": max(1, math.ceil(settings.connect_timeout_s)),
+                "options": options,
+                "application_name": "mcp-checkpoint",
+                # A silently lost peer is noticed by the kernel, not only by our timeout.
+                "keepalives": 1,
+                "keepalives_idle": 30,
+                "keepalives_interval": 10,
+                "keepalives_count": 3,
+            },
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+            max_idle=settings.pool_max_idle_s,
+            max_lifetime=settings.pool_max_lifetime_s,
+            timeout=settings.pool_timeout_s,
+            reconnect_timeout=settings.reconnect_timeout_s,
+            check=_check_idle,
+            open=False,
+            name="mcp-checkpoint",
+        )
+
+    def _require_open(self) -> AsyncConnectionPool[Conn]:
+        if self._pool is None:
+            raise BackendError("the PostgreSQL store is not open")
+        return self._pool
+
+    async def _run(self, fn: Callable[[Conn], Awaitable[_T]], *, write: bool) -> _T:
+        """Run ``fn`` on a pooled connection, in one transaction when ``write`` (rolled back
+        if it raises), within ``operation_timeout_s``; driver errors come out translated."""
+        pool = self._require_open()
+        try:
+            with anyio.fail_after(self._settings.operation_timeout_s):
+                async with pool.connection() as conn:
+                    if not write:
+                        return await fn(conn)
+                    async with conn.transaction():
+                        return await fn(conn)
+        except TimeoutError as exc:
+            raise BackendError(
+                "the PostgreSQL store did not answer in time "
+                f"({self._settings.operation_timeout_s:g} s); try again"
+            ) from exc
+        except psycopg.Error as exc:
+            raise _translate(exc) from exc
+
+    async def transact(self, fn: Callable[[Conn], Awaitable[_T]], *, write: bool) -> _T:
+        """Run ``fn`` on a pooled connection, in one transaction when ``write``; driver
+        errors come out translated. For components that keep their data in the same
+        database (the vector index)."""
+        return await self._run(fn, write=write)
+
+    async def open(self) -> None:
+        """Open the pool and migrate (under an advisory lock); idempotent. BackendError if
+        the server cannot be reached within ``connect_timeout_s``."""
+        if self._pool is not None:
+            return
+        pool = self._make_pool()
+        try:
+            with anyio.fail_after(
+                self._settings.connect_timeout_s + self._settings.migration_lock_timeout_s
+            ):
+                await pool.open(wait=False)
+                async with pool.connection(timeout=self._settings.connect_timeout_s) as conn:
+                    await apply_migrations(
+                        conn, lock_timeout_s=self._settings.migration_lock_timeout_s
+                    )
+        except BaseException as exc:
+            await pool.close()
+            if isinstance(exc, TimeoutError):
+                raise BackendError("the PostgreSQL store did not answer in time") from exc
+            if isinstance(exc, psycopg.Error):
+                raise BackendError(
+                    f"cannot open the PostgreSQL store at {self.display_url} "
+                    f"({type(exc).__name__})"
+                ) from exc
+            raise
+        self._pool = pool
+
+    async def close(self) -> None:
+        """Close the pool; idempotent."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def schema_version(self) -> int:
+        """The newest migration applied to the database."""
+        return await self._run(current_version, write=False)
+
+    async def describe(self) -> dict[str, Any]:
+        """What ``mcp-checkpoint doctor`` shows: the server, the database (URL without its
+        password) and the pool."""
+
+        async def read(conn: Conn) -> dict[str, Any]:
+            cursor = await conn.execute(
+                "SELECT current_setting('server_version') AS server_version, "
+                "current_database() AS database"
+            )
+            row = await cursor.fetchone()
+            return {
+                "backend": "postgresql",
+                "url": self.display_url,
+                "server_version": None if row is None else row["server_version"],
+                "database": None if row is None else row["database"],
+            }
+
+        info = await self._run(read, write=False)
+        settings = self._settings
+        pool = self._require_open()
+        info["pool"] = {
+            "min_size": settings.pool_min_size,
+            "max_size": settings.pool_max_size,
+            "open_connections": pool.get_stats().get("pool_size", 0),
+            "max_idle_s": settings.pool_max_idle_s,
+            "max_lifetime_s": settings.pool_max_lifetime_s,
+            "connect_timeout_s": settings.connect_timeout_s,
+            "pool_timeout_s": settings.pool_timeout_s,
+            "reconnect_timeout_s": settings.reconnect_timeout_s,
+            "statement_timeout_ms": settings.statement_timeout_ms,
+            "operation_timeout_s": settings.operation_timeout_s,
+        }
+        return info
+
+    # -- runs ---------------------------------------------------------------------------
+
+    @staticmethod
+    async def _load_run(
+        conn: Conn, tenant: Tenant, run_id: RunId, *, lock: bool = False
+    ) -> Run:
+        sql = "SELECT * FROM runs WHERE tenant = %s AND run_id = %s"
+        cursor = await conn.execute(sql + (" FOR UPDATE" if lock else ""), (tenant, run_id))
+        row = await cursor.fetchone()
+        if row is None:
+            raise NotFoundError(f"run {run_id}")
+        return _to_run(row)
+
+    @staticmethod
+    async def _require_run(conn: Conn, tenant: Tenant, run_id: RunId) -> None:
+        cursor = await conn.execute(
+            "SELECT 1 FROM runs WHERE tenant = %s AND run_id = %s", (tenant, run_id)
+        )
+        if await cursor.fetchone() is None:
+            raise NotFoundError(f"run {run_id}")
+
+    async def create_run(self, tenant: Tenant, run: Run) -> Run:
+        """Insert ``run`` as given. ConflictError if the tenant already has that run_id."""
+
+        async def insert(conn: Conn) -> Run:
+            cursor = await conn.execute(
+                _INSERT_RUN + " ON CONFLICT DO NOTHING", _run_row(tenant, run)
+            )
+            if cursor.rowcount != 1:
+                raise ConflictError(f"run {run.run_id} already exists")
+            return run
+
+        return await self._run(insert, write=True)
+
+    async def get_run(self, tenant: Tenant, run_id: RunId) -> Run:
+        """The run. NotFoundError if the tenant has no such run."""
+        return await self._run(lambda conn: self._load_run(conn, tenant, run_id), write=False)
+
+    async def list_runs(
+        self, tenant: Tenant, *, status: RunStatus | None, limit: int, offset: int
+    ) -> list[Run]:
+        """The tenant's runs, newest ``updated_at`` first (ties by run_id), paginated."""
+        if limit <= 0:
+            return []
+        where = "tenant = %s" if status is None else "tenant = %s AND status = %s"
+        params: tuple[Any, ...] = (tenant,) if status is None else (tenant, status)
+        sql = (
+            f"SELECT * FROM runs WHERE {where} "  # noqa: S608 - a choice of two constants
+            "ORDER BY updated_us DESC, run_id DESC LIMIT %s OFFSET %s"
+        )
+
+        async def select(conn: Conn) -> list[Run]:
+            cursor = await conn.execute(sql, (*params, limit, max(offset, 0)))
+            return [_to_run(row) for row in await cursor.fetchall()]
+
+        return await self._run(select, write=False)
+
+    async def update_run(
+        self,
+        tenant: Tenant,
+        run_id: RunId,
+        *,
+        expected_version: int,
+        status: RunStatus | None = None,
+        pinned: list[str] | None = None,
+        now: datetime,
+    ) -> Run:
+        """Change status and/or pinned items, bumping ``version`` (compare-and-set).
+
+        ConflictError if the stored version is not ``expected_version``; NotFoundError if
+        there is no such run.
+        """
+
+        async def update(conn: Conn) -> Run:
+            cursor = await conn.execute(
+                "UPDATE runs SET version = version + 1, updated_at = %s, updated_us = %s, "
+                "status = COALESCE(%s, status), pinned = COALESCE(%s, pinned) "
+                "WHERE tenant = %s AND run_id = %s AND version = %s RETURNING *",
+                (
+                    _iso(now), _micros(now), status,
+                    None if pinned is None else _json(pinned),
+                    tenant, run_id, expected_version,
+                ),
+            )
+            row = await cursor.fetchone()
+            if row is not None:
+                return _to_run(row)
+            run = await self._load_run(conn, tenant, run_id)
+            raise ConflictError(f"run {run_id} changed (version {run.version})")
+
+        return await self._run(update, write=True)
+
+    # -- steps --------------------------------------------------------------------------
+
+    async def append_step(
+        self,
+        tenant: Tenant,
+        run_id: RunId,
+        draft: StepDraft,
+        *,
+        tokens: int,
+        request_hash: str,
+        now: datetime,
+        make_ack: Callable[[Run, Step], StepAck],
+    ) -> StepAck:
+        """Append a step durably and return its acknowledgement (see the port).
+
+        The run's row is locked first, so appends to one run queue up (also from other
+        processes) and each one reads the head, and the idempotency keys, as the previous
+        one left them. A retry with a used ``idempotency_key`` gets the stored
+        acknowledgement with ``duplicate=True`` and writes nothing; ConflictError if its
+        request differs.
+        """
+
+        async def append(conn: Conn) -> StepAck:
+            # Pipeline mode: BEGIN, the row lock and the idempotency lookup travel together,
+            # then the write and COMMIT; two round trips where one at a time would take six.
+            # The lookup runs once the lock is held, as a statement of its own, so it sees
+            # the step of an append that held the lock before (READ COMMITTED).
+            async with conn.pipeline(), conn.transaction():
+                locked = await conn.execute(
+                    "SELECT * FROM runs WHERE tenant = %s AND run_id = %s FOR UPDATE",
+                    (tenant, run_id),
+                )
+                seen_cursor = None
+                if draft.idempotency_key is not None:
+                    seen_cursor = await conn.execute(
+                        "SELECT request_hash, ack FROM steps "
+                        "WHERE tenant = %s AND run_id = %s AND idempotency_key = %s",
+                        (tenant, run_id, draft.idempotency_key),
+                    )
+                row = await locked.fetchone()
+                if row is None:
+                    raise NotFoundError(f"run {run_id}")
+                run = _to_run(row)
+                seen = None if seen_cursor is None else await seen_cursor.fetchone()
+                if seen is not None:
+                    if seen["request_hash"] != request_hash:
+                        raise ConflictError(
+                            f"idempotency_key {draft.idempotency_key} was used for a "
+                            "different step"
+                        )
+                    stored = StepAck.model_validate_json(seen["ack"])
+                    return stored.model_copy(update={"duplicate": True})
+                step, after = append_step(run, draft, tokens=tokens, now=now)
+                ack = make_ack(after, step)
+                # One statement moves the head and inserts the step, or does neither.
+                written = await conn.execute(
+                    "WITH head AS ("
+                    " UPDATE runs SET head_seq = %(seq)s, step_count = %(step_count)s,"
+                    " head_hash = %(hash)s, head_tokens = %(cum_tokens)s,"
+                    " updated_at = %(at)s, updated_us = %(us)s"
+                    " WHERE tenant = %(tenant)s AND run_id = %(run_id)s"
+                    " AND head_seq = %(prev_seq)s RETURNING tenant, run_id) "
+                    "INSERT INTO steps (tenant, run_id, seq, episode, tool, input, output, "
+                    "reasoning, status, idempotency_key, tokens, cum_tokens, created_at, "
+                    "prev_hash, hash, request_hash, ack) "
+                    "SELECT head.tenant, head.run_id, %(seq)s, %(episode)s, %(tool)s, "
+                    "%(input)s, %(output)s, %(reasoning)s, %(status)s, %(key)s, %(tokens)s, "
+                    "%(cum_tokens)s, %(at)s, %(prev_hash)s, %(hash)s, %(request_hash)s, "
+                    "%(ack)s FROM head RETURNING seq",
+                    {
+                        "tenant": tenant, "run_id": run_id, "prev_seq": run.head_seq,
+                        "seq": step.seq, "step_count": after.step_count, "hash": step.hash,
+                        "cum_tokens": step.cum_tokens, "at": _iso(now), "us": _micros(now),
+                        "episode": step.episode, "tool": step.tool,
+                        "input": _json(step.input), "output": _json(step.output),
+                        "reasoning": step.reasoning, "status": step.status,
+                        "key": step.idempotency_key, "tokens": step.tokens,
+                        "prev_hash": step.prev_hash, "request_hash": request_hash,
+                        "ack": ack.model_dump_json(),
+                    },
+                )
+            # Committed; the result tells whether the head moved (the row lock says it must).
+            if await written.fetchone() is None:  # pragma: no cover - the row lock rules it out
+                raise ConflictError(f"run {run_id} moved on; try again")
+            return ack
+
+        # ``append`` runs its own (pipelined) transaction.
+        return await self._run(append, write=False)
+
+    async def get_steps(
+        self,
+        tenant: Tenant,
+        run_id: RunId,
+        *,
+        after_seq: int = 0,
+        until_seq: int | None = None,
+        limit: int,
+        newest_first: bool = False,
+    ) -> list[Step]:
+        """Steps with ``after_seq < seq <= until_seq``, at most ``limit``, in seq order
+        (descending when ``newest_first``): one range scan of the primary key.
+        NotFoundError if there is no such run.
+        """
+        order = "DESC" if newest_first else "ASC"
+        sql = (
+            "SELECT * FROM steps WHERE tenant = %s AND run_id = %s "  # noqa: S608 - constant
+            f"AND seq > %s AND seq <= %s ORDER BY seq {order} LIMIT %s"
+        )
+        upper = _NO_UPPER_BOUND if until_seq is None else until_seq
+
+        async def select(conn: Conn) -> list[Step]:
+            rows = []
+            if limit > 0:
+                cursor = await conn.execute(sql, (tenant, run_id, after_seq, upper, limit))
+                rows = await cursor.fetchall()
+            if not rows:  # a step implies its run; only an empty page asks about the run
+                await self._require_run(conn, tenant, run_id)
+            return [_to_step(row) for row in rows]
+
+        return await self._run(select, write=False)
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    async def add_checkpoint(
+        self,
+        tenant: Tenant,
+        run_id: RunId,
+        *,
+        checkpoint_id: CheckpointId,
+        parent_id: CheckpointId | None,
+        through_seq: int | None,
+        content: CheckpointContent,
+        source: CheckpointSource,
+        tokens: int,
+        now: datetime,
+    ) -> Checkpoint:
+        """Insert the run's next checkpoint and make it the latest (see the port), with
+        the run's row locked as appends do.
+
+        ConflictError if the run's latest checkpoint is not ``parent_id``;
+        InvalidArgumentError unless ``covered_seq <= through_seq <= head_seq``.
+        """
+
+        async def add(conn: Conn) -> Checkpoint:
+            run = await self._load_run(conn, tenant, run_id, lock=True)
+            if run.latest_checkpoint_id != parent_id:
+                raise ConflictError(f"run {run_id} has a newer checkpoint than {parent_id}")
+            through = run.head_seq if through_seq is None else through_seq
+            if not run.covered_seq <= through <= run.head_seq:
+                raise InvalidArgumentError(
+                    f"through_seq is {through}; it must lie between {run.covered_seq} and "
+                    f"{run.head_seq}"
+                )
+            covered_tokens = 0
+            if through == run.covered_seq:  # that step may have been pruned
+                covered_tokens = run.covered_tokens
+            elif through > 0:
+                cursor = await conn.execute(
+                    "SELECT cum_tokens FROM steps WHERE tenant = %s AND run_id = %s "
+                    "AND seq = %s",
+                    (tenant, run_id, through),
+                )
+                row = await cursor.fetchone()
+                if row is None:  # pragma: no cover - seq is gap-free up to head_seq
+                    raise BackendError(f"step {through} of run {run_id} is missing")
+                covered_tokens = int(row["cum_tokens"])
+            checkpoint = Checkpoint(
+                checkpoint_id=checkpoint_id,
+                run_id=run_id,
+                number=run.checkpoint_count + 1,
+                parent_id=parent_id,
+                through_seq=through,
+                head_seq=run.head_seq,
+                content=content,
+                source=source,
+                tokens=tokens,
+                created_at=now,
+            )
+            cursor = await conn.execute(
+                "INSERT INTO checkpoints (tenant, run_id, checkpoint_id, number, parent_id, "
+                "through_seq, head_seq, content, source, tokens, created_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (tenant, run_id, checkpoint_id) DO NOTHING",
+                (
+                    tenant, run_id, checkpoint_id, checkpoint.number, parent_id, through,
+                    run.head_seq, content.model_dump_json(), source, tokens, _iso(now),
+                ),
+            )
+            if cursor.rowcount != 1:
+                raise ConflictError(f"checkpoint {checkpoint_id} of run {run_id} already exists")
+            await conn.execute(
+                "UPDATE runs SET checkpoint_count = %s, latest_checkpoint_id = %s, "
+                "covered_seq = %s, covered_tokens = %s, updated_at = %s, updated_us = %s "
+                "WHERE tenant = %s AND run_id = %s",
+                (
+                    checkpoint.number, checkpoint_id, through, covered_tokens, _iso(now),
+                    _micros(now), tenant, run_id,
+                ),
+            )
+            return checkpoint
+
+        return await self._run(add, write=True)
+
+    async def get_checkpoint(
+        self, tenant: Tenant, run_id: RunId, checkpoint_id: CheckpointId
+    ) -> Checkpoint:
+        """A checkpoint of this run. NotFoundError if the run has no such checkpoint."""
+
+        async def select(conn: Conn) -> Checkpoint:
+            cursor = await conn.execute(
+                "SELECT * FROM checkpoints WHERE tenant = %s AND run_id = %s "
+                "AND checkpoint_id = %s",
+                (tenant, run_id, checkpoint_id),
+            )
+            row = await cursor.fetchone()
+            if row is None:
+                await self._require_run(conn, tenant, run_id)
+                raise NotFoundError(f"checkpoint {checkpoint_id} of run {run_id}")
+            return _to_checkpoint(row)
+
+        return await self._run(select, write=False)
+
+    async def get_checkpoint_by_number(
+        self, tenant: Tenant, run_id: RunId, number: int
+    ) -> Checkpoint | None:
+        """The run's ``number``-th checkpoint (1-based), or None. NotFoundError if there is
+        no such run."""
+
+        async def select(conn: Conn) -> Checkpoint | None:
+            cursor = await conn.execute(
+                "SELECT * FROM checkpoints WHERE tenant = %s AND run_id = %s AND number = %s",
+                (tenant, run_id, number),
+            )
+            row = await cursor.fetchone()
+            if row is None:
+                await self._require_run(conn, tenant, run_id)
+                return None
+            return _to_checkpoint(row)
+
+        return await self._run(select, write=False)
+
+    async def list_checkpoints(
+        self, tenant: Tenant, run_id: RunId, *, limit: int, offset: int
+    ) -> list[Checkpoint]:
+        """The run's checkpoints, newest first, paginated. NotFoundError if there is no
+        such run."""
+
+        async def select(conn: Conn) -> list[Checkpoint]:
+            rows = []
+            if limit > 0:
+                cursor = await conn.execute(
+                    "SELECT * FROM checkpoints WHERE tenant = %s AND run_id = %s "
+                    "ORDER BY number DESC LIMIT %s OFFSET %s",
+                    (tenant, run_id, limit, max(offset, 0)),
+                )
+                rows = await cursor.fetchall()
+            if not rows:  # a checkpoint implies its run
+                await self._require_run(conn, tenant, run_id)
+            return [_to_checkpoint(row) for row in rows]
+
+        return await self._run(select, write=False)
+
+    # -- retention ----------------------------------------------------------------------
+
+    async def list_prunable_runs(
+        self,
+        tenant: Tenant | None,
+        *,
+        finished_before: datetime,
+        after: tuple[Tenant, RunId] | None = None,
+        limit: int,
+    ) -> list[tuple[Tenant, Run]]:
+        """Finished runs last updated before ``finished_before``, by (tenant, run_id)
+        after ``after``, at most ``limit``; one tenant's or every tenant's (see the port).
+        Ids compare bytewise (``COLLATE "C"``), so the ``after`` key pages exactly as the
+        listing is ordered, on every backend."""
+        if limit <= 0:
+            return []
+        where = ["status <> 'active'", "updated_us < %s"]
+        params: list[Any] = [_micros(finished_before)]
+        if tenant is not None:
+            where.append("tenant = %s")
+            params.append(tenant)
+        if after is not None:
+            where.append('(tenant, run_id) > (%s COLLATE "C", %s COLLATE "C")')
+            params += [after[0], after[1]]
+        sql = (
+            f"SELECT * FROM runs WHERE {' AND '.join(where)} "  # noqa: S608 - constants
+            'ORDER BY tenant COLLATE "C", run_id COLLATE "C" LIMIT %s'
+        )
+
+        async def select(conn: Conn) -> list[tuple[Tenant, Run]]:
+            cursor = await conn.execute(sql, (*params, limit))
+            return [(Tenant(row["tenant"]), _to_run(row)) for row in await cursor.fetchall()]
+
+        return await self._run(select, write=False)
+
+    async def prune_run(
+        self,
+        tenant: Tenant,
+        run_id: RunId,
+        *,
+        keep_checkpoints: int,
+        finished_before: datetime,
+        dry_run: bool = False,
+        now: datetime,
+    ) -> PruneResult:
+        """Remove a finished run's old checkpoints and the steps they cover, in one
+        transaction (see the port). The run's row is locked first (as appends and
+        checkpoints lock it) and its status and ``updated_at`` are checked under the lock:
+        a run that moved on since it was listed is skipped, and no append can slip in
+        between the check and the delete. Freed space is reused by later writes
+        (autovacuum reclaims dead rows)."""
+        if keep_checkpoints < 1:
+            raise InvalidArgumentError("keep_checkpoints must be at least 1")
+
+        async def prune(conn: Conn) -> PruneResult:
+            run = await self._load_run(conn, tenant, run_id, lock=True)
+            skipped = (
+                "active" if run.status == "active"
+                else "recent" if run.updated_at >= finished_before
+                else "no checkpoint" if run.checkpoint_count == 0
+                else None
+            )
+            if skipped is not None:
+                return PruneResult(tenant, run_id, dry_run, skipped, through_seq=run.pruned_seq)
+            oldest_kept = max(run.checkpoint_count - keep_checkpoints + 1, 1)
+            cursor = await conn.execute(
+                "SELECT through_seq FROM checkpoints WHERE tenant = %s AND run_id = %s "
+                "AND number = %s",
+                (tenant, run_id, oldest_kept),
+            )
+            kept = await cursor.fetchone()
+            if kept is None:  # pragma: no cover - numbers are gap-free above the pruned
+                raise BackendError(f"checkpoint {oldest_kept} of run {run_id} is missing")
+            boundary = max(int(kept["through_seq"]), run.pruned_seq)
+            cursor = await conn.execute(
+                "SELECT checkpoint_id, number FROM checkpoints "
+                "WHERE tenant = %s AND run_id = %s AND number < %s ORDER BY number",
+                (tenant, run_id, oldest_kept),
+            )
+            dropped = await cursor.fetchall()
+            last = None
+            if boundary > run.pruned_seq:
+                cursor = await conn.execute(
+                    "SELECT hash, cum_tokens FROM steps WHERE tenant = %s AND run_id = %s "
+                    "AND seq = %s",
+                    (tenant, run_id, boundary),
+                )
+                last = await cursor.fetchone()
+                if last is None:  # pragma: no cover - seq is gap-free after pruned_seq
+                    raise BackendError(f"step {boundary} of run {run_id} is missing")
+            result = PruneResult(
+                tenant, run_id, dry_run,
+                steps_removed=boundary - run.pruned_seq,
+                through_seq=boundary,
+                checkpoint_ids=[CheckpointId(row["checkpoint_id"]) for row in dropped],
+            )
+            if dry_run or not result.removed_anything:
+                return result
+            if last is not None:
+                # The idempotency keys of these steps go with them.
+                await conn.execute(
+                    "DELETE FROM steps WHERE tenant = %s AND run_id = %s AND seq <= %s",
+                    (tenant, run_id, boundary),
+                )
+            if dropped:
+                # Each removed checkpoint leaves its tombstone, in the same statement.
+                await conn.execute(
+                    "WITH gone AS ("
+                    " DELETE FROM checkpoints WHERE tenant = %s AND run_id = %s AND number < %s"
+                    " RETURNING tenant, checkpoint_id, run_id, number, through_seq) "
+                    "INSERT INTO pruned_checkpoints (tenant, checkpoint_id, run_id, number, "
+                    "through_seq, pruned_at) "
+                    "SELECT tenant, checkpoint_id, run_id, number, through_seq, %s FROM gone",
+                    (tenant, run_id, oldest_kept, _iso(now)),
+                )
+            # Pruning is not activity: updated_at stays, the version moves.
+            await conn.execute(
+                "UPDATE runs SET version = version + 1, pruned_seq = %s, pruned_hash = %s, "
+                "pruned_tokens = %s, pruned_checkpoints = %s "
+                "WHERE tenant = %s AND run_id = %s",
+                (
+                    boundary,
+                    run.pruned_hash if last is None else last["hash"],
+                    run.pruned_tokens if last is None else last["cum_tokens"],
+                    dropped[-1]["number"] if dropped else run.pruned_checkpoints,
+                    tenant,
+                    run_id,
+                ),
+            )
+            return result
+
+        return await self._run(prune, write=True)
+
+    async def find_checkpoint(
+        self, tenant: Tenant, checkpoint_id: CheckpointId
+    ) -> CheckpointRef | None:
+        """Where a checkpoint id points, also after pruning (see the port)."""
+
+        async def select(conn: Conn) -> CheckpointRef | None:
+            cursor = await conn.execute(
+                "SELECT run_id, number, through_seq, false AS pruned FROM checkpoints "
+                "WHERE tenant = %s AND checkpoint_id = %s "
+                "UNION ALL SELECT run_id, number, through_seq, true FROM pruned_checkpoints "
+                "WHERE tenant = %s AND checkpoint_id = %s LIMIT 1",
+                (tenant, checkpoint_id, tenant, checkpoint_id),
+            )
+            row = await cursor.fetchone()
+            if row is None:
+                return None
+            return CheckpointRef(
+                checkpoint_id, RunId(row["run_id"]), int(row["number"]),
+                int(row["through_seq"]), pruned=bool(row["pruned"]),
+            )
+
+        return await self._run(select, write=False)
+
+    # -- proposals ----------------------------------------------------------------------
+
+    @staticmethod
+    async def _load_proposal(
+        conn: Conn, tenant: Tenant, batch_id: BatchId, *, lock: bool = False
+    ) -> Proposal:
+        sql = "SELECT * FROM proposals WHERE tenant = %s AND batch_id = %s"
+        cursor = await conn.execute(sql + (" FOR UPDATE" if lock else ""), (tenant, batch_id))
+        row = await cursor.fetchone()
+        if row is None:
+            raise NotFoundError(f"batch {batch_id}")
+        return _to_proposal(row)
+
+    async def add_proposal(self, tenant: Tenant, proposal: Proposal) -> Proposal:
+        """Insert a pending batch durably. ConflictError if its batch_id exists."""
+
+        async def insert(conn: Conn) -> Proposal:
+            cursor = await conn.execute(
+                "INSERT INTO proposals (tenant, batch_id, run_id, status, items, "
+                "created_at, expires_at, committed_at, accepted, rejected, memory_ids) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (
+                    tenant,
+                    proposal.batch_id,
+                    proposal.run_id,
+                    proposal.status,
+                    _ITEMS.dump_json(proposal.items).decode("utf-8"),
+                    _iso(proposal.created_at),
+                    _iso(proposal.expires_at),
+                    None if proposal.committed_at is None else _iso(proposal.committed_at),
+                    _json(proposal.accepted),
+                    _json(proposal.rejected),
+                    _MEMORY_IDS.dump_json(proposal.memory_ids).decode("utf-8"),
+                ),
+            )
+            if cursor.rowcount != 1:
+                raise ConflictError(f"batch {proposal.batch_id} already exists")
+            return proposal
+
+        return await self._run(insert, write=True)
+
+    async def get_proposal(self, tenant: Tenant, batch_id: BatchId) -> Proposal:
+        """The batch. NotFoundError if the tenant has no such batch."""
+        return await self._run(
+            lambda conn: self._load_proposal(conn, tenant, batch_id), write=False
+        )
+
+    async def expire_proposal(self, tenant: Tenant, batch_id: BatchId, *, now: datetime) -> None:
+        """Mark a pending batch ``expired``; no-op if it is no longer pending.
+        NotFoundError if the tenant has no such batch."""
+
+        async def expire(conn: Conn) -> None:
+            cursor = await conn.execute(
+                "UPDATE proposals SET status = 'expired' "
+                "WHERE tenant = %s AND batch_id = %s AND status = 'pending'",
+                (tenant, batch_id),
+            )
+            if cursor.rowcount == 0:
+                await self._load_proposal(conn, tenant, batch_id)
+
+        await self._run(expire, write=True)
+
+    async def commit_proposal(self, tenant: Tenant, plan: CommitPlan, *, now: datetime) -> Proposal:
+        """Apply ``plan`` atomically and mark the batch committed (or rejected when nothing
+        was accepted); ConflictError or NotFoundError with nothing written (see the port).
+
+        The batch's row is locked first: a second commit, from any process, waits for the
+        first and then finds the batch no longer pending. Targeted memories are locked in
+        memory_id order, so two commits touching the same memories cannot deadlock.
+        """
+        updated_at = _iso(now)
+
+        async def commit(conn: Conn) -> Proposal:
+            proposal = await self._load_proposal(conn, tenant, plan.batch_id, lock=True)
+            if proposal.status != "pending":
+                raise ConflictError(f"batch {plan.batch_id} is already {proposal.status}")
+            status = "committed" if plan.accepted else "rejected"
+            targets: list[MemoryUpdate | MemoryStatusChange] = [
+                *plan.updates, *plan.status_changes
+            ]
+            versions: dict[str, int] = {}
+            if targets:
+                cursor = await conn.execute(
+                    "SELECT memory_id, version, status FROM memories "
+                    "WHERE tenant = %s AND memory_id = ANY(%s) ORDER BY memory_id FOR UPDATE",
+                    (tenant, sorted({target.memory_id for target in targets})),
+                )
+                found = {row["memory_id"]: row for row in await cursor.fetchall()}
+                for target in targets:
+                    row = found.get(target.memory_id)
+                    if row is None:
+                        raise NotFoundError(f"memory {target.memory_id}")
+                    if row["version"] != target.expected_version or row["status"] != "active":
+                        raise ConflictError(
+                            f"memory {target.memory_id} changed since it was proposed"
+                        )
+                    versions[target.memory_id] = int(row["version"])
+            for new in plan.inserts:
+                cursor = await conn.execute(
+                    "INSERT INTO memories (tenant, memory_id, content, kind, scope, status, "
+                    "confidence, source_refs, batch_id, run_id, superseded_by, created_at, "
+                    "updated_at, version) "
+                    "VALUES (%s, %s, %s, %s, %s, 'active', %s, %s, %s, %s, NULL, %s, %s, 1) "
+                    "ON CONFLICT DO NOTHING",
+                    (
+                        tenant, new.memory_id, new.content, new.kind, new.scope,
+                        new.confidence, _json(new.source_refs), new.batch_id, new.run_id,
+                        updated_at, updated_at,
+                    ),
+                )
+                if cursor.rowcount != 1:
+                    raise ConflictError(f"memory {new.memory_id} already exists")
+            for upd in plan.updates:
+                await self._bump_memory(
+                    conn, tenant, upd.memory_id, versions,
+                    "content = %s, confidence = %s, source_refs = %s, batch_id = %s, "
+                    "updated_at = %s",
+                    (upd.content, upd.confidence, _json(upd.source_refs), plan.batch_id,
+                     updated_at),
+                )
+            for change in plan.status_changes:
+                await self._bump_memory(
+                    conn, tenant, change.memory_id, versions,
+                    "status = %s, superseded_by = %s, updated_at = %s",
+                    (change.status, change.superseded_by, updated_at),
+                )
+            await conn.execute(
+                "UPDATE proposals SET status = %s, committed_at = %s, accepted = %s, "
+                "rejected = %s, memory_ids = %s WHERE tenant = %s AND batch_id = %s",
+                (
+                    status, updated_at, _json(plan.accepted), _json(plan.rejected),
+                    _MEMORY_IDS.dump_json(plan.memory_ids).decode("utf-8"),
+                    tenant, plan.batch_id,
+                ),
+            )
+            return proposal.model_copy(update={
+                "status": status,
+                "committed_at": now,
+                "accepted": plan.accepted,
+                "rejected": plan.rejected,
+                "memory_ids": plan.memory_ids,
+            })
+
+        return await self._run(commit, write=True)
+
+    @staticmethod
+    async def _bump_memory(
+        conn: Conn,
+        tenant: Tenant,
+        memory_id: MemoryId,
+        versions: dict[str, int],
+        assignments: str,
+        values: tuple[Any, ...],
+    ) -> None:
+        expected = versions[memory_id]
+        cursor = await conn.execute(
+            f"UPDATE memories SET {assignments}, version = %s "  # noqa: S608 - constants
+            "WHERE tenant = %s AND memory_id = %s AND version = %s",
+            (*values, expected + 1, tenant, memory_id, expected),
+        )
+        if cursor.rowcount != 1:  # pragma: no cover - the row lock rules it out
+            raise ConflictError(f"memory {memory_id} changed since it was proposed")
+        versions[memory_id] = expected + 1
+
+    # -- memories -----------------------------------------------------------------------
+
+    async def get_memory(self, tenant: Tenant, memory_id: MemoryId) -> Memory:
+        """The memory, whatever its status. NotFoundError if there is none."""
+
+        async def select(conn: Conn) -> Memory:
+            cursor = await conn.execute(
+                f"SELECT {_MEMORY_COLUMNS} FROM memories "  # noqa: S608 - constant
+                "WHERE tenant = %s AND memory_id = %s",
+                (tenant, memory_id),
+            )
+            row = await cursor.fetchone()
+            if row is None:
+                raise NotFoundError(f"memory {memory_id}")
+            return _to_memory(row)
+
+        return await self._run(select, write=False)
+
+    async def get_memories(self, tenant: Tenant, memory_ids: Sequence[MemoryId]) -> list[Memory]:
+        """The memories that exist among ``memory_ids``, in the order asked."""
+        if not memory_ids:
+            return []
+
+        async def select(conn: Conn) -> list[Memory]:
+            cursor = await conn.execute(
+                f"SELECT {_MEMORY_COLUMNS} FROM memories "  # noqa: S608 - constant
+                "WHERE tenant = %s AND memory_id = ANY(%s)",
+                (tenant, list(memory_ids)),
+            )
+            found = {row["memory_id"]: _to_memory(row) for row in await cursor.fetchall()}
+            return [found[i] for i in memory_ids if i in found]
+
+        return await self._run(select, write=False)
+
+    async def list_memories(
+        self,
+        tenant: Tenant | None,
+        *,
+        status: MemoryStatus | None = "active",
+        after: tuple[Tenant, MemoryId] | None = None,
+        limit: int,
+    ) -> list[tuple[Tenant, Memory]]:
+        """Memories ordered by (tenant, memory_id), after the ``after`` key, at most
+        ``limit``: one tenant's, or every tenant's when ``tenant`` is None. Only ``status``
+        memories unless it is None. One range scan of the primary key."""
+        if limit <= 0:
+            return []
+        where: list[str] = []
+        params: list[Any] = []
+        if tenant is not None:
+            where.append("tenant = %s")
+            params.append(tenant)
+        if status is not None:
+            where.append("status = %s")
+            params.append(status)
+        if after is not None:
+            where.append("(tenant, memory_id) > (%s, %s)")
+            params.extend(after)
+        sql = (
+            f"SELECT {_MEMORY_COLUMNS} FROM memories "  # noqa: S608 - constant fragments
+            f"{'WHERE ' + ' AND '.join(where) if where else ''} "
+            "ORDER BY tenant, memory_id LIMIT %s"
+        )
+
+        async def select(conn: Conn) -> list[tuple[Tenant, Memory]]:
+            cursor = await conn.execute(sql, (*params, limit))
+            return [(Tenant(row["tenant"]), _to_memory(row)) for row in await cursor.fetchall()]
+
+        return await self._run(select, write=False)
+
+    async def search_lexical(
+        self,
+        tenant: Tenant,
+        query: str,
+        *,
+        limit: int,
+        scope: str | None = None,
+        kind: MemoryKind | None = None,
+        status: MemoryStatus = "active",
+    ) -> list[tuple[Memory, float]]:
+        """Memories matching the words of ``query``, best first, scored by BM25 over the
+        searched memories (higher is better). Only ``status`` memories; ``scope``/``kind``
+        filter exactly when given. Any text is a valid query; a query with no word returns
+        [].
+
+        The query's words (``core.lexical.query_terms``) are normalized by the same text
+        search configuration as the memories and OR-ed as quoted ``tsquery`` lexemes. The
+        GIN index finds the matches; the best ``_RERANK_DEPTH`` of them by ``ts_rank_cd``
+        are scored by BM25, each word's idf and the average length taken from the memories
+        searched (the tenant's, after the filters) alone: another tenant's or another
+        scope's memories never change a ranking or a score.
+        """
+        words = query_terms(query)
+        if not words or limit <= 0:
+            return []
+        params: dict[str, Any] = {
+            "tenant": tenant, "status": status, "scope": scope, "kind": kind,
+            "text": " ".join(words), "depth": max(limit, _RERANK_DEPTH),
+        }
+
+        async def select(conn: Conn) -> list[tuple[Memory, float]]:
+            cursor = await conn.execute(_SEARCH, params)
+            found = await cursor.fetchall()
+            if not found:
+                return []
+            documents = int(found[0]["documents"])
+            average = float(found[0]["average"]) or 1.0
+            idf = {
+                lexeme: _idf(documents, int(matching))
+                for lexeme, matching in found[0]["matching"].items()
+            }
+            scored: list[tuple[Memory, float]] = []
+            for row in found:
+                norm = _BM25_K1 * (1 - _BM25_B + _BM25_B * row["doc_len"] / average)
+                score = sum(
+                    idf[lexeme] * tf * (_BM25_K1 + 1) / (tf + norm)
+                    for lexeme, tf in (row["tf"] or {}).items()
+                )
+                scored.append((_to_memory(row), score))
+            scored.sort(key=lambda pair: (-pair[1], pair[0].memory_id))
+            return scored[:limit]
+
+        return await self._run(select, write=False)
+
+    # -- import -------------------------------------------------------------------------
+
+    async def import_records(self, tenant: Tenant, records: ImportRecords) -> None:
+        """Insert ``records`` as given, in one transaction; ConflictError naming the id,
+        with nothing written, if one exists or is given twice (see the port). Imported
+        memories are searchable at once: their ``tsvector`` is a generated column."""
+
+        async def insert(conn: Conn) -> None:
+            what = "a record"
+            try:
+                async with conn.cursor() as cursor:
+                    for item in records.runs:
+                        what = f"run {item.run.run_id}"
+                        await cursor.execute(_INSERT_RUN, _run_row(tenant, item.run))
+                        if item.steps:
+                            await cursor.executemany(
+                                "INSERT INTO steps (tenant, run_id, seq, episode, tool, input, "
+                                "output, reasoning, status, idempotency_key, tokens, "
+                                "cum_tokens, created_at, prev_hash, hash, request_hash, ack) "
+                                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+                                "%s, %s, %s, %s)",
+                                [
+                                    (
+                                        tenant, s.run_id, s.seq, s.episode, s.tool,
+                                        _json(s.input), _json(s.output), s.reasoning, s.status,
+                                        s.idempotency_key, s.tokens, s.cum_tokens,
+                                        _iso(s.created_at), s.prev_hash, s.hash,
+                                        imported.request_hash, imported.ack.model_dump_json(),
+                                    )
+                                    for imported in item.steps
+                                    for s in (imported.step,)
+                                ],
+                            )
+                        if item.checkpoints:
+                            await cursor.executemany(
+                                "INSERT INTO checkpoints (tenant, run_id, checkpoint_id, "
+                                "number, parent_id, through_seq, head_seq, content, source, "
+                                "tokens, created_at) "
+                                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                                [
+                                    (
+                                        tenant, c.run_id, c.checkpoint_id, c.number,
+                                        c.parent_id, c.through_seq, c.head_seq,
+                                        c.content.model_dump_json(), c.source, c.tokens,
+                                        _iso(c.created_at),
+                                    )
+                                    for c in item.checkpoints
+                                ],
+                            )
+                    for proposal in records.proposals:
+                        what = f"batch {proposal.batch_id}"
+                        await cursor.execute(
+                            "INSERT INTO proposals (tenant, batch_id, run_id, status, items, "
+                            "created_at, expires_at, committed_at, accepted, rejected, "
+                            "memory_ids) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                            (
+                                tenant, proposal.batch_id, proposal.run_id, proposal.status,
+                                _ITEMS.dump_json(proposal.items).decode("utf-8"),
+                                _iso(proposal.created_at), _iso(proposal.expires_at),
+                                None if proposal.committed_at is None
+                                else _iso(proposal.committed_at),
+                                _json(proposal.accepted), _json(proposal.rejected),
+                                _MEMORY_IDS.dump_json(proposal.memory_ids).decode("utf-8"),
+                            ),
+                        )
+                    for memory in records.memories:
+                        what = f"memory {memory.memory_id}"
+                        await cursor.execute(
+                            "INSERT INTO memories (tenant, memory_id, content, kind, scope, "
+                            "status, confidence, source_refs, batch_id, run_id, superseded_by, "
+                            "created_at, updated_at, version) "
+                            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                            (
+                                tenant, memory.memory_id, memory.content, memory.kind,
+                                memory.scope, memory.status, memory.confidence,
+                                _json(memory.source_refs), memory.batch_id, memory.run_id,
+                                memory.superseded_by, _iso(memory.created_at),
+                                _iso(memory.updated_at), memory.version,
+                            ),
+                        )
+            except errors.UniqueViolation as exc:
+                # The transaction is aborted; _run rolls it back as this propagates.
+                raise ConflictError(f"{what} already exists") from exc
+
+        await self._run(insert, write=True)
