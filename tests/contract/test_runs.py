@@ -10,7 +10,7 @@ from mcp_checkpoint.core.models import RunId
 from mcp_checkpoint.core.ports import Store
 from mcp_checkpoint.errors import ConflictError, NotFoundError
 
-from .conftest import T0, TENANT_A, TENANT_B, Clock, make_run
+from .conftest import T0, TENANT_A, TENANT_B, Clock, append, draft, make_run
 
 pytestmark = pytest.mark.anyio
 
@@ -163,3 +163,18 @@ async def test_update_run_of_another_tenant_is_not_found_and_untouched(
 
     run = await store.get_run(TENANT_A, RunId("r1"))
     assert (run.status, run.version) == ("active", 1)
+
+
+async def test_offsets_and_cursors_beyond_64_bits_are_empty_pages(
+    store: Store, clock: Clock
+) -> None:
+    """Callers may page past any 64-bit integer (a client's offset or ledger cursor); the
+    answer is an empty page, never a driver overflow."""
+    await store.create_run(TENANT_A, make_run("r1", now=clock()))
+    await append(store, "r1", draft(1), now=clock())
+    for huge in (2**63, 10**30):
+        assert await store.list_runs(TENANT_A, status=None, limit=10, offset=huge) == []
+        assert await store.get_steps(TENANT_A, RunId("r1"), after_seq=huge, limit=10) == []
+        assert await store.list_checkpoints(TENANT_A, RunId("r1"), limit=10, offset=huge) == []
+    steps = await store.get_steps(TENANT_A, RunId("r1"), after_seq=0, limit=2**64)
+    assert [s.seq for s in steps] == [1]

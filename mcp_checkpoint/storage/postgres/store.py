@@ -73,6 +73,7 @@ from mcp_checkpoint.errors import (
     InvalidArgumentError,
     NotFoundError,
 )
+from mcp_checkpoint.storage._ints import INT64_MAX, int64
 from mcp_checkpoint.storage._urls import mask_url
 from mcp_checkpoint.storage.postgres._migrations import apply_migrations, current_version
 
@@ -83,7 +84,7 @@ Conn = AsyncConnection[DictRow]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-_NO_UPPER_BOUND = 2**63 - 1
+_NO_UPPER_BOUND = INT64_MAX
 _RERANK_DEPTH = 200
 """Lexical matches (by ``ts_rank_cd``) re-scored by BM25 over the searched memories."""
 _BM25_K1 = 1.2
@@ -554,7 +555,7 @@ class PostgresStore:
         )
 
         async def select(conn: Conn) -> list[Run]:
-            cursor = await conn.execute(sql, (*params, limit, max(offset, 0)))
+            cursor = await conn.execute(sql, (*params, int64(limit), int64(max(offset, 0))))
             return [_to_run(row) for row in await cursor.fetchall()]
 
         return await self._run(select, write=False)
@@ -707,7 +708,9 @@ class PostgresStore:
         async def select(conn: Conn) -> list[Step]:
             rows = []
             if limit > 0:
-                cursor = await conn.execute(sql, (tenant, run_id, after_seq, upper, limit))
+                cursor = await conn.execute(
+                    sql, (tenant, run_id, int64(after_seq), int64(upper), int64(limit))
+                )
                 rows = await cursor.fetchall()
             if not rows:  # a step implies its run; only an empty page asks about the run
                 await self._require_run(conn, tenant, run_id)
@@ -825,7 +828,7 @@ class PostgresStore:
         async def select(conn: Conn) -> Checkpoint | None:
             cursor = await conn.execute(
                 "SELECT * FROM checkpoints WHERE tenant = %s AND run_id = %s AND number = %s",
-                (tenant, run_id, number),
+                (tenant, run_id, int64(number)),
             )
             row = await cursor.fetchone()
             if row is None:
@@ -847,7 +850,7 @@ class PostgresStore:
                 cursor = await conn.execute(
                     "SELECT * FROM checkpoints WHERE tenant = %s AND run_id = %s "
                     "ORDER BY number DESC LIMIT %s OFFSET %s",
-                    (tenant, run_id, limit, max(offset, 0)),
+                    (tenant, run_id, int64(limit), int64(max(offset, 0))),
                 )
                 rows = await cursor.fetchall()
             if not rows:  # a checkpoint implies its run
@@ -886,7 +889,7 @@ class PostgresStore:
         )
 
         async def select(conn: Conn) -> list[tuple[Tenant, Run]]:
-            cursor = await conn.execute(sql, (*params, limit))
+            cursor = await conn.execute(sql, (*params, int64(limit)))
             return [(Tenant(row["tenant"]), _to_run(row)) for row in await cursor.fetchall()]
 
         return await self._run(select, write=False)
@@ -1241,7 +1244,7 @@ class PostgresStore:
         )
 
         async def select(conn: Conn) -> list[tuple[Tenant, Memory]]:
-            cursor = await conn.execute(sql, (*params, limit))
+            cursor = await conn.execute(sql, (*params, int64(limit)))
             return [(Tenant(row["tenant"]), _to_memory(row)) for row in await cursor.fetchall()]
 
         return await self._run(select, write=False)
@@ -1273,7 +1276,7 @@ class PostgresStore:
             return []
         params: dict[str, Any] = {
             "tenant": tenant, "status": status, "scope": scope, "kind": kind,
-            "text": " ".join(words), "depth": max(limit, _RERANK_DEPTH),
+            "text": " ".join(words), "depth": int64(max(limit, _RERANK_DEPTH)),
         }
 
         async def select(conn: Conn) -> list[tuple[Memory, float]]:

@@ -62,6 +62,7 @@ from mcp_checkpoint.errors import (
     InvalidArgumentError,
     NotFoundError,
 )
+from mcp_checkpoint.storage._ints import INT64_MAX, int64
 from mcp_checkpoint.storage.sqlite._migrations import apply_migrations, current_version
 
 __all__ = ["SqliteStore"]
@@ -71,7 +72,7 @@ _Conn = sqlite3.Connection
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-_NO_UPPER_BOUND = 2**63 - 1
+_NO_UPPER_BOUND = INT64_MAX
 _SQLITE_BUSY = 5
 _SQLITE_LOCKED = 6
 _RERANK_DEPTH = 200
@@ -100,12 +101,6 @@ def _micros(moment: datetime) -> int:
     aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
     return (aware - _EPOCH) // _MICROSECOND
 
-
-def _int64(value: int) -> int:
-    """A caller's integer bound (offset, cursor, seq) clamped to SQLite's INTEGER range:
-    the driver raises OverflowError beyond it, and no stored seq or count lies there, so
-    the clamped bound selects the same rows."""
-    return min(max(value, -_NO_UPPER_BOUND - 1), _NO_UPPER_BOUND)
 
 
 def _json(value: Any) -> str:
@@ -546,7 +541,7 @@ class SqliteStore:
 
         def select(conn: _Conn) -> list[Run]:
             rows = conn.execute(
-                sql, (*params, _int64(limit), _int64(max(offset, 0)))
+                sql, (*params, int64(limit), int64(max(offset, 0)))
             ).fetchall()
             return [_to_run(row) for row in rows]
 
@@ -680,7 +675,7 @@ class SqliteStore:
             if limit <= 0:
                 return []
             rows = conn.execute(
-                sql, (tenant, run_id, _int64(after_seq), _int64(upper), _int64(limit))
+                sql, (tenant, run_id, int64(after_seq), int64(upper), int64(limit))
             ).fetchall()
             return [_to_step(row) for row in rows]
 
@@ -796,7 +791,7 @@ class SqliteStore:
             self._require_run(conn, tenant, run_id)
             row = conn.execute(
                 "SELECT * FROM checkpoints WHERE tenant = ? AND run_id = ? AND number = ?",
-                (tenant, run_id, _int64(number)),
+                (tenant, run_id, int64(number)),
             ).fetchone()
             return None if row is None else _to_checkpoint(row)
 
@@ -815,7 +810,7 @@ class SqliteStore:
             rows = conn.execute(
                 "SELECT * FROM checkpoints WHERE tenant = ? AND run_id = ? "
                 "ORDER BY number DESC LIMIT ? OFFSET ?",
-                (tenant, run_id, _int64(limit), _int64(max(offset, 0))),
+                (tenant, run_id, int64(limit), int64(max(offset, 0))),
             ).fetchall()
             return [_to_checkpoint(row) for row in rows]
 
@@ -1212,7 +1207,7 @@ class SqliteStore:
         )
 
         def select(conn: _Conn) -> list[tuple[Tenant, Memory]]:
-            rows = conn.execute(sql, (*params, _int64(limit))).fetchall()
+            rows = conn.execute(sql, (*params, int64(limit))).fetchall()
             return [(Tenant(row["tenant"]), _to_memory(row)) for row in rows]
 
         return await self._read(select)
@@ -1255,7 +1250,7 @@ class SqliteStore:
                 "FROM memories_fts CROSS JOIN memories AS m ON m.id = memories_fts.rowid "
                 f"WHERE memories_fts MATCH ? AND {where} "
                 "ORDER BY rank, m.memory_id LIMIT ?",
-                (expression, *params, _int64(max(limit, _RERANK_DEPTH))),
+                (expression, *params, int64(max(limit, _RERANK_DEPTH))),
             ).fetchall()
             if not found:
                 return []
