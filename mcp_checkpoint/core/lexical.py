@@ -8,9 +8,10 @@ a query made only of stopwords keeps all its words.
 
 from __future__ import annotations
 
+import math
 import re
 
-__all__ = ["STOPWORDS", "query_terms"]
+__all__ = ["STOPWORDS", "bm25_idf", "query_terms"]
 
 _WORD = re.compile(r"\w+")
 
@@ -34,3 +35,10 @@ def query_terms(query: str) -> list[str]:
     (unless that would leave none); [] when it has no word at all."""
     words = list(dict.fromkeys(w.casefold() for w in _WORD.findall(query)))
     return [w for w in words if w not in STOPWORDS] or words
+
+
+def bm25_idf(documents: int, matching: int) -> float:
+    """BM25's idf of a word found in ``matching`` of ``documents`` documents, floored at
+    1e-6 as SQLite's FTS5 does (a word in over half the documents then weighs next to
+    nothing, but still counts). Every store weighs words by this one formula."""
+    return max(math.log((documents - matching + 0.5) / (matching + 0.5)), 1e-6)

@@ -37,7 +37,7 @@ from pydantic import TypeAdapter
 
 from mcp_checkpoint.config import PostgresSettings
 from mcp_checkpoint.core.ledger import append_step
-from mcp_checkpoint.core.lexical import query_terms
+from mcp_checkpoint.core.lexical import bm25_idf, query_terms
 from mcp_checkpoint.core.models import (
     BatchId,
     Checkpoint,
@@ -303,11 +303,6 @@ FROM best CROSS JOIN query CROSS JOIN (
 ORDER BY best.rank DESC, best.memory_id
 """  # noqa: S608 - constant fragments; every value is a bound parameter
 
-
-def _idf(documents: int, matching: int) -> float:
-    """BM25's idf, floored at 1e-6 as SQLite's FTS5 does (a word in over half the searched
-    memories then weighs next to nothing, but still counts)."""
-    return max(math.log((documents - matching + 0.5) / (matching + 0.5)), 1e-6)
 
 
 def _is_unavailable(exc: psycopg.Error) -> bool:
@@ -1287,7 +1282,7 @@ class PostgresStore:
             documents = int(found[0]["documents"])
             average = float(found[0]["average"]) or 1.0
             idf = {
-                lexeme: _idf(documents, int(matching))
+                lexeme: bm25_idf(documents, int(matching))
                 for lexeme, matching in found[0]["matching"].items()
             }
             scored: list[tuple[Memory, float]] = []

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import math
 import os
 import sqlite3
 import threading
@@ -26,7 +25,7 @@ from pydantic import TypeAdapter
 
 from mcp_checkpoint.config import SqliteSettings
 from mcp_checkpoint.core.ledger import append_step
-from mcp_checkpoint.core.lexical import query_terms
+from mcp_checkpoint.core.lexical import bm25_idf, query_terms
 from mcp_checkpoint.core.models import (
     BatchId,
     Checkpoint,
@@ -252,11 +251,6 @@ def _phrase(word: str) -> str:
     return f'"{word}"'
 
 
-def _idf(documents: int, matching: int) -> float:
-    """FTS5's BM25 idf, floored at 1e-6 as FTS5 does (a word in over half the documents
-    then weighs next to nothing)."""
-    return max(math.log((documents - matching + 0.5) / (matching + 0.5)), 1e-6)
-
 
 def _scoped_bm25(
     conn: _Conn, words: Sequence[str], found: Sequence[tuple[int, float]], where: str,
@@ -290,8 +284,8 @@ def _scoped_bm25(
         if not overall:
             continue
         within = conn.execute(f"SELECT count(*) {matching}", (phrase, *params)).fetchone()[0]
-        index_idf = _idf(indexed, overall)
-        correction = _idf(searched, within) - index_idf
+        index_idf = bm25_idf(indexed, overall)
+        correction = bm25_idf(searched, within) - index_idf
         if abs(correction) <= 0.01 * index_idf:
             continue
         for rowid, rank in conn.execute(
