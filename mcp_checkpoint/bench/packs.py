@@ -10,7 +10,6 @@ checks that ``rehydrate`` gives the same context on both sides. Nothing is downl
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -20,6 +19,7 @@ from typing import Any, TypeVar
 
 import anyio
 
+from mcp_checkpoint.bench._stats import emit
 from mcp_checkpoint.config import Settings
 from mcp_checkpoint.core.episodes import Episodes, step_ack
 from mcp_checkpoint.core.ledger import append_step, genesis_hash, request_hash
@@ -167,10 +167,8 @@ def main(args: argparse.Namespace) -> int:
     figures["steps_per_s_import"] = round(
         args.steps / max(figures["read_verify_s"] + figures["plan_s"] + figures["write_s"],
                          1e-9))
-    for key, value in figures.items():
-        print(f"{key:<30} {value}")
-    print(f"{'total_s':<30} {round(total, 3)}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=1), encoding="utf-8")
+    lines = [f"{key:<30} {value}" for key, value in figures.items()]
+    lines.append(f"{'total_s':<30} {round(total, 3)}")
+    emit("\n".join(lines), figures, Path(args.json) if args.json else None)
     ok = figures["second_import_writes_nothing"] and figures["rehydrate_identical"]
     return 0 if ok and figures["integrity"] == "ok" else 1
