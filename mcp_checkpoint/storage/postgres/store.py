@@ -21,11 +21,10 @@ PostgreSQL is back (within about ``reconnect_timeout_s`` at worst).
 
 from __future__ import annotations
 
-import json
 import math
 import select
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 import anyio
@@ -33,7 +32,6 @@ import psycopg
 from psycopg import AsyncConnection, errors
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
-from pydantic import TypeAdapter
 
 from mcp_checkpoint.config import PostgresSettings
 from mcp_checkpoint.core.ledger import append_step
@@ -49,7 +47,6 @@ from mcp_checkpoint.core.models import (
     MemoryKind,
     MemoryStatus,
     Proposal,
-    ProposalItem,
     Run,
     RunId,
     RunStatus,
@@ -74,6 +71,20 @@ from mcp_checkpoint.errors import (
     NotFoundError,
 )
 from mcp_checkpoint.storage._ints import INT64_MAX, int64
+from mcp_checkpoint.storage._rows import (
+    ITEMS,
+    MEMORY_IDS,
+    RUN_COLUMNS,
+    iso,
+    micros,
+    run_row,
+    to_checkpoint,
+    to_json,
+    to_memory,
+    to_proposal,
+    to_run,
+    to_step,
+)
 from mcp_checkpoint.storage._urls import mask_url
 from mcp_checkpoint.storage.postgres._migrations import apply_migrations, current_version
 
@@ -82,181 +93,25 @@ __all__ = ["Conn", "PostgresStore", "mask_url"]
 _T = TypeVar("_T")
 Conn = AsyncConnection[DictRow]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 _NO_UPPER_BOUND = INT64_MAX
 _RERANK_DEPTH = 200
 """Lexical matches (by ``ts_rank_cd``) re-scored by BM25 over the searched memories."""
 _BM25_K1 = 1.2
 _BM25_B = 0.75
 
-_ITEMS = TypeAdapter(list[ProposalItem])
-_MEMORY_IDS = TypeAdapter(dict[int, MemoryId])
-_STRINGS = TypeAdapter(list[str])
 
 
 # -- conversions ------------------------------------------------------------------------
 
 
-def _iso(moment: datetime) -> str:
-    # As in the SQLite store: isoformat() round-trips exactly, and the ledger hash covers it.
-    return moment.isoformat()
-
-
-def _from_iso(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
-def _micros(moment: datetime) -> int:
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    return (aware - _EPOCH) // _MICROSECOND
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-_RUN_COLUMNS = (
-    "tenant", "run_id", "objective", "acceptance_criteria", "constraints", "pinned", "status",
-    "budget_tokens", "created_at", "updated_at", "updated_us", "head_seq", "step_count",
-    "head_hash", "head_tokens", "checkpoint_count", "latest_checkpoint_id", "covered_seq",
-    "covered_tokens", "version", "pruned_seq", "pruned_hash", "pruned_tokens",
-    "pruned_checkpoints",
-)
 _INSERT_RUN = (
-    f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) "  # noqa: S608 - constant column names
-    f"VALUES ({', '.join('%(' + column + ')s' for column in _RUN_COLUMNS)})"
+    f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) "  # noqa: S608 - constant column names
+    f"VALUES ({', '.join('%(' + column + ')s' for column in RUN_COLUMNS)})"
 )
-
-
-def _run_row(tenant: Tenant, run: Run) -> dict[str, Any]:
-    return {
-        "tenant": tenant,
-        "run_id": run.run_id,
-        "objective": run.objective,
-        "acceptance_criteria": _json(run.acceptance_criteria),
-        "constraints": _json(run.constraints),
-        "pinned": _json(run.pinned),
-        "status": run.status,
-        "budget_tokens": run.budget_tokens,
-        "created_at": _iso(run.created_at),
-        "updated_at": _iso(run.updated_at),
-        "updated_us": _micros(run.updated_at),
-        "head_seq": run.head_seq,
-        "step_count": run.step_count,
-        "head_hash": run.head_hash,
-        "head_tokens": run.head_tokens,
-        "checkpoint_count": run.checkpoint_count,
-        "latest_checkpoint_id": run.latest_checkpoint_id,
-        "covered_seq": run.covered_seq,
-        "covered_tokens": run.covered_tokens,
-        "version": run.version,
-        "pruned_seq": run.pruned_seq,
-        "pruned_hash": run.pruned_hash,
-        "pruned_tokens": run.pruned_tokens,
-        "pruned_checkpoints": run.pruned_checkpoints,
-    }
-
-
-def _to_run(row: DictRow) -> Run:
-    return Run(
-        run_id=row["run_id"],
-        objective=row["objective"],
-        acceptance_criteria=_STRINGS.validate_json(row["acceptance_criteria"]),
-        constraints=_STRINGS.validate_json(row["constraints"]),
-        pinned=_STRINGS.validate_json(row["pinned"]),
-        status=row["status"],
-        budget_tokens=row["budget_tokens"],
-        created_at=_from_iso(row["created_at"]),
-        updated_at=_from_iso(row["updated_at"]),
-        head_seq=row["head_seq"],
-        step_count=row["step_count"],
-        head_hash=row["head_hash"],
-        head_tokens=row["head_tokens"],
-        checkpoint_count=row["checkpoint_count"],
-        latest_checkpoint_id=row["latest_checkpoint_id"],
-        covered_seq=row["covered_seq"],
-        covered_tokens=row["covered_tokens"],
-        version=row["version"],
-        pruned_seq=row["pruned_seq"],
-        pruned_hash=row["pruned_hash"],
-        pruned_tokens=row["pruned_tokens"],
-        pruned_checkpoints=row["pruned_checkpoints"],
-    )
-
-
-def _to_step(row: DictRow) -> Step:
-    return Step(
-        run_id=row["run_id"],
-        seq=row["seq"],
-        episode=row["episode"],
-        tool=row["tool"],
-        input=json.loads(row["input"]),
-        output=json.loads(row["output"]),
-        reasoning=row["reasoning"],
-        status=row["status"],
-        idempotency_key=row["idempotency_key"],
-        tokens=row["tokens"],
-        cum_tokens=row["cum_tokens"],
-        created_at=_from_iso(row["created_at"]),
-        prev_hash=row["prev_hash"],
-        hash=row["hash"],
-    )
-
-
-def _to_checkpoint(row: DictRow) -> Checkpoint:
-    return Checkpoint(
-        checkpoint_id=row["checkpoint_id"],
-        run_id=row["run_id"],
-        number=row["number"],
-        parent_id=row["parent_id"],
-        through_seq=row["through_seq"],
-        head_seq=row["head_seq"],
-        content=CheckpointContent.model_validate_json(row["content"]),
-        source=row["source"],
-        tokens=row["tokens"],
-        created_at=_from_iso(row["created_at"]),
-    )
-
-
-def _to_proposal(row: DictRow) -> Proposal:
-    committed_at = row["committed_at"]
-    return Proposal(
-        batch_id=row["batch_id"],
-        run_id=row["run_id"],
-        status=row["status"],
-        items=_ITEMS.validate_json(row["items"]),
-        created_at=_from_iso(row["created_at"]),
-        expires_at=_from_iso(row["expires_at"]),
-        committed_at=None if committed_at is None else _from_iso(committed_at),
-        accepted=json.loads(row["accepted"]),
-        rejected=json.loads(row["rejected"]),
-        memory_ids=_MEMORY_IDS.validate_json(row["memory_ids"]),
-    )
-
-
 _MEMORY_COLUMNS = (
     "tenant, memory_id, content, kind, scope, status, confidence, source_refs, batch_id, "
     "run_id, superseded_by, created_at, updated_at, version"
 )
-
-
-def _to_memory(row: DictRow) -> Memory:
-    return Memory(
-        memory_id=row["memory_id"],
-        content=row["content"],
-        kind=row["kind"],
-        scope=row["scope"],
-        status=row["status"],
-        confidence=row["confidence"],
-        source_refs=_STRINGS.validate_json(row["source_refs"]),
-        batch_id=row["batch_id"],
-        run_id=row["run_id"],
-        superseded_by=row["superseded_by"],
-        created_at=_from_iso(row["created_at"]),
-        updated_at=_from_iso(row["updated_at"]),
-        version=row["version"],
-    )
 
 
 _SEARCHED = (
@@ -509,7 +364,7 @@ class PostgresStore:
         row = await cursor.fetchone()
         if row is None:
             raise NotFoundError(f"run {run_id}")
-        return _to_run(row)
+        return to_run(row)
 
     @staticmethod
     async def _require_run(conn: Conn, tenant: Tenant, run_id: RunId) -> None:
@@ -524,7 +379,7 @@ class PostgresStore:
 
         async def insert(conn: Conn) -> Run:
             cursor = await conn.execute(
-                _INSERT_RUN + " ON CONFLICT DO NOTHING", _run_row(tenant, run)
+                _INSERT_RUN + " ON CONFLICT DO NOTHING", run_row(tenant, run)
             )
             if cursor.rowcount != 1:
                 raise ConflictError(f"run {run.run_id} already exists")
@@ -551,7 +406,7 @@ class PostgresStore:
 
         async def select(conn: Conn) -> list[Run]:
             cursor = await conn.execute(sql, (*params, int64(limit), int64(max(offset, 0))))
-            return [_to_run(row) for row in await cursor.fetchall()]
+            return [to_run(row) for row in await cursor.fetchall()]
 
         return await self._run(select, write=False)
 
@@ -577,14 +432,14 @@ class PostgresStore:
                 "status = COALESCE(%s, status), pinned = COALESCE(%s, pinned) "
                 "WHERE tenant = %s AND run_id = %s AND version = %s RETURNING *",
                 (
-                    _iso(now), _micros(now), status,
-                    None if pinned is None else _json(pinned),
+                    iso(now), micros(now), status,
+                    None if pinned is None else to_json(pinned),
                     tenant, run_id, expected_version,
                 ),
             )
             row = await cursor.fetchone()
             if row is not None:
-                return _to_run(row)
+                return to_run(row)
             run = await self._load_run(conn, tenant, run_id)
             raise ConflictError(f"run {run_id} changed (version {run.version})")
 
@@ -632,7 +487,7 @@ class PostgresStore:
                 row = await locked.fetchone()
                 if row is None:
                     raise NotFoundError(f"run {run_id}")
-                run = _to_run(row)
+                run = to_run(row)
                 seen = None if seen_cursor is None else await seen_cursor.fetchone()
                 if seen is not None:
                     if seen["request_hash"] != request_hash:
@@ -662,9 +517,9 @@ class PostgresStore:
                     {
                         "tenant": tenant, "run_id": run_id, "prev_seq": run.head_seq,
                         "seq": step.seq, "step_count": after.step_count, "hash": step.hash,
-                        "cum_tokens": step.cum_tokens, "at": _iso(now), "us": _micros(now),
+                        "cum_tokens": step.cum_tokens, "at": iso(now), "us": micros(now),
                         "episode": step.episode, "tool": step.tool,
-                        "input": _json(step.input), "output": _json(step.output),
+                        "input": to_json(step.input), "output": to_json(step.output),
                         "reasoning": step.reasoning, "status": step.status,
                         "key": step.idempotency_key, "tokens": step.tokens,
                         "prev_hash": step.prev_hash, "request_hash": request_hash,
@@ -709,7 +564,7 @@ class PostgresStore:
                 rows = await cursor.fetchall()
             if not rows:  # a step implies its run; only an empty page asks about the run
                 await self._require_run(conn, tenant, run_id)
-            return [_to_step(row) for row in rows]
+            return [to_step(row) for row in rows]
 
         return await self._run(select, write=False)
 
@@ -777,7 +632,7 @@ class PostgresStore:
                 "ON CONFLICT (tenant, run_id, checkpoint_id) DO NOTHING",
                 (
                     tenant, run_id, checkpoint_id, checkpoint.number, parent_id, through,
-                    run.head_seq, content.model_dump_json(), source, tokens, _iso(now),
+                    run.head_seq, content.model_dump_json(), source, tokens, iso(now),
                 ),
             )
             if cursor.rowcount != 1:
@@ -787,8 +642,8 @@ class PostgresStore:
                 "covered_seq = %s, covered_tokens = %s, updated_at = %s, updated_us = %s "
                 "WHERE tenant = %s AND run_id = %s",
                 (
-                    checkpoint.number, checkpoint_id, through, covered_tokens, _iso(now),
-                    _micros(now), tenant, run_id,
+                    checkpoint.number, checkpoint_id, through, covered_tokens, iso(now),
+                    micros(now), tenant, run_id,
                 ),
             )
             return checkpoint
@@ -810,7 +665,7 @@ class PostgresStore:
             if row is None:
                 await self._require_run(conn, tenant, run_id)
                 raise NotFoundError(f"checkpoint {checkpoint_id} of run {run_id}")
-            return _to_checkpoint(row)
+            return to_checkpoint(row)
 
         return await self._run(select, write=False)
 
@@ -829,7 +684,7 @@ class PostgresStore:
             if row is None:
                 await self._require_run(conn, tenant, run_id)
                 return None
-            return _to_checkpoint(row)
+            return to_checkpoint(row)
 
         return await self._run(select, write=False)
 
@@ -850,7 +705,7 @@ class PostgresStore:
                 rows = await cursor.fetchall()
             if not rows:  # a checkpoint implies its run
                 await self._require_run(conn, tenant, run_id)
-            return [_to_checkpoint(row) for row in rows]
+            return [to_checkpoint(row) for row in rows]
 
         return await self._run(select, write=False)
 
@@ -871,7 +726,7 @@ class PostgresStore:
         if limit <= 0:
             return []
         where = ["status <> 'active'", "updated_us < %s"]
-        params: list[Any] = [_micros(finished_before)]
+        params: list[Any] = [micros(finished_before)]
         if tenant is not None:
             where.append("tenant = %s")
             params.append(tenant)
@@ -885,7 +740,7 @@ class PostgresStore:
 
         async def select(conn: Conn) -> list[tuple[Tenant, Run]]:
             cursor = await conn.execute(sql, (*params, int64(limit)))
-            return [(Tenant(row["tenant"]), _to_run(row)) for row in await cursor.fetchall()]
+            return [(Tenant(row["tenant"]), to_run(row)) for row in await cursor.fetchall()]
 
         return await self._run(select, write=False)
 
@@ -967,7 +822,7 @@ class PostgresStore:
                     "INSERT INTO pruned_checkpoints (tenant, checkpoint_id, run_id, number, "
                     "through_seq, pruned_at) "
                     "SELECT tenant, checkpoint_id, run_id, number, through_seq, %s FROM gone",
-                    (tenant, run_id, oldest_kept, _iso(now)),
+                    (tenant, run_id, oldest_kept, iso(now)),
                 )
             # Pruning is not activity: updated_at stays, the version moves.
             await conn.execute(
@@ -1021,7 +876,7 @@ class PostgresStore:
         row = await cursor.fetchone()
         if row is None:
             raise NotFoundError(f"batch {batch_id}")
-        return _to_proposal(row)
+        return to_proposal(row)
 
     async def add_proposal(self, tenant: Tenant, proposal: Proposal) -> Proposal:
         """Insert a pending batch durably. ConflictError if its batch_id exists."""
@@ -1036,13 +891,13 @@ class PostgresStore:
                     proposal.batch_id,
                     proposal.run_id,
                     proposal.status,
-                    _ITEMS.dump_json(proposal.items).decode("utf-8"),
-                    _iso(proposal.created_at),
-                    _iso(proposal.expires_at),
-                    None if proposal.committed_at is None else _iso(proposal.committed_at),
-                    _json(proposal.accepted),
-                    _json(proposal.rejected),
-                    _MEMORY_IDS.dump_json(proposal.memory_ids).decode("utf-8"),
+                    ITEMS.dump_json(proposal.items).decode("utf-8"),
+                    iso(proposal.created_at),
+                    iso(proposal.expires_at),
+                    None if proposal.committed_at is None else iso(proposal.committed_at),
+                    to_json(proposal.accepted),
+                    to_json(proposal.rejected),
+                    MEMORY_IDS.dump_json(proposal.memory_ids).decode("utf-8"),
                 ),
             )
             if cursor.rowcount != 1:
@@ -1080,7 +935,7 @@ class PostgresStore:
         first and then finds the batch no longer pending. Targeted memories are locked in
         memory_id order, so two commits touching the same memories cannot deadlock.
         """
-        updated_at = _iso(now)
+        updated_at = iso(now)
 
         async def commit(conn: Conn) -> Proposal:
             proposal = await self._load_proposal(conn, tenant, plan.batch_id, lock=True)
@@ -1116,7 +971,7 @@ class PostgresStore:
                     "ON CONFLICT DO NOTHING",
                     (
                         tenant, new.memory_id, new.content, new.kind, new.scope,
-                        new.confidence, _json(new.source_refs), new.batch_id, new.run_id,
+                        new.confidence, to_json(new.source_refs), new.batch_id, new.run_id,
                         updated_at, updated_at,
                     ),
                 )
@@ -1127,7 +982,7 @@ class PostgresStore:
                     conn, tenant, upd.memory_id, versions,
                     "content = %s, confidence = %s, source_refs = %s, batch_id = %s, "
                     "updated_at = %s",
-                    (upd.content, upd.confidence, _json(upd.source_refs), plan.batch_id,
+                    (upd.content, upd.confidence, to_json(upd.source_refs), plan.batch_id,
                      updated_at),
                 )
             for change in plan.status_changes:
@@ -1140,8 +995,8 @@ class PostgresStore:
                 "UPDATE proposals SET status = %s, committed_at = %s, accepted = %s, "
                 "rejected = %s, memory_ids = %s WHERE tenant = %s AND batch_id = %s",
                 (
-                    status, updated_at, _json(plan.accepted), _json(plan.rejected),
-                    _MEMORY_IDS.dump_json(plan.memory_ids).decode("utf-8"),
+                    status, updated_at, to_json(plan.accepted), to_json(plan.rejected),
+                    MEMORY_IDS.dump_json(plan.memory_ids).decode("utf-8"),
                     tenant, plan.batch_id,
                 ),
             )
@@ -1188,7 +1043,7 @@ class PostgresStore:
             row = await cursor.fetchone()
             if row is None:
                 raise NotFoundError(f"memory {memory_id}")
-            return _to_memory(row)
+            return to_memory(row)
 
         return await self._run(select, write=False)
 
@@ -1203,7 +1058,7 @@ class PostgresStore:
                 "WHERE tenant = %s AND memory_id = ANY(%s)",
                 (tenant, list(memory_ids)),
             )
-            found = {row["memory_id"]: _to_memory(row) for row in await cursor.fetchall()}
+            found = {row["memory_id"]: to_memory(row) for row in await cursor.fetchall()}
             return [found[i] for i in memory_ids if i in found]
 
         return await self._run(select, write=False)
@@ -1240,7 +1095,7 @@ class PostgresStore:
 
         async def select(conn: Conn) -> list[tuple[Tenant, Memory]]:
             cursor = await conn.execute(sql, (*params, int64(limit)))
-            return [(Tenant(row["tenant"]), _to_memory(row)) for row in await cursor.fetchall()]
+            return [(Tenant(row["tenant"]), to_memory(row)) for row in await cursor.fetchall()]
 
         return await self._run(select, write=False)
 
@@ -1292,7 +1147,7 @@ class PostgresStore:
                     idf[lexeme] * tf * (_BM25_K1 + 1) / (tf + norm)
                     for lexeme, tf in (row["tf"] or {}).items()
                 )
-                scored.append((_to_memory(row), score))
+                scored.append((to_memory(row), score))
             scored.sort(key=lambda pair: (-pair[1], pair[0].memory_id))
             return scored[:limit]
 
@@ -1311,7 +1166,7 @@ class PostgresStore:
                 async with conn.cursor() as cursor:
                     for item in records.runs:
                         what = f"run {item.run.run_id}"
-                        await cursor.execute(_INSERT_RUN, _run_row(tenant, item.run))
+                        await cursor.execute(_INSERT_RUN, run_row(tenant, item.run))
                         if item.steps:
                             await cursor.executemany(
                                 "INSERT INTO steps (tenant, run_id, seq, episode, tool, input, "
@@ -1322,9 +1177,9 @@ class PostgresStore:
                                 [
                                     (
                                         tenant, s.run_id, s.seq, s.episode, s.tool,
-                                        _json(s.input), _json(s.output), s.reasoning, s.status,
+                                        to_json(s.input), to_json(s.output), s.reasoning, s.status,
                                         s.idempotency_key, s.tokens, s.cum_tokens,
-                                        _iso(s.created_at), s.prev_hash, s.hash,
+                                        iso(s.created_at), s.prev_hash, s.hash,
                                         imported.request_hash, imported.ack.model_dump_json(),
                                     )
                                     for imported in item.steps
@@ -1342,7 +1197,7 @@ class PostgresStore:
                                         tenant, c.run_id, c.checkpoint_id, c.number,
                                         c.parent_id, c.through_seq, c.head_seq,
                                         c.content.model_dump_json(), c.source, c.tokens,
-                                        _iso(c.created_at),
+                                        iso(c.created_at),
                                     )
                                     for c in item.checkpoints
                                 ],
@@ -1355,12 +1210,12 @@ class PostgresStore:
                             "memory_ids) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                             (
                                 tenant, proposal.batch_id, proposal.run_id, proposal.status,
-                                _ITEMS.dump_json(proposal.items).decode("utf-8"),
-                                _iso(proposal.created_at), _iso(proposal.expires_at),
+                                ITEMS.dump_json(proposal.items).decode("utf-8"),
+                                iso(proposal.created_at), iso(proposal.expires_at),
                                 None if proposal.committed_at is None
-                                else _iso(proposal.committed_at),
-                                _json(proposal.accepted), _json(proposal.rejected),
-                                _MEMORY_IDS.dump_json(proposal.memory_ids).decode("utf-8"),
+                                else iso(proposal.committed_at),
+                                to_json(proposal.accepted), to_json(proposal.rejected),
+                                MEMORY_IDS.dump_json(proposal.memory_ids).decode("utf-8"),
                             ),
                         )
                     for memory in records.memories:
@@ -1373,9 +1228,9 @@ class PostgresStore:
                             (
                                 tenant, memory.memory_id, memory.content, memory.kind,
                                 memory.scope, memory.status, memory.confidence,
-                                _json(memory.source_refs), memory.batch_id, memory.run_id,
-                                memory.superseded_by, _iso(memory.created_at),
-                                _iso(memory.updated_at), memory.version,
+                                to_json(memory.source_refs), memory.batch_id, memory.run_id,
+                                memory.superseded_by, iso(memory.created_at),
+                                iso(memory.updated_at), memory.version,
                             ),
                         )
             except errors.UniqueViolation as exc:

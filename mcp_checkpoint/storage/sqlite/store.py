@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio.to_thread
-from pydantic import TypeAdapter
 
 from mcp_checkpoint.config import SqliteSettings
 from mcp_checkpoint.core.ledger import append_step
@@ -37,7 +35,6 @@ from mcp_checkpoint.core.models import (
     MemoryKind,
     MemoryStatus,
     Proposal,
-    ProposalItem,
     Run,
     RunId,
     RunStatus,
@@ -62,6 +59,20 @@ from mcp_checkpoint.errors import (
     NotFoundError,
 )
 from mcp_checkpoint.storage._ints import INT64_MAX, int64
+from mcp_checkpoint.storage._rows import (
+    ITEMS,
+    MEMORY_IDS,
+    RUN_COLUMNS,
+    iso,
+    micros,
+    run_row,
+    to_checkpoint,
+    to_json,
+    to_memory,
+    to_proposal,
+    to_run,
+    to_step,
+)
 from mcp_checkpoint.storage.sqlite._migrations import apply_migrations, current_version
 
 __all__ = ["SqliteStore"]
@@ -69,178 +80,21 @@ __all__ = ["SqliteStore"]
 _T = TypeVar("_T")
 _Conn = sqlite3.Connection
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 _NO_UPPER_BOUND = INT64_MAX
 _SQLITE_BUSY = 5
 _SQLITE_LOCKED = 6
 _RERANK_DEPTH = 200
 """Lexical matches re-weighed with the searched memories' statistics (by index-wide BM25)."""
 
-_ITEMS = TypeAdapter(list[ProposalItem])
-_MEMORY_IDS = TypeAdapter(dict[int, MemoryId])
-_STRINGS = TypeAdapter(list[str])
 
 
 # -- conversions ------------------------------------------------------------------------
 
 
-def _iso(moment: datetime) -> str:
-    # isoformat() keeps the offset and every microsecond, and fromisoformat() reads it back
-    # to a datetime with the same isoformat(): the ledger hash depends on that.
-    return moment.isoformat()
-
-
-def _from_iso(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
-def _micros(moment: datetime) -> int:
-    """Epoch microseconds: orders instants correctly whatever their offsets."""
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    return (aware - _EPOCH) // _MICROSECOND
-
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _run_row(tenant: Tenant, run: Run) -> dict[str, Any]:
-    return {
-        "tenant": tenant,
-        "run_id": run.run_id,
-        "objective": run.objective,
-        "acceptance_criteria": _json(run.acceptance_criteria),
-        "constraints": _json(run.constraints),
-        "pinned": _json(run.pinned),
-        "status": run.status,
-        "budget_tokens": run.budget_tokens,
-        "created_at": _iso(run.created_at),
-        "updated_at": _iso(run.updated_at),
-        "updated_us": _micros(run.updated_at),
-        "head_seq": run.head_seq,
-        "step_count": run.step_count,
-        "head_hash": run.head_hash,
-        "head_tokens": run.head_tokens,
-        "checkpoint_count": run.checkpoint_count,
-        "latest_checkpoint_id": run.latest_checkpoint_id,
-        "covered_seq": run.covered_seq,
-        "covered_tokens": run.covered_tokens,
-        "version": run.version,
-        "pruned_seq": run.pruned_seq,
-        "pruned_hash": run.pruned_hash,
-        "pruned_tokens": run.pruned_tokens,
-        "pruned_checkpoints": run.pruned_checkpoints,
-    }
-
-
-_RUN_COLUMNS = (
-    "tenant", "run_id", "objective", "acceptance_criteria", "constraints", "pinned", "status",
-    "budget_tokens", "created_at", "updated_at", "updated_us", "head_seq", "step_count",
-    "head_hash", "head_tokens", "checkpoint_count", "latest_checkpoint_id", "covered_seq",
-    "covered_tokens", "version", "pruned_seq", "pruned_hash", "pruned_tokens",
-    "pruned_checkpoints",
-)
 _INSERT_RUN = (
-    f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) "  # noqa: S608 - constant column names
-    f"VALUES ({', '.join(':' + column for column in _RUN_COLUMNS)})"
+    f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) "  # noqa: S608 - constant column names
+    f"VALUES ({', '.join(':' + column for column in RUN_COLUMNS)})"
 )
-
-
-def _to_run(row: sqlite3.Row) -> Run:
-    return Run(
-        run_id=row["run_id"],
-        objective=row["objective"],
-        acceptance_criteria=_STRINGS.validate_json(row["acceptance_criteria"]),
-        constraints=_STRINGS.validate_json(row["constraints"]),
-        pinned=_STRINGS.validate_json(row["pinned"]),
-        status=row["status"],
-        budget_tokens=row["budget_tokens"],
-        created_at=_from_iso(row["created_at"]),
-        updated_at=_from_iso(row["updated_at"]),
-        head_seq=row["head_seq"],
-        step_count=row["step_count"],
-        head_hash=row["head_hash"],
-        head_tokens=row["head_tokens"],
-        checkpoint_count=row["checkpoint_count"],
-        latest_checkpoint_id=row["latest_checkpoint_id"],
-        covered_seq=row["covered_seq"],
-        covered_tokens=row["covered_tokens"],
-        version=row["version"],
-        pruned_seq=row["pruned_seq"],
-        pruned_hash=row["pruned_hash"],
-        pruned_tokens=row["pruned_tokens"],
-        pruned_checkpoints=row["pruned_checkpoints"],
-    )
-
-
-def _to_step(row: sqlite3.Row) -> Step:
-    return Step(
-        run_id=row["run_id"],
-        seq=row["seq"],
-        episode=row["episode"],
-        tool=row["tool"],
-        input=json.loads(row["input"]),
-        output=json.loads(row["output"]),
-        reasoning=row["reasoning"],
-        status=row["status"],
-        idempotency_key=row["idempotency_key"],
-        tokens=row["tokens"],
-        cum_tokens=row["cum_tokens"],
-        created_at=_from_iso(row["created_at"]),
-        prev_hash=row["prev_hash"],
-        hash=row["hash"],
-    )
-
-
-def _to_checkpoint(row: sqlite3.Row) -> Checkpoint:
-    return Checkpoint(
-        checkpoint_id=row["checkpoint_id"],
-        run_id=row["run_id"],
-        number=row["number"],
-        parent_id=row["parent_id"],
-        through_seq=row["through_seq"],
-        head_seq=row["head_seq"],
-        content=CheckpointContent.model_validate_json(row["content"]),
-        source=row["source"],
-        tokens=row["tokens"],
-        created_at=_from_iso(row["created_at"]),
-    )
-
-
-def _to_proposal(row: sqlite3.Row) -> Proposal:
-    committed_at = row["committed_at"]
-    return Proposal(
-        batch_id=row["batch_id"],
-        run_id=row["run_id"],
-        status=row["status"],
-        items=_ITEMS.validate_json(row["items"]),
-        created_at=_from_iso(row["created_at"]),
-        expires_at=_from_iso(row["expires_at"]),
-        committed_at=None if committed_at is None else _from_iso(committed_at),
-        accepted=json.loads(row["accepted"]),
-        rejected=json.loads(row["rejected"]),
-        memory_ids=_MEMORY_IDS.validate_json(row["memory_ids"]),
-    )
-
-
-def _to_memory(row: sqlite3.Row) -> Memory:
-    return Memory(
-        memory_id=row["memory_id"],
-        content=row["content"],
-        kind=row["kind"],
-        scope=row["scope"],
-        status=row["status"],
-        confidence=row["confidence"],
-        source_refs=_STRINGS.validate_json(row["source_refs"]),
-        batch_id=row["batch_id"],
-        run_id=row["run_id"],
-        superseded_by=row["superseded_by"],
-        created_at=_from_iso(row["created_at"]),
-        updated_at=_from_iso(row["updated_at"]),
-        version=row["version"],
-    )
 
 
 def _phrase(word: str) -> str:
@@ -494,7 +348,7 @@ class SqliteStore:
         ).fetchone()
         if row is None:
             raise NotFoundError(f"run {run_id}")
-        return _to_run(row)
+        return to_run(row)
 
     @staticmethod
     def _require_run(conn: _Conn, tenant: Tenant, run_id: RunId) -> None:
@@ -509,7 +363,7 @@ class SqliteStore:
 
         def insert(conn: _Conn) -> Run:
             try:
-                conn.execute(_INSERT_RUN, _run_row(tenant, run))
+                conn.execute(_INSERT_RUN, run_row(tenant, run))
             except sqlite3.IntegrityError as exc:
                 raise ConflictError(f"run {run.run_id} already exists") from exc
             return run
@@ -537,7 +391,7 @@ class SqliteStore:
             rows = conn.execute(
                 sql, (*params, int64(limit), int64(max(offset, 0)))
             ).fetchall()
-            return [_to_run(row) for row in rows]
+            return [to_run(row) for row in rows]
 
         return await self._read(select)
 
@@ -563,10 +417,10 @@ class SqliteStore:
                 "status = COALESCE(?, status), pinned = COALESCE(?, pinned) "
                 "WHERE tenant = ? AND run_id = ? AND version = ?",
                 (
-                    _iso(now),
-                    _micros(now),
+                    iso(now),
+                    micros(now),
                     status,
-                    None if pinned is None else _json(pinned),
+                    None if pinned is None else to_json(pinned),
                     tenant,
                     run_id,
                     expected_version,
@@ -622,9 +476,9 @@ class SqliteStore:
                 "prev_hash, hash, request_hash, ack) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    tenant, run_id, step.seq, step.episode, step.tool, _json(step.input),
-                    _json(step.output), step.reasoning, step.status, step.idempotency_key,
-                    step.tokens, step.cum_tokens, _iso(now), step.prev_hash, step.hash,
+                    tenant, run_id, step.seq, step.episode, step.tool, to_json(step.input),
+                    to_json(step.output), step.reasoning, step.status, step.idempotency_key,
+                    step.tokens, step.cum_tokens, iso(now), step.prev_hash, step.hash,
                     request_hash, ack.model_dump_json(),
                 ),
             )
@@ -633,8 +487,8 @@ class SqliteStore:
                 "head_tokens = ?, updated_at = ?, updated_us = ? "
                 "WHERE tenant = ? AND run_id = ? AND head_seq = ?",
                 (
-                    step.seq, after.step_count, step.hash, step.cum_tokens, _iso(now),
-                    _micros(now), tenant, run_id, run.head_seq,
+                    step.seq, after.step_count, step.hash, step.cum_tokens, iso(now),
+                    micros(now), tenant, run_id, run.head_seq,
                 ),
             )
             if cursor.rowcount != 1:  # pragma: no cover - the write lock rules it out
@@ -671,7 +525,7 @@ class SqliteStore:
             rows = conn.execute(
                 sql, (tenant, run_id, int64(after_seq), int64(upper), int64(limit))
             ).fetchall()
-            return [_to_step(row) for row in rows]
+            return [to_step(row) for row in rows]
 
         return await self._read(select)
 
@@ -736,7 +590,7 @@ class SqliteStore:
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         tenant, run_id, checkpoint_id, checkpoint.number, parent_id, through,
-                        run.head_seq, content.model_dump_json(), source, tokens, _iso(now),
+                        run.head_seq, content.model_dump_json(), source, tokens, iso(now),
                     ),
                 )
             except sqlite3.IntegrityError as exc:
@@ -748,8 +602,8 @@ class SqliteStore:
                 "covered_seq = ?, covered_tokens = ?, updated_at = ?, updated_us = ? "
                 "WHERE tenant = ? AND run_id = ? AND latest_checkpoint_id IS ?",
                 (
-                    checkpoint.number, checkpoint_id, through, covered_tokens, _iso(now),
-                    _micros(now), tenant, run_id, parent_id,
+                    checkpoint.number, checkpoint_id, through, covered_tokens, iso(now),
+                    micros(now), tenant, run_id, parent_id,
                 ),
             )
             if cursor.rowcount != 1:  # pragma: no cover - the write lock rules it out
@@ -771,7 +625,7 @@ class SqliteStore:
             ).fetchone()
             if row is None:
                 raise NotFoundError(f"checkpoint {checkpoint_id} of run {run_id}")
-            return _to_checkpoint(row)
+            return to_checkpoint(row)
 
         return await self._read(select)
 
@@ -787,7 +641,7 @@ class SqliteStore:
                 "SELECT * FROM checkpoints WHERE tenant = ? AND run_id = ? AND number = ?",
                 (tenant, run_id, int64(number)),
             ).fetchone()
-            return None if row is None else _to_checkpoint(row)
+            return None if row is None else to_checkpoint(row)
 
         return await self._read(select)
 
@@ -806,7 +660,7 @@ class SqliteStore:
                 "ORDER BY number DESC LIMIT ? OFFSET ?",
                 (tenant, run_id, int64(limit), int64(max(offset, 0))),
             ).fetchall()
-            return [_to_checkpoint(row) for row in rows]
+            return [to_checkpoint(row) for row in rows]
 
         return await self._read(select)
 
@@ -825,7 +679,7 @@ class SqliteStore:
         if limit <= 0:
             return []
         where = ["status != 'active'", "updated_us < ?"]
-        params: list[Any] = [_micros(finished_before)]
+        params: list[Any] = [micros(finished_before)]
         if tenant is not None:
             where.append("tenant = ?")
             params.append(tenant)
@@ -839,7 +693,7 @@ class SqliteStore:
 
         def select(conn: _Conn) -> list[tuple[Tenant, Run]]:
             rows = conn.execute(sql, (*params, limit)).fetchall()
-            return [(Tenant(row["tenant"]), _to_run(row)) for row in rows]
+            return [(Tenant(row["tenant"]), to_run(row)) for row in rows]
 
         return await self._read(select)
 
@@ -910,7 +764,7 @@ class SqliteStore:
                 "through_seq, pruned_at) VALUES (?, ?, ?, ?, ?, ?)",
                 [
                     (tenant, row["checkpoint_id"], run_id, row["number"], row["through_seq"],
-                     _iso(now))
+                     iso(now))
                     for row in dropped
                 ],
             )
@@ -988,7 +842,7 @@ class SqliteStore:
         ).fetchone()
         if row is None:
             raise NotFoundError(f"batch {batch_id}")
-        return _to_proposal(row)
+        return to_proposal(row)
 
     async def add_proposal(self, tenant: Tenant, proposal: Proposal) -> Proposal:
         """Insert a pending batch durably. ConflictError if its batch_id exists."""
@@ -1004,13 +858,13 @@ class SqliteStore:
                         proposal.batch_id,
                         proposal.run_id,
                         proposal.status,
-                        _ITEMS.dump_json(proposal.items).decode("utf-8"),
-                        _iso(proposal.created_at),
-                        _iso(proposal.expires_at),
-                        None if proposal.committed_at is None else _iso(proposal.committed_at),
-                        _json(proposal.accepted),
-                        _json(proposal.rejected),
-                        _MEMORY_IDS.dump_json(proposal.memory_ids).decode("utf-8"),
+                        ITEMS.dump_json(proposal.items).decode("utf-8"),
+                        iso(proposal.created_at),
+                        iso(proposal.expires_at),
+                        None if proposal.committed_at is None else iso(proposal.committed_at),
+                        to_json(proposal.accepted),
+                        to_json(proposal.rejected),
+                        MEMORY_IDS.dump_json(proposal.memory_ids).decode("utf-8"),
                     ),
                 )
             except sqlite3.IntegrityError as exc:
@@ -1042,7 +896,7 @@ class SqliteStore:
         """Apply ``plan`` atomically and mark the batch committed (or rejected when nothing
         was accepted); ConflictError or NotFoundError with nothing written (see the port).
         """
-        updated_at = _iso(now)
+        updated_at = iso(now)
 
         def commit(conn: _Conn) -> Proposal:
             proposal = self._load_proposal(conn, tenant, plan.batch_id)
@@ -1054,9 +908,9 @@ class SqliteStore:
                 (
                     status,
                     updated_at,
-                    _json(plan.accepted),
-                    _json(plan.rejected),
-                    _MEMORY_IDS.dump_json(plan.memory_ids).decode("utf-8"),
+                    to_json(plan.accepted),
+                    to_json(plan.rejected),
+                    MEMORY_IDS.dump_json(plan.memory_ids).decode("utf-8"),
                     tenant,
                     plan.batch_id,
                 ),
@@ -1090,7 +944,7 @@ class SqliteStore:
                         "VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, NULL, ?, ?, 1)",
                         (
                             tenant, new.memory_id, new.content, new.kind, new.scope,
-                            new.confidence, _json(new.source_refs), new.batch_id, new.run_id,
+                            new.confidence, to_json(new.source_refs), new.batch_id, new.run_id,
                             updated_at, updated_at,
                         ),
                     )
@@ -1100,7 +954,7 @@ class SqliteStore:
                 self._bump_memory(
                     conn, tenant, upd.memory_id, versions,
                     "content = ?, confidence = ?, source_refs = ?, batch_id = ?, updated_at = ?",
-                    (upd.content, upd.confidence, _json(upd.source_refs), plan.batch_id,
+                    (upd.content, upd.confidence, to_json(upd.source_refs), plan.batch_id,
                      updated_at),
                 )
             for change in plan.status_changes:
@@ -1149,7 +1003,7 @@ class SqliteStore:
             ).fetchone()
             if row is None:
                 raise NotFoundError(f"memory {memory_id}")
-            return _to_memory(row)
+            return to_memory(row)
 
         return await self._read(select)
 
@@ -1157,7 +1011,7 @@ class SqliteStore:
         """The memories that exist among ``memory_ids``, in the order asked."""
         if not memory_ids:
             return []
-        wanted = _json(list(memory_ids))
+        wanted = to_json(list(memory_ids))
 
         def select(conn: _Conn) -> list[Memory]:
             rows = conn.execute(
@@ -1165,7 +1019,7 @@ class SqliteStore:
                 "AND memory_id IN (SELECT value FROM json_each(?))",
                 (tenant, wanted),
             ).fetchall()
-            found = {row["memory_id"]: _to_memory(row) for row in rows}
+            found = {row["memory_id"]: to_memory(row) for row in rows}
             return [found[i] for i in memory_ids if i in found]
 
         return await self._read(select)
@@ -1202,7 +1056,7 @@ class SqliteStore:
 
         def select(conn: _Conn) -> list[tuple[Tenant, Memory]]:
             rows = conn.execute(sql, (*params, int64(limit))).fetchall()
-            return [(Tenant(row["tenant"]), _to_memory(row)) for row in rows]
+            return [(Tenant(row["tenant"]), to_memory(row)) for row in rows]
 
         return await self._read(select)
 
@@ -1260,7 +1114,7 @@ class SqliteStore:
                     tuple(row["id"] for row in best),
                 )
             }
-            return [(_to_memory(rows[row["id"]]), scores[row["id"]]) for row in best]
+            return [(to_memory(rows[row["id"]]), scores[row["id"]]) for row in best]
 
         return await self._read(select)
 
@@ -1275,7 +1129,7 @@ class SqliteStore:
             try:
                 for item in records.runs:
                     what = f"run {item.run.run_id}"
-                    conn.execute(_INSERT_RUN, _run_row(tenant, item.run))
+                    conn.execute(_INSERT_RUN, run_row(tenant, item.run))
                     conn.executemany(
                         "INSERT INTO steps (tenant, run_id, seq, episode, tool, input, output, "
                         "reasoning, status, idempotency_key, tokens, cum_tokens, created_at, "
@@ -1283,9 +1137,9 @@ class SqliteStore:
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             (
-                                tenant, s.run_id, s.seq, s.episode, s.tool, _json(s.input),
-                                _json(s.output), s.reasoning, s.status, s.idempotency_key,
-                                s.tokens, s.cum_tokens, _iso(s.created_at), s.prev_hash, s.hash,
+                                tenant, s.run_id, s.seq, s.episode, s.tool, to_json(s.input),
+                                to_json(s.output), s.reasoning, s.status, s.idempotency_key,
+                                s.tokens, s.cum_tokens, iso(s.created_at), s.prev_hash, s.hash,
                                 imported.request_hash, imported.ack.model_dump_json(),
                             )
                             for imported in item.steps
@@ -1300,7 +1154,7 @@ class SqliteStore:
                             (
                                 tenant, c.run_id, c.checkpoint_id, c.number, c.parent_id,
                                 c.through_seq, c.head_seq, c.content.model_dump_json(), c.source,
-                                c.tokens, _iso(c.created_at),
+                                c.tokens, iso(c.created_at),
                             )
                             for c in item.checkpoints
                         ),
@@ -1313,12 +1167,12 @@ class SqliteStore:
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             tenant, proposal.batch_id, proposal.run_id, proposal.status,
-                            _ITEMS.dump_json(proposal.items).decode("utf-8"),
-                            _iso(proposal.created_at), _iso(proposal.expires_at),
+                            ITEMS.dump_json(proposal.items).decode("utf-8"),
+                            iso(proposal.created_at), iso(proposal.expires_at),
                             None if proposal.committed_at is None
-                            else _iso(proposal.committed_at),
-                            _json(proposal.accepted), _json(proposal.rejected),
-                            _MEMORY_IDS.dump_json(proposal.memory_ids).decode("utf-8"),
+                            else iso(proposal.committed_at),
+                            to_json(proposal.accepted), to_json(proposal.rejected),
+                            MEMORY_IDS.dump_json(proposal.memory_ids).decode("utf-8"),
                         ),
                     )
                 for memory in records.memories:
@@ -1329,9 +1183,9 @@ class SqliteStore:
                         "updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             tenant, memory.memory_id, memory.content, memory.kind, memory.scope,
-                            memory.status, memory.confidence, _json(memory.source_refs),
+                            memory.status, memory.confidence, to_json(memory.source_refs),
                             memory.batch_id, memory.run_id, memory.superseded_by,
-                            _iso(memory.created_at), _iso(memory.updated_at), memory.version,
+                            iso(memory.created_at), iso(memory.updated_at), memory.version,
                         ),
                     )
             except sqlite3.IntegrityError as exc:

@@ -1,0 +1,210 @@
+"""Rows of the SQL stores (SQLite, PostgreSQL) to and from the core's models.
+
+Both stores keep the same columns in the same text forms (ISO timestamps that round-trip
+exactly, compact JSON), so one set of conversions serves both; only their placeholders
+and drivers differ.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from pydantic import TypeAdapter
+
+from mcp_checkpoint.core.models import (
+    Checkpoint,
+    CheckpointContent,
+    Memory,
+    MemoryId,
+    Proposal,
+    ProposalItem,
+    Run,
+    Step,
+    Tenant,
+)
+
+__all__ = [
+    "ITEMS",
+    "MEMORY_IDS",
+    "RUN_COLUMNS",
+    "STRINGS",
+    "Row",
+    "from_iso",
+    "iso",
+    "micros",
+    "run_row",
+    "to_checkpoint",
+    "to_json",
+    "to_memory",
+    "to_proposal",
+    "to_run",
+    "to_step",
+]
+
+
+class Row(Protocol):
+    """A result row, read by column name (``sqlite3.Row``, psycopg's ``dict_row``)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+ITEMS = TypeAdapter(list[ProposalItem])
+MEMORY_IDS = TypeAdapter(dict[int, MemoryId])
+STRINGS = TypeAdapter(list[str])
+
+
+def iso(moment: datetime) -> str:
+    # isoformat() keeps the offset and every microsecond, and fromisoformat() reads it back
+    # to a datetime with the same isoformat(): the ledger hash depends on that.
+    return moment.isoformat()
+
+
+def from_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def micros(moment: datetime) -> int:
+    """Epoch microseconds: orders instants correctly whatever their offsets."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return (aware - EPOCH) // MICROSECOND
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def run_row(tenant: Tenant, run: Run) -> dict[str, Any]:
+    return {
+        "tenant": tenant,
+        "run_id": run.run_id,
+        "objective": run.objective,
+        "acceptance_criteria": to_json(run.acceptance_criteria),
+        "constraints": to_json(run.constraints),
+        "pinned": to_json(run.pinned),
+        "status": run.status,
+        "budget_tokens": run.budget_tokens,
+        "created_at": iso(run.created_at),
+        "updated_at": iso(run.updated_at),
+        "updated_us": micros(run.updated_at),
+        "head_seq": run.head_seq,
+        "step_count": run.step_count,
+        "head_hash": run.head_hash,
+        "head_tokens": run.head_tokens,
+        "checkpoint_count": run.checkpoint_count,
+        "latest_checkpoint_id": run.latest_checkpoint_id,
+        "covered_seq": run.covered_seq,
+        "covered_tokens": run.covered_tokens,
+        "version": run.version,
+        "pruned_seq": run.pruned_seq,
+        "pruned_hash": run.pruned_hash,
+        "pruned_tokens": run.pruned_tokens,
+        "pruned_checkpoints": run.pruned_checkpoints,
+    }
+
+
+RUN_COLUMNS = (
+    "tenant", "run_id", "objective", "acceptance_criteria", "constraints", "pinned", "status",
+    "budget_tokens", "created_at", "updated_at", "updated_us", "head_seq", "step_count",
+    "head_hash", "head_tokens", "checkpoint_count", "latest_checkpoint_id", "covered_seq",
+    "covered_tokens", "version", "pruned_seq", "pruned_hash", "pruned_tokens",
+    "pruned_checkpoints",
+)
+
+
+def to_run(row: Row) -> Run:
+    return Run(
+        run_id=row["run_id"],
+        objective=row["objective"],
+        acceptance_criteria=STRINGS.validate_json(row["acceptance_criteria"]),
+        constraints=STRINGS.validate_json(row["constraints"]),
+        pinned=STRINGS.validate_json(row["pinned"]),
+        status=row["status"],
+        budget_tokens=row["budget_tokens"],
+        created_at=from_iso(row["created_at"]),
+        updated_at=from_iso(row["updated_at"]),
+        head_seq=row["head_seq"],
+        step_count=row["step_count"],
+        head_hash=row["head_hash"],
+        head_tokens=row["head_tokens"],
+        checkpoint_count=row["checkpoint_count"],
+        latest_checkpoint_id=row["latest_checkpoint_id"],
+        covered_seq=row["covered_seq"],
+        covered_tokens=row["covered_tokens"],
+        version=row["version"],
+        pruned_seq=row["pruned_seq"],
+        pruned_hash=row["pruned_hash"],
+        pruned_tokens=row["pruned_tokens"],
+        pruned_checkpoints=row["pruned_checkpoints"],
+    )
+
+
+def to_step(row: Row) -> Step:
+    return Step(
+        run_id=row["run_id"],
+        seq=row["seq"],
+        episode=row["episode"],
+        tool=row["tool"],
+        input=json.loads(row["input"]),
+        output=json.loads(row["output"]),
+        reasoning=row["reasoning"],
+        status=row["status"],
+        idempotency_key=row["idempotency_key"],
+        tokens=row["tokens"],
+        cum_tokens=row["cum_tokens"],
+        created_at=from_iso(row["created_at"]),
+        prev_hash=row["prev_hash"],
+        hash=row["hash"],
+    )
+
+
+def to_checkpoint(row: Row) -> Checkpoint:
+    return Checkpoint(
+        checkpoint_id=row["checkpoint_id"],
+        run_id=row["run_id"],
+        number=row["number"],
+        parent_id=row["parent_id"],
+        through_seq=row["through_seq"],
+        head_seq=row["head_seq"],
+        content=CheckpointContent.model_validate_json(row["content"]),
+        source=row["source"],
+        tokens=row["tokens"],
+        created_at=from_iso(row["created_at"]),
+    )
+
+
+def to_proposal(row: Row) -> Proposal:
+    committed_at = row["committed_at"]
+    return Proposal(
+        batch_id=row["batch_id"],
+        run_id=row["run_id"],
+        status=row["status"],
+        items=ITEMS.validate_json(row["items"]),
+        created_at=from_iso(row["created_at"]),
+        expires_at=from_iso(row["expires_at"]),
+        committed_at=None if committed_at is None else from_iso(committed_at),
+        accepted=json.loads(row["accepted"]),
+        rejected=json.loads(row["rejected"]),
+        memory_ids=MEMORY_IDS.validate_json(row["memory_ids"]),
+    )
+
+
+def to_memory(row: Row) -> Memory:
+    return Memory(
+        memory_id=row["memory_id"],
+        content=row["content"],
+        kind=row["kind"],
+        scope=row["scope"],
+        status=row["status"],
+        confidence=row["confidence"],
+        source_refs=STRINGS.validate_json(row["source_refs"]),
+        batch_id=row["batch_id"],
+        run_id=row["run_id"],
+        superseded_by=row["superseded_by"],
+        created_at=from_iso(row["created_at"]),
+        updated_at=from_iso(row["updated_at"]),
+        version=row["version"],
+    )
