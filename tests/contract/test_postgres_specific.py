@@ -18,6 +18,7 @@ from mcp_checkpoint.core.ports import CheckpointRef, CommitPlan
 from mcp_checkpoint.errors import BackendError, ConflictError
 from mcp_checkpoint.storage import make_store
 from mcp_checkpoint.storage.postgres import PostgresStore, mask_url
+from mcp_checkpoint.storage.postgres import store as postgres_store_module
 from mcp_checkpoint.storage.postgres._migrations import known_migrations
 from tests._postgres import create_database, database_url, drop_database, require_postgres
 from tests._tcp_proxy import TcpProxy
@@ -264,9 +265,13 @@ async def test_a_store_that_opens_during_an_outage_fails_promptly_then_opens_lat
 # -- several processes (stores with pools of their own) on one database ------------------
 
 
+@pytest.mark.parametrize("optimistic", [2, 1, 0], ids=["default", "one-try", "locked-only"])
 async def test_concurrent_appends_from_several_stores_keep_seq_gap_free_and_keys_once(
-    postgres_url: str, clock: Clock
+    postgres_url: str, clock: Clock, monkeypatch: pytest.MonkeyPatch, optimistic: int
 ) -> None:
+    # Appends race lock-free first and queue on the run's row lock after `optimistic`
+    # lost races; every mix of the two paths must keep the ledger exact.
+    monkeypatch.setattr(postgres_store_module, "_OPTIMISTIC_APPENDS", optimistic)
     stores = [PostgresStore(postgres_url, PostgresSettings(pool_max_size=3)) for _ in range(4)]
     for store in stores:
         await store.open()

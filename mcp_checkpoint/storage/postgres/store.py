@@ -1,9 +1,11 @@
 """The production store: PostgreSQL through psycopg 3 and an async connection pool.
 
-Every write is one transaction. Appends and checkpoints first lock their run's row
-(``SELECT ... FOR UPDATE``), so the read-check-write inside them (seq allocation,
-idempotency check, hash chain, head update) is serialized per run across every process
-sharing the database, while different runs proceed in parallel. Primary keys and unique
+Every write is one transaction. An append reads its run's head, then moves it and
+inserts the step in one statement that succeeds only if the head has not moved meanwhile
+(compare-and-set); one that keeps losing that race, and every checkpoint, locks the run's
+row (``SELECT ... FOR UPDATE``). So the read-check-write (seq allocation, idempotency
+check, hash chain, head update) is serialized per run across every process sharing the
+database, while different runs proceed in parallel. Primary keys and unique
 indexes stay the final word on identity and ordering; compare-and-set on versions guards
 memories and runs. Retention (``prune_run``) takes the same row lock, so it never races an
 append; removed checkpoints leave tombstones in ``pruned_checkpoints``. Lexical search is
@@ -95,6 +97,32 @@ Conn = AsyncConnection[DictRow]
 
 _NO_UPPER_BOUND = INT64_MAX
 _RERANK_DEPTH = 200
+_OPTIMISTIC_APPENDS = 2
+"""Lock-free attempts at an append before it queues on the run's row lock."""
+# The run's head and, when the step has a key, the step already stored under it.
+_HEAD_AND_KEY = (
+    "SELECT r.*, s.request_hash AS seen_request_hash, s.ack AS seen_ack FROM runs r "
+    "LEFT JOIN steps s ON s.tenant = r.tenant AND s.run_id = r.run_id "
+    "AND s.idempotency_key = %s WHERE r.tenant = %s AND r.run_id = %s"
+)
+# Moves the head and inserts the step in one statement, or does neither: the head must
+# still be where the step was computed from (seq, episode, version).
+_MOVE_HEAD_AND_INSERT = (
+    "WITH head AS ("
+    " UPDATE runs SET head_seq = %(seq)s, step_count = %(step_count)s,"
+    " head_hash = %(hash)s, head_tokens = %(cum_tokens)s,"
+    " updated_at = %(at)s, updated_us = %(us)s"
+    " WHERE tenant = %(tenant)s AND run_id = %(run_id)s AND head_seq = %(prev_seq)s"
+    " AND checkpoint_count = %(checkpoints)s AND version = %(version)s"
+    " RETURNING tenant, run_id) "
+    "INSERT INTO steps (tenant, run_id, seq, episode, tool, input, output, "
+    "reasoning, status, idempotency_key, tokens, cum_tokens, created_at, "
+    "prev_hash, hash, request_hash, ack) "
+    "SELECT head.tenant, head.run_id, %(seq)s, %(episode)s, %(tool)s, "
+    "%(input)s, %(output)s, %(reasoning)s, %(status)s, %(key)s, %(tokens)s, "
+    "%(cum_tokens)s, %(at)s, %(prev_hash)s, %(hash)s, %(request_hash)s, "
+    "%(ack)s FROM head RETURNING seq"
+)
 """Lexical matches (by ``ts_rank_cd``) re-scored by BM25 over the searched memories."""
 _BM25_K1 = 1.2
 _BM25_B = 0.75
@@ -460,78 +488,95 @@ class PostgresStore:
     ) -> StepAck:
         """Append a step durably and return its acknowledgement (see the port).
 
-        The run's row is locked first, so appends to one run queue up (also from other
-        processes) and each one reads the head, and the idempotency keys, as the previous
-        one left them. A retry with a used ``idempotency_key`` gets the stored
-        acknowledgement with ``duplicate=True`` and writes nothing; ConflictError if its
-        request differs.
+        Lock-free first: one round trip reads the head and the key, one statement writes
+        the step and moves the head if it has not moved (compare-and-set on the head's seq,
+        episode and version, in autocommit, so the statement is its own durable commit).
+        An append that loses that race twice queues on the run's row lock instead, so
+        every append finishes, also with many writers on one run in several processes. A
+        retry with a used ``idempotency_key`` gets the stored acknowledgement with
+        ``duplicate=True`` and writes nothing; ConflictError if its request differs.
         """
 
-        async def append(conn: Conn) -> StepAck:
-            # Pipeline mode: BEGIN, the row lock and the idempotency lookup travel together,
-            # then the write and COMMIT; two round trips where one at a time would take six.
-            # The lookup runs once the lock is held, as a statement of its own, so it sees
-            # the step of an append that held the lock before (READ COMMITTED).
-            async with conn.pipeline(), conn.transaction():
-                locked = await conn.execute(
+        key = draft.idempotency_key
+
+        def settle(run: Run, seen: dict[str, Any] | None) -> tuple[StepAck, dict[str, Any] | None]:
+            """The stored answer to a retried key, or the new step's ack and its row."""
+            if seen is not None:
+                if seen["request_hash"] != request_hash:
+                    raise ConflictError(
+                        f"idempotency_key {key} was used for a different step"
+                    )
+                stored = StepAck.model_validate_json(seen["ack"])
+                return stored.model_copy(update={"duplicate": True}), None
+            step, after = append_step(run, draft, tokens=tokens, now=now)
+            ack = make_ack(after, step)
+            return ack, {
+                "tenant": tenant, "run_id": run_id, "prev_seq": run.head_seq,
+                "checkpoints": run.checkpoint_count, "version": run.version,
+                "seq": step.seq, "step_count": after.step_count, "hash": step.hash,
+                "cum_tokens": step.cum_tokens, "at": iso(now), "us": micros(now),
+                "episode": step.episode, "tool": step.tool,
+                "input": to_json(step.input), "output": to_json(step.output),
+                "reasoning": step.reasoning, "status": step.status,
+                "key": step.idempotency_key, "tokens": step.tokens,
+                "prev_hash": step.prev_hash, "request_hash": request_hash,
+                "ack": ack.model_dump_json(),
+            }
+
+        async def optimistic(conn: Conn) -> StepAck | None:
+            # Two round trips and no transaction: read the head (and the key), then one
+            # statement that moves the head only if nothing the step was computed from
+            # changed, and inserts the step, or does neither. None when another writer got
+            # there first (the caller retries); the unique index on keys turns a racing
+            # retry of the same key into an error, after which the lookup finds it.
+            cursor = await conn.execute(_HEAD_AND_KEY, (key, tenant, run_id))
+            row = await cursor.fetchone()
+            if row is None:
+                raise NotFoundError(f"run {run_id}")
+            seen = None if row["seen_request_hash"] is None else {
+                "request_hash": row["seen_request_hash"], "ack": row["seen_ack"]}
+            ack, values = settle(to_run(row), seen)
+            if values is None:
+                return ack
+            try:
+                written = await conn.execute(_MOVE_HEAD_AND_INSERT, values)
+            except psycopg.errors.UniqueViolation:
+                return None
+            return ack if await written.fetchone() is not None else None
+
+        async def locked(conn: Conn) -> StepAck:
+            # The fallback under contention: the run's row lock queues the appenders, so
+            # each reads the head, and the keys, as the previous one left them.
+            async with conn.transaction():
+                cursor = await conn.execute(
                     "SELECT * FROM runs WHERE tenant = %s AND run_id = %s FOR UPDATE",
                     (tenant, run_id),
                 )
-                seen_cursor = None
-                if draft.idempotency_key is not None:
-                    seen_cursor = await conn.execute(
-                        "SELECT request_hash, ack FROM steps "
-                        "WHERE tenant = %s AND run_id = %s AND idempotency_key = %s",
-                        (tenant, run_id, draft.idempotency_key),
-                    )
-                row = await locked.fetchone()
+                row = await cursor.fetchone()
                 if row is None:
                     raise NotFoundError(f"run {run_id}")
-                run = to_run(row)
-                seen = None if seen_cursor is None else await seen_cursor.fetchone()
-                if seen is not None:
-                    if seen["request_hash"] != request_hash:
-                        raise ConflictError(
-                            f"idempotency_key {draft.idempotency_key} was used for a "
-                            "different step"
-                        )
-                    stored = StepAck.model_validate_json(seen["ack"])
-                    return stored.model_copy(update={"duplicate": True})
-                step, after = append_step(run, draft, tokens=tokens, now=now)
-                ack = make_ack(after, step)
-                # One statement moves the head and inserts the step, or does neither.
-                written = await conn.execute(
-                    "WITH head AS ("
-                    " UPDATE runs SET head_seq = %(seq)s, step_count = %(step_count)s,"
-                    " head_hash = %(hash)s, head_tokens = %(cum_tokens)s,"
-                    " updated_at = %(at)s, updated_us = %(us)s"
-                    " WHERE tenant = %(tenant)s AND run_id = %(run_id)s"
-                    " AND head_seq = %(prev_seq)s RETURNING tenant, run_id) "
-                    "INSERT INTO steps (tenant, run_id, seq, episode, tool, input, output, "
-                    "reasoning, status, idempotency_key, tokens, cum_tokens, created_at, "
-                    "prev_hash, hash, request_hash, ack) "
-                    "SELECT head.tenant, head.run_id, %(seq)s, %(episode)s, %(tool)s, "
-                    "%(input)s, %(output)s, %(reasoning)s, %(status)s, %(key)s, %(tokens)s, "
-                    "%(cum_tokens)s, %(at)s, %(prev_hash)s, %(hash)s, %(request_hash)s, "
-                    "%(ack)s FROM head RETURNING seq",
-                    {
-                        "tenant": tenant, "run_id": run_id, "prev_seq": run.head_seq,
-                        "seq": step.seq, "step_count": after.step_count, "hash": step.hash,
-                        "cum_tokens": step.cum_tokens, "at": iso(now), "us": micros(now),
-                        "episode": step.episode, "tool": step.tool,
-                        "input": to_json(step.input), "output": to_json(step.output),
-                        "reasoning": step.reasoning, "status": step.status,
-                        "key": step.idempotency_key, "tokens": step.tokens,
-                        "prev_hash": step.prev_hash, "request_hash": request_hash,
-                        "ack": ack.model_dump_json(),
-                    },
-                )
-            # Committed; the result tells whether the head moved (the row lock says it must).
-            if await written.fetchone() is None:  # pragma: no cover - the row lock rules it out
-                raise ConflictError(f"run {run_id} moved on; try again")
-            return ack
+                seen = None
+                if key is not None:
+                    cursor = await conn.execute(
+                        "SELECT request_hash, ack FROM steps "
+                        "WHERE tenant = %s AND run_id = %s AND idempotency_key = %s",
+                        (tenant, run_id, key),
+                    )
+                    seen = await cursor.fetchone()
+                ack, values = settle(to_run(row), seen)
+                if values is not None:
+                    written = await conn.execute(_MOVE_HEAD_AND_INSERT, values)
+                    if await written.fetchone() is None:  # pragma: no cover - the lock
+                        raise ConflictError(f"run {run_id} moved on; try again")
+                return ack
 
-        # ``append`` runs its own (pipelined) transaction.
+        async def append(conn: Conn) -> StepAck:
+            for _ in range(_OPTIMISTIC_APPENDS):
+                ack = await optimistic(conn)
+                if ack is not None:
+                    return ack
+            return await locked(conn)
+
         return await self._run(append, write=False)
 
     async def get_steps(
