@@ -24,7 +24,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +36,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import TextContent
 
+from mcp_checkpoint.bench._lean import LeanClient, ToolAnswer
 from mcp_checkpoint.bench._stats import emit, summary
 
 __all__ = ["add_arguments", "main"]
@@ -58,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--url", help="the server's MCP endpoint, e.g. http://127.0.0.1:8000/mcp")
     target.add_argument("--spawn", action="store_true",
-                        help="start a local server (temporary data dir, SQLite) and drive it")
+                        help="start a local server (temporary data dir; SQLite there, or "
+                        "the store $MCP_CHECKPOINT_STORE_URL names) and drive it")
     parser.add_argument("--token", default=os.environ.get("MCP_CHECKPOINT_BENCH_TOKEN"),
                         help="bearer token (read,write) (default: $MCP_CHECKPOINT_BENCH_TOKEN)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients")
@@ -69,6 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="each client searches memory after this many steps")
     parser.add_argument("--stateless", action="store_true",
                         help="with --spawn: serve streamable HTTP in stateless mode")
+    parser.add_argument("--client", choices=["lean", "sdk"], default="lean",
+                        help="lean: one raw streamable-HTTP POST per call (little client CPU "
+                        "on the server's cores); sdk: the MCP SDK client (default: lean)")
     parser.add_argument("--validate-output", action="store_true",
                         help="clients re-validate results against output schemas (jsonschema; "
                         "costs client CPU on the same cores as the server)")
@@ -114,25 +119,50 @@ async def _skip_validation(name: str, result: Any) -> None:
     return None
 
 
-async def _call(client: Client, out: _ClientResult, name: str, args: dict[str, Any]) -> Any:
+_Caller = Callable[[str, dict[str, Any]], Awaitable[ToolAnswer]]
+
+
+@asynccontextmanager
+async def _caller(url: str, token: str | None, kind: str) -> AsyncIterator[_Caller]:
+    """Calls tools through the lean client or the SDK client, as ``ToolAnswer``."""
+    if kind == "lean":
+        lean = LeanClient(url, {"Authorization": f"Bearer {token}"} if token else {})
+        try:
+            yield lean.call_tool
+        finally:
+            await lean.aclose()
+        return
+
+    async with _connect(url, token) as client:
+        async def call(name: str, args: dict[str, Any]) -> ToolAnswer:
+            result = await client.call_tool(name, args)
+            return ToolAnswer(result.is_error, result.structured_content, _text(result))
+
+        yield call
+
+
+async def _call(call: _Caller, out: _ClientResult, name: str, args: dict[str, Any]) -> Any:
     start = time.perf_counter()
     try:
-        result = await client.call_tool(name, args)
+        result = await call(name, args)
     except Exception as exc:
         out.errors[f"{name}: {type(exc).__name__}"] += 1
         raise _CallFailed from exc
     out.latencies.setdefault(name, []).append((time.perf_counter() - start) * 1000.0)
     if result.is_error:
-        out.errors[f"{name}: {_text(result).split(':', 1)[0]}"] += 1
+        out.errors[f"{name}: {result.text.split(':', 1)[0]}"] += 1
         raise _CallFailed
-    return result.structured_content
+    if result.structured is None:
+        out.errors[f"{name}: no structured content"] += 1
+        raise _CallFailed
+    return result.structured
 
 
 async def _drive(url: str, token: str | None, n: int, prefix: str, deadline: float,
                  args: argparse.Namespace) -> _ClientResult:
     out = _ClientResult(run_id=f"{prefix}-c{n:02d}")
     try:
-        async with _connect(url, token) as client:
+        async with _caller(url, token, args.client) as client:
             await _call(client, out, "start_run", {
                 "objective": f"load client {n}: keep recording steps", "run_id": out.run_id,
             })
@@ -282,8 +312,12 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     global _VALIDATE_OUTPUT
     _VALIDATE_OUTPUT = args.validate_output
     if args.spawn:
+        url_setting = os.environ.get("MCP_CHECKPOINT_STORE_URL", "")
+        store = "PostgreSQL" if url_setting.startswith(("postgresql:", "postgres:")) else (
+            "SQLite" if not url_setting or url_setting.startswith("sqlite:") else url_setting
+            .split(":", 1)[0])
         async with _spawned(args.stateless) as (url, token, pid):
-            return await _load(url, token, args, "spawned SQLite server" +
+            return await _load(url, token, args, f"spawned server on {store}" +
                                (" (stateless)" if args.stateless else ""), pid)
     return await _load(args.url, args.token, args, args.url, None)
 
@@ -325,6 +359,7 @@ async def _load(url: str, token: str | None, args: argparse.Namespace,
         errors.update(r.errors)
     return {
         "target": target,
+        "client": args.client,
         "clients": args.clients,
         "seconds": round(elapsed, 2),
         "tools": tools,
@@ -338,8 +373,8 @@ async def _load(url: str, token: str | None, args: argparse.Namespace,
 
 def render(report: dict[str, Any]) -> str:
     """The report as a table."""
-    lines = [f"bench load: {report['clients']} clients, {report['seconds']} s, "
-             f"{report['target']}", "",
+    lines = [f"bench load: {report['clients']} {report['client']} clients, "
+             f"{report['seconds']} s, {report['target']}", "",
              f"{'tool':<15} {'calls/s':>9} {'p50 ms':>9} {'p99 ms':>9} {'calls':>8}"]
     for name, row in report["tools"].items():
         ms = row["ms"]
@@ -380,6 +415,9 @@ def main(args: argparse.Namespace) -> int:
     or it could not run."""
     if args.clients < 1 or args.seconds <= 0:
         sys.stderr.write("mcp-checkpoint bench load: --clients and --seconds must be positive\n")
+        return 2
+    if args.validate_output and args.client != "sdk":
+        sys.stderr.write("mcp-checkpoint bench load: --validate-output needs --client sdk\n")
         return 2
     try:
         report = anyio.run(_bench, args)

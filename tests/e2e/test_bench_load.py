@@ -27,7 +27,8 @@ def check(report: dict[str, object]) -> None:
     assert tools["record_step"]["ms"]["n"] == verification["acknowledged"]
 
 
-async def test_bench_load_against_a_running_server(tmp_path: Path) -> None:
+@pytest.mark.parametrize("client", ["lean", "sdk"])
+async def test_bench_load_against_a_running_server(tmp_path: Path, client: str) -> None:
     data = tmp_path / "data"
     env = server_env(data)
     token = await make_token(env, "bench")
@@ -36,13 +37,13 @@ async def test_bench_load_against_a_running_server(tmp_path: Path) -> None:
         code, stdout, err = await run_cli(
             "bench", "load", "--url", server.url, "--token", token, "--clients", "3",
             "--seconds", "2", "--rehydrate-every", "2", "--search-every", "3",
-            "--json", str(out), env=env,
+            "--client", client, "--json", str(out), env=env,
         )
     assert code == 0, err
     assert "verification:" in stdout and "-> OK" in stdout
     report = json.loads(out.read_text(encoding="utf-8"))
     check(report)
-    assert report["clients"] == 3
+    assert report["clients"] == 3 and report["client"] == client
     assert report["tools"]["rehydrate"]["ms"]["n"] > 0
     assert report["tools"]["search_memory"]["ms"]["n"] > 0
 
@@ -63,3 +64,12 @@ async def test_bench_load_with_a_bad_token_fails_cleanly(tmp_path: Path) -> None
                                      "--clients", "1", "--seconds", "1", env=server.env)
     assert code == 1
     assert "mcp-checkpoint bench load: the server answered HTTP 401 (is the token valid?)" in err
+
+
+async def test_bench_load_refuses_output_validation_without_the_sdk_client(
+    tmp_path: Path,
+) -> None:
+    code, _, err = await run_cli("bench", "load", "--spawn", "--validate-output",
+                                 env=server_env(tmp_path / "unused"))
+    assert code == 2
+    assert "--validate-output needs --client sdk" in err
