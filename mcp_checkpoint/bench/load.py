@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import resource
@@ -24,7 +25,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +58,9 @@ _QUERIES = ["database reset", "production deployment approvals", "flaky login te
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``bench load``."""
     target = parser.add_mutually_exclusive_group(required=True)
-    target.add_argument("--url", help="the server's MCP endpoint, e.g. http://127.0.0.1:8000/mcp")
+    target.add_argument("--url", action="append", dest="urls", metavar="URL",
+                        help="the server's MCP endpoint, e.g. http://127.0.0.1:8000/mcp; "
+                        "repeat for replicas sharing one store (clients take turns)")
     target.add_argument("--spawn", action="store_true",
                         help="start a local server (temporary data dir; SQLite there, or "
                         "the store $MCP_CHECKPOINT_STORE_URL names) and drive it")
@@ -69,6 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="each client rehydrates after this many steps")
     parser.add_argument("--search-every", type=int, default=10,
                         help="each client searches memory after this many steps")
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="with --spawn: this many server processes on the same store, "
+                        "clients spread over them (as behind a load balancer)")
     parser.add_argument("--stateless", action="store_true",
                         help="with --spawn: serve streamable HTTP in stateless mode")
     parser.add_argument("--client", choices=["lean", "sdk"], default="lean",
@@ -252,16 +258,34 @@ async def _verify(url: str, token: str | None, results: list[_ClientResult]) -> 
             "ok": lost == 0 and duplicated == 0 and mismatched == 0}
 
 
-def _cpu_seconds(pid: int | None) -> float | None:
-    """CPU time (user + system) a process has used so far; None when unknown (not Linux,
-    or no process: the server is remote)."""
-    if pid is None:
+def _cpu_seconds(pids: Sequence[int]) -> float | None:
+    """CPU time (user + system) the processes have used so far; None when unknown (not
+    Linux, or no process: the server is remote)."""
+    if not pids:
         return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+        except OSError:
+            return None
+        fields = stat.rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _loop_ms() -> float:
+    """Milliseconds for a fixed pure-Python loop (best of 3): how fast this machine's cores
+    are right now. Shared cloud cores vary from day to day (up to 2x here), so reports
+    compare only with this figure beside them."""
+    best = math.inf
+    for _ in range(3):
+        start = time.perf_counter()
+        total = 0
+        for i in range(2_000_000):
+            total += i
+        best = min(best, time.perf_counter() - start)
+    return round(best * 1000, 1)
 
 
 def _own_cpu_seconds() -> float:
@@ -270,42 +294,59 @@ def _own_cpu_seconds() -> float:
 
 
 @asynccontextmanager
-async def _spawned(stateless: bool) -> AsyncIterator[tuple[str, str, int]]:
-    """A local ``serve --transport http`` in a temporary data dir; (url, token, pid)."""
+async def _spawned(stateless: bool, replicas: int) -> AsyncIterator[tuple[list[str], str,
+                                                                          list[int]]]:
+    """``replicas`` local ``serve --transport http`` processes sharing a temporary data dir
+    (and the store it or the environment names); (urls, token, pids)."""
     from mcp_checkpoint.server.tokens import TokenFile
 
     with tempfile.TemporaryDirectory(prefix="mcpck-load-") as tmp:
         data = Path(tmp) / "data"
         token, _ = TokenFile(data).create("bench", ["read", "write"], name="bench load")
-        log = Path(tmp) / "server.log"
         env = {**os.environ, "MCP_CHECKPOINT_DATA_DIR": str(data),
                "MCP_CHECKPOINT_LOG_LEVEL": "WARNING"}
         command = [sys.executable, "-m", "mcp_checkpoint", "serve", "--transport", "http",
                    "--port", "0", *(["--stateless"] if stateless else [])]
-        with log.open("wb") as errlog:
-            process = await anyio.open_process(command, env=env, stderr=errlog)
+        processes: list[anyio.abc.Process] = []
+        urls: list[str] = []
         try:
-            with anyio.fail_after(60):
-                while not (found := _LISTENING.search(log.read_text(encoding="utf-8"))):
-                    if process.returncode is not None:
-                        raise RuntimeError(f"the server exited: {log.read_text()[-2000:]}")
-                    await anyio.sleep(0.05)
-                url = found.group(1)
-                async with httpx2.AsyncClient() as http:  # listening once /healthz answers
-                    while True:
-                        try:
-                            if (await http.get(url.removesuffix("/mcp") + "/healthz")).is_success:
-                                break
-                        except httpx2.TransportError:
-                            pass
-                        await anyio.sleep(0.05)
-            yield url, token, process.pid
+            for n in range(replicas):  # one after the other: the first one migrates
+                log = Path(tmp) / f"server-{n}.log"
+                with log.open("wb") as errlog:
+                    process = await anyio.open_process(command, env=env, stderr=errlog)
+                processes.append(process)
+                urls.append(await _listening(process, log))
+            yield urls, token, [p.pid for p in processes]
         finally:
-            process.terminate()
-            with anyio.move_on_after(30):
-                await process.wait()
-            if process.returncode is None:
-                process.kill()
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                with anyio.move_on_after(30):
+                    await process.wait()
+                if process.returncode is None:
+                    process.kill()
+
+
+def _text_of(log: Path) -> str:
+    return log.read_text(encoding="utf-8", errors="replace")
+
+
+async def _listening(process: anyio.abc.Process, log: Path) -> str:
+    """The URL a spawned server listens on, once its /healthz answers."""
+    with anyio.fail_after(60):
+        while not (found := _LISTENING.search(_text_of(log))):
+            if process.returncode is not None:
+                raise RuntimeError(f"the server exited: {_text_of(log)[-2000:]}")
+            await anyio.sleep(0.05)
+        url = found.group(1)
+        async with httpx2.AsyncClient() as http:
+            while True:
+                try:
+                    if (await http.get(url.removesuffix("/mcp") + "/healthz")).is_success:
+                        return url
+                except httpx2.TransportError:
+                    pass
+                await anyio.sleep(0.05)
 
 
 async def _bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -316,17 +357,21 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         store = "PostgreSQL" if url_setting.startswith(("postgresql:", "postgres:")) else (
             "SQLite" if not url_setting or url_setting.startswith("sqlite:") else url_setting
             .split(":", 1)[0])
-        async with _spawned(args.stateless) as (url, token, pid):
-            return await _load(url, token, args, f"spawned server on {store}" +
-                               (" (stateless)" if args.stateless else ""), pid)
-    return await _load(args.url, args.token, args, args.url, None)
+        servers = "server" if args.replicas == 1 else f"{args.replicas} servers"
+        async with _spawned(args.stateless, args.replicas) as (urls, token, pids):
+            return await _load(urls, token, args, f"spawned {servers} on {store}" +
+                               (" (stateless)" if args.stateless else ""), pids)
+    return await _load(args.urls, args.token, args, " + ".join(args.urls), [])
 
 
-async def _load(url: str, token: str | None, args: argparse.Namespace,
-                target: str, server_pid: int | None) -> dict[str, Any]:
-    await _preflight(url, token)
+async def _load(urls: list[str], token: str | None, args: argparse.Namespace,
+                target: str, server_pids: list[int]) -> dict[str, Any]:
+    url = urls[0]  # replicas share the store: seeding and verifying go through one
+    for each in urls:
+        await _preflight(each, token)
     await _seed(url, token)
-    server_cpu = _cpu_seconds(server_pid)
+    loop_ms = _loop_ms()
+    server_cpu = _cpu_seconds(server_pids)
     client_cpu = _own_cpu_seconds()
     prefix = f"load-{uuid.uuid4().hex[:8]}"
     results: list[_ClientResult] = []
@@ -334,17 +379,18 @@ async def _load(url: str, token: str | None, args: argparse.Namespace,
     deadline = started + args.seconds
 
     async def one(n: int) -> None:
-        results.append(await _drive(url, token, n, prefix, deadline, args))
+        results.append(await _drive(urls[n % len(urls)], token, n, prefix, deadline, args))
 
     async with anyio.create_task_group() as tg:
         for n in range(args.clients):
             tg.start_soon(one, n)
     elapsed = time.monotonic() - started
-    server_cpu_end = _cpu_seconds(server_pid)
+    server_cpu_end = _cpu_seconds(server_pids)
     client_cpu = _own_cpu_seconds() - client_cpu
     calls = sum(len(v) for r in results for v in r.latencies.values())
     cpu = {
         "load_average_1m": round(os.getloadavg()[0], 2),
+        "python_loop_ms": loop_ms,
         "client_ms_per_call": round(client_cpu * 1000 / calls, 2) if calls else None,
         "server_ms_per_call": round((server_cpu_end - server_cpu) * 1000 / calls, 2)
         if calls and server_cpu is not None and server_cpu_end is not None else None,
@@ -361,6 +407,7 @@ async def _load(url: str, token: str | None, args: argparse.Namespace,
         "target": target,
         "client": args.client,
         "clients": args.clients,
+        "servers": len(urls),
         "seconds": round(elapsed, 2),
         "tools": tools,
         "errors": dict(errors),
@@ -383,7 +430,8 @@ def render(report: dict[str, Any]) -> str:
     cpu = report["cpu"]
     lines += ["", f"CPU per tool call: server {cpu['server_ms_per_call'] or '?'} ms, clients "
               f"{cpu['client_ms_per_call']} ms (load average {cpu['load_average_1m']} on "
-              f"{os.cpu_count()} cores)"]
+              f"{os.cpu_count()} cores)",
+              f"core speed: a 2M-iteration Python loop took {cpu['python_loop_ms']} ms"]
     errors = report["errors"]
     lines += ["", "errors: " + (", ".join(f"{k} x{v}" for k, v in errors.items()) or "none")]
     v = report["verification"]
@@ -415,6 +463,10 @@ def main(args: argparse.Namespace) -> int:
     or it could not run."""
     if args.clients < 1 or args.seconds <= 0:
         sys.stderr.write("mcp-checkpoint bench load: --clients and --seconds must be positive\n")
+        return 2
+    if args.replicas < 1 or (args.replicas > 1 and not args.spawn):
+        sys.stderr.write("mcp-checkpoint bench load: --replicas needs --spawn and a positive "
+                         "count (give --url once per running replica instead)\n")
         return 2
     if args.validate_output and args.client != "sdk":
         sys.stderr.write("mcp-checkpoint bench load: --validate-output needs --client sdk\n")

@@ -73,3 +73,27 @@ async def test_bench_load_refuses_output_validation_without_the_sdk_client(
                                  env=server_env(tmp_path / "unused"))
     assert code == 2
     assert "--validate-output needs --client sdk" in err
+
+
+async def test_bench_load_spreads_clients_over_replicas_sharing_one_store(
+    tmp_path: Path,
+) -> None:
+    # Two server processes on one SQLite file; the ledger read through the first server
+    # must hold every step acknowledged by either.
+    out = tmp_path / "load.json"
+    code, stdout, err = await run_cli("bench", "load", "--spawn", "--replicas", "2",
+                                      "--clients", "4", "--seconds", "1", "--json", str(out),
+                                      env=server_env(tmp_path / "unused"))
+    assert code == 0, err
+    assert "spawned 2 servers on SQLite" in stdout
+    report = json.loads(out.read_text(encoding="utf-8"))
+    check(report)
+    assert report["servers"] == 2
+    assert report["cpu"]["python_loop_ms"] > 0
+
+
+async def test_bench_load_refuses_replicas_without_spawn(tmp_path: Path) -> None:
+    code, _, err = await run_cli("bench", "load", "--url", "http://127.0.0.1:9/mcp",
+                                 "--replicas", "2", env=server_env(tmp_path / "unused"))
+    assert code == 2
+    assert "--replicas needs --spawn" in err
