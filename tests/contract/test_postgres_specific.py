@@ -307,6 +307,41 @@ async def test_concurrent_appends_from_several_stores_keep_seq_gap_free_and_keys
     assert run.head_seq == verified == len(distinct)
 
 
+async def test_an_append_from_a_stale_known_head_rereads_and_chains_correctly(
+    postgres_url: str, clock: Clock
+) -> None:
+    # Store A remembers the head it left; B (another process) then appends and A
+    # checkpoints. A's next appends must notice both, not write from what it remembers.
+    a, b = (PostgresStore(postgres_url, PostgresSettings(pool_max_size=2)) for _ in range(2))
+    await a.open()
+    await b.open()
+    try:
+        await a.create_run(TENANT_A, make_run("r1"))
+        first = await append(a, "r1", draft(1, key="k1"), now=clock())
+        by_b = await append(b, "r1", draft(2, key="k2"), now=clock())
+        after_b = await append(a, "r1", draft(3, key="k3"), now=clock())
+        await a.add_checkpoint(
+            TENANT_A, RunId("r1"), checkpoint_id=CheckpointId("ck1"), parent_id=None,
+            through_seq=3, content=CheckpointContent(progress=["3 done"]), source="model",
+            tokens=5, now=clock(),
+        )
+        after_checkpoint = await append(a, "r1", draft(4, key="k4"), now=clock())
+        retried = await append(a, "r1", draft(4, key="k4"), now=clock())
+        by_b_again = await append(b, "r1", draft(5), now=clock())
+        last = await append(a, "r1", draft(6), now=clock())
+        verified = await verify_run(b, TENANT_A, RunId("r1"))
+        steps = await b.get_steps(TENANT_A, RunId("r1"), limit=100)
+    finally:
+        await a.close()
+        await b.close()
+    assert [first.seq, by_b.seq, after_b.seq, after_checkpoint.seq] == [1, 2, 3, 4]
+    assert (by_b_again.seq, last.seq) == (5, 6)
+    assert retried.duplicate and retried.seq == 4 and not after_checkpoint.duplicate
+    assert [s.episode for s in steps] == [1, 1, 1, 2, 2, 2]
+    assert [s.prev_hash for s in steps[1:]] == [s.hash for s in steps[:-1]]
+    assert verified == 6
+
+
 async def test_one_batch_committed_by_two_stores_at_once_is_applied_once(
     postgres_url: str, clock: Clock
 ) -> None:

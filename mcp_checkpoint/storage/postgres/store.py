@@ -1,8 +1,9 @@
 """The production store: PostgreSQL through psycopg 3 and an async connection pool.
 
-Every write is one transaction. An append reads its run's head, then moves it and
-inserts the step in one statement that succeeds only if the head has not moved meanwhile
-(compare-and-set); one that keeps losing that race, and every checkpoint, locks the run's
+Every write is one transaction. An append reads its run's head (or starts from the head
+this process left), then moves it and inserts the step in one statement that succeeds
+only if the head has not moved meanwhile (compare-and-set); one that keeps losing that
+race, and every checkpoint, locks the run's
 row (``SELECT ... FOR UPDATE``). So the read-check-write (seq allocation, idempotency
 check, hash chain, head update) is serialized per run across every process sharing the
 database, while different runs proceed in parallel. Primary keys and unique
@@ -99,6 +100,8 @@ _NO_UPPER_BOUND = INT64_MAX
 _RERANK_DEPTH = 200
 _OPTIMISTIC_APPENDS = 2
 """Lock-free attempts at an append before it queues on the run's row lock."""
+_KNOWN_HEADS = 4096
+"""Runs whose head a store remembers after appending (one round trip per append then)."""
 # The run's head and, when the step has a key, the step already stored under it.
 _HEAD_AND_KEY = (
     "SELECT r.*, s.request_hash AS seen_request_hash, s.ack AS seen_ack FROM runs r "
@@ -113,6 +116,7 @@ _MOVE_HEAD_AND_INSERT = (
     " head_hash = %(hash)s, head_tokens = %(cum_tokens)s,"
     " updated_at = %(at)s, updated_us = %(us)s"
     " WHERE tenant = %(tenant)s AND run_id = %(run_id)s AND head_seq = %(prev_seq)s"
+    " AND head_hash = %(prev_hash)s"
     " AND checkpoint_count = %(checkpoints)s AND version = %(version)s"
     " RETURNING tenant, run_id) "
     "INSERT INTO steps (tenant, run_id, seq, episode, tool, input, output, "
@@ -238,6 +242,9 @@ class PostgresStore:
         self._url = url.replace("postgres://", "postgresql://", 1)
         self._settings = settings
         self._pool: AsyncConnectionPool[Conn] | None = None
+        # The head each run had after this process last appended to it (newest last). A
+        # hint, never trusted: an append computed from it still compares-and-sets.
+        self._heads: dict[tuple[str, str], Run] = {}
 
     @property
     def settings(self) -> PostgresSettings:
@@ -279,6 +286,13 @@ class PostgresStore:
             open=False,
             name="mcp-checkpoint",
         )
+
+    def _remember(self, where: tuple[str, str], run: Run) -> None:
+        """Keep ``run`` as the head this process last wrote (the oldest one forgotten)."""
+        self._heads.pop(where, None)
+        self._heads[where] = run
+        if len(self._heads) > _KNOWN_HEADS:
+            del self._heads[next(iter(self._heads))]
 
     def _require_open(self) -> AsyncConnectionPool[Conn]:
         if self._pool is None:
@@ -490,17 +504,23 @@ class PostgresStore:
 
         Lock-free first: one round trip reads the head and the key, one statement writes
         the step and moves the head if it has not moved (compare-and-set on the head's seq,
-        episode and version, in autocommit, so the statement is its own durable commit).
-        An append that loses that race twice queues on the run's row lock instead, so
-        every append finishes, also with many writers on one run in several processes. A
+        hash, episode and version, in autocommit, so the statement is its own durable
+        commit). When this process made the run's last append it starts from the head it
+        left and skips the read (one round trip); a failed compare-and-set, or a used key
+        (the unique index), sends it back to reading. An append that loses the race twice
+        queues on the run's row lock instead, so every append finishes, also with many
+        writers on one run in several processes. A
         retry with a used ``idempotency_key`` gets the stored acknowledgement with
         ``duplicate=True`` and writes nothing; ConflictError if its request differs.
         """
 
         key = draft.idempotency_key
+        where = (tenant, run_id)
 
-        def settle(run: Run, seen: dict[str, Any] | None) -> tuple[StepAck, dict[str, Any] | None]:
-            """The stored answer to a retried key, or the new step's ack and its row."""
+        def settle(run: Run, seen: dict[str, Any] | None
+                   ) -> tuple[StepAck, tuple[Run, dict[str, Any]] | None]:
+            """The stored answer to a retried key, or the new step's ack, the run after
+            it and the step's row."""
             if seen is not None:
                 if seen["request_hash"] != request_hash:
                     raise ConflictError(
@@ -510,7 +530,7 @@ class PostgresStore:
                 return stored.model_copy(update={"duplicate": True}), None
             step, after = append_step(run, draft, tokens=tokens, now=now)
             ack = make_ack(after, step)
-            return ack, {
+            return ack, (after, {
                 "tenant": tenant, "run_id": run_id, "prev_seq": run.head_seq,
                 "checkpoints": run.checkpoint_count, "version": run.version,
                 "seq": step.seq, "step_count": after.step_count, "hash": step.hash,
@@ -521,7 +541,28 @@ class PostgresStore:
                 "key": step.idempotency_key, "tokens": step.tokens,
                 "prev_hash": step.prev_hash, "request_hash": request_hash,
                 "ack": ack.model_dump_json(),
-            }
+            })
+
+        async def write(conn: Conn, ack: StepAck, after: Run, values: dict[str, Any]) -> bool:
+            """Move the head and insert the step in one statement (compare-and-set); False
+            when the head had moved, or the key was taken meanwhile."""
+            try:
+                written = await conn.execute(_MOVE_HEAD_AND_INSERT, values)
+            except psycopg.errors.UniqueViolation:
+                return False
+            if await written.fetchone() is None:
+                return False
+            self._remember(where, after)
+            return True
+
+        async def from_known_head(conn: Conn) -> StepAck | None:
+            # One round trip: the head this process left. Another writer, a checkpoint or a
+            # used key makes the write fail, and the append reads the head instead.
+            known = self._heads.pop(where, None)
+            if known is None:
+                return None
+            ack, new = settle(known, None)
+            return ack if new is not None and await write(conn, ack, *new) else None
 
         async def optimistic(conn: Conn) -> StepAck | None:
             # Two round trips and no transaction: read the head (and the key), then one
@@ -535,14 +576,10 @@ class PostgresStore:
                 raise NotFoundError(f"run {run_id}")
             seen = None if row["seen_request_hash"] is None else {
                 "request_hash": row["seen_request_hash"], "ack": row["seen_ack"]}
-            ack, values = settle(to_run(row), seen)
-            if values is None:
+            ack, new = settle(to_run(row), seen)
+            if new is None:
                 return ack
-            try:
-                written = await conn.execute(_MOVE_HEAD_AND_INSERT, values)
-            except psycopg.errors.UniqueViolation:
-                return None
-            return ack if await written.fetchone() is not None else None
+            return ack if await write(conn, ack, *new) else None
 
         async def locked(conn: Conn) -> StepAck:
             # The fallback under contention: the run's row lock queues the appenders, so
@@ -563,17 +600,20 @@ class PostgresStore:
                         (tenant, run_id, key),
                     )
                     seen = await cursor.fetchone()
-                ack, values = settle(to_run(row), seen)
-                if values is not None:
-                    written = await conn.execute(_MOVE_HEAD_AND_INSERT, values)
+                ack, new = settle(to_run(row), seen)
+                if new is not None:
+                    written = await conn.execute(_MOVE_HEAD_AND_INSERT, new[1])
                     if await written.fetchone() is None:  # pragma: no cover - the lock
                         raise ConflictError(f"run {run_id} moved on; try again")
-                return ack
+            if new is not None:
+                self._remember(where, new[0])
+            return ack
 
         async def append(conn: Conn) -> StepAck:
+            if (ack := await from_known_head(conn)) is not None:
+                return ack
             for _ in range(_OPTIMISTIC_APPENDS):
-                ack = await optimistic(conn)
-                if ack is not None:
+                if (ack := await optimistic(conn)) is not None:
                     return ack
             return await locked(conn)
 
