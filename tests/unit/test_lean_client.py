@@ -70,7 +70,7 @@ async def canned(answer: Answer) -> AsyncIterator[tuple[str, list[dict[str, Any]
                 return
 
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)  # noqa: S610 - not Django
     async with listener, anyio.create_task_group() as tg:
         tg.start_soon(listener.serve, serve)
         yield f"http://127.0.0.1:{port}/mcp", log
