@@ -14,7 +14,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -203,22 +203,19 @@ class SqliteStore:
 
         A thread hop costs more than a typical statement here (about 0.25 ms against
         0.1 ms for an append), so an uncontended call runs on the caller's thread with
-        ``busy_timeout`` 0: it never waits there. If the connection is in use by a worker
-        thread, or another process holds the write lock, the call goes to a worker thread
-        and waits there as configured. The one bounded block left on the caller's thread is
-        the commit's fsync.
+        ``busy_timeout`` 0 (the connection's resting value): it never waits there. If the
+        connection is in use by a worker thread, or another process holds the write lock,
+        the call goes to a worker thread and waits there as configured (``_waiting``). The
+        one bounded block left on the caller's thread is the commit's fsync.
         """
         if self._lock.acquire(blocking=False):
             try:
                 conn = self._require_open()
-                conn.execute("PRAGMA busy_timeout = 0")
                 try:
                     return self._transaction(conn, fn, write=write)
                 except sqlite3.Error as exc:
                     if not _is_busy(exc):
                         raise _translate(exc) from exc
-                finally:
-                    conn.execute(f"PRAGMA busy_timeout = {int(self._settings.busy_timeout_ms)}")
             finally:
                 self._lock.release()
         return await anyio.to_thread.run_sync(functools.partial(self._execute, fn, write=write))
@@ -247,9 +244,20 @@ class SqliteStore:
         with self._lock:
             conn = self._require_open()
             try:
-                return self._transaction(conn, fn, write=write)
+                with self._waiting(conn):
+                    return self._transaction(conn, fn, write=write)
             except sqlite3.Error as exc:
                 raise _translate(exc) from exc
+
+    @contextlib.contextmanager
+    def _waiting(self, conn: sqlite3.Connection) -> Iterator[None]:
+        """On a worker thread: wait for other processes' locks up to ``busy_timeout_ms``
+        (the connection rests at 0, for the calls that run on the event loop)."""
+        conn.execute(f"PRAGMA busy_timeout = {int(self._settings.busy_timeout_ms)}")
+        try:
+            yield
+        finally:
+            conn.execute("PRAGMA busy_timeout = 0")
 
     def _connect(self) -> sqlite3.Connection:
         self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -287,7 +295,9 @@ class SqliteStore:
             pause = 0.01
             while True:
                 try:
-                    self._conn = self._connect()
+                    conn = self._connect()
+                    conn.execute("PRAGMA busy_timeout = 0")  # the resting value: see _run
+                    self._conn = conn
                     return
                 except sqlite3.OperationalError as exc:
                     if not _is_busy(exc) or time.monotonic() + pause > deadline:
@@ -825,8 +835,9 @@ class SqliteStore:
                 conn = self._require_open()
                 before = size()
                 try:
-                    conn.execute("VACUUM")
-                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    with self._waiting(conn):
+                        conn.execute("VACUUM")
+                        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 except sqlite3.Error as exc:
                     raise _translate(exc) from exc
                 return before, size()
