@@ -183,6 +183,15 @@ class EmbeddingSettings(_Group):
             "keeps a core free for the server and is faster when the machine is busy."
         ),
     )
+    runtime: Literal["auto", "onnx", "torch"] = Field(
+        "auto",
+        description=(
+            "What runs the loaded model: onnx = ONNX Runtime (exported once to "
+            "data_dir/models, checked against torch at every start; about 2x faster per "
+            "query here), torch = PyTorch, auto = onnx when onnxruntime is installed (it is "
+            "part of the embeddings extra) and the model's pipeline allows, else torch."
+        ),
+    )
     hashing_dimension: int = Field(
         256, ge=8, le=65_536, description="Vector length of the hashing provider."
     )

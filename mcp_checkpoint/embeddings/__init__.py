@@ -69,6 +69,10 @@ def make_embedder(settings: Settings) -> Embedder | None:
         if cfg.provider == "auto":
             return None
         raise ConfigError(f'embeddings.provider is "sentence-transformers" but {missing}')
+    if cfg.runtime == "onnx" and not _installed("onnxruntime"):
+        raise ConfigError(
+            f'embeddings.runtime is "onnx" but onnxruntime is not installed: {_INSTALL_HINT}'
+        )
     return SentenceTransformerEmbedder(settings)
 
 
@@ -85,4 +89,12 @@ def embeddings_status(settings: Settings) -> str:
             return f"not installed: lexical search only ({_INSTALL_HINT})"
         return f"PROBLEM: {missing}"
     where = "installed" if is_packaged(cfg.model) else "offline: local cache or path"
-    return f"sentence-transformers {cfg.model} ({where})"
+    if cfg.runtime == "torch":
+        runtime = "on torch"
+    elif _installed("onnxruntime"):
+        runtime = "on ONNX Runtime once its export matches torch, else torch"
+    elif cfg.runtime == "onnx":
+        return "PROBLEM: embeddings.runtime is onnx but onnxruntime is not installed"
+    else:
+        runtime = "on torch (onnxruntime is not installed)"
+    return f"sentence-transformers {cfg.model} ({where}; {runtime})"

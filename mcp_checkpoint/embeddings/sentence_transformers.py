@@ -40,6 +40,8 @@ from mcp_checkpoint.errors import BackendError, ConfigError
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+    from mcp_checkpoint.embeddings._onnx import OnnxEncoder
+
 __all__ = [
     "PACKAGED_DIMENSION",
     "PACKAGED_MODEL",
@@ -114,6 +116,9 @@ class SentenceTransformerEmbedder:
         self._model_name = cfg.model
         self._batch_size = cfg.batch_size
         self._torch_threads = cfg.torch_threads
+        self._runtime = cfg.runtime
+        self._onnx_dir = settings.data_dir / "models"
+        self._onnx: OnnxEncoder | None = None
         self._packaged = is_packaged(cfg.model)
         self._expected_sha256: str | None
         if self._packaged:
@@ -214,6 +219,9 @@ class SentenceTransformerEmbedder:
             raise BackendError("cannot embed: the model is not loaded")
         with self._encode_lock:
             try:
+                if self._onnx is not None:
+                    encoded: list[list[float]] = self._onnx.encode(texts).tolist()
+                    return encoded
                 if len(texts) == 1:
                     return _encode_one(model, texts[0])
                 vectors = model.encode(
@@ -239,7 +247,9 @@ class SentenceTransformerEmbedder:
         if paused:
             gc.disable()
         try:
-            self._model = self._load_model()
+            model = self._load_model()
+            self._onnx = self._onnx_encoder(model)
+            self._model = model
             gc.freeze()
             logger.info("embedding model %s loaded (dimension %d)", self.model_id, self.dimension)
         except _LoadError as exc:
@@ -252,6 +262,35 @@ class SentenceTransformerEmbedder:
             if paused:
                 gc.enable()
             self._done.set()
+
+    @property
+    def runtime(self) -> str | None:
+        """What encodes: "onnx" or "torch" once loaded, None before."""
+        if self._model is None:
+            return None
+        return "onnx" if self._onnx is not None else "torch"
+
+    def _onnx_encoder(self, model: SentenceTransformer) -> OnnxEncoder | None:
+        if self._runtime == "torch":
+            return None
+        try:
+            import onnxruntime  # noqa: F401 - only whether it is there
+        except ImportError:
+            if self._runtime == "onnx":
+                raise _LoadError(
+                    "embeddings.runtime is onnx but onnxruntime is not installed: "
+                    + _INSTALL_HINT
+                ) from None
+            return None
+        from mcp_checkpoint.embeddings._onnx import onnx_encoder
+
+        try:
+            return onnx_encoder(model, self.model_id, self._onnx_dir,
+                                threads=self._torch_threads, batch_size=self._batch_size)
+        except Exception:  # an export or runtime failure: the model still works on torch
+            logger.warning("embedding model %s stays on torch: the ONNX export failed",
+                           self.model_id, exc_info=True)
+            return None
 
     def _load_model(self) -> SentenceTransformer:
         _offline()

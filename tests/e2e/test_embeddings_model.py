@@ -10,6 +10,7 @@ import importlib.util
 import math
 import os
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -261,3 +262,89 @@ async def test_a_model_missing_from_the_local_cache_fails_without_downloading() 
         await embedder.embed(["anything"])
     assert embedder.failure is not None
     assert embedder.failure.startswith("cannot load embedding model")
+
+
+# -- ONNX Runtime -----------------------------------------------------------------------
+
+
+def st_settings(data_dir: Path, **embedding: object) -> Settings:
+    return Settings(data_dir=data_dir,
+                    embeddings={"provider": "sentence-transformers", **embedding})  # type: ignore[arg-type]
+
+
+async def loaded(settings_: Settings) -> SentenceTransformerEmbedder:
+    embedder = make_embedder(settings_)
+    assert isinstance(embedder, SentenceTransformerEmbedder)
+    with anyio.fail_after(LOAD_TIMEOUT):
+        await embedder.wait_loaded()
+    assert embedder.failure is None
+    return embedder
+
+
+ONNX_TEXTS = ["Where does the deploy script live?", "", "naïve café 東京",
+              "a much longer text " * 200, "Deployments need two approvals."]
+
+
+async def test_onnx_runtime_gives_torchs_vectors_from_a_file_in_the_data_dir(
+    tmp_path: Path,
+) -> None:
+    on_onnx = await loaded(st_settings(tmp_path / "a"))
+    on_torch = await loaded(st_settings(tmp_path / "b", runtime="torch"))
+    assert (on_onnx.runtime, on_torch.runtime) == ("onnx", "torch")
+    onnx_vectors = [*await on_onnx.embed(ONNX_TEXTS), *[
+        (await on_onnx.embed([text]))[0] for text in ONNX_TEXTS[:2]]]
+    torch_vectors = [*await on_torch.embed(ONNX_TEXTS), *[
+        (await on_torch.embed([text]))[0] for text in ONNX_TEXTS[:2]]]
+    for a, b in zip(onnx_vectors, torch_vectors, strict=True):
+        assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 1e-5
+    [exported] = (tmp_path / "a" / "models").iterdir()
+    assert exported.name == f"{on_onnx.model_id}.onnx"
+    assert exported.stat().st_mode & 0o077 == 0  # private to its owner
+    assert not (tmp_path / "b" / "models").exists()  # torch writes nothing
+
+
+async def test_a_second_start_reuses_the_exported_file(tmp_path: Path) -> None:
+    first = await loaded(st_settings(tmp_path))
+    [path] = (tmp_path / "models").iterdir()
+    before = path.stat()
+    second = await loaded(st_settings(tmp_path))
+    after = path.stat()
+    assert second.runtime == "onnx"
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert await second.embed(["same text"]) == await first.embed(["same text"])
+
+
+@pytest.mark.parametrize("damage", ["garbage", "another-model"])
+async def test_a_damaged_or_foreign_onnx_file_is_exported_again(
+    tmp_path: Path, damage: str
+) -> None:
+    reference = await loaded(st_settings(tmp_path / "ref", runtime="torch"))
+    first = await loaded(st_settings(tmp_path / "a"))
+    [path] = (tmp_path / "a" / "models").iterdir()
+    if damage == "garbage":
+        path.write_bytes(b"not an onnx model" * 100)
+    else:  # a valid ONNX file that computes something else: the same graph, other weights
+        data = bytearray(path.read_bytes())
+        middle = len(data) // 2
+        data[middle:middle + 4096] = bytes(4096)
+        path.write_bytes(bytes(data))
+    again = await loaded(st_settings(tmp_path / "a"))
+    assert again.runtime == "onnx"
+    want = (await reference.embed(ONNX_TEXTS))
+    got = await again.embed(ONNX_TEXTS)
+    for a, b in zip(got, want, strict=True):
+        assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 1e-5
+    assert first.runtime == "onnx"
+
+
+async def test_runtime_onnx_without_onnxruntime_is_a_clear_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import raises ImportError
+    embedder = make_embedder(st_settings(tmp_path, runtime="onnx"))
+    assert embedder is not None
+    with anyio.fail_after(LOAD_TIMEOUT), pytest.raises(BackendError, match="onnxruntime"):
+        await embedder.embed(["x"])
+    auto = await loaded(st_settings(tmp_path / "auto"))  # auto: torch, and says nothing
+    assert auto.runtime == "torch"
+    assert not (tmp_path / "auto" / "models").exists()

