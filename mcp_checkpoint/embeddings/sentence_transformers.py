@@ -27,7 +27,6 @@ import hashlib
 import logging
 import os
 import threading
-from array import array
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,9 +60,6 @@ _PACKAGED_NAMES = frozenset({PACKAGED_MODEL, f"sentence-transformers/{PACKAGED_M
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _INSTALL_HINT = 'pip install "mcp-checkpoint[embeddings]"'
 _POLL_SECONDS = 0.02
-_RECENT_QUERIES = 256
-"""Single-text embeddings kept (search queries; rehydrate asks with a run's objective and
-next actions, the same text until the next checkpoint): ~1.5 KB each as float32."""
 
 
 def is_packaged(model: str) -> bool:
@@ -151,9 +147,6 @@ class SentenceTransformerEmbedder:
         self._thread: threading.Thread | None = None
         self._model: SentenceTransformer | None = None
         self._failure: str | None = None
-        # text -> vector of recent single-text embeds, least recently used first; only
-        # touched on the event loop (embed), never by the worker threads.
-        self._recent: dict[str, array[float]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -197,19 +190,7 @@ class SentenceTransformerEmbedder:
             await self.wait_loaded()
         if self._model is None:
             raise BackendError(f"cannot embed: {self._failure}")
-        if len(texts) != 1:
-            return await anyio.to_thread.run_sync(self._encode, list(texts))
-        # One text is a query: the same one comes back (rehydrate, retries, paging), and
-        # the model is deterministic, so its vector is reused instead of ~10-20 ms of CPU.
-        [text] = texts
-        known = self._recent.pop(text, None)
-        if known is None:
-            [vector] = await anyio.to_thread.run_sync(self._encode, [text])
-            known = array("f", vector)
-        self._recent[text] = known
-        if len(self._recent) > _RECENT_QUERIES:
-            del self._recent[next(iter(self._recent))]
-        return [known.tolist()]
+        return await anyio.to_thread.run_sync(self._encode, list(texts))
 
     # -- worker threads ----------------------------------------------------------------
 

