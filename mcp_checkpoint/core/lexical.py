@@ -4,6 +4,9 @@ OR-ing every word of "what did the team decide about the cache" lets "what", "di
 "the" outvote "cache". Dropping stopwords (the NLTK English list: general English, derived
 from no particular data) raised turn recall@5 on the LoCoMo dev split from 0.456 to 0.506;
 a query made only of stopwords keeps all its words.
+
+Every store scores a memory by BM25 without document-length normalisation (b = 0; see
+``bm25_weight``).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["STOPWORDS", "bm25_idf", "query_terms"]
+__all__ = ["BM25_K1", "STOPWORDS", "bm25_idf", "bm25_weight", "query_terms"]
 
 _WORD = re.compile(r"\w+")
 
@@ -42,3 +45,22 @@ def bm25_idf(documents: int, matching: int) -> float:
     1e-6 as SQLite's FTS5 does (a word in over half the documents then weighs next to
     nothing, but still counts). Every store weighs words by this one formula."""
     return max(math.log((documents - matching + 0.5) / (matching + 0.5)), 1e-6)
+
+
+BM25_K1 = 1.2
+"""How fast repeats of a word stop adding to a memory's score (BM25's k1, FTS5's value)."""
+
+
+def bm25_weight(idf: float, tf: int) -> float:
+    """What a word found ``tf`` times in a memory adds to its BM25 score:
+    ``idf * tf * (k1 + 1) / (tf + k1)``, the memory's length playing no part (b = 0).
+
+    BM25's length normalisation (usually b = 0.75) exists because a long document may use
+    more words for the same content (verbosity, Robertson and Walker) and so match words
+    by chance. A memory is one sentence or a few: a longer one states more (scope), and
+    penalising it ranks one-liners that merely mention a word above the memory that says
+    the whole thing. Measured on the LoCoMo dev split (759 questions, lexical search
+    alone): turn recall@5 0.537 at b = 0.75, 0.540 at 0.5, 0.548 at 0.3, 0.565 at 0; k1
+    between 0.3 and 2 moves it by less than 0.003 (repeats are rare in short texts).
+    """
+    return idf * tf * (BM25_K1 + 1) / (tf + BM25_K1)

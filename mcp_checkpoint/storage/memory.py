@@ -7,14 +7,13 @@ backend is compared with in ``tests/contract``.
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from collections.abc import Callable, Container, Sequence
 from datetime import datetime
 
 from mcp_checkpoint.core.ledger import append_step
-from mcp_checkpoint.core.lexical import query_terms
+from mcp_checkpoint.core.lexical import bm25_idf, bm25_weight, query_terms
 from mcp_checkpoint.core.models import (
     BatchId,
     Checkpoint,
@@ -49,32 +48,25 @@ __all__ = ["MemoryStore", "bm25_rank"]
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
-def bm25_rank(
-    query: str, docs: Sequence[tuple[str, str]], *, k1: float = 1.2, b: float = 0.75
-) -> list[tuple[str, float]]:
-    """Okapi BM25 of ``docs`` ((id, text) pairs) for the words of ``query``; best first,
-    only documents sharing a word with the query."""
+def bm25_rank(query: str, docs: Sequence[tuple[str, str]]) -> list[tuple[str, float]]:
+    """Okapi BM25 of ``docs`` ((id, text) pairs) for the words of ``query``, weighed as
+    every store weighs them (``core.lexical.bm25_idf`` and ``bm25_weight``: no length
+    normalisation) but without stemming; best first, only documents sharing a word with
+    the query."""
     terms = query_terms(query)
     if not terms or not docs:
         return []
-    tokenized = [(doc_id, [w.lower() for w in _WORD.findall(text)]) for doc_id, text in docs]
-    n = len(tokenized)
-    avg = sum(len(words) for _, words in tokenized) / n or 1.0
+    tokenized = [(doc_id, Counter(w.lower() for w in _WORD.findall(text)))
+                 for doc_id, text in docs]
     df: Counter[str] = Counter()
-    for _, words in tokenized:
-        df.update(set(words))
-    scored: list[tuple[str, float]] = []
-    for doc_id, words in tokenized:
-        tf = Counter(words)
-        score = 0.0
-        for term in set(terms):
-            if term not in tf:
-                continue
-            idf = math.log(1 + (n - df[term] + 0.5) / (df[term] + 0.5))
-            f = tf[term]
-            score += idf * f * (k1 + 1) / (f + k1 * (1 - b + b * len(words) / avg))
-        if score > 0:
-            scored.append((doc_id, score))
+    for _, tf in tokenized:
+        df.update(tf.keys())
+    idf = {term: bm25_idf(len(tokenized), df[term]) for term in set(terms) if df[term]}
+    scored = [
+        (doc_id, sum(bm25_weight(weight, tf[term]) for term, weight in idf.items() if term in tf))
+        for doc_id, tf in tokenized
+    ]
+    scored = [(doc_id, score) for doc_id, score in scored if score > 0]
     scored.sort(key=lambda pair: (-pair[1], pair[0]))
     return scored
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mcp_checkpoint.core.lexical import bm25_idf, bm25_weight
 from mcp_checkpoint.core.models import (
     BatchId,
     Memory,
@@ -457,6 +458,39 @@ async def test_search_lexical_weighs_words_by_the_searched_memories_alone(store:
 
     assert [m.memory_id for m, _ in hits[:2]] == ["m2", "m4"]
     assert {m.memory_id for m, _ in hits} == {"m1", "m2", "m3", "m4", "m5"}
+
+
+async def test_search_lexical_scores_by_bm25_without_length_normalisation(store: Store) -> None:
+    # A long memory (over 127 words: a multi-byte length in SQLite's FTS5 records) that
+    # says "tea" three times, a short one that says it once, three without it.
+    long_text = " ".join(["tea"] * 3 + [f"filler{i}" for i in range(200)])
+    await seed_memories(store, [
+        new_memory("m-long", long_text),
+        new_memory("m-short", "green tea"),
+        *(new_memory(f"m{i}", f"coffee number {i}") for i in range(3)),
+    ])
+
+    hits = await store.search_lexical(TENANT_A, "tea", limit=10)
+
+    idf = bm25_idf(5, 2)
+    assert [(m.memory_id, score) for m, score in hits] == [
+        ("m-long", pytest.approx(bm25_weight(idf, 3))),
+        ("m-short", pytest.approx(bm25_weight(idf, 1))),
+    ]
+
+
+async def test_search_lexical_does_not_rank_a_memory_down_for_its_length(store: Store) -> None:
+    await seed_memories(store, [
+        new_memory("m-full", "we moved the team offsite to a lake house in the mountains "
+                   "for three days of planning, hiking and board games"),
+        new_memory("m-brief", "lake house booked"),
+        *(new_memory(f"m{i}", f"standup notes {i}") for i in range(3)),
+    ])
+
+    hits = await store.search_lexical(TENANT_A, "lake house", limit=10)
+
+    assert {m.memory_id for m, _ in hits} == {"m-full", "m-brief"}
+    assert hits[0][1] == pytest.approx(hits[1][1])
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from mcp_checkpoint.config import PostgresSettings
 from mcp_checkpoint.core.ledger import append_step
-from mcp_checkpoint.core.lexical import bm25_idf, query_terms
+from mcp_checkpoint.core.lexical import bm25_idf, bm25_weight, query_terms
 from mcp_checkpoint.core.models import (
     BatchId,
     Checkpoint,
@@ -128,8 +128,6 @@ _MOVE_HEAD_AND_INSERT = (
     "%(ack)s FROM head RETURNING seq"
 )
 """Lexical matches (by ``ts_rank_cd``) re-scored by BM25 over the searched memories."""
-_BM25_K1 = 1.2
-_BM25_B = 0.75
 
 
 
@@ -155,7 +153,7 @@ _SEARCHED = (
 # tsquery operand (no character of the user's text is read as tsquery syntax) and OR-ed;
 # the best matches by ts_rank_cd (GIN index), with the frequency of every query lexeme in
 # each; and the statistics of the searched memories that BM25 weighs words by (how many,
-# their average length, how many hold each lexeme).
+# how many hold each lexeme).
 _SEARCH = rf"""
 WITH terms AS (
     SELECT lexeme,
@@ -175,14 +173,12 @@ best AS (
     ORDER BY rank DESC, m.memory_id
     LIMIT %(depth)s
 )
-SELECT {_MEMORY_COLUMNS}, best.doc_len,
+SELECT {_MEMORY_COLUMNS},
     (SELECT jsonb_object_agg(u.lexeme, coalesce(array_length(u.positions, 1), 1))
      FROM unnest(best.tsv) AS u WHERE u.lexeme = ANY(query.lexemes)) AS tf,
-    stats.documents, stats.average, stats.matching
+    stats.documents, stats.matching
 FROM best CROSS JOIN query CROSS JOIN (
     SELECT (SELECT count(*) FROM memories AS m WHERE {_SEARCHED}) AS documents,
-           (SELECT coalesce(avg(m.doc_len), 0) FROM memories AS m WHERE {_SEARCHED})
-               AS average,
            (SELECT coalesce(jsonb_object_agg(t.lexeme, (
                 SELECT count(*) FROM memories AS m WHERE m.tsv @@ t.operand AND {_SEARCHED}
             )), '{{}}'::jsonb) FROM terms AS t) AS matching
@@ -1202,9 +1198,9 @@ class PostgresStore:
         The query's words (``core.lexical.query_terms``) are normalized by the same text
         search configuration as the memories and OR-ed as quoted ``tsquery`` lexemes. The
         GIN index finds the matches; the best ``_RERANK_DEPTH`` of them by ``ts_rank_cd``
-        are scored by BM25, each word's idf and the average length taken from the memories
-        searched (the tenant's, after the filters) alone: another tenant's or another
-        scope's memories never change a ranking or a score.
+        are scored as ``core.lexical.bm25_weight`` says, each word's idf taken from the
+        memories searched (the tenant's, after the filters) alone: another tenant's or
+        another scope's memories never change a ranking or a score.
         """
         words = query_terms(query)
         if not words or limit <= 0:
@@ -1220,19 +1216,16 @@ class PostgresStore:
             if not found:
                 return []
             documents = int(found[0]["documents"])
-            average = float(found[0]["average"]) or 1.0
             idf = {
                 lexeme: bm25_idf(documents, int(matching))
                 for lexeme, matching in found[0]["matching"].items()
             }
-            scored: list[tuple[Memory, float]] = []
-            for row in found:
-                norm = _BM25_K1 * (1 - _BM25_B + _BM25_B * row["doc_len"] / average)
-                score = sum(
-                    idf[lexeme] * tf * (_BM25_K1 + 1) / (tf + norm)
-                    for lexeme, tf in (row["tf"] or {}).items()
-                )
-                scored.append((to_memory(row), score))
+            scored = [
+                (to_memory(row), sum(
+                    bm25_weight(idf[lexeme], tf) for lexeme, tf in (row["tf"] or {}).items()
+                ))
+                for row in found
+            ]
             scored.sort(key=lambda pair: (-pair[1], pair[0].memory_id))
             return scored[:limit]
 

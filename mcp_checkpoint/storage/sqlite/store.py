@@ -23,7 +23,7 @@ import anyio.to_thread
 
 from mcp_checkpoint.config import SqliteSettings
 from mcp_checkpoint.core.ledger import append_step
-from mcp_checkpoint.core.lexical import bm25_idf, query_terms
+from mcp_checkpoint.core.lexical import bm25_idf, bm25_weight, query_terms
 from mcp_checkpoint.core.models import (
     BatchId,
     Checkpoint,
@@ -84,7 +84,8 @@ _NO_UPPER_BOUND = INT64_MAX
 _SQLITE_BUSY = 5
 _SQLITE_LOCKED = 6
 _RERANK_DEPTH = 200
-"""Lexical matches re-weighed with the searched memories' statistics (by index-wide BM25)."""
+"""Lexical matches (the best by index-wide ``bm25()``) scored again over the searched
+memories."""
 
 
 
@@ -106,27 +107,58 @@ def _phrase(word: str) -> str:
 
 
 
+_FTS5_K1 = 1.2
+_FTS5_B = 0.75
+"""The constants FTS5's ``bm25()`` fixes; term frequencies are read back through them."""
+
+
+def _varint(blob: bytes, at: int = 0) -> tuple[int, int]:
+    """The SQLite varint at ``at`` in ``blob`` (as FTS5 writes its records): (value, the
+    offset after it)."""
+    value = 0
+    for i in range(8):
+        byte = blob[at + i]
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            return value, at + i + 1
+    return (value << 8) | blob[at + 8], at + 9
+
+
 def _scoped_bm25(
-    conn: _Conn, words: Sequence[str], found: Sequence[tuple[int, float]], where: str,
+    conn: _Conn, words: Sequence[str], found: Sequence[int], where: str,
     params: tuple[Any, ...],
 ) -> dict[int, float]:
-    """BM25 of the memories ``found`` ((id, index-wide ``bm25()``) pairs) for ``words``,
-    with each word's idf taken from the memories ``where`` selects rather than from the
-    whole index.
+    """BM25 (``core.lexical.bm25_weight``: no length normalisation) of the memories
+    ``found`` (row ids) for ``words``, each word's idf taken from the memories ``where``
+    selects rather than from the whole index.
 
-    FTS5's ``bm25()`` is ``-sum(idf(word) * tf_part(doc, word))`` with index-wide idfs, so
-    the scoped score is the index-wide one plus ``(scoped idf - index idf) * tf_part`` for
-    each word, ``tf_part`` being a one-word ``bm25()`` divided by its idf (document length
-    stays normalised by the index-wide average). Words whose two idfs agree within 1 %
-    (a search over nearly everything) need no correction and cost two counts; the others
-    one pass over their matches among the searched memories.
+    FTS5's ``bm25()`` fixes k1 = 1.2 and b = 0.75 and weighs words index-wide, so here it
+    only tells how often a word occurs in a memory: a one-word ``bm25()`` is
+    ``-idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / average))``, with the
+    index-wide idf, the memory's length in tokens (FTS5's ``_docsize`` table) and the
+    average length (FTS5's averages record, row 1 of its ``_data`` table), which leaves
+    tf. Per word: one count over the index and one pass over its matches among the
+    searched memories (which also counts them for the idf).
     """
-    scores = {rowid: -rank for rowid, rank in found}
-    indexed = conn.execute("SELECT count(*) FROM memories_fts_docsize").fetchone()[0]
+    scores = dict.fromkeys(found, 0.0)
+    if not scores:
+        return scores
+    (averages,) = conn.execute("SELECT block FROM memories_fts_data WHERE id = 1").fetchone()
+    indexed, at = _varint(averages)
+    average = _varint(averages, at)[0] / indexed
     searched = conn.execute(
         f"SELECT count(*) FROM memories AS m WHERE {where}", params  # noqa: S608
     ).fetchone()[0]
+    marks = ",".join("?" * len(scores))
+    lengths = {
+        rowid: _varint(size)[0]
+        for rowid, size in conn.execute(
+            f"SELECT id, sz FROM memories_fts_docsize WHERE id IN ({marks})",  # noqa: S608
+            tuple(scores),
+        )
+    }
     matching = (
+        "SELECT m.id, bm25(memories_fts) "  # noqa: S608 - constant fragments
         "FROM memories_fts CROSS JOIN memories AS m ON m.id = memories_fts.rowid "
         f"WHERE memories_fts MATCH ? AND {where}"
     )
@@ -137,16 +169,16 @@ def _scoped_bm25(
         ).fetchone()[0]
         if not overall:
             continue
-        within = conn.execute(f"SELECT count(*) {matching}", (phrase, *params)).fetchone()[0]
+        matches = conn.execute(matching, (phrase, *params)).fetchall()
         index_idf = bm25_idf(indexed, overall)
-        correction = bm25_idf(searched, within) - index_idf
-        if abs(correction) <= 0.01 * index_idf:
-            continue
-        for rowid, rank in conn.execute(
-            f"SELECT m.id, bm25(memories_fts) {matching}", (phrase, *params)
-        ):
+        idf = bm25_idf(searched, len(matches))
+        for rowid, rank in matches:
             if rowid in scores:
-                scores[rowid] -= correction * rank / index_idf
+                part = -rank / index_idf  # tf * (k1 + 1) / (tf + norm)
+                norm = _FTS5_K1 * (1 - _FTS5_B + _FTS5_B * lengths[rowid] / average)
+                room = _FTS5_K1 + 1 - part
+                tf = max(1, round(part * norm / room)) if room > 0 else 1 << 16
+                scores[rowid] += bm25_weight(idf, tf)
     return scores
 
 
@@ -1087,9 +1119,10 @@ class SqliteStore:
         [].
 
         The FTS5 index holds every tenant's memories, so its ``bm25()`` weighs a word by how
-        rare it is in the whole file. The best ``_RERANK_DEPTH`` matches by that score are
-        re-weighed with the statistics of the searched set instead (see ``_scoped_bm25``):
-        another tenant's or another scope's memories never change a ranking or a score.
+        rare it is in the whole file (and normalises lengths). The best ``_RERANK_DEPTH``
+        matches by that score are scored again as ``core.lexical.bm25_weight`` says, with
+        the statistics of the searched set (see ``_scoped_bm25``): another tenant's or
+        another scope's memories never change a ranking or a score.
         """
         words = query_terms(query)
         if not words or limit <= 0:
@@ -1113,9 +1146,7 @@ class SqliteStore:
             ).fetchall()
             if not found:
                 return []
-            scores = _scoped_bm25(
-                conn, words, [(row["id"], row["rank"]) for row in found], where, params
-            )
+            scores = _scoped_bm25(conn, words, [row["id"] for row in found], where, params)
             best = sorted(found, key=lambda row: (-scores[row["id"]], row["memory_id"]))[:limit]
             marks = ",".join("?" * len(best))
             rows = {
