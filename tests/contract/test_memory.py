@@ -462,20 +462,23 @@ async def test_search_lexical_weighs_words_by_the_searched_memories_alone(store:
 
 async def test_search_lexical_scores_by_bm25_without_length_normalisation(store: Store) -> None:
     # A long memory (over 127 words: a multi-byte length in SQLite's FTS5 records) that
-    # says "tea" three times, a short one that says it once, three without it.
+    # says "tea" three times, one that repeats "tea" beside "cake", a short one that says
+    # "tea" once, six without either.
     long_text = " ".join(["tea"] * 3 + [f"filler{i}" for i in range(200)])
     await seed_memories(store, [
         new_memory("m-long", long_text),
+        new_memory("m-mixed", "tea, more tea and a cake"),
         new_memory("m-short", "green tea"),
-        *(new_memory(f"m{i}", f"coffee number {i}") for i in range(3)),
+        *(new_memory(f"m{i}", f"coffee number {i}") for i in range(6)),
     ])
 
-    hits = await store.search_lexical(TENANT_A, "tea", limit=10)
+    hits = await store.search_lexical(TENANT_A, "tea cake", limit=10)
 
-    idf = bm25_idf(5, 2)
+    tea, cake = bm25_idf(9, 3), bm25_idf(9, 1)
     assert [(m.memory_id, score) for m, score in hits] == [
-        ("m-long", pytest.approx(bm25_weight(idf, 3))),
-        ("m-short", pytest.approx(bm25_weight(idf, 1))),
+        ("m-mixed", pytest.approx(bm25_weight(tea, 2) + bm25_weight(cake, 1))),
+        ("m-long", pytest.approx(bm25_weight(tea, 3))),
+        ("m-short", pytest.approx(bm25_weight(tea, 1))),
     ]
 
 
