@@ -157,11 +157,11 @@ def _scoped_bm25(
             tuple(scores),
         )
     }
-    matching = (
-        "SELECT m.id, bm25(memories_fts) "  # noqa: S608 - constant fragments
+    counted = (
         "FROM memories_fts CROSS JOIN memories AS m ON m.id = memories_fts.rowid "
         f"WHERE memories_fts MATCH ? AND {where}"
     )
+    matching = f"SELECT m.id, bm25(memories_fts) {counted}"
     for word in dict.fromkeys(words):
         phrase = _phrase(word)
         overall = conn.execute(
@@ -169,10 +169,14 @@ def _scoped_bm25(
         ).fetchone()[0]
         if not overall:
             continue
-        matches = conn.execute(matching, (phrase, *params)).fetchall()
+        within = conn.execute(
+            f"SELECT count(*) {counted}", (phrase, *params)
+        ).fetchone()[0]
         index_idf = bm25_idf(indexed, overall)
-        idf = bm25_idf(searched, len(matches))
-        for rowid, rank in matches:
+        idf = bm25_idf(searched, within)
+        for rowid, rank in conn.execute(
+            f"{matching} AND m.id IN ({marks})", (phrase, *params, *scores)
+        ):
             if rowid in scores:
                 part = -rank / index_idf  # tf * (k1 + 1) / (tf + norm)
                 norm = _FTS5_K1 * (1 - _FTS5_B + _FTS5_B * lengths[rowid] / average)
