@@ -289,6 +289,7 @@ async def test_a_damaged_or_foreign_onnx_file_is_exported_again(
 ) -> None:
     reference = await loaded(st_settings(tmp_path / "ref", runtime="torch"))
     first = await loaded(st_settings(tmp_path / "a"))
+    assert first.runtime == "onnx"
     [path] = (tmp_path / "a" / "models").iterdir()
     if damage == "garbage":
         path.write_bytes(b"not an onnx model" * 100)
@@ -303,7 +304,6 @@ async def test_a_damaged_or_foreign_onnx_file_is_exported_again(
     got = await again.embed(ONNX_TEXTS)
     for a, b in zip(got, want, strict=True):
         assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 1e-5
-    assert first.runtime == "onnx"
 
 
 async def test_runtime_onnx_without_onnxruntime_is_a_clear_failure(
