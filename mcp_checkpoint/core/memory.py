@@ -574,7 +574,9 @@ class MemoryService(MemorySearch):
         else:
             embedder, vectors = dense
             # The query's embedding (milliseconds of model time on a worker thread) runs
-            # while the lexical search does.
+            # while the lexical search does: the embedder hands its work to its thread
+            # before it first yields (the Embedder contract), so one checkpoint of this
+            # task starts it before the lexical half (inline on the loop for SQLite) runs.
             query_vector: list[list[float]] | CheckpointError = []
 
             async def embed_query() -> None:
@@ -586,7 +588,7 @@ class MemoryService(MemorySearch):
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(embed_query)
-                await anyio.lowlevel.checkpoint()  # hand the embedding to its thread first
+                await anyio.lowlevel.checkpoint()  # let embed_query reach its thread first
                 lexical = await self._store.search_lexical(
                     tenant, query, limit=depth, scope=scope, kind=kind
                 )

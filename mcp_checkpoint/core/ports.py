@@ -504,7 +504,11 @@ class Embedder(Protocol):
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """One unit-length vector of ``dimension`` floats per text, in order; waits for the
-        model if needed. BackendError if it cannot be loaded."""
+        model if needed. BackendError if it cannot be loaded.
+
+        An embedder that computes on another thread hands the work to it before its first
+        suspension once the model is ready, so a caller that starts ``embed`` in a task and
+        yields once can do other work on the event loop meanwhile."""
         ...
 
 

