@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import heapq
 import os
 import sqlite3
 import threading
@@ -83,9 +84,6 @@ _Conn = sqlite3.Connection
 _NO_UPPER_BOUND = INT64_MAX
 _SQLITE_BUSY = 5
 _SQLITE_LOCKED = 6
-_RERANK_DEPTH = 200
-"""Lexical matches (the best by index-wide ``bm25()``) scored again over the searched
-memories."""
 
 
 
@@ -125,43 +123,43 @@ def _varint(blob: bytes, at: int = 0) -> tuple[int, int]:
 
 
 def _scoped_bm25(
-    conn: _Conn, words: Sequence[str], found: Sequence[int], where: str,
-    params: tuple[Any, ...],
-) -> dict[int, float]:
-    """BM25 (``core.lexical.bm25_weight``: no length normalisation) of the memories
-    ``found`` (row ids) for ``words``, each word's idf taken from the memories ``where``
-    selects rather than from the whole index.
+    conn: _Conn, words: Sequence[str], where: str, params: tuple[Any, ...],
+) -> tuple[dict[int, float], dict[int, str]]:
+    """BM25 (``core.lexical.bm25_weight``: no length normalisation) of every memory that
+    ``where`` selects and that holds a word of ``words``, by row id, and its memory id;
+    each word's idf taken from the memories ``where`` selects rather than from the whole
+    index.
 
     FTS5's ``bm25()`` fixes k1 = 1.2 and b = 0.75 and weighs words index-wide, so here it
     only tells how often a word occurs in a memory: a one-word ``bm25()`` is
     ``-idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / average))``, with the
     index-wide idf, the memory's length in tokens (FTS5's ``_docsize`` table) and the
     average length (FTS5's averages record, row 1 of its ``_data`` table), which leaves
-    tf. Per word: one count over the index and one pass over its matches among the
-    searched memories (which also counts them for the idf).
+    tf. Per word: one count over the index, and one pass over its matches among the
+    searched memories, which also counts them for the idf.
     """
-    scores = dict.fromkeys(found, 0.0)
-    if not scores:
-        return scores
-    (averages,) = conn.execute("SELECT block FROM memories_fts_data WHERE id = 1").fetchone()
-    indexed, at = _varint(averages)
-    average = _varint(averages, at)[0] / indexed
+    scores: dict[int, float] = {}
+    ids: dict[int, str] = {}
+    averages = conn.execute("SELECT block FROM memories_fts_data WHERE id = 1").fetchone()
+    if averages is None:
+        return scores, ids
+    indexed, at = _varint(averages[0])
+    if not indexed:
+        return scores, ids
+    # FTS5's length normalisation of a memory of n tokens: fixed + per_token * n.
+    fixed = _FTS5_K1 * (1 - _FTS5_B)
+    per_token = _FTS5_K1 * _FTS5_B * indexed / _varint(averages[0], at)[0]
     searched = conn.execute(
         f"SELECT count(*) FROM memories AS m WHERE {where}", params  # noqa: S608
     ).fetchone()[0]
-    marks = ",".join("?" * len(scores))
-    lengths = {
-        rowid: _varint(size)[0]
-        for rowid, size in conn.execute(
-            f"SELECT id, sz FROM memories_fts_docsize WHERE id IN ({marks})",  # noqa: S608
-            tuple(scores),
-        )
-    }
-    counted = (
-        "FROM memories_fts CROSS JOIN memories AS m ON m.id = memories_fts.rowid "
+    matching = (
+        # CROSS JOIN keeps the FTS5 match outermost: the planner would otherwise walk the
+        # searched memories and run the match again for each of them.
+        "SELECT m.id, m.memory_id, bm25(memories_fts), d.sz FROM memories_fts "  # noqa: S608
+        "CROSS JOIN memories AS m ON m.id = memories_fts.rowid "
+        "CROSS JOIN memories_fts_docsize AS d ON d.id = m.id "
         f"WHERE memories_fts MATCH ? AND {where}"
     )
-    matching = f"SELECT m.id, bm25(memories_fts) {counted}"
     for word in dict.fromkeys(words):
         phrase = _phrase(word)
         overall = conn.execute(
@@ -169,21 +167,22 @@ def _scoped_bm25(
         ).fetchone()[0]
         if not overall:
             continue
-        within = conn.execute(
-            f"SELECT count(*) {counted}", (phrase, *params)
-        ).fetchone()[0]
+        rows = conn.execute(matching, (phrase, *params)).fetchall()
         index_idf = bm25_idf(indexed, overall)
-        idf = bm25_idf(searched, within)
-        for rowid, rank in conn.execute(
-            f"{matching} AND m.id IN ({marks})", (phrase, *params, *scores)
-        ):
-            if rowid in scores:
-                part = -rank / index_idf  # tf * (k1 + 1) / (tf + norm)
-                norm = _FTS5_K1 * (1 - _FTS5_B + _FTS5_B * lengths[rowid] / average)
-                room = _FTS5_K1 + 1 - part
-                tf = max(1, round(part * norm / room)) if room > 0 else 1 << 16
-                scores[rowid] += bm25_weight(idf, tf)
-    return scores
+        idf = bm25_idf(searched, len(rows))
+        weights: dict[int, float] = {}  # by tf: most memories hold a word once
+        for rowid, memory_id, rank, size in rows:
+            length = size[0] if size[0] < 0x80 else _varint(size)[0]
+            norm = fixed + per_token * length
+            part = -rank / index_idf  # tf * (k1 + 1) / (tf + norm)
+            room = _FTS5_K1 + 1 - part
+            tf = max(1, round(part * norm / room)) if room > 0 else 1 << 16
+            weight = weights.get(tf)
+            if weight is None:
+                weight = weights[tf] = bm25_weight(idf, tf)
+            scores[rowid] = scores.get(rowid, 0.0) + weight
+            ids[rowid] = memory_id
+    return scores, ids
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -1123,15 +1122,14 @@ class SqliteStore:
         [].
 
         The FTS5 index holds every tenant's memories, so its ``bm25()`` weighs a word by how
-        rare it is in the whole file (and normalises lengths). The best ``_RERANK_DEPTH``
-        matches by that score are scored again as ``core.lexical.bm25_weight`` says, with
-        the statistics of the searched set (see ``_scoped_bm25``): another tenant's or
-        another scope's memories never change a ranking or a score.
+        rare it is in the whole file (and normalises lengths). Every match among the
+        searched memories is scored as ``core.lexical.bm25_weight`` says instead, with the
+        statistics of the searched set (see ``_scoped_bm25``): another tenant's or another
+        scope's memories never change a ranking or a score.
         """
         words = query_terms(query)
         if not words or limit <= 0:
             return []
-        expression = " OR ".join(_phrase(word) for word in words)
         where = (
             "m.tenant = ? AND m.status = ? AND (? IS NULL OR m.scope = ?) "
             "AND (? IS NULL OR m.kind = ?)"
@@ -1139,28 +1137,19 @@ class SqliteStore:
         params = (tenant, status, scope, scope, kind, kind)
 
         def select(conn: _Conn) -> list[tuple[Memory, float]]:
-            found = conn.execute(
-                # CROSS JOIN keeps the FTS5 match outermost: the planner would otherwise
-                # walk the tenant's memories and re-run the match for each of them.
-                "SELECT m.id, m.memory_id, bm25(memories_fts) AS rank "  # noqa: S608
-                "FROM memories_fts CROSS JOIN memories AS m ON m.id = memories_fts.rowid "
-                f"WHERE memories_fts MATCH ? AND {where} "
-                "ORDER BY rank, m.memory_id LIMIT ?",
-                (expression, *params, int64(max(limit, _RERANK_DEPTH))),
-            ).fetchall()
-            if not found:
+            scores, ids = _scoped_bm25(conn, words, where, params)
+            best = heapq.nsmallest(limit, scores, key=lambda rowid: (-scores[rowid], ids[rowid]))
+            if not best:
                 return []
-            scores = _scoped_bm25(conn, words, [row["id"] for row in found], where, params)
-            best = sorted(found, key=lambda row: (-scores[row["id"]], row["memory_id"]))[:limit]
             marks = ",".join("?" * len(best))
             rows = {
                 row["id"]: row
                 for row in conn.execute(
                     f"SELECT * FROM memories WHERE id IN ({marks})",  # noqa: S608 - placeholders
-                    tuple(row["id"] for row in best),
+                    tuple(best),
                 )
             }
-            return [(to_memory(rows[row["id"]]), scores[row["id"]]) for row in best]
+            return [(to_memory(rows[rowid]), scores[rowid]) for rowid in best]
 
         return await self._read(select)
 
