@@ -618,11 +618,18 @@ class MemoryService(MemorySearch):
             ranked_vectors,
             extra_vector_scores=exact,
         )
-        missing = [MemoryId(f.memory_id) for f in fused if f.memory_id not in known]
-        for fetched in await self._store.get_memories(tenant, missing):
-            known[fetched.memory_id] = fetched
         hits: list[MemoryHit] = []
-        for f in fused:
+        fetched_to = 0  # fused[:fetched_to] are known or were fetched
+        for at, f in enumerate(fused):
+            if at == fetched_to:
+                # Vector-only candidates are read only as far as the hits may reach: a
+                # window of k at a time (most searches need one), not all of them.
+                window = fused[at:at + max(k - len(hits), 1)]
+                missing = [MemoryId(w.memory_id) for w in window if w.memory_id not in known]
+                if missing:
+                    for memory in await self._store.get_memories(tenant, missing):
+                        known[memory.memory_id] = memory
+                fetched_to = at + len(window)
             memory = known.get(f.memory_id)
             # A vector can outlive its memory's status for a moment: filter again.
             if memory is None or memory.status != "active":
