@@ -431,6 +431,41 @@ async def test_search_lexical_finds_updated_content_only(store: Store, clock: Cl
     assert (memory.memory_id, memory.version) == ("m1", 2)
 
 
+async def test_search_lexical_asked_again_sees_every_change_since(
+    store: Store, clock: Clock
+) -> None:
+    # The same words searched before and after each change (a store may keep what it
+    # learnt about a word between searches; a change must never leave it stale).
+    await seed_memories(store, [new_memory("m1", "coffee at nine"),
+                                new_memory("m2", "tea at ten")])
+
+    async def ids(query: str) -> list[str]:
+        return [m.memory_id for m, _ in await store.search_lexical(TENANT_A, query, limit=10)]
+
+    assert await ids("coffee") == ["m1"]
+    assert await ids("tea") == ["m2"]
+
+    await seed_memories(store, [new_memory("m3", "coffee and tea")], batch_id="b2")
+    assert await ids("coffee") == ["m1", "m3"]
+    hits = await store.search_lexical(TENANT_A, "coffee", limit=10)
+    assert len({round(score, 9) for _, score in hits}) == 1  # the idf counts m3 too
+
+    await store.add_proposal(TENANT_A, make_proposal("b3", ["coffee at noon"]))
+    await store.commit_proposal(TENANT_A, CommitPlan(
+        batch_id=BatchId("b3"), accepted=[0], rejected=[],
+        updates=[_update("m2", 1, "coffee at noon")],
+    ), now=clock())
+    assert await ids("tea") == ["m3"]
+    assert sorted(await ids("coffee")) == ["m1", "m2", "m3"]
+
+    await store.add_proposal(TENANT_A, make_proposal("b4", ["-"]))
+    await store.commit_proposal(TENANT_A, CommitPlan(
+        batch_id=BatchId("b4"), accepted=[0], rejected=[],
+        status_changes=[MemoryStatusChange(memory_id=M1, expected_version=1, status="deprecated")],
+    ), now=clock())
+    assert sorted(await ids("coffee")) == ["m2", "m3"]
+
+
 async def test_search_lexical_sees_only_the_tenants_memories(store: Store) -> None:
     await seed_memories(store, [new_memory("m1", "secret plan alpha")])
     await seed_memories(store, [new_memory("m2", "public plan beta")], batch_id="bb",

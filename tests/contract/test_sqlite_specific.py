@@ -294,3 +294,43 @@ async def test_sqlite_search_stems_english_words(sqlite_store: SqliteStore) -> N
     found = await sqlite_store.search_lexical(TENANT_A, "deploying services", limit=5)
 
     assert [m.memory_id for m, _ in found] == ["m1"]
+
+
+async def test_sqlite_search_sees_memories_another_connection_committed(
+    db_path: Path, sqlite_store: SqliteStore
+) -> None:
+    # Another process's commit (here: another store on the same file) reaches a search
+    # that ran the same words before it.
+    await seed_memories(sqlite_store, [new_memory("m1", "the cache lives in redis")])
+    assert [m.memory_id for m, _ in await sqlite_store.search_lexical(
+        TENANT_A, "redis cache", limit=5)] == ["m1"]
+
+    other = SqliteStore(db_path, SqliteSettings())
+    await other.open()
+    try:
+        await seed_memories(other, [new_memory("m2", "redis also holds the cache locks")],
+                            batch_id="b2")
+    finally:
+        await other.close()
+
+    found = await sqlite_store.search_lexical(TENANT_A, "redis cache", limit=5)
+    assert sorted(m.memory_id for m, _ in found) == ["m1", "m2"]
+
+
+async def test_sqlite_every_change_to_memories_moves_their_version(
+    db_path: Path, sqlite_store: SqliteStore
+) -> None:
+    def version() -> int:
+        with _raw(db_path) as conn:
+            return int(conn.execute("SELECT version FROM memories_version").fetchone()[0])
+
+    before = version()
+    await seed_memories(sqlite_store, [new_memory("m1", "one"), new_memory("m2", "two")])
+    after_insert = version()
+    with _raw(db_path) as conn:
+        conn.execute("UPDATE memories SET scope = 'elsewhere' WHERE memory_id = 'm1'")
+    after_update = version()
+    with _raw(db_path) as conn:
+        conn.execute("DELETE FROM memories WHERE memory_id = 'm2'")
+
+    assert before < after_insert < after_update < version()

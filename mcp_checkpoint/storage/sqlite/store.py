@@ -15,6 +15,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -122,13 +123,71 @@ def _varint(blob: bytes, at: int = 0) -> tuple[int, int]:
     return (value << 8) | blob[at + 8], at + 9
 
 
+_CACHED_POSTINGS = 200_000
+"""Most word matches the lexical search keeps between searches (tens of MB at most)."""
+
+_Posting = tuple[int, str, float]
+"""A memory holding a word: its row id, memory id and the word's BM25 weight in it."""
+
+
+class _Postings:
+    """What lexical search learnt about each word among one searched set of memories
+    (its matches and their weights) and how many memories that set holds, kept while the
+    counter that every change to the memories table moves (migration 0006) stays put.
+
+    Agents ask about the same people and things again and again: 58 % of the words of
+    the LoCoMo questions were asked before in the same conversation. A search reads the
+    counter first and its results after, so an entry never holds an older state than the
+    counter it is filed under; every use runs under the store's connection lock.
+    """
+
+    def __init__(self, budget: int = _CACHED_POSTINGS) -> None:
+        self._budget = budget
+        self._version: int | None = None
+        self._sizes: dict[tuple[Any, ...], int] = {}
+        self._words: OrderedDict[tuple[Any, ...], tuple[_Posting, ...]] = OrderedDict()
+        self._held = 0
+
+    def at(self, version: int) -> None:
+        """Forget everything learnt before the memories changed."""
+        if version != self._version:
+            self._sizes.clear()
+            self._words.clear()
+            self._held = 0
+            self._version = version
+
+    def size(self, searched: tuple[Any, ...]) -> int | None:
+        return self._sizes.get(searched)
+
+    def set_size(self, searched: tuple[Any, ...], size: int) -> None:
+        if len(self._sizes) >= 4096:
+            self._sizes.clear()
+        self._sizes[searched] = size
+
+    def get(self, key: tuple[Any, ...]) -> tuple[_Posting, ...] | None:
+        postings = self._words.get(key)
+        if postings is not None:
+            self._words.move_to_end(key)
+        return postings
+
+    def put(self, key: tuple[Any, ...], postings: tuple[_Posting, ...]) -> None:
+        if len(postings) > self._budget // 4:
+            return  # a word in most of a huge set: it would push out everything else
+        self._words[key] = postings
+        self._held += len(postings)
+        while self._held > self._budget:
+            _, evicted = self._words.popitem(last=False)
+            self._held -= len(evicted)
+
+
 def _scoped_bm25(
     conn: _Conn, words: Sequence[str], where: str, params: tuple[Any, ...],
+    cache: _Postings,
 ) -> tuple[dict[int, float], dict[int, str]]:
     """BM25 (``core.lexical.bm25_weight``: no length normalisation) of every memory that
     ``where`` selects and that holds a word of ``words``, by row id, and its memory id;
     each word's idf taken from the memories ``where`` selects rather than from the whole
-    index.
+    index. What ``cache`` knows is not read again.
 
     FTS5's ``bm25()`` fixes k1 = 1.2 and b = 0.75 and weighs words index-wide, so here it
     only tells how often a word occurs in a memory: a one-word ``bm25()`` is
@@ -140,49 +199,73 @@ def _scoped_bm25(
     """
     scores: dict[int, float] = {}
     ids: dict[int, str] = {}
+    searched = cache.size(params)
+    if searched is None:
+        searched = conn.execute(
+            f"SELECT count(*) FROM memories AS m WHERE {where}", params  # noqa: S608
+        ).fetchone()[0]
+        cache.set_size(params, searched)
+    stats: tuple[int, float, float] | None = None
+    for word in dict.fromkeys(words):
+        postings = cache.get((params, word))
+        if postings is None:
+            if stats is None:
+                stats = _index_stats(conn)
+            postings = _postings(conn, word, where, params, searched, stats)
+            cache.put((params, word), postings)
+        for rowid, memory_id, weight in postings:
+            scores[rowid] = scores.get(rowid, 0.0) + weight
+            ids[rowid] = memory_id
+    return scores, ids
+
+
+def _index_stats(conn: _Conn) -> tuple[int, float, float]:
+    """How many memories FTS5 indexes, and its length normalisation of a memory of n
+    tokens as fixed + per_token * n (from its averages record)."""
     averages = conn.execute("SELECT block FROM memories_fts_data WHERE id = 1").fetchone()
-    if averages is None:
-        return scores, ids
-    indexed, at = _varint(averages[0])
+    indexed, at = _varint(averages[0]) if averages is not None else (0, 0)
     if not indexed:
-        return scores, ids
-    # FTS5's length normalisation of a memory of n tokens: fixed + per_token * n.
-    fixed = _FTS5_K1 * (1 - _FTS5_B)
+        return 0, 0.0, 0.0
     per_token = _FTS5_K1 * _FTS5_B * indexed / _varint(averages[0], at)[0]
-    searched = conn.execute(
-        f"SELECT count(*) FROM memories AS m WHERE {where}", params  # noqa: S608
+    return indexed, _FTS5_K1 * (1 - _FTS5_B), per_token
+
+
+def _postings(
+    conn: _Conn, word: str, where: str, params: tuple[Any, ...], searched: int,
+    stats: tuple[int, float, float],
+) -> tuple[_Posting, ...]:
+    """The memories ``where`` selects that hold ``word``, with its weight in each."""
+    indexed, fixed, per_token = stats
+    phrase = _phrase(word)
+    overall = conn.execute(
+        "SELECT count(*) FROM memories_fts WHERE memories_fts MATCH ?", (phrase,)
     ).fetchone()[0]
-    matching = (
+    if not overall or not indexed:
+        return ()
+    rows = conn.execute(
         # CROSS JOIN keeps the FTS5 match outermost: the planner would otherwise walk the
         # searched memories and run the match again for each of them.
         "SELECT m.id, m.memory_id, bm25(memories_fts), d.sz FROM memories_fts "  # noqa: S608
         "CROSS JOIN memories AS m ON m.id = memories_fts.rowid "
         "CROSS JOIN memories_fts_docsize AS d ON d.id = m.id "
-        f"WHERE memories_fts MATCH ? AND {where}"
-    )
-    for word in dict.fromkeys(words):
-        phrase = _phrase(word)
-        overall = conn.execute(
-            "SELECT count(*) FROM memories_fts WHERE memories_fts MATCH ?", (phrase,)
-        ).fetchone()[0]
-        if not overall:
-            continue
-        rows = conn.execute(matching, (phrase, *params)).fetchall()
-        index_idf = bm25_idf(indexed, overall)
-        idf = bm25_idf(searched, len(rows))
-        weights: dict[int, float] = {}  # by tf: most memories hold a word once
-        for rowid, memory_id, rank, size in rows:
-            length = size[0] if size[0] < 0x80 else _varint(size)[0]
-            norm = fixed + per_token * length
-            part = -rank / index_idf  # tf * (k1 + 1) / (tf + norm)
-            room = _FTS5_K1 + 1 - part
-            tf = max(1, round(part * norm / room)) if room > 0 else 1 << 16
-            weight = weights.get(tf)
-            if weight is None:
-                weight = weights[tf] = bm25_weight(idf, tf)
-            scores[rowid] = scores.get(rowid, 0.0) + weight
-            ids[rowid] = memory_id
-    return scores, ids
+        f"WHERE memories_fts MATCH ? AND {where}",
+        (phrase, *params),
+    ).fetchall()
+    index_idf = bm25_idf(indexed, overall)
+    idf = bm25_idf(searched, len(rows))
+    weights: dict[int, float] = {}  # by tf: most memories hold a word once
+    postings: list[_Posting] = []
+    for rowid, memory_id, rank, size in rows:
+        length = size[0] if size[0] < 0x80 else _varint(size)[0]
+        norm = fixed + per_token * length
+        part = -rank / index_idf  # tf * (k1 + 1) / (tf + norm)
+        room = _FTS5_K1 + 1 - part
+        tf = max(1, round(part * norm / room)) if room > 0 else 1 << 16
+        weight = weights.get(tf)
+        if weight is None:
+            weight = weights[tf] = bm25_weight(idf, tf)
+        postings.append((rowid, memory_id, weight))
+    return tuple(postings)
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -224,6 +307,7 @@ class SqliteStore:
         self._settings = settings
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self._postings = _Postings()  # lexical search's memory; used under self._lock
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -349,6 +433,7 @@ class SqliteStore:
     def _close(self) -> None:
         with self._lock:
             conn, self._conn = self._conn, None
+            self._postings = _Postings()  # a file opened later may count from 0 again
             if conn is not None:
                 conn.close()
 
@@ -1137,7 +1222,11 @@ class SqliteStore:
         params = (tenant, status, scope, scope, kind, kind)
 
         def select(conn: _Conn) -> list[tuple[Memory, float]]:
-            scores, ids = _scoped_bm25(conn, words, where, params)
+            version = conn.execute(
+                "SELECT version FROM memories_version WHERE id = 1"
+            ).fetchone()[0]
+            self._postings.at(version)  # before any result is read: see _Postings
+            scores, ids = _scoped_bm25(conn, words, where, params, self._postings)
             best = heapq.nsmallest(limit, scores, key=lambda rowid: (-scores[rowid], ids[rowid]))
             if not best:
                 return []
