@@ -627,8 +627,8 @@ class MemoryService(MemorySearch):
                 window = fused[at:at + max(k - len(hits), 1)]
                 missing = [MemoryId(w.memory_id) for w in window if w.memory_id not in known]
                 if missing:
-                    for memory in await self._store.get_memories(tenant, missing):
-                        known[memory.memory_id] = memory
+                    for fetched in await self._store.get_memories(tenant, missing):
+                        known[fetched.memory_id] = fetched
                 fetched_to = at + len(window)
             memory = known.get(f.memory_id)
             # A vector can outlive its memory's status for a moment: filter again.
