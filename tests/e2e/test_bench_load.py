@@ -25,6 +25,7 @@ def check(report: dict[str, object]) -> None:
     tools = report["tools"]
     assert isinstance(tools, dict)
     assert tools["record_step"]["ms"]["n"] == verification["acknowledged"]
+    assert report["search_mode"] == "hybrid"  # the suite's servers embed by hashing
 
 
 @pytest.mark.parametrize("client", ["lean", "sdk"])
@@ -97,3 +98,20 @@ async def test_bench_load_refuses_replicas_without_spawn(tmp_path: Path) -> None
                                  "--replicas", "2", env=server_env(tmp_path / "unused"))
     assert code == 2
     assert "--replicas needs --spawn" in err
+
+
+async def test_bench_load_starts_the_clock_once_the_embedding_model_has_loaded(
+    tmp_path: Path,
+) -> None:
+    # A spawned server loads its model in the background (seconds); the load must not
+    # measure that, nor run its first searches without vectors.
+    out = tmp_path / "load.json"
+    env = server_env(tmp_path / "unused",
+                     MCP_CHECKPOINT_EMBEDDINGS__PROVIDER="sentence-transformers")
+    code, stdout, err = await run_cli("bench", "load", "--spawn", "--clients", "2",
+                                      "--seconds", "1", "--json", str(out), env=env)
+    assert code == 0, err
+    report = json.loads(out.read_text(encoding="utf-8"))
+    check(report)
+    assert report["model_wait_seconds"] > 0
+    assert "searches: hybrid (began after waiting" in stdout
