@@ -230,7 +230,8 @@ _SETTLE_SECONDS = 300.0
 async def _settle(url: str, token: str | None) -> tuple[float, str]:
     """Wait until the server's searches no longer wait for an embedding model that is still
     loading (a server that loads one competes with the load for the CPU, and the first
-    searches would measure its load): (seconds waited, the search mode then)."""
+    searches would measure its load) nor for the seeded memories' vectors: (seconds
+    waited, the search mode then)."""
     started = time.monotonic()
     async with _connect(url, token) as client:
         while True:
@@ -239,10 +240,14 @@ async def _settle(url: str, token: str | None) -> tuple[float, str]:
             if result.is_error or found is None:
                 raise RuntimeError(f"searching the seeded memories failed: {_text(result)}")
             waited = time.monotonic() - started
-            if "still loading" not in str(found.get("note", "")):
+            note = str(found.get("note", ""))
+            if "still loading" in note:
+                if waited > _SETTLE_SECONDS:
+                    raise RuntimeError(
+                        f"the embedding model was still loading after {waited:.0f} s")
+            # Just loaded: the server gives the seeded memories their vectors next.
+            elif "no memory has a vector yet" not in note or waited > _SETTLE_SECONDS / 10:
                 return waited, str(found.get("mode"))
-            if waited > _SETTLE_SECONDS:
-                raise RuntimeError(f"the embedding model was still loading after {waited:.0f} s")
             await anyio.sleep(0.25)
 
 
