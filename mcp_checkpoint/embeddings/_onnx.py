@@ -10,15 +10,23 @@ with torch's on probe texts; a file that disagrees (another export, a corrupted 
 foreign file) is exported again, and if that does not agree either the model stays on
 torch. Only the plain pipeline (Transformer, mean Pooling, optional Normalize) is
 exported; any other stays on torch.
+
+A BERT-family model is traced with transformers' plain attention and its graph is then
+fused by ONNX Runtime's transformer optimizer (one Attention operator per layer, fused
+layer norms and GELU): 6.8 ms per LoCoMo question where the graph traced with PyTorch's
+fused attention took 7.5, vectors equal to 2e-7. A fused graph that disagrees with torch
+is exported again unfused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +94,57 @@ def _plain_pipeline(model: Any) -> Any | None:
     return getattr(modules[0], "auto_model", None)
 
 
-def _export(model: Any, hf_module: Any, inputs: tuple[str, ...], target: Path) -> None:
+@contextlib.contextmanager
+def _eager_attention(hf_module: Any) -> Iterator[bool]:
+    """The module with transformers' plain ("eager") attention while the block runs, when
+    it can switch (yields whether it did). Traced with PyTorch's fused attention the graph
+    hides the attention pattern that ONNX Runtime's optimizer fuses into one operator."""
+    setter = getattr(hf_module, "set_attn_implementation", None)
+    original = getattr(getattr(hf_module, "config", None), "_attn_implementation", None)
+    if setter is None or original is None or original == "eager":
+        yield original == "eager"
+        return
+    try:
+        setter("eager")
+    except Exception:  # a model that cannot switch: traced as it is
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        setter(original)
+
+
+def _fuse(path: str, config: Any) -> bool:
+    """Fuse a BERT-family graph's attention, layer norms and GELU in place with ONNX
+    Runtime's transformer optimizer (0.66 ms of 7.5 per query here, equal vectors to
+    2e-7); False when the model is not of that family or the optimizer is unavailable or
+    fails (the plain graph is then kept)."""
+    if getattr(config, "model_type", None) != "bert":
+        return False
+    heads = getattr(config, "num_attention_heads", None)
+    hidden = getattr(config, "hidden_size", None)
+    if not isinstance(heads, int) or not isinstance(hidden, int):
+        return False
+    try:
+        known = set(logging.root.manager.loggerDict)
+        from onnxruntime.transformers import optimizer
+
+        # Its modules log every fusion at INFO under top-level names (fusion_base,
+        # onnx_model, ...), which would land in the server's log: errors only.
+        for name in set(logging.root.manager.loggerDict) - known:
+            logging.getLogger(name).setLevel(logging.ERROR)
+        fused = optimizer.optimize_model(path, model_type="bert", num_heads=heads,
+                                         hidden_size=hidden, opt_level=0)
+        fused.save_model_to_file(path)
+    except Exception:
+        logger.info("the ONNX graph stays unfused (the optimizer failed)", exc_info=True)
+        return False
+    return True
+
+
+def _export(model: Any, hf_module: Any, inputs: tuple[str, ...], target: Path, *,
+            fuse: bool) -> None:
     import torch
 
     class Pipeline(torch.nn.Module):  # type: ignore[misc]  # torch is Any here (pyproject)
@@ -111,7 +169,11 @@ def _export(model: Any, hf_module: Any, inputs: tuple[str, ...], target: Path) -
         # The TorchScript exporter is deprecated but needs no onnxscript, and it warns
         # about tracing (data-dependent branches the traced shapes fix): expected here,
         # and the exported file is checked against torch before it is used.
-        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        with contextlib.ExitStack() as stack:
+            eager = stack.enter_context(_eager_attention(hf_module)) if fuse else False
+            stack.enter_context(torch.inference_mode(False))
+            stack.enter_context(torch.no_grad())
+            stack.enter_context(warnings.catch_warnings())
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 Pipeline().eval(), tuple(sample[name] for name in inputs), tmp,
@@ -119,6 +181,8 @@ def _export(model: Any, hf_module: Any, inputs: tuple[str, ...], target: Path) -
                 dynamic_axes={**dynamic, "embedding": {0: "batch"}},
                 opset_version=17, dynamo=False,
             )
+        if eager:
+            _fuse(tmp, getattr(hf_module, "config", None))
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -157,9 +221,9 @@ def onnx_encoder(model: Any, model_id: str, cache_dir: Path, *, threads: int,
     path = cache_dir / (re.sub(r"[^A-Za-z0-9._@-]", "_", model_id) + ".onnx")
     expected = np.asarray(reference, dtype=np.float32)
 
-    def attempt(export: bool) -> OnnxEncoder | None:
+    def attempt(export: bool, fuse: bool = True) -> OnnxEncoder | None:
         if export:
-            _export(model, hf_module, inputs, path)
+            _export(model, hf_module, inputs, path, fuse=fuse)
         try:
             encoder = OnnxEncoder(model, _session(path, threads), inputs, batch_size)
         except Exception as exc:  # an unreadable file: ONNX Runtime's own error types
@@ -173,7 +237,9 @@ def onnx_encoder(model: Any, model_id: str, cache_dir: Path, *, threads: int,
             return encoder
         logger.warning("the ONNX file %s does not match the model; exporting it again",
                        path.name)
-    if (encoder := attempt(export=True)) is not None:
+    if (encoder := attempt(export=True)) is not None or (
+        encoder := attempt(export=True, fuse=False)  # in case the fused graph disagrees
+    ) is not None:
         logger.info("embedding model %s runs on ONNX Runtime (exported %s)", model_id,
                     path.name)
         return encoder

@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -270,6 +271,14 @@ async def test_onnx_runtime_gives_torchs_vectors_from_a_file_in_the_data_dir(
     assert exported.name == f"{on_onnx.model_id}.onnx"
     assert exported.stat().st_mode & 0o077 == 0  # private to its owner
     assert not (tmp_path / "b" / "models").exists()  # torch writes nothing
+    # Traced with plain attention and fused: one Attention operator per layer (6).
+    import onnx  # the extra's; imported here so that the module can skip without it
+
+    ops = Counter(node.op_type for node in onnx.load(exported).graph.node)
+    assert ops["Attention"] == 6, ops
+    # The torch model (the fallback, and the reference of later checks) kept its own.
+    implementation = on_onnx._model[0].auto_model.config._attn_implementation  # type: ignore[index]
+    assert implementation == on_torch._model[0].auto_model.config._attn_implementation  # type: ignore[index]
 
 
 async def test_a_second_start_reuses_the_exported_file(tmp_path: Path) -> None:
