@@ -437,18 +437,25 @@ async def test_search_lexical_asked_again_sees_every_change_since(
     # The same words searched before and after each change (a store may keep what it
     # learnt about a word between searches; a change must never leave it stale).
     await seed_memories(store, [new_memory("m1", "coffee at nine"),
-                                new_memory("m2", "tea at ten")])
+                                new_memory("m2", "tea at ten"),
+                                new_memory("f1", "walk the dog"),
+                                new_memory("f2", "read a book"),
+                                new_memory("f3", "call the bank")])
 
     async def ids(query: str) -> list[str]:
         return [m.memory_id for m, _ in await store.search_lexical(TENANT_A, query, limit=10)]
 
+    async def scores(query: str) -> list[float]:
+        return [s for _, s in await store.search_lexical(TENANT_A, query, limit=10)]
+
     assert await ids("coffee") == ["m1"]
     assert await ids("tea") == ["m2"]
+    assert await scores("coffee") == [pytest.approx(bm25_weight(bm25_idf(5, 1), 1))]
 
     await seed_memories(store, [new_memory("m3", "coffee and tea")], batch_id="b2")
     assert await ids("coffee") == ["m1", "m3"]
-    hits = await store.search_lexical(TENANT_A, "coffee", limit=10)
-    assert len({round(score, 9) for _, score in hits}) == 1  # the idf counts m3 too
+    # The word's weight is recomputed too: 2 of 6 memories hold it now, not 1 of 5.
+    assert await scores("coffee") == [pytest.approx(bm25_weight(bm25_idf(6, 2), 1))] * 2
 
     await store.add_proposal(TENANT_A, make_proposal("b3", ["coffee at noon"]))
     await store.commit_proposal(TENANT_A, CommitPlan(
