@@ -204,6 +204,13 @@ class SqliteSettings(_Group):
     synchronous: Literal["FULL", "NORMAL", "EXTRA"] = Field(
         "FULL", description="FULL makes every acknowledged write survive power loss."
     )
+    group_commit: bool = Field(
+        True,
+        description=(
+            "Steps recorded together share one transaction and one fsync; each is "
+            "acknowledged only after that commit."
+        ),
+    )
 
 
 class RetentionSettings(_Group):
