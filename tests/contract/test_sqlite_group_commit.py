@@ -4,6 +4,7 @@ gets its own outcome (its step durable, or its own error) only after that COMMIT
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -178,15 +179,16 @@ async def test_a_failed_commit_fails_every_step_of_the_group(
     assert (await append(store, "r1", draft(9), now=clock())).seq == 1
 
 
-async def test_a_group_waits_the_usual_way_while_another_process_writes(
+async def test_a_group_waits_on_a_thread_while_another_process_writes(
     store: SqliteStore, tmp_path: Path, clock: Clock
 ) -> None:
     await store.create_run(TENANT_A, make_run("r1"))
+    commits = _commits(store)
     holder = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
     try:
         holder.execute("BEGIN IMMEDIATE")
         pending = asyncio.gather(*(append(store, "r1", draft(n), now=clock()) for n in range(3)))
-        await asyncio.sleep(0.2)  # the group found the lock taken; its steps wait on threads
+        await asyncio.sleep(0.2)  # the group found the write lock taken and waits for it
         assert not pending.done()
         holder.execute("ROLLBACK")
         acks = await pending
@@ -194,7 +196,51 @@ async def test_a_group_waits_the_usual_way_while_another_process_writes(
         holder.close()
 
     assert sorted(ack.seq for ack in acks) == [1, 2, 3]
+    assert len(commits) == 1  # it waited as a group
     assert await verify_run(store, TENANT_A, RunId("r1")) == 3
+    assert (await append(store, "r1", draft(4), now=clock())).seq == 4  # inline again
+
+
+async def test_a_group_waits_on_a_thread_while_a_worker_thread_holds_the_connection(
+    store: SqliteStore, clock: Clock
+) -> None:
+    await store.create_run(TENANT_A, make_run("r1"))
+    commits = _commits(store)
+    store._lock.acquire()  # as a call running on a worker thread holds it
+    try:
+        pending = asyncio.gather(*(append(store, "r1", draft(n), now=clock()) for n in range(3)))
+        await asyncio.sleep(0.2)
+        assert not pending.done()
+    finally:
+        store._lock.release()
+    acks = await pending
+
+    assert sorted(ack.seq for ack in acks) == [1, 2, 3]
+    assert len(commits) == 1
+    assert await verify_run(store, TENANT_A, RunId("r1")) == 3
+
+
+async def test_a_group_that_waits_too_long_is_busy_for_every_caller(
+    tmp_path: Path, clock: Clock
+) -> None:
+    store = await _open(tmp_path / "store.db", busy_timeout_ms=50)
+    try:
+        await store.create_run(TENANT_A, make_run("r1"))
+        with contextlib.closing(
+            sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+        ) as holder:
+            holder.execute("BEGIN IMMEDIATE")
+            results = await asyncio.gather(
+                *(append(store, "r1", draft(n), now=clock()) for n in range(3)),
+                return_exceptions=True,
+            )
+            holder.execute("ROLLBACK")
+        for result in results:
+            assert isinstance(result, BackendError) and "busy" in str(result), result
+            assert isinstance(result.__cause__, sqlite3.OperationalError)
+        assert (await append(store, "r1", draft(9), now=clock())).seq == 1
+    finally:
+        await store.close()
 
 
 def test_when_sqlite_ends_the_transaction_the_earlier_writes_run_again_alone(

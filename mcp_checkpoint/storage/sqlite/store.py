@@ -291,6 +291,24 @@ def _translate(exc: sqlite3.Error) -> CheckpointError:
     return BackendError(f"the SQLite store failed ({name})")
 
 
+def _caught(exc: sqlite3.Error) -> CheckpointError:
+    """``_translate(exc)``, chained to ``exc`` as ``raise ... from exc`` would."""
+    error = _translate(exc)
+    error.__cause__ = exc
+    return error
+
+
+def _answer(group: Sequence[_Grouped], outcomes: Sequence[Any]) -> None:
+    """Give each grouped write's caller its outcome (a result, an error, or ``_ALONE``)."""
+    for (_, future), outcome in zip(group, outcomes, strict=True):
+        if future.done():  # its caller was cancelled while the group ran on a thread
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
 # -- the store --------------------------------------------------------------------------
 
 
@@ -316,6 +334,7 @@ class SqliteStore:
         self._postings = _Postings()  # lexical search's memory; used under self._lock
         self._group: list[_Grouped] = []  # writes waiting for the group commit
         self._group_loop: asyncio.AbstractEventLoop | None = None
+        self._group_tasks: set[asyncio.Task[None]] = set()  # groups waiting on a thread
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -394,14 +413,12 @@ class SqliteStore:
         for the writes that arrived together pays it once. Each write runs in its own
         savepoint, so an error rolls back that write alone and reaches only its caller;
         every caller is answered only after the shared COMMIT. A write whose caller was
-        cancelled before the group ran is not made. When the group cannot run inline (a
-        worker thread holds the connection, another process holds the write lock), each
-        write takes the usual way.
+        cancelled before its group ran is not made. The group runs inline like any
+        uncontended call; when a worker thread holds the connection or another process
+        holds the write lock, the whole group waits on a worker thread instead.
         """
         loop = asyncio.get_running_loop()
-        if not self._settings.group_commit or (
-            self._group and self._group_loop is not loop
-        ):
+        if not self._settings.group_commit or (self._group and self._group_loop is not loop):
             return await self._write(fn)
         future: asyncio.Future[Any] = loop.create_future()
         if not self._group:
@@ -419,34 +436,64 @@ class SqliteStore:
         group = [(fn, future) for fn, future in group if not future.done()]
         if not group:
             return
-        outcomes: list[Any] = [_ALONE] * len(group)
+        fns = [fn for fn, _ in group]
         try:
-            if self._lock.acquire(blocking=False):
-                try:
-                    if self._conn is not None:
-                        outcomes = self._run_group(self._conn, [fn for fn, _ in group])
-                finally:
-                    self._lock.release()
+            outcomes = self._group_inline(fns)
         except BaseException:
-            outcomes = [BackendError("the SQLite store was interrupted")] * len(group)
+            _answer(group, [BackendError("the SQLite store was interrupted")] * len(group))
             raise
+        if outcomes is not None:
+            _answer(group, outcomes)
+            return
+        task = asyncio.get_running_loop().create_task(self._group_on_thread(group))
+        self._group_tasks.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(self._group_tasks.discard)
+
+    def _group_inline(self, fns: list[Callable[[_Conn], Any]]) -> list[Any] | None:
+        """The group's outcomes, or None when it must wait (the connection is in use by a
+        worker thread, or another process holds the write lock)."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            if self._conn is None:
+                return [BackendError("the SQLite store is not open")] * len(fns)
+            return self._run_group(self._conn, fns)
+        except sqlite3.Error as exc:  # BEGIN IMMEDIATE failed
+            return None if _is_busy(exc) else [_caught(exc)] * len(fns)
         finally:
-            for (_, future), outcome in zip(group, outcomes, strict=True):
-                if future.done():  # pragma: no cover - nothing awaits in between
-                    continue
-                if isinstance(outcome, BaseException):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
+            self._lock.release()
+
+    async def _group_on_thread(self, group: list[_Grouped]) -> None:
+        fns = [fn for fn, _ in group]
+        try:
+            outcomes = await anyio.to_thread.run_sync(self._group_waiting, fns)
+        except BaseException:
+            _answer(group, [BackendError("the SQLite store was interrupted")] * len(group))
+            raise
+        _answer(group, outcomes)
+
+    def _group_waiting(self, fns: list[Callable[[_Conn], Any]]) -> list[Any]:
+        """On a worker thread: the group's outcomes, waiting for the connection and for other
+        processes' write locks up to ``busy_timeout_ms``."""
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                return [BackendError("the SQLite store is not open")] * len(fns)
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(self._settings.busy_timeout_ms)}")
+                return self._run_group(conn, fns)
+            except sqlite3.Error as exc:  # BEGIN IMMEDIATE failed, even after waiting
+                return [_caught(exc)] * len(fns)
+            finally:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("PRAGMA busy_timeout = 0")
 
     @staticmethod
     def _run_group(conn: _Conn, fns: Sequence[Callable[[_Conn], Any]]) -> list[Any]:
         """Run ``fns`` in one ``BEGIN IMMEDIATE`` transaction, a savepoint each; the outcome
-        of each: its result, its (translated) error, or ``_ALONE`` to run it on its own."""
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error:
-            return [_ALONE] * len(fns)  # another process writes: wait the usual way
+        of each: its result, its (translated) error, or ``_ALONE`` to run it on its own.
+        Raises the driver's error if the transaction cannot begin."""
+        conn.execute("BEGIN IMMEDIATE")
         outcomes: list[Any] = []
         done: list[int] = []  # the writes that wait for the COMMIT
         try:
@@ -458,7 +505,7 @@ class SqliteStore:
                 try:
                     result = fn(conn)
                 except Exception as exc:
-                    outcomes.append(_translate(exc) if isinstance(exc, sqlite3.Error) else exc)
+                    outcomes.append(_caught(exc) if isinstance(exc, sqlite3.Error) else exc)
                     if conn.in_transaction:
                         conn.execute("ROLLBACK TO grouped_write")
                         conn.execute("RELEASE grouped_write")
@@ -483,7 +530,7 @@ class SqliteStore:
                 raise
             # Whether a failed COMMIT left anything on disk is not knowable here: answer
             # every write that waited for it with the error, never with a success.
-            failure = _translate(exc) if isinstance(exc, sqlite3.Error) else exc
+            failure = _caught(exc) if isinstance(exc, sqlite3.Error) else exc
             for i in done:
                 outcomes[i] = failure
             outcomes.extend([failure] * (len(fns) - len(outcomes)))
