@@ -1,9 +1,10 @@
 """The embedded store: one SQLite file in WAL mode, shared safely by several processes.
 
-Every write is one ``BEGIN IMMEDIATE`` transaction, so the read-check-write inside it (seq
-allocation, idempotency check, hash chain, head update, compare-and-set on versions) is
-atomic across processes; primary keys and unique indexes are the final word on identity
-and ordering. Lexical search is FTS5 (BM25) over memory content, kept in sync by triggers.
+Every write is one ``BEGIN IMMEDIATE`` transaction (steps recorded together share one, a
+savepoint each: group commit), so the read-check-write inside it (seq allocation,
+idempotency check, hash chain, head update, compare-and-set on versions) is atomic across
+processes; primary keys and unique indexes are the final word on identity and ordering.
+Lexical search is FTS5 (BM25) over memory content, kept in sync by triggers.
 """
 
 from __future__ import annotations
