@@ -102,16 +102,17 @@ class PostgresVectorIndex:
         index is empty. InvalidArgumentError if (model_id, dimension) is not its space."""
 
         async def read(conn: Conn) -> tuple[Space | None, list[MemoryId], list[bytes]]:
-            held = await _space_of(conn)
-            if held is None or held != (model_id, dimension):
-                return held, [], []
             cursor = await conn.execute(
                 "SELECT memory_id, vector FROM vectors "  # noqa: S608 - constant fragments
                 f"WHERE tenant = %s AND model_id = %s AND dim = %s {where}",
                 (tenant, model_id, dimension, *params),
             )
             rows = await cursor.fetchall()
-            return held, [MemoryId(row["memory_id"]) for row in rows], [
+            if not rows:
+                # The index holds one space (upsert keeps it so): only an empty answer
+                # needs the second statement, to tell "none here" from "another space".
+                return await _space_of(conn), [], []
+            return (model_id, dimension), [MemoryId(row["memory_id"]) for row in rows], [
                 bytes(row["vector"]) for row in rows
             ]
 
