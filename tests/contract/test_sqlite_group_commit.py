@@ -267,3 +267,17 @@ def test_when_sqlite_ends_the_transaction_the_earlier_writes_run_again_alone(
     assert conn.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 0
     assert not conn.in_transaction
     conn.close()
+
+
+async def test_a_step_recorded_on_a_closed_store_is_a_backend_error(
+    tmp_path: Path, clock: Clock
+) -> None:
+    store = await _open(tmp_path / "store.db")
+    await store.create_run(TENANT_A, make_run("r1"))
+    await store.close()
+
+    results = await asyncio.gather(
+        *(append(store, "r1", draft(n), now=clock()) for n in range(2)), return_exceptions=True
+    )
+
+    assert all(isinstance(r, BackendError) and "not open" in str(r) for r in results), results

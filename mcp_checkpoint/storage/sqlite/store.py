@@ -456,9 +456,9 @@ class SqliteStore:
         if not self._lock.acquire(blocking=False):
             return None
         try:
-            if self._conn is None:
-                return [BackendError("the SQLite store is not open")] * len(fns)
-            return self._run_group(self._conn, fns)
+            return self._run_group(self._require_open(), fns)
+        except BackendError as exc:  # not open
+            return [exc] * len(fns)
         except sqlite3.Error as exc:  # BEGIN IMMEDIATE failed
             return None if _is_busy(exc) else [_caught(exc)] * len(fns)
         finally:
@@ -477,17 +477,14 @@ class SqliteStore:
         """On a worker thread: the group's outcomes, waiting for the connection and for other
         processes' write locks up to ``busy_timeout_ms``."""
         with self._lock:
-            conn = self._conn
-            if conn is None:
-                return [BackendError("the SQLite store is not open")] * len(fns)
             try:
-                conn.execute(f"PRAGMA busy_timeout = {int(self._settings.busy_timeout_ms)}")
-                return self._run_group(conn, fns)
+                conn = self._require_open()
+                with self._waiting(conn):
+                    return self._run_group(conn, fns)
+            except BackendError as exc:  # not open
+                return [exc] * len(fns)
             except sqlite3.Error as exc:  # BEGIN IMMEDIATE failed, even after waiting
                 return [_caught(exc)] * len(fns)
-            finally:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("PRAGMA busy_timeout = 0")
 
     @staticmethod
     def _run_group(conn: _Conn, fns: Sequence[Callable[[_Conn], Any]]) -> list[Any]:
