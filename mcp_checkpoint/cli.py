@@ -79,20 +79,22 @@ def _with_store(settings: Settings, body: Callable[[Store], Awaitable[T]]) -> T:
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     """Serve MCP on stdio, or over streamable HTTP / SSE."""
+    if args.workers != 1 and args.transport == "stdio":
+        raise ConfigError("--workers applies to --transport http only")
     if args.transport != "stdio":
         from mcp_checkpoint.server.http import HttpOptions, serve_http
 
         if args.stateless and args.transport != "http":
             raise ConfigError("--stateless applies to --transport http only")
-        serve_http(
+        return serve_http(
             settings,
             HttpOptions(
                 transport=args.transport, host=args.host, port=args.port, auth=not args.no_auth,
                 stateless=args.stateless, json_response=args.json_response,
+                workers=args.workers,
             ),
             insecure_public=args.insecure_no_auth_on_public_interface,
         )
-        return 0
     from mcp_checkpoint.server.app import build_server
 
     server = build_server(settings)
@@ -476,6 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="streamable HTTP without sessions: any replica answers any request")
     serve.add_argument("--json-response", action="store_true",
                        help="streamable HTTP answers with JSON bodies instead of SSE streams")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="server processes sharing the port (with --stateless; each has "
+                       "its own store connections and embedding model; default 1)")
     serve.add_argument("--no-auth", action="store_true",
                        help="accept requests without a bearer token (loopback only); every "
                        "caller is the configured tenant")

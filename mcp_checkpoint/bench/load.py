@@ -77,6 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "clients spread over them (as behind a load balancer)")
     parser.add_argument("--stateless", action="store_true",
                         help="with --spawn: serve streamable HTTP in stateless mode")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="with --spawn: each server runs this many worker processes on "
+                        "one port (serve --workers; implies --stateless)")
     parser.add_argument("--client", choices=["lean", "sdk"], default="lean",
                         help="lean: one raw streamable-HTTP POST per call (little client CPU "
                         "on the server's cores); sdk: the MCP SDK client (default: lean)")
@@ -285,13 +288,26 @@ async def _verify(url: str, token: str | None, results: list[_ClientResult]) -> 
             "ok": lost == 0 and duplicated == 0 and mismatched == 0}
 
 
+def _children(pids: Sequence[int]) -> list[int]:
+    """The running child processes of ``pids`` (a server's workers); [] if unknown."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text(encoding="utf-8").rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if int(fields[1]) in pids:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def _cpu_seconds(pids: Sequence[int]) -> float | None:
     """CPU time (user + system) the processes have used so far; None when unknown (not
     Linux, or no process: the server is remote)."""
     if not pids:
         return None
     total = 0.0
-    for pid in pids:
+    for pid in [*pids, *_children(pids)]:
         try:
             stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
         except OSError:
@@ -321,10 +337,11 @@ def _own_cpu_seconds() -> float:
 
 
 @asynccontextmanager
-async def _spawned(stateless: bool, replicas: int) -> AsyncIterator[tuple[list[str], str,
-                                                                          list[int]]]:
-    """``replicas`` local ``serve --transport http`` processes sharing a temporary data dir
-    (and the store it or the environment names); (urls, token, pids)."""
+async def _spawned(stateless: bool, replicas: int, workers: int
+                   ) -> AsyncIterator[tuple[list[str], str, list[int]]]:
+    """``replicas`` local ``serve --transport http`` processes (each with ``workers``
+    worker processes) sharing a temporary data dir (and the store it or the environment
+    names); (urls, token, pids)."""
     from mcp_checkpoint.server.tokens import TokenFile
 
     with tempfile.TemporaryDirectory(prefix="mcpck-load-") as tmp:
@@ -333,7 +350,8 @@ async def _spawned(stateless: bool, replicas: int) -> AsyncIterator[tuple[list[s
         env = {**os.environ, "MCP_CHECKPOINT_DATA_DIR": str(data),
                "MCP_CHECKPOINT_LOG_LEVEL": "WARNING"}
         command = [sys.executable, "-m", "mcp_checkpoint", "serve", "--transport", "http",
-                   "--port", "0", *(["--stateless"] if stateless else [])]
+                   "--port", "0", *(["--stateless"] if stateless or workers > 1 else []),
+                   "--workers", str(workers)]
         processes: list[anyio.abc.Process] = []
         urls: list[str] = []
         try:
@@ -385,9 +403,12 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
             "SQLite" if not url_setting or url_setting.startswith("sqlite:") else url_setting
             .split(":", 1)[0])
         servers = "server" if args.replicas == 1 else f"{args.replicas} servers"
-        async with _spawned(args.stateless, args.replicas) as (urls, token, pids):
+        if args.workers > 1:
+            servers += f" of {args.workers} workers"
+        async with _spawned(args.stateless, args.replicas, args.workers) as (urls, token, pids):
             return await _load(urls, token, args, f"spawned {servers} on {store}" +
-                               (" (stateless)" if args.stateless else ""), pids)
+                               (" (stateless)" if args.stateless or args.workers > 1 else ""),
+                               pids)
     return await _load(args.urls, args.token, args, " + ".join(args.urls), [])
 
 
@@ -397,7 +418,17 @@ async def _load(urls: list[str], token: str | None, args: argparse.Namespace,
     for each in urls:
         await _preflight(each, token)
     await _seed(url, token)
-    settled = [await _settle(each, token) for each in urls]
+    # With worker processes, each connection reaches one of them: settle through several
+    # at once, so that every worker has most likely loaded its model.
+    probes = [each for each in urls for _ in range(4 * args.workers if args.workers > 1 else 1)]
+    settled: list[tuple[float, str]] = []
+
+    async def settle(each: str) -> None:
+        settled.append(await _settle(each, token))
+
+    async with anyio.create_task_group() as group:
+        for each in probes:
+            group.start_soon(settle, each)
     loop_ms = _loop_ms()
     server_cpu = _cpu_seconds(server_pids)
     client_cpu = _own_cpu_seconds()
@@ -499,6 +530,10 @@ def main(args: argparse.Namespace) -> int:
     if args.replicas < 1 or (args.replicas > 1 and not args.spawn):
         sys.stderr.write("mcp-checkpoint bench load: --replicas needs --spawn and a positive "
                          "count (give --url once per running replica instead)\n")
+        return 2
+    if args.workers < 1 or (args.workers > 1 and not args.spawn):
+        sys.stderr.write("mcp-checkpoint bench load: --workers needs --spawn and a positive "
+                         "count\n")
         return 2
     if args.validate_output and args.client != "sdk":
         sys.stderr.write("mcp-checkpoint bench load: --validate-output needs --client sdk\n")

@@ -14,13 +14,17 @@ are the SDK's. This module adds around them:
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
+import os
 import signal
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -48,16 +52,19 @@ from mcp_checkpoint.server.auth import (
     LocalTokenVerifier,
     Remote,
 )
-from mcp_checkpoint.server.metrics import Metrics
+from mcp_checkpoint.server.metrics import Metrics, WorkerMetrics
 from mcp_checkpoint.server.tokens import TokenFile
 
-__all__ = ["HttpOptions", "build_http_app", "is_loopback", "serve_http"]
+__all__ = ["HttpOptions", "build_http_app", "check_workers", "is_loopback", "serve_http"]
 
 logger = logging.getLogger("mcp_checkpoint.server")
 
 Transport = Literal["http", "sse"]
 LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
 LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+_MAX_WORKERS = 64
+_QUICK_EXIT_SECONDS = 10.0
+_QUICK_EXITS = 3
 # The tenant /healthz probes: tenant names of tokens cannot start with "_", so it never
 # holds data and the probe never reads anyone's.
 _PROBE_TENANT = Tenant("__healthz__")
@@ -73,6 +80,7 @@ class HttpOptions:
     auth: bool = True
     stateless: bool = False
     json_response: bool = False
+    workers: int = 1
 
 
 def is_loopback(host: str) -> bool:
@@ -198,10 +206,16 @@ def build_http_app(
     *,
     store: Store | None = None,
     jwks_client: Any | None = None,
+    worker: int | None = None,
 ) -> Starlette:
     """The ASGI app serving MCP over ``options.transport`` plus ``/healthz`` and
-    ``/metrics``. ``jwks_client`` replaces the JWKS fetcher (tests)."""
+    ``/metrics``. ``jwks_client`` replaces the JWKS fetcher (tests). ``worker``: this
+    process's index under ``serve --workers N`` (its metrics are shared with the others)."""
     metrics = Metrics() if settings.http.metrics != "off" else None
+    shared = (
+        WorkerMetrics(metrics, metrics_dir(settings), worker)
+        if metrics is not None and worker is not None else None
+    )
     runtime = Runtime(settings, store, metrics=metrics, remote=True)
     remote, verifier = _remote(settings, options, jwks_client)
     server = server_for(runtime, remote)
@@ -252,8 +266,14 @@ def build_http_app(
                              'scope="metrics"'},
                 )
         return PlainTextResponse(
-            metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+            shared.render() if shared is not None else metrics.render(),
+            media_type="text/plain; version=0.0.4; charset=utf-8",
         )
+
+    async def save_metrics(shared: WorkerMetrics) -> None:
+        while True:
+            await anyio.sleep(shared.SAVE_EVERY_SECONDS)
+            await anyio.to_thread.run_sync(shared.save)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -261,7 +281,14 @@ def build_http_app(
         # in-flight requests and the SDK's session manager has ended every session.
         async with runtime.use(), inner.router.lifespan_context(inner):
             logger.info("store open; serving %s", endpoint_path(options.transport))
-            yield
+            if shared is None:
+                yield
+            else:
+                async with anyio.create_task_group() as saver:
+                    saver.start_soon(save_metrics, shared)
+                    yield
+                    saver.cancel_scope.cancel()
+                shared.save()
         logger.info("store closed")
 
     routes: list[Route | Mount] = [
@@ -302,12 +329,32 @@ def check_exposure(options: HttpOptions, *, insecure_public: bool) -> None:
         )
 
 
-def serve_http(settings: Settings, options: HttpOptions, *, insecure_public: bool = False) -> None:
-    """Serve until SIGTERM/SIGINT; then finish in-flight requests (up to
-    ``http.shutdown_timeout_seconds``) and close the store."""
-    import uvicorn
+def metrics_dir(settings: Settings) -> Path:
+    """Where the workers of ``serve --workers N`` share their metrics."""
+    return settings.data_dir / "metrics"
 
+
+def check_workers(options: HttpOptions) -> None:
+    """Refuse worker counts that cannot serve correctly."""
+    if options.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    if options.workers > _MAX_WORKERS:
+        raise ConfigError(f"--workers must be at most {_MAX_WORKERS}")
+    if options.workers > 1 and not (options.transport == "http" and options.stateless):
+        raise ConfigError(
+            "--workers above 1 needs --transport http --stateless: a session lives in the "
+            "process that created it, and the workers share one port"
+        )
+    if options.workers > 1 and not hasattr(os, "fork"):
+        raise ConfigError("--workers above 1 needs a system with fork()")
+
+
+def serve_http(settings: Settings, options: HttpOptions, *, insecure_public: bool = False) -> int:
+    """Serve until SIGTERM/SIGINT; then finish in-flight requests (up to
+    ``http.shutdown_timeout_seconds``) and close the store. With ``options.workers`` above
+    1, that many processes share the port (see ``_supervise``). Returns the exit code."""
     check_exposure(options, insecure_public=insecure_public)
+    check_workers(options)
     if not options.auth:
         logger.warning(
             "serving WITHOUT AUTH on %s: every caller is tenant %r with every scope",
@@ -318,10 +365,10 @@ def serve_http(settings: Settings, options: HttpOptions, *, insecure_public: boo
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((options.host, options.port))  # port 0: the OS picks one, logged below
     port = sock.getsockname()[1]
-    app = build_http_app(settings, replace(options, port=port))
+    options = replace(options, port=port)
     shown = f"[{options.host}]" if family == socket.AF_INET6 else options.host
     logger.warning(
-        "mcp-checkpoint %s serving %s on http://%s:%d%s (auth %s, store: %s)",
+        "mcp-checkpoint %s serving %s on http://%s:%d%s (auth %s, store: %s%s)",
         __version__,
         "streamable HTTP" + (" (stateless)" if options.stateless else "")
         if options.transport == "http" else "SSE",
@@ -329,7 +376,19 @@ def serve_http(settings: Settings, options: HttpOptions, *, insecure_public: boo
         "on" if options.auth else "OFF",
         "postgres" if (settings.store_url or "").startswith("postgres") else
         settings.store_url or "sqlite",
+        f", {options.workers} workers" if options.workers > 1 else "",
     )
+    if options.workers == 1:
+        _serve(settings, options, sock, worker=None)
+        return 0
+    return _supervise(settings, options, sock)
+
+
+def _serve(settings: Settings, options: HttpOptions, sock: socket.socket,
+           *, worker: int | None) -> None:
+    import uvicorn
+
+    app = build_http_app(settings, options, worker=worker)
     config = uvicorn.Config(
         app,
         log_level=settings.log_level.lower(),
@@ -345,3 +404,76 @@ def serve_http(settings: Settings, options: HttpOptions, *, insecure_public: boo
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _supervise(settings: Settings, options: HttpOptions, sock: socket.socket) -> int:
+    """Fork ``options.workers`` processes that accept on ``sock`` and wait for them.
+
+    Each worker is a whole server (its own store connections, its own embedding model);
+    the kernel hands each new connection to one of them, which is why sessions are
+    refused (``check_workers``). SIGTERM or SIGINT goes on to every worker, and each
+    drains as a single server does. A worker that dies is replaced; one that dies within
+    ``_QUICK_EXIT_SECONDS`` of its start ``_QUICK_EXITS`` times in a row stops the server
+    (exit code 1): it is failing at startup, and restarting it would only loop.
+    """
+    WorkerMetrics.clear(metrics_dir(settings))
+    workers: dict[int, tuple[int, float]] = {}  # pid -> (index, started)
+    quick_exits = [0] * options.workers
+    stopping = False
+
+    def start(index: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker: serve, then leave without running the parent's cleanup
+            code = 1
+            try:
+                # Its own process group: a Ctrl-C in the terminal reaches the supervisor
+                # alone, which passes on one SIGTERM (a second signal would make uvicorn
+                # skip draining).
+                os.setpgid(0, 0)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                logger.warning("worker %d (pid %d) starting", index, os.getpid())
+                _serve(settings, options, sock, worker=index)
+                code = 0
+            except BaseException:
+                logger.exception("worker %d failed", index)
+            finally:
+                os._exit(code)
+        workers[pid] = (index, time.monotonic())
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    failed = False
+    try:
+        for index in range(options.workers):
+            start(index)
+        while workers:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:  # pragma: no cover - every worker is in the table
+                break
+            index, started = workers.pop(pid)
+            code = os.waitstatus_to_exitcode(status)
+            if stopping:
+                continue
+            quick = time.monotonic() - started < _QUICK_EXIT_SECONDS
+            quick_exits[index] = quick_exits[index] + 1 if quick else 0
+            if quick_exits[index] >= _QUICK_EXITS:
+                logger.error("worker %d exited (code %d) %d times right after it started; "
+                             "stopping the server", index, code, _QUICK_EXITS)
+                failed = True
+                stop(signal.SIGTERM, None)
+                continue
+            logger.error("worker %d exited (code %d); starting a new one", index, code)
+            start(index)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sock.close()
+    return 1 if failed else 0

@@ -2,8 +2,11 @@
 
 Why not ``prometheus-client``: the server needs a handful of counters and histograms in
 one process (each replica is scraped on its own), which is ~100 lines here and one less
-dependency to install, audit and keep compatible. Nothing here carries tenant data: labels
-are tool names, error codes, store operations and HTTP status classes only.
+dependency to install, audit and keep compatible. With ``serve --workers N`` the workers
+share one port, so a scrape reaches one of them at random: each worker saves its figures
+to the data directory every second and ``/metrics`` answers the sum (``WorkerMetrics``).
+Nothing here carries tenant data: labels are tool names, error codes, store operations and
+HTTP status classes only.
 
 Exposed series:
 
@@ -20,9 +23,13 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
+import os
+import tempfile
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
@@ -91,6 +98,30 @@ class Metrics:
         key = (endpoint, str(status))
         self.http_responses[key] = self.http_responses.get(key, 0) + 1
 
+    def snapshot(self) -> dict[str, list[Any]]:
+        """Every figure as JSON-ready data (what :meth:`add` takes)."""
+        out: dict[str, list[Any]] = {}
+        for name in _COUNTERS:
+            out[name] = [[list(k), v] for k, v in getattr(self, name).items()]
+        for name in _HISTOGRAMS:
+            out[name] = [[list(k), h.counts, h.total, h.n] for k, h in getattr(self, name).items()]
+        return out
+
+    def add(self, snapshot: dict[str, list[Any]]) -> None:
+        """Add another process's :meth:`snapshot` to these figures."""
+        for name in _COUNTERS:
+            data: dict[_Labels, int] = getattr(self, name)
+            for key, value in snapshot.get(name, []):
+                data[tuple(key)] = data.get(tuple(key), 0) + int(value)
+        for name in _HISTOGRAMS:
+            hists: dict[_Labels, _Histogram] = getattr(self, name)
+            for key, counts, total, n in snapshot.get(name, []):
+                h = hists.setdefault(tuple(key), _Histogram())
+                if len(counts) == len(h.counts):  # the same buckets (one version wrote it)
+                    h.counts = [a + int(b) for a, b in zip(h.counts, counts, strict=True)]
+                    h.total += float(total)
+                    h.n += int(n)
+
     def render(self) -> str:
         """Everything, in the Prometheus text exposition format (version 0.0.4)."""
         out: list[str] = [
@@ -133,6 +164,69 @@ class Metrics:
                 out.append(f"{name}_bucket{_label_text(labels, key, bucket)} {running}")
             out.append(f"{name}_sum{_label_text(labels, key)} {h.total:.6f}")
             out.append(f"{name}_count{_label_text(labels, key)} {h.n}")
+
+
+_COUNTERS = ("tool_calls", "store_errors", "http_responses")
+_HISTOGRAMS = ("tool_seconds", "store_seconds")
+
+
+class WorkerMetrics:
+    """One worker's :class:`Metrics` under ``serve --workers N``, shared through files.
+
+    Worker ``i`` saves its figures to ``directory/worker-i.json`` (:meth:`save`, every
+    second while it serves, and when it stops) and :meth:`render` answers the sum of its
+    own live figures and the other workers' files, so a scrape sees every worker, the
+    others as of their last save. A replacement for a worker that died starts from the
+    file it left, so the sums never go down while the server runs; the server clears the
+    directory when it starts.
+    """
+
+    SAVE_EVERY_SECONDS = 1.0
+
+    def __init__(self, metrics: Metrics, directory: Path, index: int) -> None:
+        """Share ``metrics`` as worker ``index``; take over what a predecessor saved."""
+        self.metrics = metrics
+        self._directory = directory
+        self._index = index
+        self._path = directory / f"worker-{index}.json"
+        previous = self._read(self._path)
+        if previous is not None:
+            metrics.add(previous)
+
+    @staticmethod
+    def _read(path: Path) -> dict[str, list[Any]] | None:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None  # not there (yet), or being replaced: the next scrape reads it
+        return data if isinstance(data, dict) else None
+
+    def save(self) -> None:
+        """Write this worker's figures (atomically: readers never see half a file)."""
+        self._directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self._path.name}.", dir=self._directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(self.metrics.snapshot(), out)
+            os.replace(tmp, self._path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def render(self) -> str:
+        """Every worker's figures summed, in the Prometheus text format."""
+        total = Metrics()
+        total.add(self.metrics.snapshot())
+        for path in sorted(self._directory.glob("worker-*.json")):
+            if path != self._path and (other := self._read(path)) is not None:
+                total.add(other)
+        return total.render()
+
+    @staticmethod
+    def clear(directory: Path) -> None:
+        """Forget the figures of an earlier server (called before its workers start)."""
+        for path in directory.glob("worker-*.json"):
+            path.unlink(missing_ok=True)
 
 
 class _InstrumentedStore:

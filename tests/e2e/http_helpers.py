@@ -37,10 +37,13 @@ async def make_token(env: dict[str, str], tenant: str, scope: str = "read,write"
 class HttpServer:
     """``mcp-checkpoint serve --transport T --port 0 ARGS``; knows its URL once started."""
 
-    def __init__(self, data_dir: Path, *args: str, transport: str = "http",
+    def __init__(self, data_dir: Path, *args: str, transport: str = "http", workers: int = 1,
                  **env: str) -> None:
         self.env = server_env(data_dir, **env)
         self.args = ["serve", "--transport", transport, "--port", "0", *args]
+        if workers > 1:
+            self.args += ["--workers", str(workers)]
+        self.workers = workers
         self.stderr_path = data_dir.parent / f"server-{transport}.log"
         self.base = ""
         self.endpoint = ""
@@ -67,7 +70,7 @@ class HttpServer:
             while True:
                 text = self.log()
                 found = _LISTENING.search(text)
-                if found and "Application startup complete" in text:
+                if found and text.count("Application startup complete") >= self.workers:
                     self.base, self.endpoint = found.group(1), found.group(2)
                     return self
                 if self.process.returncode is not None:

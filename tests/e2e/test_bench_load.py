@@ -115,3 +115,22 @@ async def test_bench_load_starts_the_clock_once_the_embedding_model_has_loaded(
     check(report)
     assert report["model_wait_seconds"] > 0
     assert "searches: hybrid (began after waiting" in stdout
+
+
+async def test_bench_load_drives_a_server_of_two_workers(tmp_path: Path) -> None:
+    out = tmp_path / "load.json"
+    code, stdout, err = await run_cli("bench", "load", "--spawn", "--workers", "2",
+                                      "--clients", "4", "--seconds", "1", "--json", str(out),
+                                      env=server_env(tmp_path / "unused"))
+    assert code == 0, err
+    assert "spawned server of 2 workers on SQLite (stateless)" in stdout
+    report = json.loads(out.read_text(encoding="utf-8"))
+    check(report)
+    assert report["cpu"]["server_ms_per_call"] > 0  # the workers' CPU, not the supervisor's
+
+
+async def test_bench_load_refuses_workers_without_spawn(tmp_path: Path) -> None:
+    code, _, err = await run_cli("bench", "load", "--url", "http://127.0.0.1:9/mcp",
+                                 "--workers", "2", env=server_env(tmp_path / "unused"))
+    assert code == 2
+    assert "--workers needs --spawn" in err
