@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,14 +82,8 @@ async def test_bench_load_spreads_clients_over_replicas_sharing_one_store(
 ) -> None:
     # Two server processes on one SQLite file; the ledger read through the first server
     # must hold every step acknowledged by either.
-    out = tmp_path / "load.json"
-    code, stdout, err = await run_cli("bench", "load", "--spawn", "--replicas", "2",
-                                      "--clients", "4", "--seconds", "1", "--json", str(out),
-                                      env=server_env(tmp_path / "unused"))
-    assert code == 0, err
+    stdout, report = await _spawned_load(tmp_path, "--replicas", "2")
     assert "spawned 2 servers on SQLite" in stdout
-    report = json.loads(out.read_text(encoding="utf-8"))
-    check(report)
     assert report["servers"] == 2
     assert report["cpu"]["python_loop_ms"] > 0
 
@@ -118,15 +113,21 @@ async def test_bench_load_starts_the_clock_once_the_embedding_model_has_loaded(
 
 
 async def test_bench_load_drives_a_server_of_two_workers(tmp_path: Path) -> None:
+    stdout, report = await _spawned_load(tmp_path, "--workers", "2")
+    assert "spawned server of 2 workers on SQLite (stateless)" in stdout
+    assert report["cpu"]["server_ms_per_call"] > 0  # the workers' CPU, not the supervisor's
+
+
+async def _spawned_load(tmp_path: Path, *flags: str) -> tuple[str, dict[str, Any]]:
+    """``bench load --spawn FLAGS`` for 1 s with 4 clients, checked; (stdout, report)."""
     out = tmp_path / "load.json"
-    code, stdout, err = await run_cli("bench", "load", "--spawn", "--workers", "2",
+    code, stdout, err = await run_cli("bench", "load", "--spawn", *flags,
                                       "--clients", "4", "--seconds", "1", "--json", str(out),
                                       env=server_env(tmp_path / "unused"))
     assert code == 0, err
-    assert "spawned server of 2 workers on SQLite (stateless)" in stdout
-    report = json.loads(out.read_text(encoding="utf-8"))
+    report: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
     check(report)
-    assert report["cpu"]["server_ms_per_call"] > 0  # the workers' CPU, not the supervisor's
+    return stdout, report
 
 
 async def test_bench_load_refuses_workers_without_spawn(tmp_path: Path) -> None:
