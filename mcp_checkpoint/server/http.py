@@ -438,7 +438,11 @@ def _supervise(settings: Settings, options: HttpOptions, socks: list[socket.sock
     quick_exits = [0] * options.workers
     stopping = False
 
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+
     def start(index: int) -> None:
+        # Stop signals wait until the new worker is in the table (or has its own handlers).
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
         pid = os.fork()
         if pid == 0:  # the worker: serve, then leave without running the parent's cleanup
             code = 1
@@ -449,6 +453,7 @@ def _supervise(settings: Settings, options: HttpOptions, socks: list[socket.sock
                 os.setpgid(0, 0)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.default_int_handler)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
                 logger.warning("worker %d (pid %d) starting", index, os.getpid())
                 _serve(settings, options, socks[index % len(socks)], worker=index)
                 code = 0
@@ -457,6 +462,7 @@ def _supervise(settings: Settings, options: HttpOptions, socks: list[socket.sock
             finally:
                 os._exit(code)
         workers[pid] = (index, time.monotonic())
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
 
     def stop(signum: int, frame: object) -> None:
         nonlocal stopping
@@ -469,7 +475,8 @@ def _supervise(settings: Settings, options: HttpOptions, socks: list[socket.sock
     failed = False
     try:
         for index in range(options.workers):
-            start(index)
+            if not stopping:
+                start(index)
         while workers:
             try:
                 pid, status = os.wait()
