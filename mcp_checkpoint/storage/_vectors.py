@@ -1,23 +1,29 @@
-"""Checks every VectorIndex backend applies the same way, before it touches its storage."""
+"""What the numpy VectorIndex backends share: the checks they apply the same way before they
+touch their storage, and the in-memory matrix they search (exact cosine)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from mcp_checkpoint.core.models import MemoryId
+from mcp_checkpoint.core.models import MemoryId, MemoryKind
 from mcp_checkpoint.core.ports import VectorItem
 from mcp_checkpoint.errors import InvalidArgumentError
 
 __all__ = [
-    "Space", "batch_dimension", "check_space", "clamp", "ranked", "unique_items", "unit"
+    "Matrix", "Space", "batch_dimension", "build_matrix", "check_space", "clamp", "ranked",
+    "unique_items", "unit",
 ]
 
 Space = tuple[str, int]
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+_F32 = np.dtype("<f4")
+# Above this many candidates per result, partition before sorting.
+_PARTITION_FACTOR = 4
 
 
 def unit(vector: Sequence[float], *, what: str) -> npt.NDArray[np.float64]:
@@ -88,3 +94,114 @@ def ranked(
 def clamp(score: float) -> float:
     """``score`` as a float clamped to [-1, 1] (rounding can step just outside)."""
     return min(1.0, max(-1.0, float(score)))
+
+
+def _codes(values: Sequence[str]) -> tuple[npt.NDArray[np.int32], dict[str, int]]:
+    table: dict[str, int] = {}
+    codes = [table.setdefault(value, len(table)) for value in values]
+    return np.asarray(codes, dtype=np.int32), table
+
+
+def _best(scores: npt.NDArray[np.float32], limit: int) -> npt.NDArray[np.intp]:
+    """Positions of the ``limit`` highest scores, best first, ties in position order."""
+    n = scores.size
+    if n > _PARTITION_FACTOR * limit:
+        kth = np.partition(scores, n - limit)[n - limit]  # the limit-th highest score
+        candidates = np.flatnonzero(scores >= kth)
+    else:
+        candidates = np.arange(n)
+    order = np.argsort(-scores[candidates], kind="stable")
+    return candidates[order[:limit]]
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """A tenant's vectors of one space as unit float32 rows in memory_id order, as of
+    ``generation`` (a counter its store moves on every change of the tenant's vectors)."""
+
+    space: Space
+    generation: int
+    ids: list[MemoryId]  # sorted, so row order is memory_id order
+    positions: dict[MemoryId, int]  # memory_id -> its row
+    rows: npt.NDArray[np.float32]  # (n, dim), unit length
+    scopes: npt.NDArray[np.int32]
+    scope_codes: dict[str, int]
+    kinds: npt.NDArray[np.int32]
+    kind_codes: dict[str, int]
+
+    @property
+    def nbytes(self) -> int:
+        """About what the matrix holds in memory."""
+        return int(self.rows.nbytes) + 100 * len(self.ids)
+
+    def rank(
+        self, query: npt.NDArray[np.float32], *, limit: int, scope: str | None,
+        kind: MemoryKind | None,
+    ) -> list[tuple[MemoryId, float]]:
+        """The ``limit`` rows nearest to the unit ``query`` that pass the filters, best
+        first, ties by memory_id."""
+        if limit <= 0 or not self.ids:
+            return []
+        mask: npt.NDArray[np.bool_] | None = None
+        for value, codes, table in (
+            (scope, self.scopes, self.scope_codes),
+            (kind, self.kinds, self.kind_codes),
+        ):
+            if value is None:
+                continue
+            code = table.get(value)
+            if code is None:
+                return []
+            match = codes == code
+            mask = match if mask is None else mask & match
+        if mask is None:
+            positions = np.arange(len(self.ids))
+            scores = self.rows @ query
+        else:
+            positions = np.flatnonzero(mask)
+            scores = self.rows[positions] @ query
+        best = _best(scores, limit)
+        return [(self.ids[int(positions[i])], clamp(float(scores[i]))) for i in best]
+
+    def similarities(
+        self, query: npt.NDArray[np.float32], memory_ids: Sequence[MemoryId]
+    ) -> dict[MemoryId, float]:
+        """Cosine of the unit ``query`` to each of ``memory_ids`` that has a row."""
+        wanted = list(dict.fromkeys(
+            memory_id for memory_id in memory_ids if memory_id in self.positions
+        ))
+        if not wanted:
+            return {}
+        rows = np.fromiter(
+            (self.positions[memory_id] for memory_id in wanted), dtype=np.intp, count=len(wanted)
+        )
+        scores = self.rows[rows] @ query
+        return {
+            memory_id: clamp(float(score)) for memory_id, score in zip(wanted, scores, strict=True)
+        }
+
+
+def build_matrix(
+    space: Space, generation: int, rows: Sequence[tuple[str, str, str, bytes]]
+) -> Matrix:
+    """A :class:`Matrix` from stored rows (memory_id, scope, kind, little-endian float32
+    vector), sorted by memory_id; each row is scaled to unit length."""
+    dim = space[1]
+    matrix = np.frombuffer(b"".join(row[3] for row in rows), dtype=_F32)
+    matrix = matrix.astype(np.float32).reshape(len(rows), dim)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    matrix /= np.where(norms == 0, 1, norms)
+    scopes, scope_codes = _codes([row[1] for row in rows])
+    kinds, kind_codes = _codes([row[2] for row in rows])
+    ids = [MemoryId(row[0]) for row in rows]
+    return Matrix(
+        space=space,
+        generation=generation,
+        ids=ids,
+        positions={memory_id: position for position, memory_id in enumerate(ids)},
+        rows=matrix,
+        scopes=scopes,
+        scope_codes=scope_codes,
+        kinds=kinds,
+        kind_codes=kind_codes,
+    )

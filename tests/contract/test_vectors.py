@@ -473,17 +473,31 @@ async def test_reset_removes_every_tenants_vectors_then_accepts_a_new_space(
 # -- SQLite only --------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def two_sqlite_indexes(tmp_path: Path) -> AsyncIterator[tuple[VectorIndex, VectorIndex]]:
-    """Two indexes on the same file through two stores (as two processes would have)."""
-    stores = [SqliteStore(sqlite_file(tmp_path), SqliteSettings()) for _ in range(2)]
-    for store in stores:
-        await store.open()
+@pytest.fixture(params=["sqlite", "postgres"])
+async def two_indexes(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[VectorIndex, VectorIndex]]:
+    """Two indexes on the same file or database through two stores (as two processes
+    would have): the backends that keep matrices in memory must see each other's writes."""
+    if request.param == "sqlite":
+        sqlite_stores = [SqliteStore(sqlite_file(tmp_path), SqliteSettings()) for _ in range(2)]
+        for store in sqlite_stores:
+            await store.open()
+        try:
+            yield SqliteVectorIndex(sqlite_stores[0]), SqliteVectorIndex(sqlite_stores[1])
+        finally:
+            for store in sqlite_stores:
+                await store.close()
+        return
+    url = request.getfixturevalue("postgres_url")
+    pg_stores = [PostgresStore(url, PostgresSettings()) for _ in range(2)]
+    for pg in pg_stores:
+        await pg.open()
     try:
-        yield SqliteVectorIndex(stores[0]), SqliteVectorIndex(stores[1])
+        yield PostgresVectorIndex(pg_stores[0]), PostgresVectorIndex(pg_stores[1])
     finally:
-        for store in stores:
-            await store.close()
+        for pg in pg_stores:
+            await pg.close()
 
 
 async def test_sqlite_vectors_live_in_the_stores_file_as_float32(tmp_path: Path) -> None:
@@ -505,10 +519,10 @@ async def test_sqlite_vectors_live_in_the_stores_file_as_float32(tmp_path: Path)
     )
 
 
-async def test_sqlite_query_sees_what_another_connection_wrote(
-    two_sqlite_indexes: tuple[VectorIndex, VectorIndex],
+async def test_query_sees_what_another_process_wrote(
+    two_indexes: tuple[VectorIndex, VectorIndex],
 ) -> None:
-    reader, writer = two_sqlite_indexes
+    reader, writer = two_indexes
     await writer.upsert(TENANT_A, MODEL, [item("m1", E1), item("m2", E2)])
     assert ids(await reader.query(TENANT_A, MODEL, E3, limit=5)) == ["m1", "m2"]  # cached
 
@@ -531,10 +545,10 @@ async def test_sqlite_query_sees_what_another_connection_wrote(
     assert ids(await reader.query(TENANT_A, OTHER_MODEL, [1.0, 0.0], limit=5)) == ["m9"]
 
 
-async def test_sqlite_another_connection_cannot_start_a_second_space(
-    two_sqlite_indexes: tuple[VectorIndex, VectorIndex],
+async def test_another_process_cannot_start_a_second_space(
+    two_indexes: tuple[VectorIndex, VectorIndex],
 ) -> None:
-    first, second = two_sqlite_indexes
+    first, second = two_indexes
     await first.upsert(TENANT_A, MODEL, [item("m1", E1)])
 
     with pytest.raises(InvalidArgumentError):
@@ -543,10 +557,10 @@ async def test_sqlite_another_connection_cannot_start_a_second_space(
     assert await first.space() == (MODEL, DIM)
 
 
-async def test_sqlite_query_after_unrelated_writes_elsewhere_stays_correct(
-    two_sqlite_indexes: tuple[VectorIndex, VectorIndex],
+async def test_query_after_unrelated_writes_elsewhere_stays_correct(
+    two_indexes: tuple[VectorIndex, VectorIndex],
 ) -> None:
-    reader, writer = two_sqlite_indexes
+    reader, writer = two_indexes
     await writer.upsert(TENANT_A, MODEL, [item("m1", E1)])
     assert ids(await reader.query(TENANT_A, MODEL, E1, limit=5)) == ["m1"]
 
@@ -554,6 +568,30 @@ async def test_sqlite_query_after_unrelated_writes_elsewhere_stays_correct(
 
     assert ids(await reader.query(TENANT_A, MODEL, E1, limit=5)) == ["m1"]
     assert ids(await reader.query(TENANT_B, MODEL, E1, limit=5)) == ["m2"]
+
+
+async def test_postgres_keeps_a_tenants_matrix_until_its_vectors_change(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    stores = [PostgresStore(postgres_url, PostgresSettings()) for _ in range(2)]
+    for store in stores:
+        await store.open()
+    try:
+        reader, writer = PostgresVectorIndex(stores[0]), PostgresVectorIndex(stores[1])
+        await writer.upsert(TENANT_A, MODEL, [item("m1", E1)])
+        await reader.query(TENANT_A, MODEL, E1, limit=5)
+        kept = reader._cache[(TENANT_A, MODEL)]
+
+        await writer.upsert(TENANT_B, MODEL, [item("m2", E1)])  # another tenant's write
+        assert ids(await reader.query(TENANT_A, MODEL, E2, limit=5)) == ["m1"]
+        assert reader._cache[(TENANT_A, MODEL)] is kept  # not read again
+
+        await writer.delete(TENANT_A, [MemoryId("m1")])
+        assert await reader.query(TENANT_A, MODEL, E1, limit=5) == []
+        assert reader._cache[(TENANT_A, MODEL)] is not kept
+    finally:
+        for store in stores:
+            await store.close()
 
 
 # -- Qdrant only --------------------------------------------------------------------------

@@ -27,10 +27,11 @@ import numpy.typing as npt
 from mcp_checkpoint.core.models import MemoryId, MemoryKind, Tenant
 from mcp_checkpoint.core.ports import VectorItem
 from mcp_checkpoint.storage._vectors import (
+    Matrix,
     Space,
     batch_dimension,
+    build_matrix,
     check_space,
-    clamp,
     unique_items,
     unit,
 )
@@ -42,8 +43,6 @@ _Conn = sqlite3.Connection
 _F32 = np.dtype("<f4")
 # Matrices kept at once (one per tenant in practice): 3,000 x 384 floats are 4.6 MB.
 _CACHED_MATRICES = 16
-# Above this many candidates per result, partition before sorting.
-_PARTITION_FACTOR = 4
 
 _SPACE = "SELECT model_id, dim FROM vectors LIMIT 1"
 _UPSERT = (
@@ -56,19 +55,11 @@ _UPSERT = (
 
 
 @dataclass(frozen=True)
-class _Matrix:
-    """A tenant's vectors of one model, as of ``generation``."""
+class _Cached:
+    """A tenant's matrix, verified current when ``PRAGMA data_version`` was
+    ``data_version`` and this index had made ``epoch`` writes."""
 
-    space: Space
-    generation: int
-    ids: list[MemoryId]  # sorted, so row order is memory_id order
-    positions: dict[MemoryId, int]  # memory_id -> its row
-    rows: npt.NDArray[np.float32]  # (n, dim), unit length
-    scopes: npt.NDArray[np.int32]
-    scope_codes: dict[str, int]
-    kinds: npt.NDArray[np.int32]
-    kind_codes: dict[str, int]
-    # Verified current when data_version was this and this index had made `epoch` writes.
+    matrix: Matrix
     data_version: int
     epoch: int
 
@@ -85,53 +76,14 @@ def _generation(conn: _Conn, tenant: Tenant) -> int:
     return 0 if row is None else int(row[0])
 
 
-def _codes(values: Sequence[str]) -> tuple[npt.NDArray[np.int32], dict[str, int]]:
-    table: dict[str, int] = {}
-    codes = [table.setdefault(value, len(table)) for value in values]
-    return np.asarray(codes, dtype=np.int32), table
-
-
-def _load(
-    conn: _Conn, tenant: Tenant, space: Space, generation: int, data_version: int, epoch: int
-) -> _Matrix:
+def _load(conn: _Conn, tenant: Tenant, space: Space, generation: int) -> Matrix:
     model_id, dim = space
     rows = conn.execute(
         "SELECT memory_id, scope, kind, vector FROM vectors "
         "WHERE tenant = ? AND model_id = ? AND dim = ? ORDER BY memory_id",
         (tenant, model_id, dim),
     ).fetchall()
-    matrix = np.frombuffer(b"".join(row[3] for row in rows), dtype=_F32)
-    matrix = matrix.astype(np.float32).reshape(len(rows), dim)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    matrix /= np.where(norms == 0, 1, norms)
-    scopes, scope_codes = _codes([row[1] for row in rows])
-    kinds, kind_codes = _codes([row[2] for row in rows])
-    ids = [MemoryId(row[0]) for row in rows]
-    return _Matrix(
-        space=space,
-        generation=generation,
-        ids=ids,
-        positions={memory_id: position for position, memory_id in enumerate(ids)},
-        rows=matrix,
-        scopes=scopes,
-        scope_codes=scope_codes,
-        kinds=kinds,
-        kind_codes=kind_codes,
-        data_version=data_version,
-        epoch=epoch,
-    )
-
-
-def _best(scores: npt.NDArray[np.float32], limit: int) -> npt.NDArray[np.intp]:
-    """Positions of the ``limit`` highest scores, best first, ties in position order."""
-    n = scores.size
-    if n > _PARTITION_FACTOR * limit:
-        kth = np.partition(scores, n - limit)[n - limit]  # the limit-th highest score
-        candidates = np.flatnonzero(scores >= kth)
-    else:
-        candidates = np.arange(n)
-    order = np.argsort(-scores[candidates], kind="stable")
-    return candidates[order[:limit]]
+    return build_matrix(space, generation, [tuple(row) for row in rows])
 
 
 class SqliteVectorIndex:
@@ -147,7 +99,7 @@ class SqliteVectorIndex:
     def __init__(self, store: SqliteStore) -> None:
         """Keep vectors in ``store``'s file."""
         self._store = store
-        self._cache: OrderedDict[tuple[str, str], _Matrix] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str], _Cached] = OrderedDict()
         # Writes made through this index: PRAGMA data_version does not see them.
         self._epoch = 0
 
@@ -206,7 +158,7 @@ class SqliteVectorIndex:
         matrix = await self._matrix(tenant, model_id, query, what="query")
         if matrix is None:
             return []
-        return self._rank(matrix, query, limit=limit, scope=scope, kind=kind)
+        return matrix.rank(query, limit=limit, scope=scope, kind=kind)
 
     async def similarities(
         self, tenant: Tenant, model_id: str, vector: Sequence[float], memory_ids: Sequence[MemoryId]
@@ -218,93 +170,50 @@ class SqliteVectorIndex:
         matrix = await self._matrix(tenant, model_id, query, what="similarities")
         if matrix is None:
             return {}
-        wanted = list(dict.fromkeys(
-            memory_id for memory_id in memory_ids if memory_id in matrix.positions
-        ))
-        if not wanted:
-            return {}
-        rows = np.fromiter(
-            (matrix.positions[memory_id] for memory_id in wanted), dtype=np.intp, count=len(wanted)
-        )
-        scores = matrix.rows[rows] @ query
-        return {
-            memory_id: clamp(float(score)) for memory_id, score in zip(wanted, scores, strict=True)
-        }
+        return matrix.similarities(query, memory_ids)
 
     async def _matrix(
         self, tenant: Tenant, model_id: str, query: npt.NDArray[np.float32], *, what: str
-    ) -> _Matrix | None:
+    ) -> Matrix | None:
         """The tenant's current matrix of ``model_id`` (cached), None when the index holds
         no vectors; InvalidArgumentError when the query is not in the index's space."""
         key = (tenant, model_id)
         cached = self._cache.get(key)
         epoch = self._epoch
 
-        def read(conn: _Conn) -> tuple[Space | None, _Matrix | None]:
+        def read(conn: _Conn) -> tuple[Space | None, _Cached | None]:
             """The index's space, and the tenant's matrix when the query is in it."""
             data_version = int(conn.execute("PRAGMA data_version").fetchone()[0])
             if cached is not None and (cached.data_version, cached.epoch) == (
                 data_version, epoch
             ):
-                return cached.space, cached  # nothing was committed since it was verified
+                return cached.matrix.space, cached  # nothing was committed since it was verified
             space = _space_of(conn)
             if space is None or space != (model_id, query.size):
                 return space, None
             # Generation first: a commit landing before the rows are read only makes the
             # matrix newer than its generation, so the next check reloads (never the reverse).
             generation = _generation(conn, tenant)
-            if cached is not None and (cached.space, cached.generation) == (space, generation):
+            if cached is not None and (cached.matrix.space, cached.matrix.generation) == (
+                space, generation
+            ):
                 return space, replace(cached, data_version=data_version, epoch=epoch)
-            return space, _load(conn, tenant, space, generation, data_version, epoch)
+            return space, _Cached(_load(conn, tenant, space, generation), data_version, epoch)
 
-        space, matrix = await self._store.transact(read, write=False)
+        space, verified = await self._store.transact(read, write=False)
         if space is None:
             return None
         check_space(space, model_id, query.size, what=what)
-        if matrix is None:  # pragma: no cover - read() returns one whenever the space fits
+        if verified is None:  # pragma: no cover - read() returns one whenever the space fits
             return None
-        self._remember(key, matrix)
-        return matrix
+        self._remember(key, verified)
+        return verified.matrix
 
-    def _remember(self, key: tuple[str, str], matrix: _Matrix) -> None:
-        self._cache[key] = matrix
+    def _remember(self, key: tuple[str, str], verified: _Cached) -> None:
+        self._cache[key] = verified
         self._cache.move_to_end(key)
         while len(self._cache) > _CACHED_MATRICES:
             self._cache.popitem(last=False)
-
-    @staticmethod
-    def _rank(
-        matrix: _Matrix,
-        query: npt.NDArray[np.float32],
-        *,
-        limit: int,
-        scope: str | None,
-        kind: MemoryKind | None,
-    ) -> list[tuple[MemoryId, float]]:
-        if limit <= 0 or not matrix.ids:
-            return []
-        mask: npt.NDArray[np.bool_] | None = None
-        for value, codes, table in (
-            (scope, matrix.scopes, matrix.scope_codes),
-            (kind, matrix.kinds, matrix.kind_codes),
-        ):
-            if value is None:
-                continue
-            code = table.get(value)
-            if code is None:
-                return []
-            match = codes == code
-            mask = match if mask is None else mask & match
-        if mask is None:
-            positions = np.arange(len(matrix.ids))
-            scores = matrix.rows @ query
-        else:
-            positions = np.flatnonzero(mask)
-            scores = matrix.rows[positions] @ query
-        best = _best(scores, limit)
-        return [
-            (matrix.ids[int(positions[i])], min(1.0, max(-1.0, float(scores[i])))) for i in best
-        ]
 
     async def delete(self, tenant: Tenant, memory_ids: Sequence[MemoryId]) -> None:
         """Remove vectors in one transaction; unknown ids are ignored."""
