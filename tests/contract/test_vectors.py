@@ -479,25 +479,22 @@ async def two_indexes(
 ) -> AsyncIterator[tuple[VectorIndex, VectorIndex]]:
     """Two indexes on the same file or database through two stores (as two processes
     would have): the backends that keep matrices in memory must see each other's writes."""
+    stores: list[SqliteStore | PostgresStore]
+    indexes: list[VectorIndex]
     if request.param == "sqlite":
         sqlite_stores = [SqliteStore(sqlite_file(tmp_path), SqliteSettings()) for _ in range(2)]
-        for store in sqlite_stores:
-            await store.open()
-        try:
-            yield SqliteVectorIndex(sqlite_stores[0]), SqliteVectorIndex(sqlite_stores[1])
-        finally:
-            for store in sqlite_stores:
-                await store.close()
-        return
-    url = request.getfixturevalue("postgres_url")
-    pg_stores = [PostgresStore(url, PostgresSettings()) for _ in range(2)]
-    for pg in pg_stores:
-        await pg.open()
+        stores, indexes = list(sqlite_stores), [SqliteVectorIndex(s) for s in sqlite_stores]
+    else:
+        url = request.getfixturevalue("postgres_url")
+        pg_stores = [PostgresStore(url, PostgresSettings()) for _ in range(2)]
+        stores, indexes = list(pg_stores), [PostgresVectorIndex(s) for s in pg_stores]
+    for store in stores:
+        await store.open()
     try:
-        yield PostgresVectorIndex(pg_stores[0]), PostgresVectorIndex(pg_stores[1])
+        yield indexes[0], indexes[1]
     finally:
-        for pg in pg_stores:
-            await pg.close()
+        for store in stores:
+            await store.close()
 
 
 async def test_sqlite_vectors_live_in_the_stores_file_as_float32(tmp_path: Path) -> None:
