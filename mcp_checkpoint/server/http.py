@@ -55,7 +55,7 @@ from mcp_checkpoint.server.auth import (
 from mcp_checkpoint.server.metrics import Metrics, WorkerMetrics
 from mcp_checkpoint.server.tokens import TokenFile
 
-__all__ = ["HttpOptions", "build_http_app", "check_workers", "is_loopback", "serve_http"]
+__all__ = ["HttpOptions", "build_http_app", "is_loopback", "serve_http"]
 
 logger = logging.getLogger("mcp_checkpoint.server")
 
