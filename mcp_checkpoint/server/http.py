@@ -273,7 +273,8 @@ def build_http_app(
     async def save_metrics(shared: WorkerMetrics) -> None:
         while True:
             await anyio.sleep(shared.SAVE_EVERY_SECONDS)
-            await anyio.to_thread.run_sync(shared.save)
+            # Snapshot here, on the loop that updates the figures; write on a thread.
+            await anyio.to_thread.run_sync(shared.write, shared.metrics.snapshot())
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

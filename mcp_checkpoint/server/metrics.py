@@ -202,12 +202,18 @@ class WorkerMetrics:
         return data if isinstance(data, dict) else None
 
     def save(self) -> None:
-        """Write this worker's figures (atomically: readers never see half a file)."""
+        """Write this worker's figures now (see :meth:`write`)."""
+        self.write(self.metrics.snapshot())
+
+    def write(self, snapshot: dict[str, list[Any]]) -> None:
+        """Write a :meth:`Metrics.snapshot` as this worker's file (atomically: readers
+        never see half a file). Safe on a worker thread: the snapshot is taken on the
+        event loop, which alone updates the figures."""
         self._directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{self._path.name}.", dir=self._directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(self.metrics.snapshot(), out)
+                json.dump(snapshot, out)
             os.replace(tmp, self._path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
