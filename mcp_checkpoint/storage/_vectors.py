@@ -14,14 +14,15 @@ from mcp_checkpoint.core.ports import VectorItem
 from mcp_checkpoint.errors import InvalidArgumentError
 
 __all__ = [
-    "Matrix", "Space", "batch_dimension", "build_matrix", "check_space", "clamp", "ranked",
-    "unique_items", "unit",
+    "FLOAT32_LE", "Matrix", "Space", "batch_dimension", "build_matrix", "check_space", "clamp",
+    "ranked", "unique_items", "unit",
 ]
 
 Space = tuple[str, int]
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-_F32 = np.dtype("<f4")
+FLOAT32_LE = np.dtype("<f4")
+"""How the backends store a vector's values."""
 # Above this many candidates per result, partition before sorting.
 _PARTITION_FACTOR = 4
 
@@ -187,7 +188,7 @@ def build_matrix(
     """A :class:`Matrix` from stored rows (memory_id, scope, kind, little-endian float32
     vector), sorted by memory_id; each row is scaled to unit length."""
     dim = space[1]
-    matrix = np.frombuffer(b"".join(row[3] for row in rows), dtype=_F32)
+    matrix = np.frombuffer(b"".join(row[3] for row in rows), dtype=FLOAT32_LE)
     matrix = matrix.astype(np.float32).reshape(len(rows), dim)
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     matrix /= np.where(norms == 0, 1, norms)

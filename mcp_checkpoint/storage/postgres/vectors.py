@@ -27,6 +27,7 @@ import numpy as np
 from mcp_checkpoint.core.models import MemoryId, MemoryKind, Tenant
 from mcp_checkpoint.core.ports import VectorItem
 from mcp_checkpoint.storage._vectors import (
+    FLOAT32_LE,
     Matrix,
     Space,
     batch_dimension,
@@ -39,7 +40,6 @@ from mcp_checkpoint.storage.postgres.store import Conn, PostgresStore
 
 __all__ = ["PostgresVectorIndex"]
 
-_F32 = np.dtype("<f4")
 # Matrices kept at once, and their bytes (50,000 x 384 floats are 77 MB).
 _CACHED_MATRICES = 16
 _CACHED_BYTES = 256 * 1024 * 1024
@@ -98,7 +98,7 @@ class PostgresVectorIndex:
         rows = [
             (
                 tenant, item.memory_id, model_id, dimension, item.scope, item.kind,
-                np.asarray(item.vector, dtype=_F32).tobytes(),
+                np.asarray(item.vector, dtype=FLOAT32_LE).tobytes(),
             )
             for item in unique_items(items)
         ]

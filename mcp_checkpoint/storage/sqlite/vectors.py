@@ -27,6 +27,7 @@ import numpy.typing as npt
 from mcp_checkpoint.core.models import MemoryId, MemoryKind, Tenant
 from mcp_checkpoint.core.ports import VectorItem
 from mcp_checkpoint.storage._vectors import (
+    FLOAT32_LE,
     Matrix,
     Space,
     batch_dimension,
@@ -40,7 +41,6 @@ from mcp_checkpoint.storage.sqlite.store import SqliteStore
 __all__ = ["SqliteVectorIndex"]
 
 _Conn = sqlite3.Connection
-_F32 = np.dtype("<f4")
 # Matrices kept at once (one per tenant in practice): 3,000 x 384 floats are 4.6 MB.
 _CACHED_MATRICES = 16
 
@@ -128,7 +128,7 @@ class SqliteVectorIndex:
         rows = [
             (
                 tenant, item.memory_id, model_id, dimension, item.scope, item.kind,
-                np.asarray(item.vector, dtype=_F32).tobytes(),
+                np.asarray(item.vector, dtype=FLOAT32_LE).tobytes(),
             )
             for item in unique_items(items)
         ]
