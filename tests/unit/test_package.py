@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -99,9 +100,16 @@ def _env_names() -> list[str]:
     return names
 
 
-def test_readme_documents_every_setting() -> None:
+def test_configuration_docs_document_every_setting() -> None:
+    reference = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert [n for n in _env_names() if f"`{n}`" not in reference] == []
+
+
+def test_readme_links_only_to_files_that_exist() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert [n for n in _env_names() if f"`{n}`" not in readme] == []
+    targets = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", readme)
+    assert targets, "the README links to its docs"
+    assert [t for t in targets if not (ROOT / t).exists()] == []
 
 
 def test_ci_runs_exactly_the_readme_test_command() -> None:
