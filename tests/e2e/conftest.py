@@ -34,7 +34,9 @@ def server_env(data_dir: Path, **extra: str) -> dict[str, str]:
         "MCP_CHECKPOINT_EMBEDDINGS__PROVIDER": "hashing",
         **extra,
     }
-    for key in ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER"):
+    # PYTHONPATH too: a checkout run with PYTHONPATH=$PWD serves its own code, not an
+    # installed copy's.
+    for key in ("HOME", "LOGNAME", "PATH", "PYTHONPATH", "SHELL", "TERM", "USER"):
         if key in os.environ:
             env.setdefault(key, os.environ[key])
     return env
