@@ -191,9 +191,20 @@ class Episodes:
         *,
         status: RunStatus | None = None,
         pinned: Sequence[str] | None = None,
+        expected_version: int | None = None,
     ) -> Run:
-        """Change a run's status or pinned items (optimistic, retried on a race)."""
+        """Change a run's status or pinned items, bumping its ``version``.
+
+        With ``expected_version`` the change applies only to that version of the run: a
+        run changed since (by another agent, process or person) is a ConflictError naming
+        its current version, and nothing changes. Without it, the change applies to
+        whatever the run is now (read, then compare-and-set, retried on a race).
+        """
         checked = self._limits.texts("pinned", pinned) if pinned is not None else None
+        if expected_version is not None:
+            if expected_version < 1:
+                raise InvalidArgumentError("expected_version must be a version (1 or more)")
+            return await self._set_run_at(tenant, run_id, expected_version, status, checked)
         for _ in range(_CHECKPOINT_RETRIES):
             run = await self._store.get_run(tenant, RunId(run_id))
             try:
@@ -208,6 +219,32 @@ class Episodes:
             except ConflictError:
                 continue
         raise ConflictError(f"run {run_id} kept changing; try again")
+
+    async def _set_run_at(
+        self,
+        tenant: Tenant,
+        run_id: str,
+        expected_version: int,
+        status: RunStatus | None,
+        pinned: list[str] | None,
+    ) -> Run:
+        run = await self._store.get_run(tenant, RunId(run_id))
+        if run.version == expected_version:
+            try:
+                return await self._store.update_run(
+                    tenant,
+                    run.run_id,
+                    expected_version=expected_version,
+                    status=status,
+                    pinned=pinned,
+                    now=self._clock(),
+                )
+            except ConflictError:
+                run = await self._store.get_run(tenant, RunId(run_id))  # changed meanwhile
+        raise ConflictError(
+            f"run {run_id} is at version {run.version}, not expected_version "
+            f"{expected_version}: it changed since you read it; read it again and retry"
+        )
 
     # -- steps --------------------------------------------------------------------------
 

@@ -71,6 +71,10 @@ class RunView(_Out):
     pruned_seq: int = Field(0, description="Retention removed steps 1..pruned_seq.")
     working_steps: int
     working_tokens: int
+    version: int = Field(
+        description="Bumped by every change of status or pinned items; pass it to "
+        "update_run as expected_version to refuse a change made since you read it."
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -93,6 +97,7 @@ class RunView(_Out):
             covered_seq=run.covered_seq,
             working_steps=run.working_steps,
             working_tokens=run.working_tokens,
+            version=run.version,
             created_at=run.created_at,
             updated_at=run.updated_at,
         )
@@ -395,10 +400,20 @@ class Tools:
         pinned: Annotated[
             list[str] | None, Field(description="Replace the pinned items.")
         ] = None,
+        expected_version: Annotated[
+            int | None,
+            Field(
+                description="The run's version you last read (run://, list_runs, a previous "
+                "update_run): a run changed since is a conflict naming its current version, "
+                "and nothing changes. Omit to apply to the run as it is now."
+            ),
+        ] = None,
     ) -> RunView:
         """Finish, fail or abandon a run, or change what is pinned in every context."""
         s = services_of(ctx)
-        run = await s.episodes.set_run(s.tenant(), run_id, status=status, pinned=pinned)
+        run = await s.episodes.set_run(
+            s.tenant(), run_id, status=status, pinned=pinned, expected_version=expected_version
+        )
         return RunView.of(run)
 
     @staticmethod

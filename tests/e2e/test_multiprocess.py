@@ -329,3 +329,36 @@ async def test_runs_prune_beside_writing_servers_touches_only_the_finished_run(
     assert live["head_seq"] == 2 * per_worker and live["pruned_seq"] == 0
     assert "ok — 0 steps (1–30 pruned)" in await verify_cli(env, "done")
     assert f"ok — {2 * per_worker} steps" in await verify_cli(env, "live")
+
+
+async def test_update_run_with_a_stale_expected_version_from_another_process_conflicts(
+    env: dict[str, str],
+) -> None:
+    """Two agents read the run at one version; the first update wins, the second is refused
+    with the current version named, and the run keeps the first one's change."""
+    read_at: dict[int, int] = {}
+    answers: dict[int, CallToolResult] = {}
+    first_done = anyio.Event()
+
+    async def update(worker: int, client: Client) -> None:
+        read_at[worker] = (await read_json(client, "run://shared"))["version"]
+        if worker == 1:
+            await first_done.wait()  # worker 1 read before worker 0 wrote
+        answers[worker] = await client.call_tool("update_run", {
+            "run_id": "shared", "pinned": [f"from worker {worker}"],
+            "expected_version": read_at[worker],
+        })
+        if worker == 0:
+            first_done.set()
+
+    async with Client(params(env)) as main:
+        await call(main, "start_run", {"objective": "share", "run_id": "shared"})
+        await in_parallel(2, update, env)
+        run = await read_json(main, "run://shared")
+
+    assert read_at == {0: 1, 1: 1}
+    assert not answers[0].is_error and answers[0].structured_content is not None
+    assert answers[0].structured_content["version"] == 2
+    assert answers[1].is_error
+    assert text_of(answers[1]).startswith("conflict: run shared is at version 2, not")
+    assert (run["version"], run["pinned"]) == (2, ["from worker 0"])

@@ -35,6 +35,38 @@ async def record(episodes: Episodes, run_id: str, n: int, start: int = 1) -> Non
         await episodes.record_step(T, run_id, step(i))
 
 
+# -- set_run (optimistic updates) ---------------------------------------------------------
+
+
+async def test_set_run_with_the_version_read_applies_and_bumps_it(episodes: Episodes) -> None:
+    run = await episodes.start_run(T, "x", run_id="r1")
+    updated = await episodes.set_run(T, "r1", pinned=["a"], expected_version=run.version)
+    assert (updated.version, updated.pinned) == (run.version + 1, ["a"])
+
+
+async def test_set_run_with_a_stale_version_conflicts_naming_the_current_one(
+    episodes: Episodes,
+) -> None:
+    await episodes.start_run(T, "x", run_id="r1")
+    await episodes.set_run(T, "r1", status="completed", expected_version=1)
+    with pytest.raises(ConflictError, match="run r1 is at version 2, not expected_version 1"):
+        await episodes.set_run(T, "r1", pinned=["late"], expected_version=1)
+    run = await episodes.get_run(T, "r1")
+    assert (run.version, run.status, run.pinned) == (2, "completed", [])
+
+
+async def test_set_run_expected_version_must_be_positive(episodes: Episodes) -> None:
+    await episodes.start_run(T, "x", run_id="r1")
+    with pytest.raises(InvalidArgumentError, match="expected_version"):
+        await episodes.set_run(T, "r1", status="completed", expected_version=0)
+
+
+async def test_set_run_without_a_version_applies_to_the_run_as_it_is(episodes: Episodes) -> None:
+    await episodes.start_run(T, "x", run_id="r1")
+    await episodes.set_run(T, "r1", pinned=["a"])
+    assert (await episodes.set_run(T, "r1", pinned=["b"])).version == 3
+
+
 # -- start_run ---------------------------------------------------------------------------
 
 
