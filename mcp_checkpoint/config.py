@@ -2,7 +2,7 @@
 
 Every knob is a field of :class:`Settings` (prefix ``MCP_CHECKPOINT_``, nested groups joined
 with ``__``, e.g. ``MCP_CHECKPOINT_LIMITS__MAX_STEP_BYTES=65536``). ``Settings`` is built once
-in ``cli.py`` and passed down explicitly; nothing else looks at the environment.
+in ``cli/`` and passed down explicitly; nothing else looks at the environment.
 """
 
 from __future__ import annotations

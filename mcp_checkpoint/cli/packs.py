@@ -11,71 +11,31 @@ import argparse
 import contextlib
 import json
 import os
-import sys
 import tempfile
-import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import anyio
+from mcp_checkpoint.cli._common import out
+from mcp_checkpoint.cli._progress import Progress
 
-from mcp_checkpoint.config import Settings
-from mcp_checkpoint.core._ids import utc_now
-from mcp_checkpoint.core.models import Tenant
-from mcp_checkpoint.core.packs import apply_import, export_pack, plan_import, read_pack
-from mcp_checkpoint.embeddings import make_embedder
-from mcp_checkpoint.errors import InvalidArgumentError
-from mcp_checkpoint.storage import make_store
+if TYPE_CHECKING:
+    from mcp_checkpoint.config import Settings
 
-__all__ = ["add_pack_commands"]
-
-
-class PackProgress:
-    """A progress bar on stderr, redrawn in place; silent unless stderr is a terminal or
-    ``--progress`` asked for it (then one line every few seconds off a terminal)."""
-
-    def __init__(self, enabled: bool) -> None:
-        self._tty = sys.stderr.isatty()
-        self._enabled = enabled or self._tty
-        self._phase = ""
-        self._last = 0.0
-        self._drawn = False
-
-    def __call__(self, phase: str, done: int, total: int) -> None:
-        if not self._enabled:
-            return
-        now = time.monotonic()
-        finished = total > 0 and done >= total
-        if phase == self._phase and not finished and now - self._last < (0.1 if self._tty
-                                                                            else 5.0):
-            return
-        if phase != self._phase and self._drawn and self._tty:
-            sys.stderr.write("\n")
-        self._phase, self._last = phase, now
-        if total > 0:
-            share = min(done / total, 1.0)
-            bar = "#" * int(share * 30)
-            text = f"{phase}: [{bar:<30}] {share:4.0%} ({done}/{total})"
-        else:
-            text = f"{phase}: {done}" if done else f"{phase}…"
-        sys.stderr.write(("\r" + text) if self._tty else (text + "\n"))
-        sys.stderr.flush()
-        self._drawn = True
-
-    def close(self) -> None:
-        """End the current line (idempotent)."""
-        if self._enabled and self._drawn and self._tty:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-        self._drawn = False
-        self._phase = ""
-
-
-def _out(text: str) -> None:
-    sys.stdout.write(text + "\n")
+__all__ = ["register"]
 
 
 def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     """Write a pack of runs (and memories) to a zip file."""
+    import anyio
+
+    from mcp_checkpoint import __version__
+    from mcp_checkpoint.core._ids import utc_now
+    from mcp_checkpoint.core.models import Tenant
+    from mcp_checkpoint.core.packs import export_pack
+    from mcp_checkpoint.embeddings import make_embedder
+    from mcp_checkpoint.errors import InvalidArgumentError
+    from mcp_checkpoint.storage import make_store
+
     if not args.runs and not args.memories:
         raise InvalidArgumentError("name at least one RUN (or --memories SCOPE)")
     target = Path(args.output)
@@ -83,7 +43,7 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
         raise InvalidArgumentError(f"{target.name} exists; pass --force to replace it")
     embedder = make_embedder(settings)
     embedding = (embedder.model_id, embedder.dimension or None) if embedder else None
-    progress = PackProgress(args.progress)
+    progress = Progress(args.progress)
     directory = target.parent if str(target.parent) else Path()
     try:
         handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - kept open across the export
@@ -100,14 +60,14 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
         try:
             manifest = await export_pack(
                 store, Tenant(args.tenant or settings.tenant), args.runs, handle,
-                limits=settings.limits, tool_version=_version(), created_at=utc_now(),
+                limits=settings.limits, tool_version=__version__, created_at=utc_now(),
                 scopes=args.memories or (), embedding=embedding, progress=progress,
             )
         finally:
             await store.close()
         steps = sum(run.head_seq for run in manifest.runs)
         records = {f.path: f.records for f in manifest.files}
-        _out(
+        out(
             f"exported {len(manifest.runs)} runs ({steps} steps), "
             f"{records['memories.jsonl']} memories and {records['proposals.jsonl']} memory "
             f"batches to {target}"
@@ -130,7 +90,13 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     """Verify a pack and import it (a dry run unless --apply)."""
-    progress = PackProgress(args.progress)
+    import anyio
+
+    from mcp_checkpoint.core.models import Tenant
+    from mcp_checkpoint.core.packs import apply_import, plan_import, read_pack
+    from mcp_checkpoint.storage import make_store
+
+    progress = Progress(args.progress)
     tenant = Tenant(args.tenant or settings.tenant)
 
     async def body() -> int:
@@ -153,31 +119,25 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
         finally:
             await store.close()
         if args.json:
-            _out(json.dumps({**plan.summary(), "applied": bool(args.apply)}, indent=1))
+            out(json.dumps({**plan.summary(), "applied": bool(args.apply)}, indent=1))
             return 0
         for line in plan.lines():
-            _out(line)
+            out(line)
         if plan.nothing_to_do:
-            _out("nothing to do: everything in the pack is already imported")
+            out("nothing to do: everything in the pack is already imported")
         elif args.apply:
             written = plan.records
-            _out(f"imported {len(written.runs)} runs, {len(written.proposals)} memory batches "
+            out(f"imported {len(written.runs)} runs, {len(written.proposals)} memory batches "
                  f"and {len(written.memories)} memories into tenant {tenant}")
         else:
-            _out("dry run: nothing written; run again with --apply to import")
+            out("dry run: nothing written; run again with --apply to import")
         return 0
 
     return anyio.run(body)
 
 
-def _version() -> str:
-    from mcp_checkpoint import __version__
-
-    return __version__
-
-
-def add_pack_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``export`` and ``import`` to the top-level subcommands."""
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``export`` and ``import``."""
     export = sub.add_parser("export", help="write runs and their memories to a pack (zip)")
     export.add_argument("runs", nargs="*", metavar="RUN", help="runs to export")
     export.add_argument("--memories", action="append", metavar="SCOPE",

@@ -1,0 +1,96 @@
+"""The command line: the only argv parser, and the only place Settings is built.
+
+    mcp-checkpoint serve                 run the MCP server on stdio (the default)
+    mcp-checkpoint serve --transport http|sse [--host H --port P]   remote serving
+    mcp-checkpoint tokens create|list|revoke   bearer tokens of a remote server
+    mcp-checkpoint runs list|show|verify inspect the store
+    mcp-checkpoint runs prune            retention: old steps/checkpoints of finished runs
+    mcp-checkpoint reindex               embed memories after installing or changing a model
+    mcp-checkpoint export|import         resume packs: move or back up runs and memories
+    mcp-checkpoint doctor                check the configuration and the store
+    mcp-checkpoint bench loop ...        benchmarks (from a source checkout)
+
+Each command group is a module of this package named in :data:`COMMANDS`, with a
+``register(sub)`` that adds its parsers. Registering must stay cheap (argparse only): a
+handler imports what it needs (the store, the server, the SDK) inside its body, so that
+``--version`` or ``tokens list`` never pay for what ``serve`` loads. To add a group, write
+``cli/<name>.py`` with ``register`` and put ``<name>`` into :data:`COMMANDS`.
+
+Logs go to stderr; on stdio, stdout belongs to the MCP protocol alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+# The command-group modules, in the order ``--help`` lists them.
+COMMANDS: tuple[str, ...] = ("serve", "tokens", "runs", "reindex", "packs", "doctor", "bench")
+
+
+def _version() -> str:
+    from mcp_checkpoint import __version__
+
+    return __version__
+
+
+class _VersionAction(argparse.Action):
+    """``--version`` that looks the version up only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0,
+                         help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        sys.stdout.write(f"mcp-checkpoint {_version()}\n")
+        parser.exit()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``mcp-checkpoint``."""
+    parser = argparse.ArgumentParser(
+        prog="mcp-checkpoint",
+        description="An MCP server that gives LLM agents checkpointed episodic memory.",
+    )
+    parser.add_argument("--version", action=_VersionAction,
+                        help="show program's version number and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"{__name__}.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mcp-checkpoint`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help(sys.stderr)
+        return 2
+    from pydantic import ValidationError
+
+    from mcp_checkpoint.config import Settings
+    from mcp_checkpoint.errors import CheckpointError
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        sys.stderr.write(f"mcp-checkpoint: invalid configuration:\n{exc}\n")
+        return 2
+    from mcp_checkpoint.cli._common import setup_logging
+
+    setup_logging(settings)
+    try:
+        code: int = args.func(settings, args)
+    except CheckpointError as exc:
+        sys.stderr.write(f"mcp-checkpoint: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code

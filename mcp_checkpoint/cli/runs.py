@@ -1,0 +1,231 @@
+"""``mcp-checkpoint runs list|show|verify|prune``: inspect the store, and retention."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from mcp_checkpoint.cli._common import out, with_store
+
+if TYPE_CHECKING:
+    from mcp_checkpoint.config import Settings
+    from mcp_checkpoint.core.episodes import Episodes
+    from mcp_checkpoint.core.ports import Store
+
+__all__ = ["register"]
+
+
+def _episodes(settings: Settings, store: Store) -> Episodes:
+    from mcp_checkpoint.core.episodes import Episodes
+    from mcp_checkpoint.core.tokens import HeuristicTokenizer
+
+    return Episodes(store, HeuristicTokenizer(), settings)
+
+
+def cmd_runs_list(settings: Settings, args: argparse.Namespace) -> int:
+    """List runs, most recently updated first."""
+    from mcp_checkpoint.core.models import Tenant
+
+    async def body(store: Store) -> int:
+        runs = await _episodes(settings, store).list_runs(
+            Tenant(args.tenant or settings.tenant), status=args.status, limit=args.limit,
+            offset=args.offset,
+        )
+        if args.json:
+            out(json.dumps([r.model_dump(mode="json") for r in runs], indent=1))
+            return 0
+        if not runs:
+            out("no runs")
+            return 0
+        out(f"{'RUN':<32} {'STATUS':<10} {'STEPS':>6} {'CPS':>4}  UPDATED              OBJECTIVE")
+        for r in runs:
+            objective = r.objective.replace("\n", " ")
+            objective = objective if len(objective) <= 50 else objective[:49] + "…"
+            out(
+                f"{r.run_id:<32} {r.status:<10} {r.step_count:>6} {r.checkpoint_count:>4}  "
+                f"{r.updated_at:%Y-%m-%d %H:%M:%S}  {objective}"
+            )
+        return 0
+
+    return with_store(settings, body)
+
+
+def cmd_runs_show(settings: Settings, args: argparse.Namespace) -> int:
+    """Show one run, its latest checkpoint and the head of its ledger."""
+    from mcp_checkpoint.core.models import Tenant
+
+    async def body(store: Store) -> int:
+        tenant = Tenant(args.tenant or settings.tenant)
+        episodes = _episodes(settings, store)
+        run = await episodes.get_run(tenant, args.run_id)
+        checkpoint = await episodes.latest_checkpoint(tenant, run)
+        if args.json:
+            out(json.dumps({
+                "run": run.model_dump(mode="json"),
+                "latest_checkpoint": checkpoint.model_dump(mode="json") if checkpoint else None,
+            }, indent=1))
+            return 0
+        out(f"run {run.run_id} ({run.status})")
+        out(f"  objective:   {run.objective}")
+        out(f"  steps:       {run.step_count} (head seq {run.head_seq}, episode {run.episode})")
+        out(f"  working:     {run.working_steps} steps, {run.working_tokens} tokens "
+             f"(budget {run.budget_tokens})")
+        out(f"  checkpoints: {run.checkpoint_count} (latest {run.latest_checkpoint_id or '-'})")
+        if run.pruned_seq or run.pruned_checkpoints:
+            out(f"  pruned:      steps 1–{run.pruned_seq}, checkpoints "
+                 f"1–{run.pruned_checkpoints} (runs prune)")
+        out(f"  created:     {run.created_at:%Y-%m-%d %H:%M:%S} UTC, "
+             f"updated {run.updated_at:%Y-%m-%d %H:%M:%S} UTC")
+        if checkpoint is not None:
+            out(f"  latest checkpoint covers steps 1–{checkpoint.through_seq}:")
+            for action in checkpoint.content.next_actions[:5]:
+                out(f"    next: {action}")
+        return 0
+
+    return with_store(settings, body)
+
+
+def cmd_runs_verify(settings: Settings, args: argparse.Namespace) -> int:
+    """Verify a run's ledger hash chain, page by page."""
+    from mcp_checkpoint.core.ledger import ChainBreak, verify_run
+    from mcp_checkpoint.core.models import RunId, Tenant
+
+    async def body(store: Store) -> int:
+        tenant = Tenant(args.tenant or settings.tenant)
+        run_id = RunId(args.run_id)
+        try:
+            checked = await verify_run(store, tenant, run_id)
+        except ChainBreak as exc:
+            out(f"run {run_id}: BROKEN — {exc}")
+            return 1
+        run = await store.get_run(tenant, run_id)
+        pruned = f" (1–{run.pruned_seq} pruned)" if run.pruned_seq else ""
+        out(f"run {run_id}: ok — {checked} steps{pruned}, head {run.head_hash[:16]}…")
+        return 0
+
+    return with_store(settings, body)
+
+
+def cmd_runs_prune(settings: Settings, args: argparse.Namespace) -> int:
+    """Remove old steps and checkpoints of finished runs (a dry run unless --apply)."""
+    from mcp_checkpoint.core.models import RunId, Tenant
+    from mcp_checkpoint.core.retention import RetentionPolicy, parse_duration, prune_runs
+    cfg = settings.retention
+    if args.older_than is not None:
+        older_than, age = parse_duration(args.older_than), args.older_than.strip()
+    elif cfg.finished_runs_days is not None:
+        older_than = timedelta(days=cfg.finished_runs_days)
+        age = f"{cfg.finished_runs_days:g} days"
+    else:
+        sys.stderr.write(
+            "mcp-checkpoint: say how old a finished run must be: --older-than 30d, or set "
+            "MCP_CHECKPOINT_RETENTION__FINISHED_RUNS_DAYS\n"
+        )
+        return 2
+    keep = args.keep_checkpoints if args.keep_checkpoints is not None else cfg.keep_checkpoints
+    policy = RetentionPolicy(older_than=older_than, keep_checkpoints=keep)
+    dry_run = not args.apply
+    tenant = None if args.all_tenants else Tenant(args.tenant or settings.tenant)
+
+    async def body(store: Store) -> int:
+        results = await prune_runs(
+            store, policy, tenant=tenant, now=datetime.now(UTC), dry_run=dry_run,
+            run_ids=[RunId(r) for r in args.run_ids] or None,
+        )
+        reclaimed: tuple[int, int] | None = None
+        vacuum = getattr(store, "vacuum", None)
+        if args.vacuum and not dry_run and vacuum is not None:
+            reclaimed = await vacuum()
+        pruned = [r for r in results if r.removed_anything]
+        if args.json:
+            out(json.dumps({
+                "dry_run": dry_run,
+                "older_than_seconds": older_than.total_seconds(),
+                "keep_checkpoints": keep,
+                "runs": [
+                    {
+                        "tenant": r.tenant, "run_id": r.run_id, "skipped": r.skipped,
+                        "steps_removed": r.steps_removed, "pruned_through_seq": r.through_seq,
+                        "checkpoints_removed": r.checkpoint_ids,
+                    }
+                    for r in results
+                ],
+                "file_bytes": None if reclaimed is None
+                else {"before": reclaimed[0], "after": reclaimed[1]},
+            }, indent=1))
+            return 0
+        verb = "would remove" if dry_run else "removed"
+        for r in results:
+            if r.skipped is not None:
+                out(f"{r.run_id}: kept whole ({r.skipped})")
+            elif r.removed_anything:
+                out(f"{r.run_id}: {verb} {r.steps_removed} steps (through seq {r.through_seq})"
+                     f" and {len(r.checkpoint_ids)} checkpoints")
+        steps = sum(r.steps_removed for r in pruned)
+        checkpoints = sum(len(r.checkpoint_ids) for r in pruned)
+        out(f"{'dry run: ' if dry_run else ''}{verb} {steps} steps and {checkpoints} "
+             f"checkpoints from {len(pruned)} of {len(results)} finished runs "
+             f"(unchanged for {age}, keeping {keep} checkpoint(s) each)")
+        if dry_run and pruned:
+            out("nothing was removed; run again with --apply to remove it")
+        if reclaimed is not None:
+            out(f"file size: {reclaimed[0]} -> {reclaimed[1]} bytes")
+        return 0
+
+    return with_store(settings, body)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``runs list|show|verify|prune``."""
+    runs = sub.add_parser("runs", help="inspect runs")
+    runs_sub = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
+    for name, helptext, func in (
+        ("list", "list runs", cmd_runs_list),
+        ("show", "show one run", cmd_runs_show),
+        ("verify", "verify a run's ledger hash chain", cmd_runs_verify),
+    ):
+        p = runs_sub.add_parser(name, help=helptext)
+        if name != "list":
+            p.add_argument("run_id", metavar="RUN")
+        else:
+            p.add_argument("--status", choices=["active", "completed", "failed", "abandoned"])
+            p.add_argument("--limit", type=int, default=50)
+            p.add_argument("--offset", type=int, default=0)
+        if name != "verify":
+            p.add_argument("--json", action="store_true", help="print JSON")
+        p.add_argument("--tenant", help="tenant (default: the configured one)")
+        p.set_defaults(func=func)
+
+    prune = runs_sub.add_parser(
+        "prune",
+        help="remove old steps and checkpoints of finished runs (dry run unless --apply)",
+        description=(
+            "Finished runs (completed, failed, abandoned) unchanged for --older-than keep "
+            "their newest --keep-checkpoints checkpoints and the steps after the oldest "
+            "kept one; older checkpoints and steps are removed, one transaction per run. "
+            "Active runs are never touched. Without --apply nothing is removed: the "
+            "command shows what it would remove."
+        ),
+    )
+    prune.add_argument("run_ids", metavar="RUN", nargs="*",
+                       help="only these runs (default: every finished run)")
+    prune.add_argument("--older-than", metavar="DURATION",
+                       help="e.g. 30d, 12h, 2w (default: retention.finished_runs_days)")
+    prune.add_argument("--keep-checkpoints", metavar="N", type=int,
+                       help="newest checkpoints each run keeps (default: "
+                            "retention.keep_checkpoints, 1)")
+    mode = prune.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true",
+                      help="show what would be removed (the default)")
+    mode.add_argument("--apply", action="store_true", help="remove it")
+    prune.add_argument("--vacuum", action="store_true",
+                       help="SQLite: give the freed space back to the filesystem afterwards "
+                            "(VACUUM; otherwise later writes reuse it)")
+    who = prune.add_mutually_exclusive_group()
+    who.add_argument("--tenant", help="tenant (default: the configured one)")
+    who.add_argument("--all-tenants", action="store_true", help="every tenant's runs")
+    prune.add_argument("--json", action="store_true", help="print JSON")
+    prune.set_defaults(func=cmd_runs_prune)
