@@ -15,9 +15,9 @@ __all__ = ["make_store", "make_vector_index"]
 def make_store(settings: Settings) -> Store:
     """The configured store, not yet opened (call ``await store.open()``)."""
     if settings.store_url is not None and settings.store_url.startswith("memory://"):
-        from mcp_checkpoint.storage.memory import MemoryStore
+        from mcp_checkpoint.storage.reference.store import ReferenceStore
 
-        return MemoryStore()
+        return ReferenceStore()
     if settings.store_url is not None and settings.store_url.startswith(
         ("postgresql://", "postgres://")
     ):
@@ -79,6 +79,6 @@ def make_vector_index(settings: Settings, store: Store) -> VectorIndex:
                 "'mcp-checkpoint[qdrant]'"
             ) from exc
         return QdrantVectorIndex.from_settings(settings.vectors, settings.data_dir)
-    from mcp_checkpoint.storage.vectors_memory import MemoryVectorIndex
+    from mcp_checkpoint.storage.reference.vectors import ReferenceVectorIndex
 
-    return MemoryVectorIndex()
+    return ReferenceVectorIndex()

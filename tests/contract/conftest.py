@@ -30,7 +30,7 @@ from mcp_checkpoint.core.models import (
     Tenant,
 )
 from mcp_checkpoint.core.ports import CommitPlan, Store
-from mcp_checkpoint.storage.memory import MemoryStore
+from mcp_checkpoint.storage.reference.store import ReferenceStore
 from mcp_checkpoint.storage.sqlite import SqliteStore
 
 TENANT_A = Tenant("tenant-a")
@@ -55,7 +55,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     session's database, emptied for the test)."""
     backend: Store
     if request.param == "memory":
-        backend = MemoryStore()
+        backend = ReferenceStore()
     elif request.param == "sqlite":
         backend = SqliteStore(sqlite_file(tmp_path), SqliteSettings())
     else:

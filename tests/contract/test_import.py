@@ -27,7 +27,7 @@ from mcp_checkpoint.core.ports import (
     Store,
 )
 from mcp_checkpoint.errors import ConflictError, NotFoundError
-from mcp_checkpoint.storage.memory import MemoryStore
+from mcp_checkpoint.storage.reference.store import ReferenceStore
 
 from .conftest import (
     TENANT_A,
@@ -50,7 +50,7 @@ async def source_records(clock: Clock) -> ImportRecords:
     """A run with 7 steps (keyed and not) and 2 checkpoints, a committed batch of two
     memories, and a second batch that superseded one of them: built in the reference
     store, then read back."""
-    source = MemoryStore()
+    source = ReferenceStore()
     await source.create_run(TENANT_A, make_run("r1"))
     acks: list[StepAck] = []
     hashes: list[str] = []

@@ -1,4 +1,4 @@
-"""MemoryStore: proposals, commits, memories and lexical search."""
+"""MemoryStore (the port): proposals, commits, memories and lexical search."""
 
 from __future__ import annotations
 

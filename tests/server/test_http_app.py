@@ -13,12 +13,12 @@ from mcp_checkpoint.config import Settings
 from mcp_checkpoint.errors import BackendError, ConfigError
 from mcp_checkpoint.server.http import HttpOptions, build_http_app, check_exposure, is_loopback
 from mcp_checkpoint.server.metrics import Metrics
-from mcp_checkpoint.storage.memory import MemoryStore
+from mcp_checkpoint.storage.reference.store import ReferenceStore
 
 pytestmark = pytest.mark.anyio
 
 
-class BrokenStore(MemoryStore):
+class BrokenStore(ReferenceStore):
     """A store whose backend is down (the message names a DSN that must never leak)."""
 
     async def list_runs(self, *args: Any, **kwargs: Any) -> Any:
@@ -38,7 +38,7 @@ async def test_healthz_reports_an_unavailable_store_without_details(tmp_path: Pa
 
 async def test_healthz_ok_on_a_working_store(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, store_url="memory://")
-    app = build_http_app(settings, HttpOptions(), store=MemoryStore())
+    app = build_http_app(settings, HttpOptions(), store=ReferenceStore())
     transport = httpx2.ASGITransport(app=app)
     async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
         response = await http.get("/healthz")

@@ -12,7 +12,7 @@ from mcp_checkpoint.config import Settings
 from mcp_checkpoint.core.episodes import Episodes
 from mcp_checkpoint.core.memory import MemoryService
 from mcp_checkpoint.core.models import Tenant
-from mcp_checkpoint.storage.memory import MemoryStore
+from mcp_checkpoint.storage.reference.store import ReferenceStore
 
 T = Tenant("local")
 
@@ -54,17 +54,17 @@ def settings(tmp_path) -> Settings:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def store() -> Iterator[MemoryStore]:
-    yield MemoryStore()
+def store() -> Iterator[ReferenceStore]:
+    yield ReferenceStore()
 
 
 @pytest.fixture
-def memory(store: MemoryStore, settings: Settings, clock: FakeClock) -> MemoryService:
+def memory(store: ReferenceStore, settings: Settings, clock: FakeClock) -> MemoryService:
     return MemoryService(store, settings, clock=clock)
 
 
 @pytest.fixture
 def episodes(
-    store: MemoryStore, settings: Settings, clock: FakeClock, memory: MemoryService
+    store: ReferenceStore, settings: Settings, clock: FakeClock, memory: MemoryService
 ) -> Episodes:
     return Episodes(store, WordTokenizer(), settings, memory=memory, clock=clock)

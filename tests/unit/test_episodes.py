@@ -15,7 +15,7 @@ from mcp_checkpoint.errors import (
     NotFoundError,
     PayloadTooLargeError,
 )
-from mcp_checkpoint.storage.memory import MemoryStore
+from mcp_checkpoint.storage.reference.store import ReferenceStore
 from tests.unit.conftest import FakeClock, T, WordTokenizer
 
 pytestmark = pytest.mark.anyio
@@ -99,7 +99,7 @@ async def test_start_run_oversized_list_names_the_limit(episodes: Episodes) -> N
 
 
 async def test_record_step_assigns_gap_free_seq_and_chains_hashes(
-    episodes: Episodes, store: MemoryStore
+    episodes: Episodes, store: ReferenceStore
 ) -> None:
     await episodes.start_run(T, "x", run_id="r1")
     acks = [await episodes.record_step(T, "r1", step(i)) for i in range(1, 21)]
@@ -110,7 +110,7 @@ async def test_record_step_assigns_gap_free_seq_and_chains_hashes(
 
 
 async def test_record_step_retry_with_key_returns_first_answer_and_writes_nothing(
-    episodes: Episodes, store: MemoryStore
+    episodes: Episodes, store: ReferenceStore
 ) -> None:
     await episodes.start_run(T, "x", run_id="r1")
     first = await episodes.record_step(T, "r1", step(1, idempotency_key="k1"))
@@ -135,7 +135,7 @@ async def test_record_step_unknown_run_is_not_found(episodes: Episodes) -> None:
 
 async def test_record_step_oversized_payload_names_the_limit(tmp_path) -> None:  # type: ignore[no-untyped-def]
     settings = Settings(store_url="memory://", data_dir=tmp_path, limits={"max_step_bytes": 2048})
-    episodes = Episodes(MemoryStore(), WordTokenizer(), settings)
+    episodes = Episodes(ReferenceStore(), WordTokenizer(), settings)
     await episodes.start_run(T, "x", run_id="r1")
     with pytest.raises(PayloadTooLargeError, match="limits.max_step_bytes is 2048"):
         await episodes.record_step(T, "r1", step(1, output="x" * 5000))
@@ -154,7 +154,7 @@ async def test_record_step_reports_why_a_checkpoint_is_due(
     tmp_path, overrides: dict[str, object], drafts: list[StepDraft], reason: str  # type: ignore[no-untyped-def]
 ) -> None:
     settings = Settings(store_url="memory://", data_dir=tmp_path, checkpoint=overrides)
-    episodes = Episodes(MemoryStore(), WordTokenizer(), settings)
+    episodes = Episodes(ReferenceStore(), WordTokenizer(), settings)
     await episodes.start_run(T, "x", run_id="r1", budget_tokens=1000)
     acks = [await episodes.record_step(T, "r1", d) for d in drafts]
     assert [a.checkpoint_due for a in acks[:-1]] == [False] * (len(acks) - 1)
@@ -353,7 +353,7 @@ async def test_rehydrate_at_an_older_checkpoint_travels_back(episodes: Episodes)
 async def test_rehydrate_reads_o_budget_rows_whatever_the_run_length(
     settings: Settings, clock: FakeClock
 ) -> None:
-    class CountingStore(MemoryStore):
+    class CountingStore(ReferenceStore):
         rows = 0
 
         async def get_steps(self, *args, **kwargs):  # type: ignore[no-untyped-def]

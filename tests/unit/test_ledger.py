@@ -6,7 +6,7 @@ import pytest
 
 from mcp_checkpoint.core.ledger import ChainBreak, genesis_hash, verify_chain
 from mcp_checkpoint.core.models import RunId, Step, StepDraft
-from mcp_checkpoint.storage.memory import MemoryStore
+from mcp_checkpoint.storage.reference.store import ReferenceStore
 from tests.unit.conftest import T
 
 pytestmark = pytest.mark.anyio
@@ -16,7 +16,7 @@ async def _steps(episodes, n: int) -> list[Step]:  # type: ignore[no-untyped-def
     await episodes.start_run(T, "x", run_id="r1")
     for i in range(n):
         await episodes.record_step(T, "r1", StepDraft(tool="t", input={"i": i}, output="é" * i))
-    store: MemoryStore = episodes._store
+    store: ReferenceStore = episodes._store
     return await store.get_steps(T, RunId("r1"), limit=100)
 
 

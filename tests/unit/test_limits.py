@@ -14,7 +14,7 @@ from mcp_checkpoint.core.episodes import Episodes
 from mcp_checkpoint.core.memory import MemoryService
 from mcp_checkpoint.core.models import CheckpointPatch, ProposalItem, StepDraft
 from mcp_checkpoint.errors import CheckpointError, InvalidArgumentError, PayloadTooLargeError
-from mcp_checkpoint.storage.memory import MemoryStore
+from mcp_checkpoint.storage.reference.store import ReferenceStore
 from tests.unit.conftest import FakeClock, T, WordTokenizer
 
 pytestmark = pytest.mark.anyio
@@ -77,7 +77,7 @@ async def test_each_limit_is_enforced_with_its_setting_named(
 ) -> None:
     settings = Settings(store_url="memory://", data_dir=tmp_path, limits=limits,
                         rehydrate={"default_budget_tokens": 8000})
-    store = MemoryStore()
+    store = ReferenceStore()
     memory = MemoryService(store, settings, clock=clock)
     episodes = Episodes(store, WordTokenizer(), settings, memory=memory, clock=clock)
     await episodes.start_run(T, "objective", run_id="r1")

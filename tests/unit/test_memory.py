@@ -12,7 +12,7 @@ from mcp_checkpoint.errors import (
     NotFoundError,
     PayloadTooLargeError,
 )
-from mcp_checkpoint.storage.memory import MemoryStore
+from mcp_checkpoint.storage.reference.store import ReferenceStore
 from tests.unit.conftest import FakeClock, T
 
 pytestmark = pytest.mark.anyio
@@ -62,7 +62,7 @@ async def test_propose_unknown_target_is_not_found(memory: MemoryService) -> Non
 
 
 async def test_propose_stages_without_writing_memories(
-    memory: MemoryService, store: MemoryStore
+    memory: MemoryService, store: ReferenceStore
 ) -> None:
     batch = await memory.propose(T, [add("The CI runs on two cores")])
     assert batch.status == "pending"

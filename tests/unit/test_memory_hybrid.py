@@ -13,8 +13,8 @@ from mcp_checkpoint.core.fusion import CANDIDATES, fuse
 from mcp_checkpoint.core.memory import MemoryService
 from mcp_checkpoint.core.models import MemoryId, ProposalItem, Tenant
 from mcp_checkpoint.embeddings.hashing import HashingEmbedder
-from mcp_checkpoint.storage.memory import MemoryStore
-from mcp_checkpoint.storage.vectors_memory import MemoryVectorIndex
+from mcp_checkpoint.storage.reference.store import ReferenceStore
+from mcp_checkpoint.storage.reference.vectors import ReferenceVectorIndex
 from tests.unit.conftest import FakeClock, T
 
 pytestmark = pytest.mark.anyio
@@ -30,8 +30,8 @@ class SlowEmbedder(HashingEmbedder):
 
 def service(
     settings: Settings, clock: FakeClock, embedder: HashingEmbedder | None = None
-) -> tuple[MemoryService, MemoryStore, MemoryVectorIndex]:
-    store, vectors = MemoryStore(), MemoryVectorIndex()
+) -> tuple[MemoryService, ReferenceStore, ReferenceVectorIndex]:
+    store, vectors = ReferenceStore(), ReferenceVectorIndex()
     memory = MemoryService(
         store, settings, embedder=embedder or HashingEmbedder(64), vectors=vectors, clock=clock
     )
@@ -175,7 +175,7 @@ async def test_sync_vectors_without_an_embedder_is_a_config_error(
 ) -> None:
     from mcp_checkpoint.errors import ConfigError
 
-    plain = MemoryService(MemoryStore(), settings, clock=clock)
+    plain = MemoryService(ReferenceStore(), settings, clock=clock)
     with pytest.raises(ConfigError, match="embeddings"):
         await plain.sync_vectors()
 
@@ -199,7 +199,7 @@ async def test_propose_analysis_uses_vector_similarity_when_live(
     assert third.suggested_op == "skip" and third.duplicates[0].item_index == 1
 
 
-class RendezvousStore(MemoryStore):
+class RendezvousStore(ReferenceStore):
     """A store whose lexical search finishes only once the query is being embedded."""
 
     def __init__(self) -> None:
@@ -233,7 +233,7 @@ async def test_search_embeds_the_query_while_the_lexical_search_runs(
     store = RendezvousStore()
     embedder = SignallingEmbedder(store)
     memory = MemoryService(
-        store, settings, embedder=embedder, vectors=MemoryVectorIndex(), clock=clock
+        store, settings, embedder=embedder, vectors=ReferenceVectorIndex(), clock=clock
     )
     store.embedding_started.set()  # commits embed too; let them through
     await add(memory, "the deploy script lives in ops/deploy.sh", "lunch is at noon")

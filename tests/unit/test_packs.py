@@ -35,7 +35,7 @@ from mcp_checkpoint.errors import (
     NotFoundError,
     PayloadTooLargeError,
 )
-from mcp_checkpoint.storage.memory import MemoryStore
+from mcp_checkpoint.storage.reference.store import ReferenceStore
 from tests.unit.conftest import FakeClock, T, WordTokenizer
 
 pytestmark = pytest.mark.anyio
@@ -47,7 +47,7 @@ class World:
     """One store with the episodic and memory services over it."""
 
     def __init__(self, settings: Settings, clock: FakeClock) -> None:
-        self.store = MemoryStore()
+        self.store = ReferenceStore()
         self.memory = MemoryService(self.store, settings, clock=clock)
         self.episodes = Episodes(
             self.store, WordTokenizer(), settings, memory=self.memory, clock=clock

@@ -22,7 +22,7 @@ from mcp_checkpoint.core.memory import MemoryService
 from mcp_checkpoint.core.models import CheckpointPatch, ProposalItem, StepDraft
 from mcp_checkpoint.core.packs import apply_import, export_pack, plan_import, read_pack
 from mcp_checkpoint.errors import CheckpointError, InvalidArgumentError, PayloadTooLargeError
-from mcp_checkpoint.storage.memory import MemoryStore
+from mcp_checkpoint.storage.reference.store import ReferenceStore
 from mcp_checkpoint.storage.sqlite import SqliteStore
 from tests.unit.conftest import FakeClock, T, WordTokenizer
 
@@ -35,7 +35,7 @@ Entries = list[tuple[zipfile.ZipInfo, bytes]]
 
 
 async def valid_pack(settings: Settings, clock: FakeClock) -> bytes:
-    store = MemoryStore()
+    store = ReferenceStore()
     memory = MemoryService(store, settings, clock=clock)
     episodes = Episodes(store, WordTokenizer(), settings, memory=memory, clock=clock)
     await episodes.start_run(T, "Fix the flaky login test", run_id="r1")

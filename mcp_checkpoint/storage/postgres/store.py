@@ -1,4 +1,5 @@
-"""The production store: PostgreSQL through psycopg 3 and an async connection pool.
+"""The production store: PostgreSQL through psycopg 3 and an async connection pool (see
+``_db`` for the pool, its timeouts and outages).
 
 Every write is one transaction. An append reads its run's head (or starts from the head
 this process left), then moves it and inserts the step in one statement that succeeds
@@ -13,28 +14,16 @@ append; removed checkpoints leave tombstones in ``pruned_checkpoints``. Lexical 
 PostgreSQL full-text search (a GIN index over a generated ``tsvector``, so imported
 memories are searchable at once), scored by BM25 with the statistics of the searched
 memories.
-
-Outages: every call runs under ``postgres.operation_timeout_s`` (pool wait, queries and
-commit together) and the server enforces ``statement_timeout_ms``; a lost server, a full
-pool or a timeout is ``BackendError`` (``backend_unavailable``), and a transaction that did
-not commit leaves nothing behind. The pool checks a connection before lending it (without a
-round trip, see ``_check_idle``) and replaces broken ones, so the same store recovers once
-PostgreSQL is back (within about ``reconnect_timeout_s`` at worst).
 """
 
 from __future__ import annotations
 
-import math
-import select
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
-import anyio
 import psycopg
-from psycopg import AsyncConnection, errors
-from psycopg.rows import DictRow, dict_row
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg import errors
 
 from mcp_checkpoint.config import PostgresSettings
 from mcp_checkpoint.core.ledger import append_step
@@ -68,7 +57,6 @@ from mcp_checkpoint.core.ports import (
 )
 from mcp_checkpoint.errors import (
     BackendError,
-    CheckpointError,
     ConflictError,
     InvalidArgumentError,
     NotFoundError,
@@ -77,7 +65,6 @@ from mcp_checkpoint.storage._ints import INT64_MAX, int64
 from mcp_checkpoint.storage._rows import (
     ITEMS,
     MEMORY_IDS,
-    RUN_COLUMNS,
     iso,
     micros,
     run_row,
@@ -89,199 +76,36 @@ from mcp_checkpoint.storage._rows import (
     to_step,
 )
 from mcp_checkpoint.storage._urls import mask_url
-from mcp_checkpoint.storage.postgres._migrations import apply_migrations, current_version
+from mcp_checkpoint.storage.postgres._db import Conn, PostgresDatabase
+from mcp_checkpoint.storage.postgres._sql import (
+    HEAD_AND_KEY,
+    INSERT_RUN,
+    MEMORY_COLUMNS,
+    MOVE_HEAD_AND_INSERT,
+    SEARCH,
+)
 
 __all__ = ["Conn", "PostgresStore", "mask_url"]
 
-_T = TypeVar("_T")
-Conn = AsyncConnection[DictRow]
-
 _NO_UPPER_BOUND = INT64_MAX
 _RERANK_DEPTH = 200
+"""Lexical matches (by ``ts_rank_cd``) re-scored by BM25 over the searched memories."""
 _OPTIMISTIC_APPENDS = 2
 """Lock-free attempts at an append before it queues on the run's row lock."""
 _KNOWN_HEADS = 4096
 """Runs whose head a store remembers after appending (one round trip per append then)."""
-# The run's head and, when the step has a key, the step already stored under it.
-_HEAD_AND_KEY = (
-    "SELECT r.*, s.request_hash AS seen_request_hash, s.ack AS seen_ack FROM runs r "
-    "LEFT JOIN steps s ON s.tenant = r.tenant AND s.run_id = r.run_id "
-    "AND s.idempotency_key = %s WHERE r.tenant = %s AND r.run_id = %s"
-)
-# Moves the head and inserts the step in one statement, or does neither: the head must
-# still be where the step was computed from (seq, episode, version).
-_MOVE_HEAD_AND_INSERT = (
-    "WITH head AS ("
-    " UPDATE runs SET head_seq = %(seq)s, step_count = %(step_count)s,"
-    " head_hash = %(hash)s, head_tokens = %(cum_tokens)s,"
-    " updated_at = %(at)s, updated_us = %(us)s"
-    " WHERE tenant = %(tenant)s AND run_id = %(run_id)s AND head_seq = %(prev_seq)s"
-    " AND head_hash = %(prev_hash)s"
-    " AND checkpoint_count = %(checkpoints)s AND version = %(version)s"
-    " RETURNING tenant, run_id) "
-    "INSERT INTO steps (tenant, run_id, seq, episode, tool, input, output, "
-    "reasoning, status, idempotency_key, tokens, cum_tokens, created_at, "
-    "prev_hash, hash, request_hash, ack) "
-    "SELECT head.tenant, head.run_id, %(seq)s, %(episode)s, %(tool)s, "
-    "%(input)s, %(output)s, %(reasoning)s, %(status)s, %(key)s, %(tokens)s, "
-    "%(cum_tokens)s, %(at)s, %(prev_hash)s, %(hash)s, %(request_hash)s, "
-    "%(ack)s FROM head RETURNING seq"
-)
-"""Lexical matches (by ``ts_rank_cd``) re-scored by BM25 over the searched memories."""
 
 
-
-# -- conversions ------------------------------------------------------------------------
-
-
-_INSERT_RUN = (
-    f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) "  # noqa: S608 - constant column names
-    f"VALUES ({', '.join('%(' + column + ')s' for column in RUN_COLUMNS)})"
-)
-_MEMORY_COLUMNS = (
-    "tenant, memory_id, content, kind, scope, status, confidence, source_refs, batch_id, "
-    "run_id, superseded_by, created_at, updated_at, version"
-)
-
-
-_SEARCHED = (
-    "m.tenant = %(tenant)s AND m.status = %(status)s "
-    "AND (%(scope)s::text IS NULL OR m.scope = %(scope)s) "
-    "AND (%(kind)s::text IS NULL OR m.kind = %(kind)s)"
-)
-# One round trip: the query's words normalized as the memories are, each lexeme quoted as a
-# tsquery operand (no character of the user's text is read as tsquery syntax) and OR-ed;
-# the best matches by ts_rank_cd (GIN index), with the frequency of every query lexeme in
-# each; and the statistics of the searched memories that BM25 weighs words by (how many,
-# how many hold each lexeme).
-_SEARCH = rf"""
-WITH terms AS (
-    SELECT lexeme,
-           ('''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || '''')::tsquery
-               AS operand
-    FROM (SELECT DISTINCT lexeme
-          FROM unnest(to_tsvector('mcpck_english'::regconfig, %(text)s))) AS words
-),
-query AS (
-    SELECT string_agg(operand::text, ' | ')::tsquery AS q, array_agg(lexeme) AS lexemes
-    FROM terms
-),
-best AS (
-    SELECT m.*, ts_rank_cd(m.tsv, query.q) AS rank
-    FROM memories AS m, query
-    WHERE m.tsv @@ query.q AND {_SEARCHED}
-    ORDER BY rank DESC, m.memory_id
-    LIMIT %(depth)s
-)
-SELECT {_MEMORY_COLUMNS},
-    (SELECT jsonb_object_agg(u.lexeme, coalesce(array_length(u.positions, 1), 1))
-     FROM unnest(best.tsv) AS u WHERE u.lexeme = ANY(query.lexemes)) AS tf,
-    stats.documents, stats.matching
-FROM best CROSS JOIN query CROSS JOIN (
-    SELECT (SELECT count(*) FROM memories AS m WHERE {_SEARCHED}) AS documents,
-           (SELECT coalesce(jsonb_object_agg(t.lexeme, (
-                SELECT count(*) FROM memories AS m WHERE m.tsv @@ t.operand AND {_SEARCHED}
-            )), '{{}}'::jsonb) FROM terms AS t) AS matching
-) AS stats
-ORDER BY best.rank DESC, best.memory_id
-"""  # noqa: S608 - constant fragments; every value is a bound parameter
-
-
-
-def _is_unavailable(exc: psycopg.Error) -> bool:
-    return isinstance(
-        exc, (psycopg.OperationalError, psycopg.InterfaceError, errors.QueryCanceled)
-    ) or (exc.sqlstate or "").startswith(("08", "57P"))
-
-
-def _translate(exc: psycopg.Error) -> CheckpointError:
-    """A driver error as the caller may see it: no DSN, no SQL."""
-    if isinstance(exc, PoolTimeout):
-        return BackendError("the PostgreSQL store is unavailable (no connection); try again")
-    if isinstance(exc, errors.UniqueViolation):
-        return ConflictError("a record with that id already exists")
-    if isinstance(exc, (errors.SerializationFailure, errors.DeadlockDetected,
-                        errors.LockNotAvailable)):
-        return BackendError("the PostgreSQL store is busy; try again")
-    if _is_unavailable(exc):
-        return BackendError("the PostgreSQL store is unavailable; try again")
-    return BackendError(f"the PostgreSQL store failed ({type(exc).__name__})")
-
-
-async def _check_idle(conn: Conn) -> None:
-    """Refuse to lend a pooled connection that the server (or the network) closed while it
-    sat idle, without a round trip: an idle connection has nothing to read, so a readable
-    socket means an EOF, a reset or an unsolicited message (such as the server's shutdown
-    notice). The pool then discards it and lends or opens another. Lending a connection
-    that died during an outage would otherwise fail the first calls after recovery."""
-    if not conn.closed and not conn.broken:
-        readable, _, _ = select.select([conn.fileno()], [], [], 0)
-        if not readable:
-            return
-        # Closed here, the pool discards it (a connection merely refused would go back).
-        await conn.close()
-    raise psycopg.OperationalError("the connection was lost while idle")
-
-
-# -- the store --------------------------------------------------------------------------
-
-
-class PostgresStore:
-    """A :class:`~mcp_checkpoint.core.ports.Store` in a PostgreSQL database.
-
-    Connection model: a ``psycopg_pool.AsyncConnectionPool`` sized by the settings;
-    connections run in autocommit mode, and each write opens one explicit transaction.
-    """
+class PostgresStore(PostgresDatabase):
+    """A :class:`~mcp_checkpoint.core.ports.Store` in a PostgreSQL database (see
+    ``PostgresDatabase`` for the connection model)."""
 
     def __init__(self, url: str, settings: PostgresSettings) -> None:
         """Remember where the database is; nothing connects until :meth:`open`."""
-        self._url = url.replace("postgres://", "postgresql://", 1)
-        self._settings = settings
-        self._pool: AsyncConnectionPool[Conn] | None = None
+        super().__init__(url, settings)
         # The head each run had after this process last appended to it (newest last). A
         # hint, never trusted: an append computed from it still compares-and-sets.
         self._heads: dict[tuple[str, str], Run] = {}
-
-    @property
-    def settings(self) -> PostgresSettings:
-        """The pool and timeout settings."""
-        return self._settings
-
-    @property
-    def display_url(self) -> str:
-        """The database URL without its password."""
-        return mask_url(self._url)
-
-    # -- plumbing -----------------------------------------------------------------------
-
-    def _make_pool(self) -> AsyncConnectionPool[Conn]:
-        settings = self._settings
-        options = f"-c statement_timeout={int(settings.statement_timeout_ms)}"
-        return AsyncConnectionPool(
-            self._url,
-            connection_class=AsyncConnection[DictRow],
-            kwargs={
-                "autocommit": True,
-                "row_factory": dict_row,
-                "connect_timeout": max(1, math.ceil(settings.connect_timeout_s)),
-                "options": options,
-                "application_name": "mcp-checkpoint",
-                # A silently lost peer is noticed by the kernel, not only by our timeout.
-                "keepalives": 1,
-                "keepalives_idle": 30,
-                "keepalives_interval": 10,
-                "keepalives_count": 3,
-            },
-            min_size=settings.pool_min_size,
-            max_size=settings.pool_max_size,
-            max_idle=settings.pool_max_idle_s,
-            max_lifetime=settings.pool_max_lifetime_s,
-            timeout=settings.pool_timeout_s,
-            reconnect_timeout=settings.reconnect_timeout_s,
-            check=_check_idle,
-            open=False,
-            name="mcp-checkpoint",
-        )
 
     def _remember(self, where: tuple[str, str], run: Run) -> None:
         """Keep ``run`` as the head this process last wrote (the oldest one forgotten)."""
@@ -290,106 +114,6 @@ class PostgresStore:
         if len(self._heads) > _KNOWN_HEADS:
             del self._heads[next(iter(self._heads))]
 
-    def _require_open(self) -> AsyncConnectionPool[Conn]:
-        if self._pool is None:
-            raise BackendError("the PostgreSQL store is not open")
-        return self._pool
-
-    async def _run(self, fn: Callable[[Conn], Awaitable[_T]], *, write: bool) -> _T:
-        """Run ``fn`` on a pooled connection, in one transaction when ``write`` (rolled back
-        if it raises), within ``operation_timeout_s``; driver errors come out translated."""
-        pool = self._require_open()
-        try:
-            with anyio.fail_after(self._settings.operation_timeout_s):
-                async with pool.connection() as conn:
-                    if not write:
-                        return await fn(conn)
-                    async with conn.transaction():
-                        return await fn(conn)
-        except TimeoutError as exc:
-            raise BackendError(
-                "the PostgreSQL store did not answer in time "
-                f"({self._settings.operation_timeout_s:g} s); try again"
-            ) from exc
-        except psycopg.Error as exc:
-            raise _translate(exc) from exc
-
-    async def transact(self, fn: Callable[[Conn], Awaitable[_T]], *, write: bool) -> _T:
-        """Run ``fn`` on a pooled connection, in one transaction when ``write``; driver
-        errors come out translated. For components that keep their data in the same
-        database (the vector index)."""
-        return await self._run(fn, write=write)
-
-    async def open(self) -> None:
-        """Open the pool and migrate (under an advisory lock); idempotent. BackendError if
-        the server cannot be reached within ``connect_timeout_s``."""
-        if self._pool is not None:
-            return
-        pool = self._make_pool()
-        try:
-            with anyio.fail_after(
-                self._settings.connect_timeout_s + self._settings.migration_lock_timeout_s
-            ):
-                await pool.open(wait=False)
-                async with pool.connection(timeout=self._settings.connect_timeout_s) as conn:
-                    await apply_migrations(
-                        conn, lock_timeout_s=self._settings.migration_lock_timeout_s
-                    )
-        except BaseException as exc:
-            await pool.close()
-            if isinstance(exc, TimeoutError):
-                raise BackendError("the PostgreSQL store did not answer in time") from exc
-            if isinstance(exc, psycopg.Error):
-                raise BackendError(
-                    f"cannot open the PostgreSQL store at {self.display_url} "
-                    f"({type(exc).__name__})"
-                ) from exc
-            raise
-        self._pool = pool
-
-    async def close(self) -> None:
-        """Close the pool; idempotent."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
-
-    async def schema_version(self) -> int:
-        """The newest migration applied to the database."""
-        return await self._run(current_version, write=False)
-
-    async def describe(self) -> dict[str, Any]:
-        """What ``mcp-checkpoint doctor`` shows: the server, the database (URL without its
-        password) and the pool."""
-
-        async def read(conn: Conn) -> dict[str, Any]:
-            cursor = await conn.execute(
-                "SELECT current_setting('server_version') AS server_version, "
-                "current_database() AS database"
-            )
-            row = await cursor.fetchone()
-            return {
-                "backend": "postgresql",
-                "url": self.display_url,
-                "server_version": None if row is None else row["server_version"],
-                "database": None if row is None else row["database"],
-            }
-
-        info = await self._run(read, write=False)
-        settings = self._settings
-        pool = self._require_open()
-        info["pool"] = {
-            "min_size": settings.pool_min_size,
-            "max_size": settings.pool_max_size,
-            "open_connections": pool.get_stats().get("pool_size", 0),
-            "max_idle_s": settings.pool_max_idle_s,
-            "max_lifetime_s": settings.pool_max_lifetime_s,
-            "connect_timeout_s": settings.connect_timeout_s,
-            "pool_timeout_s": settings.pool_timeout_s,
-            "reconnect_timeout_s": settings.reconnect_timeout_s,
-            "statement_timeout_ms": settings.statement_timeout_ms,
-            "operation_timeout_s": settings.operation_timeout_s,
-        }
-        return info
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -417,7 +141,7 @@ class PostgresStore:
 
         async def insert(conn: Conn) -> Run:
             cursor = await conn.execute(
-                _INSERT_RUN + " ON CONFLICT DO NOTHING", run_row(tenant, run)
+                INSERT_RUN + " ON CONFLICT DO NOTHING", run_row(tenant, run)
             )
             if cursor.rowcount != 1:
                 raise ConflictError(f"run {run.run_id} already exists")
@@ -543,7 +267,7 @@ class PostgresStore:
             """Move the head and insert the step in one statement (compare-and-set); False
             when the head had moved, or the key was taken meanwhile."""
             try:
-                written = await conn.execute(_MOVE_HEAD_AND_INSERT, values)
+                written = await conn.execute(MOVE_HEAD_AND_INSERT, values)
             except psycopg.errors.UniqueViolation:
                 return False
             if await written.fetchone() is None:
@@ -566,7 +290,7 @@ class PostgresStore:
             # changed, and inserts the step, or does neither. None when another writer got
             # there first (the caller retries); the unique index on keys turns a racing
             # retry of the same key into an error, after which the lookup finds it.
-            cursor = await conn.execute(_HEAD_AND_KEY, (key, tenant, run_id))
+            cursor = await conn.execute(HEAD_AND_KEY, (key, tenant, run_id))
             row = await cursor.fetchone()
             if row is None:
                 raise NotFoundError(f"run {run_id}")
@@ -598,7 +322,7 @@ class PostgresStore:
                     seen = await cursor.fetchone()
                 ack, new = settle(to_run(row), seen)
                 if new is not None:
-                    written = await conn.execute(_MOVE_HEAD_AND_INSERT, new[1])
+                    written = await conn.execute(MOVE_HEAD_AND_INSERT, new[1])
                     if await written.fetchone() is None:  # pragma: no cover - the lock
                         raise ConflictError(f"run {run_id} moved on; try again")
             if new is not None:
@@ -1117,7 +841,7 @@ class PostgresStore:
 
         async def select(conn: Conn) -> Memory:
             cursor = await conn.execute(
-                f"SELECT {_MEMORY_COLUMNS} FROM memories "  # noqa: S608 - constant
+                f"SELECT {MEMORY_COLUMNS} FROM memories "  # noqa: S608 - constant
                 "WHERE tenant = %s AND memory_id = %s",
                 (tenant, memory_id),
             )
@@ -1135,7 +859,7 @@ class PostgresStore:
 
         async def select(conn: Conn) -> list[Memory]:
             cursor = await conn.execute(
-                f"SELECT {_MEMORY_COLUMNS} FROM memories "  # noqa: S608 - constant
+                f"SELECT {MEMORY_COLUMNS} FROM memories "  # noqa: S608 - constant
                 "WHERE tenant = %s AND memory_id = ANY(%s)",
                 (tenant, list(memory_ids)),
             )
@@ -1169,7 +893,7 @@ class PostgresStore:
             where.append("(tenant, memory_id) > (%s, %s)")
             params.extend(after)
         sql = (
-            f"SELECT {_MEMORY_COLUMNS} FROM memories "  # noqa: S608 - constant fragments
+            f"SELECT {MEMORY_COLUMNS} FROM memories "  # noqa: S608 - constant fragments
             f"{'WHERE ' + ' AND '.join(where) if where else ''} "
             "ORDER BY tenant, memory_id LIMIT %s"
         )
@@ -1211,7 +935,7 @@ class PostgresStore:
         }
 
         async def select(conn: Conn) -> list[tuple[Memory, float]]:
-            cursor = await conn.execute(_SEARCH, params)
+            cursor = await conn.execute(SEARCH, params)
             found = await cursor.fetchall()
             if not found:
                 return []
@@ -1244,7 +968,7 @@ class PostgresStore:
                 async with conn.cursor() as cursor:
                     for item in records.runs:
                         what = f"run {item.run.run_id}"
-                        await cursor.execute(_INSERT_RUN, run_row(tenant, item.run))
+                        await cursor.execute(INSERT_RUN, run_row(tenant, item.run))
                         if item.steps:
                             await cursor.executemany(
                                 "INSERT INTO steps (tenant, run_id, seq, episode, tool, input, "

@@ -18,9 +18,8 @@ from mcp_checkpoint.core.ledger import verify_run
 from mcp_checkpoint.core.models import RunId, StepAck
 from mcp_checkpoint.errors import BackendError, ConflictError, NotFoundError
 from mcp_checkpoint.storage.sqlite import SqliteStore
-from mcp_checkpoint.storage.sqlite.store import _ALONE
-
-from .conftest import TENANT_A, Clock, append, draft, make_run
+from mcp_checkpoint.storage.sqlite._db import ALONE
+from tests.contract.conftest import TENANT_A, Clock, append, draft, make_run
 
 pytestmark = pytest.mark.anyio
 
@@ -262,7 +261,7 @@ def test_when_sqlite_ends_the_transaction_the_earlier_writes_run_again_alone(
 
     outcomes = SqliteStore._run_group(conn, [insert(1), ends_the_transaction, insert(3)])
 
-    assert outcomes[0] is _ALONE and outcomes[2] is _ALONE
+    assert outcomes[0] is ALONE and outcomes[2] is ALONE
     assert isinstance(outcomes[1], BackendError)
     assert conn.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 0
     assert not conn.in_transaction

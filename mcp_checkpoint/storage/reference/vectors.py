@@ -25,7 +25,7 @@ from mcp_checkpoint.storage._vectors import (
     unit,
 )
 
-__all__ = ["MemoryVectorIndex"]
+__all__ = ["ReferenceVectorIndex"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class _Entry:
     kind: MemoryKind
 
 
-class MemoryVectorIndex:
+class ReferenceVectorIndex:
     """A :class:`~mcp_checkpoint.core.ports.VectorIndex` held in a dict (lost on exit)."""
 
     def __init__(self) -> None:

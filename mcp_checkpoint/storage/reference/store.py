@@ -43,7 +43,7 @@ from mcp_checkpoint.core.ports import (
 )
 from mcp_checkpoint.errors import ConflictError, InvalidArgumentError, NotFoundError
 
-__all__ = ["MemoryStore", "bm25_rank"]
+__all__ = ["ReferenceStore", "bm25_rank"]
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -71,7 +71,7 @@ def bm25_rank(query: str, docs: Sequence[tuple[str, str]]) -> list[tuple[str, fl
     return scored
 
 
-class MemoryStore:
+class ReferenceStore:
     """A Store held in dictionaries (per process, lost on exit)."""
 
     def __init__(self) -> None:

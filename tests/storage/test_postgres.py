@@ -22,8 +22,7 @@ from mcp_checkpoint.storage.postgres import store as postgres_store_module
 from mcp_checkpoint.storage.postgres._migrations import known_migrations
 from tests._postgres import create_database, database_url, drop_database, require_postgres
 from tests._tcp_proxy import TcpProxy
-
-from .conftest import (
+from tests.contract.conftest import (
     TENANT_A,
     Clock,
     append,

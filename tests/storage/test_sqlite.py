@@ -23,8 +23,15 @@ from mcp_checkpoint.core.models import BatchId, CheckpointContent, CheckpointId,
 from mcp_checkpoint.errors import BackendError
 from mcp_checkpoint.storage.sqlite import SqliteStore
 from mcp_checkpoint.storage.sqlite._migrations import known_migrations
-
-from .conftest import TENANT_A, Clock, append, draft, make_run, new_memory, seed_memories
+from tests.contract.conftest import (
+    TENANT_A,
+    Clock,
+    append,
+    draft,
+    make_run,
+    new_memory,
+    seed_memories,
+)
 
 pytestmark = pytest.mark.anyio
 
