@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from mcp_checkpoint.config import LimitSettings
 from mcp_checkpoint.errors import InvalidArgumentError, PayloadTooLargeError
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+# fullmatch, not match with "$": "$" also matches before a final newline ("run\n").
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
 
 
 class Limits:
@@ -26,7 +27,7 @@ class Limits:
                 f"{field} has {len(value)} characters; limits.max_id_chars is "
                 f"{self.s.max_id_chars}"
             )
-        if not _ID.match(value):
+        if not _ID.fullmatch(value):
             raise InvalidArgumentError(
                 f"{field} may hold only letters, digits and . _ : - (and must start with a "
                 "letter or digit)"

@@ -102,7 +102,7 @@ _PAGE = 500
 _CHUNK = 1 << 20
 _RATIO_FLOOR = 1 << 16
 """Files smaller than this decompress to too little to matter: their ratio is not checked."""
-_RUN_DIR = re.compile(r"^runs/(\d{4,9})/$")
+_RUN_DIR = re.compile(r"runs/(\d{4,9})/")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -587,7 +587,7 @@ def _read_members(
         raise _bad("manifest.json lists a file twice")
     expected = {PROPOSALS, MEMORIES}
     for entry in manifest.runs:
-        if not _RUN_DIR.match(entry.dir):
+        if not _RUN_DIR.fullmatch(entry.dir):
             raise _bad(f"manifest.json: run {entry.run_id!r} has an invalid dir")
         expected |= {entry.dir + name for name in RUN_FILES}
     if set(listed) != expected:

@@ -37,7 +37,7 @@ from mcp.server.subscriptions import InMemorySubscriptionBus, ServerEvent
 from mcp.shared.exceptions import MCPError
 
 from mcp_checkpoint.config import JwtSettings
-from mcp_checkpoint.server.tokens import SCOPES, TokenFile
+from mcp_checkpoint.server.tokens import SCOPES, TokenFile, valid_tenant
 
 if TYPE_CHECKING:
     from mcp.server import MCPServer
@@ -179,6 +179,12 @@ class JwtTokenVerifier:
         tenant = claims.get(self._settings.tenant_claim)
         if not isinstance(tenant, str) or not tenant:
             logger.info("rejected a JWT without the %r claim", self._settings.tenant_claim)
+            return None
+        if not valid_tenant(tenant):
+            # The same rule as a token's tenant: no reserved "__name__" (the /healthz probe's
+            # tenant), no control characters, no trailing newline.
+            logger.info("rejected a JWT whose %r claim is not a valid tenant name",
+                        self._settings.tenant_claim)
             return None
         aud = claims.get("aud")
         return CallerToken(

@@ -53,7 +53,7 @@ from mcp_checkpoint.server.auth import (
     Remote,
 )
 from mcp_checkpoint.server.metrics import Metrics, WorkerMetrics
-from mcp_checkpoint.server.tokens import TokenFile
+from mcp_checkpoint.server.tokens import TokenFile, TokenFileError
 
 __all__ = ["HttpOptions", "build_http_app", "is_loopback", "serve_http"]
 
@@ -177,6 +177,42 @@ class _ScopeGate:
         await self.app(scope, receive, send)
 
 
+class _TokenFileGuard:
+    """An unreadable or invalid token file answers 503 (with one log line a minute, no
+    trace), not a 500 with a traceback: no token can be checked until it is fixed, and
+    ``tokens create``/``revoke`` refuse it with the same message."""
+
+    LOG_EVERY_SECONDS = 60.0
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._logged = -self.LOG_EVERY_SECONDS
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def watching_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watching_send)
+        except TokenFileError as exc:
+            if scope["type"] != "http" or started:
+                raise
+            now = time.monotonic()
+            if now - self._logged >= self.LOG_EVERY_SECONDS:
+                self._logged = now
+                logger.error("refusing authenticated requests: %s", exc)
+            response = JSONResponse(
+                {"error": "temporarily_unavailable",
+                 "error_description": "the server cannot check tokens now"},
+                status_code=503, headers={"Retry-After": "30"},
+            )
+            await response(scope, receive, send)
+
+
 class _CountResponses:
     """Counts HTTP answers by endpoint group and status into the metrics."""
 
@@ -233,6 +269,8 @@ def build_http_app(
         inner = server.sse_app(transport_security=security, host=options.host)
     # Innermost user middleware: runs after the SDK's AuthenticationMiddleware set the user.
     inner.user_middleware.append(Middleware(_ScopeGate))
+    # Outermost: around the SDK's authentication, inside the inner app's 500 handler.
+    inner.user_middleware.insert(0, Middleware(_TokenFileGuard))
 
     async def healthz(request: Request) -> Response:
         try:
@@ -312,7 +350,9 @@ def build_http_app(
         path = urlsplit(str(build_resource_metadata_url(auth.resource_server_url))).path
         routes.append(Route(path, resource_metadata, methods=["GET"]))
     routes.append(Mount("/", app=inner))
-    middleware = [Middleware(_CountResponses, metrics=metrics)] if metrics is not None else []
+    middleware = [Middleware(_TokenFileGuard)]
+    if metrics is not None:
+        middleware.insert(0, Middleware(_CountResponses, metrics=metrics))
     return Starlette(
         routes=routes,
         middleware=middleware,

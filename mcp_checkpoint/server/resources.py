@@ -30,7 +30,7 @@ __all__ = ["SCHEMA_NAMES", "register_resources"]
 JSON = "application/json"
 MIME_TYPES = {"schema": "application/schema+json", "export": "application/zip"}
 SCHEMA_NAMES = ("run", "step", "checkpoint", "checkpoint-content", "proposal", "memory", "context")
-_NAME = re.compile(r"^[a-z][a-z-]*$")
+_NAME = re.compile(r"[a-z][a-z-]*")
 
 
 
@@ -82,6 +82,12 @@ class Resources:
         s = services_of(ctx)
         after = _int("cursor", cursor, 0)
         size = _int("limit", limit, 50)
+        largest = s.settings.limits.max_page_size
+        if not 1 <= size <= largest:
+            # A URI parameter the caller chose: a bad argument (-32602), not a failure.
+            raise InvalidArgumentError(
+                f"limit must be between 1 and {largest} (limits.max_page_size)"
+            )
         steps = await s.episodes.ledger(s.tenant(), run_id, after_seq=after, limit=size)
         next_cursor = str(steps[-1].seq) if len(steps) == size else None
         return _dump({
@@ -113,7 +119,7 @@ class Resources:
     @staticmethod
     async def schema(name: str, ctx: Context[Any, Any]) -> str:
         """The JSON Schema (Draft 2020-12) of a persisted artifact."""
-        if not _NAME.match(name) or name not in SCHEMA_NAMES:
+        if not _NAME.fullmatch(name) or name not in SCHEMA_NAMES:
             raise NotFoundError(f"schema {name[:40]!r}; known: {', '.join(SCHEMA_NAMES)}")
         return (asset_dir("resources") / "schemas" / f"{name}.json").read_text(encoding="utf-8")
 

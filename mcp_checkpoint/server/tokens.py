@@ -9,6 +9,13 @@ it as a read-only mounted file (or use JWTs from an OAuth issuer instead).
 
 The server re-reads the file when it changes, so ``mcp-checkpoint tokens revoke`` takes
 effect on the next request without a restart.
+
+Writers (``create``, ``revoke``) hold an exclusive lock on ``tokens.json.lock`` beside the
+file for the whole read-modify-write (``fcntl.flock``; ``msvcrt.locking`` on Windows), and
+still replace the file atomically, so readers never lock and never see half a file. Two
+processes revoking and creating at once therefore never lose each other's change. A file
+that cannot be read or parsed is a ``TokenFileError`` (a ``ConfigError``): the CLI prints
+it, the HTTP server answers 503 and refuses every local token until it is fixed.
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ import json
 import os
 import re
 import secrets
+import sys
 import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,6 +41,7 @@ __all__ = [
     "SCOPES",
     "TOKEN_PREFIX",
     "TokenFile",
+    "TokenFileError",
     "TokenRecord",
     "parse_scopes",
 ]
@@ -39,7 +49,51 @@ __all__ = [
 TOKEN_PREFIX = "mcpck_"  # noqa: S105 - a prefix, not a secret
 SCOPES = ("read", "write", "metrics")
 FILE_NAME = "tokens.json"
-_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+LOCK_NAME = "tokens.json.lock"
+TENANT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+
+
+def valid_tenant(tenant: str) -> bool:
+    """Whether ``tenant`` may name a tenant of a token or a JWT claim: 1-64 characters of
+    letters, digits and ``. _ : -``, starting with a letter or digit (so never a reserved
+    ``__name__`` and never a control character; ``fullmatch``, so no trailing newline)."""
+    return TENANT_PATTERN.fullmatch(tenant) is not None
+
+
+class TokenFileError(ConfigError):
+    """The token file exists but cannot be read or parsed."""
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing) until the block ends."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+            import msvcrt
+
+            while True:
+                try:
+                    msvcrt.locking(fd, msvcrt.LK_LOCK, 1)  # retries for 10 s, then raises
+                    break
+                except OSError:
+                    continue
+            try:
+                yield
+            finally:
+                os.lseek(fd, 0, os.SEEK_SET)
+                msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def _hash(token: str) -> str:
@@ -93,12 +147,19 @@ class TokenFile:
             raw = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return _Document()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8"
+            raise TokenFileError(
+                f"the token file {self.path} cannot be read ({reason}); fix its permissions "
+                "or restore it"
+            ) from None
         try:
             return _Document.model_validate_json(raw)
-        except ValidationError as exc:
-            raise ConfigError(
-                f"the token file {FILE_NAME} in the data directory is invalid"
-            ) from exc
+        except ValidationError:
+            raise TokenFileError(
+                f"the token file {self.path} is invalid (not the JSON that `mcp-checkpoint "
+                "tokens create` writes); restore it from a backup"
+            ) from None
 
     def records(self) -> list[TokenRecord]:
         """Every token ever created here (revoked ones included), oldest first."""
@@ -147,7 +208,7 @@ class TokenFile:
         self, tenant: str, scopes: list[str], name: str | None = None
     ) -> tuple[str, TokenRecord]:
         """A new token for ``tenant``: (the token, shown once; its stored record)."""
-        if not _TENANT.match(tenant):
+        if not valid_tenant(tenant):
             raise InvalidArgumentError(
                 "tenant must be 1-64 characters of letters, digits and . _ : - "
                 "(starting with a letter or digit)"
@@ -166,21 +227,23 @@ class TokenFile:
             sha256=_hash(token),
             created_at=datetime.now(UTC),
         )
-        doc = self._read()
-        doc.tokens.append(record)
-        self._write(doc)
+        with _exclusive(self.path.parent / LOCK_NAME):
+            doc = self._read()
+            doc.tokens.append(record)
+            self._write(doc)
         return token, record
 
     def revoke(self, token_id: str) -> TokenRecord:
         """Revoke a token by id (kept in the file, marked revoked). NotFoundError if no live
         token has that id."""
-        doc = self._read()
-        for i, record in enumerate(doc.tokens):
-            if record.token_id == token_id and record.revoked_at is None:
-                revoked = record.model_copy(update={"revoked_at": datetime.now(UTC)})
-                doc.tokens[i] = revoked
-                self._write(doc)
-                return revoked
+        with _exclusive(self.path.parent / LOCK_NAME):
+            doc = self._read()
+            for i, record in enumerate(doc.tokens):
+                if record.token_id == token_id and record.revoked_at is None:
+                    revoked = record.model_copy(update={"revoked_at": datetime.now(UTC)})
+                    doc.tokens[i] = revoked
+                    self._write(doc)
+                    return revoked
         raise NotFoundError(f"token {token_id[:40]!r} (or it is already revoked)")
 
 

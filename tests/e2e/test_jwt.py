@@ -91,6 +91,10 @@ async def test_valid_jwt_gives_tenant_and_scopes(issuer: Issuer) -> None:
         pytest.param({"exp": int(time.time()) - 3600}, id="expired"),
         pytest.param({"nbf": int(time.time()) + 3600}, id="not-yet-valid"),
         pytest.param({"tenant": None}, id="no-tenant"),
+        pytest.param({"tenant": "__healthz__"}, id="reserved-tenant"),
+        pytest.param({"tenant": "acme\n"}, id="tenant-with-newline"),
+        pytest.param({"tenant": "ac\x1b[31mme"}, id="tenant-with-escape"),
+        pytest.param({"tenant": "x" * 65}, id="tenant-too-long"),
         pytest.param({"exp": None}, id="no-expiry"),
     ],
 )

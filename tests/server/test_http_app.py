@@ -3,6 +3,7 @@ the Prometheus text."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +81,33 @@ def test_metrics_text_is_prometheus_exposition() -> None:
     assert text.endswith("\n")
     for line in text.splitlines():
         assert line.startswith(("# HELP ", "# TYPE ", "mcp_checkpoint_")), line
+
+
+@pytest.mark.parametrize("damage", ["unreadable", "invalid"])
+async def test_a_broken_token_file_answers_503_without_a_traceback(
+    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from mcp_checkpoint.server.tokens import TokenFile
+
+    token, _ = TokenFile(tmp_path).create("acme", ["read"])
+    path = tmp_path / "tokens.json"
+    if damage == "unreadable":
+        path.chmod(0)
+        if os.access(path, os.R_OK):  # root reads anything: make it unreadable another way
+            path.unlink()
+            path.mkdir()
+    else:
+        path.write_text("{not json", encoding="utf-8")
+    settings = Settings(data_dir=tmp_path, store_url="memory://")
+    app = build_http_app(settings, HttpOptions(), store=MemoryStore())
+    transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+        response = await http.post(
+            "/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+        )
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "30"
+    assert response.json()["error"] == "temporarily_unavailable"
+    assert all(r.exc_info is None for r in caplog.records)
+    assert any("token file" in r.getMessage() for r in caplog.records)

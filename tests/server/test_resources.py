@@ -148,6 +148,19 @@ async def test_ledger_with_a_malformed_cursor_is_invalid_argument(client: Client
     assert caught.value.error.message.startswith("invalid_argument: cursor")
 
 
+@pytest.mark.parametrize("limit", ["1000000000", "0", "-5"])
+async def test_ledger_with_an_out_of_range_limit_is_invalid_argument(
+    client: Client, limit: str
+) -> None:
+    await start_run(client)
+
+    with pytest.raises(MCPError) as caught:
+        await client.read_resource(f"ledger://r1?limit={limit}")
+
+    assert caught.value.error.code == INVALID_PARAMS
+    assert caught.value.error.message.startswith("invalid_argument: limit must be between 1")
+
+
 async def test_memory_resource_shows_a_committed_memory_with_provenance(client: Client) -> None:
     await start_run(client)
     batch = await call(

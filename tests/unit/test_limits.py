@@ -99,3 +99,18 @@ def test_every_limit_setting_is_named_by_some_check() -> None:
     unnamed = [name for name in LimitSettings.model_fields
                if f"limits.{name}" not in source and f'"{name}"' not in source]
     assert unnamed == []
+
+
+@pytest.mark.parametrize("run_id", ["inp1\n", "inp1\r\n", "in p1", "\ninp1"])
+async def test_a_run_id_with_a_trailing_newline_or_space_is_refused(run_id: str) -> None:
+    settings = Settings(store_url="memory://")
+    episodes = Episodes(MemoryStore(), WordTokenizer(), settings)
+    with pytest.raises(InvalidArgumentError, match="run_id may hold only"):
+        await episodes.start_run(T, "objective", run_id=run_id)
+
+
+def test_token_tenant_with_a_trailing_newline_is_refused(tmp_path: Path) -> None:
+    from mcp_checkpoint.server.tokens import TokenFile
+
+    with pytest.raises(InvalidArgumentError, match="tenant"):
+        TokenFile(tmp_path).create("acme\n", ["read"])
