@@ -99,7 +99,7 @@ async def test_a_broken_token_file_answers_503_without_a_traceback(
     else:
         path.write_text("{not json", encoding="utf-8")
     settings = Settings(data_dir=tmp_path, store_url="memory://")
-    app = build_http_app(settings, HttpOptions(), store=MemoryStore())
+    app = build_http_app(settings, HttpOptions(), store=ReferenceStore())
     transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
         response = await http.post(

@@ -104,7 +104,7 @@ def test_every_limit_setting_is_named_by_some_check() -> None:
 @pytest.mark.parametrize("run_id", ["inp1\n", "inp1\r\n", "in p1", "\ninp1"])
 async def test_a_run_id_with_a_trailing_newline_or_space_is_refused(run_id: str) -> None:
     settings = Settings(store_url="memory://")
-    episodes = Episodes(MemoryStore(), WordTokenizer(), settings)
+    episodes = Episodes(ReferenceStore(), WordTokenizer(), settings)
     with pytest.raises(InvalidArgumentError, match="run_id may hold only"):
         await episodes.start_run(T, "objective", run_id=run_id)
 
