@@ -147,8 +147,11 @@ class Episodes:
         pinned: Sequence[str] | None = None,
         run_id: str | None = None,
         budget_tokens: int | None = None,
+        project: str | None = None,
     ) -> Run:
-        """Create a run. A caller-chosen ``run_id`` that exists already is a conflict."""
+        """Create a run. A caller-chosen ``run_id`` that exists already is a conflict.
+        ``project`` names what the run belongs to (an adapter passes its working
+        directory), so the project's runs can be found again."""
         lim = self._limits
         rid = RunId(lim.ident("run_id", run_id) if run_id is not None else new_id("run"))
         budget = lim.budget(
@@ -164,6 +167,7 @@ class Episodes:
             acceptance_criteria=lim.texts("acceptance_criteria", acceptance_criteria),
             constraints=lim.texts("constraints", constraints),
             pinned=lim.texts("pinned", pinned),
+            project=lim.text("project", project, required=True) if project is not None else None,
             budget_tokens=budget,
             created_at=now,
             updated_at=now,
@@ -176,13 +180,21 @@ class Episodes:
         return await self._store.get_run(tenant, RunId(run_id))
 
     async def list_runs(
-        self, tenant: Tenant, *, status: RunStatus | None = None, limit: int = 50, offset: int = 0
+        self,
+        tenant: Tenant,
+        *,
+        status: RunStatus | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        project: str | None = None,
     ) -> list[Run]:
-        """The tenant's runs, most recently updated first."""
+        """The tenant's runs, most recently updated first; only ``project``'s when given."""
         self._limits.page("limit", limit)
         if offset < 0:
             raise InvalidArgumentError("offset must not be negative")
-        return await self._store.list_runs(tenant, status=status, limit=limit, offset=offset)
+        return await self._store.list_runs(
+            tenant, status=status, limit=limit, offset=offset, project=project
+        )
 
     async def set_run(
         self,

@@ -70,6 +70,13 @@ class Run(_Frozen):
     constraints: list[str] = []
     pinned: list[str] = []
     status: RunStatus = "active"
+    project: str | None = Field(
+        None,
+        description=(
+            "The project the run belongs to (a client adapter sets its working directory); "
+            "None when unknown."
+        ),
+    )
     budget_tokens: int = Field(description="Context budget that rehydrate and triggers use.")
     created_at: datetime
     updated_at: datetime

@@ -198,10 +198,16 @@ class EpisodicStore(Protocol):
         ...
 
     async def list_runs(
-        self, tenant: Tenant, *, status: RunStatus | None, limit: int, offset: int
+        self,
+        tenant: Tenant,
+        *,
+        status: RunStatus | None,
+        limit: int,
+        offset: int,
+        project: str | None = None,
     ) -> list[Run]:
         """The tenant's runs, newest ``updated_at`` first (ties: run_id descending),
-        paginated."""
+        paginated. ``status`` and ``project`` filter exactly when given."""
         ...
 
     async def update_run(

@@ -62,6 +62,7 @@ class RunView(_Out):
     constraints: list[str]
     pinned: list[str]
     status: RunStatus
+    project: str | None = Field(None, description="The project the run belongs to, if known.")
     budget_tokens: int
     step_count: int
     head_seq: int
@@ -88,6 +89,7 @@ class RunView(_Out):
             constraints=run.constraints,
             pinned=run.pinned,
             status=run.status,
+            project=run.project,
             budget_tokens=run.budget_tokens,
             step_count=run.step_count,
             head_seq=run.head_seq,
@@ -239,6 +241,10 @@ class Tools:
         budget_tokens: Annotated[
             int | None, Field(description="Context budget for rehydrate and triggers.")
         ] = None,
+        project: Annotated[
+            str | None,
+            Field(description="The project it belongs to (e.g. the working directory)."),
+        ] = None,
     ) -> RunView:
         """Start a run: the task whose steps you will record and checkpoint."""
         s = services_of(ctx)
@@ -250,6 +256,7 @@ class Tools:
             pinned=pinned,
             run_id=run_id,
             budget_tokens=budget_tokens,
+            project=project,
         )
         return RunView.of(run)
 
@@ -383,10 +390,15 @@ class Tools:
         status: Annotated[RunStatus | None, Field(description="Only runs in this status.")] = None,
         limit: Annotated[int, Field(description="Page size.")] = 20,
         offset: Annotated[int, Field(description="Runs to skip.")] = 0,
+        project: Annotated[
+            str | None, Field(description="Only runs of this project.")
+        ] = None,
     ) -> RunList:
         """Your runs, most recently updated first (find a run to rehydrate)."""
         s = services_of(ctx)
-        runs = await s.episodes.list_runs(s.tenant(), status=status, limit=limit, offset=offset)
+        runs = await s.episodes.list_runs(
+            s.tenant(), status=status, limit=limit, offset=offset, project=project
+        )
         return RunList(
             runs=[RunView.of(r) for r in runs],
             next_offset=offset + limit if len(runs) == limit else None,

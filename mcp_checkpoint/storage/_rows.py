@@ -86,6 +86,7 @@ def run_row(tenant: Tenant, run: Run) -> dict[str, Any]:
         "constraints": to_json(run.constraints),
         "pinned": to_json(run.pinned),
         "status": run.status,
+        "project": run.project,
         "budget_tokens": run.budget_tokens,
         "created_at": iso(run.created_at),
         "updated_at": iso(run.updated_at),
@@ -111,7 +112,7 @@ RUN_COLUMNS = (
     "budget_tokens", "created_at", "updated_at", "updated_us", "head_seq", "step_count",
     "head_hash", "head_tokens", "checkpoint_count", "latest_checkpoint_id", "covered_seq",
     "covered_tokens", "version", "pruned_seq", "pruned_hash", "pruned_tokens",
-    "pruned_checkpoints",
+    "pruned_checkpoints", "project",
 )
 
 
@@ -123,6 +124,7 @@ def to_run(row: Row) -> Run:
         constraints=STRINGS.validate_json(row["constraints"]),
         pinned=STRINGS.validate_json(row["pinned"]),
         status=row["status"],
+        project=row["project"],
         budget_tokens=row["budget_tokens"],
         created_at=from_iso(row["created_at"]),
         updated_at=from_iso(row["updated_at"]),

@@ -94,6 +94,36 @@ async def test_list_runs_filters_by_status(store: Store, clock: Clock) -> None:
     assert [r.run_id for r in active] == ["r3", "r1"]
 
 
+async def test_create_run_keeps_its_project(store: Store) -> None:
+    run = make_run("r1").model_copy(update={"project": "/home/ada/project é"})
+
+    await store.create_run(TENANT_A, run)
+
+    assert (await store.get_run(TENANT_A, RunId("r1"))).project == "/home/ada/project é"
+    assert (await store.get_run(TENANT_A, RunId("r1"))) == run
+
+
+async def test_list_runs_filters_by_project_and_status(store: Store, clock: Clock) -> None:
+    for run_id, project in (("r1", "/p/a"), ("r2", "/p/b"), ("r3", "/p/a"), ("r4", None)):
+        run = make_run(run_id, now=clock()).model_copy(update={"project": project})
+        await store.create_run(TENANT_A, run)
+    await store.create_run(TENANT_B, make_run("b1", now=clock()).model_copy(
+        update={"project": "/p/a"}))
+    await store.update_run(
+        TENANT_A, RunId("r3"), expected_version=1, status="completed", now=clock()
+    )
+
+    of_a = await store.list_runs(TENANT_A, status=None, limit=10, offset=0, project="/p/a")
+    active_of_a = await store.list_runs(
+        TENANT_A, status="active", limit=10, offset=0, project="/p/a"
+    )
+    every = await store.list_runs(TENANT_A, status=None, limit=10, offset=0)
+
+    assert [r.run_id for r in of_a] == ["r3", "r1"]
+    assert [r.run_id for r in active_of_a] == ["r1"]
+    assert [r.run_id for r in every] == ["r3", "r4", "r2", "r1"]
+
+
 async def test_list_runs_shows_only_the_tenants_runs(store: Store) -> None:
     await store.create_run(TENANT_A, make_run("a1"))
     await store.create_run(TENANT_B, make_run("b1"))

@@ -154,15 +154,22 @@ class PostgresStore(PostgresDatabase):
         return await self._run(lambda conn: self._load_run(conn, tenant, run_id), write=False)
 
     async def list_runs(
-        self, tenant: Tenant, *, status: RunStatus | None, limit: int, offset: int
+        self,
+        tenant: Tenant,
+        *,
+        status: RunStatus | None,
+        limit: int,
+        offset: int,
+        project: str | None = None,
     ) -> list[Run]:
         """The tenant's runs, newest ``updated_at`` first (ties by run_id), paginated."""
         if limit <= 0:
             return []
-        where = "tenant = %s" if status is None else "tenant = %s AND status = %s"
-        params: tuple[Any, ...] = (tenant,) if status is None else (tenant, status)
+        filters = {"tenant": tenant, "status": status, "project": project}
+        where = " AND ".join(f"{name} = %s" for name, v in filters.items() if v is not None)
+        params: tuple[Any, ...] = tuple(v for v in filters.values() if v is not None)
         sql = (
-            f"SELECT * FROM runs WHERE {where} "  # noqa: S608 - a choice of two constants
+            f"SELECT * FROM runs WHERE {where} "  # noqa: S608 - constant column names
             "ORDER BY updated_us DESC, run_id DESC LIMIT %s OFFSET %s"
         )
 

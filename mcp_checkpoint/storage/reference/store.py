@@ -112,11 +112,19 @@ class ReferenceStore:
         return self._run(tenant, run_id)
 
     async def list_runs(
-        self, tenant: Tenant, *, status: RunStatus | None, limit: int, offset: int
+        self,
+        tenant: Tenant,
+        *,
+        status: RunStatus | None,
+        limit: int,
+        offset: int,
+        project: str | None = None,
     ) -> list[Run]:
         runs = [
             r for (t, _), r in self._runs.items()
-            if t == tenant and (status is None or r.status == status)
+            if t == tenant
+            and (status is None or r.status == status)
+            and (project is None or r.project == project)
         ]
         runs.sort(key=lambda r: (r.updated_at, r.run_id), reverse=True)
         return runs[max(offset, 0) : max(offset, 0) + max(limit, 0)]
