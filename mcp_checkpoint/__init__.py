@@ -41,12 +41,14 @@ from mcp_checkpoint.errors import (
 )
 
 __all__ = [
+    "AsyncCheckpointer",
     "AuthError",
     "BackendError",
     "Checkpoint",
     "CheckpointContent",
     "CheckpointError",
     "CheckpointPatch",
+    "Checkpointer",
     "ConfigError",
     "ConflictError",
     "Context",
@@ -65,7 +67,19 @@ __all__ = [
     "StepDraft",
     "__version__",
     "build_server",
+    "for_model",
 ]
+
+_CHECKPOINTER = {"AsyncCheckpointer", "Checkpointer", "for_model"}
+
+
+def __getattr__(name: str) -> object:
+    """The embeddable checkpointer, imported on first use (the server does not need it)."""
+    if name in _CHECKPOINTER:
+        from mcp_checkpoint import checkpointer
+
+        return getattr(checkpointer, name)
+    raise AttributeError(f"module 'mcp_checkpoint' has no attribute {name!r}")
 
 
 def build_server(settings: Settings | None = None):  # type: ignore[no-untyped-def]
