@@ -13,7 +13,13 @@ from collections.abc import Iterable, Sequence
 from pydantic import JsonValue, ValidationError
 
 from mcp_checkpoint.config import CheckpointSettings
-from mcp_checkpoint.core.models import CheckpointContent, CheckpointPatch, Run, Step
+from mcp_checkpoint.core.models import (
+    Artifact,
+    CheckpointContent,
+    CheckpointPatch,
+    Run,
+    Step,
+)
 from mcp_checkpoint.core.ports import Tokenizer
 from mcp_checkpoint.core.render import render_json, render_step
 
@@ -22,6 +28,7 @@ __all__ = [
     "DistillError",
     "RulesDistiller",
     "extract_artifacts",
+    "merge_auto_artifacts",
     "merge_checkpoint",
     "parse_patch",
     "sampling_prompt",
@@ -41,6 +48,23 @@ def _accumulate(previous: list[str], new: Iterable[str], keep: int) -> list[str]
     return merged[-keep:]
 
 
+def merge_auto_artifacts(
+    previous: Sequence[Artifact],
+    new: Sequence[Artifact],
+    model_written: Sequence[str],
+    keep: int,
+) -> list[Artifact]:
+    """The extracted artifacts of a new checkpoint: ``new`` (best first) before
+    ``previous``, without repeats or values a model already wrote, at most ``keep``."""
+    seen = set(model_written)
+    merged: list[Artifact] = []
+    for artifact in (*new, *previous):
+        if artifact.value not in seen:
+            seen.add(artifact.value)
+            merged.append(artifact)
+    return merged[:keep]
+
+
 def merge_checkpoint(
     previous: CheckpointContent | None, patch: CheckpointPatch, limits: CheckpointSettings
 ) -> CheckpointContent:
@@ -48,9 +72,11 @@ def merge_checkpoint(
 
     progress, decisions and artifacts accumulate (exact repeats dropped, oldest beyond the
     configured caps dropped); state keys update and a ``null`` deletes one; next_actions,
-    open_questions and errors replace the previous lists when given.
+    open_questions and errors replace the previous lists when given; ``auto_artifacts``
+    merge as ``merge_auto_artifacts`` says.
     """
     prev = previous or CheckpointContent()
+    artifacts = _accumulate(prev.artifacts, patch.artifacts or [], limits.max_artifacts)
     state: dict[str, JsonValue] = dict(prev.state)
     for key, value in (patch.state or {}).items():
         if value is None:
@@ -66,7 +92,10 @@ def merge_checkpoint(
             prev.open_questions if patch.open_questions is None else patch.open_questions
         ),
         errors=prev.errors if patch.errors is None else patch.errors,
-        artifacts=_accumulate(prev.artifacts, patch.artifacts or [], limits.max_artifacts),
+        artifacts=artifacts,
+        auto_artifacts=merge_auto_artifacts(
+            prev.auto_artifacts, patch.auto_artifacts or [], artifacts, limits.max_artifacts
+        ),
     )
 
 
@@ -83,7 +112,7 @@ _IDENT = re.compile(
 )
 
 
-def extract_artifacts(texts: Iterable[str], limit: int) -> list[str]:
+def extract_artifacts(texts: Iterable[str], limit: int) -> list[Artifact]:
     """File paths and code identifiers mentioned in ``texts``: paths first, then the most
     frequent identifiers; at most ``limit``, deterministic order.
     """
@@ -109,7 +138,9 @@ def extract_artifacts(texts: Iterable[str], limit: int) -> list[str]:
         (t for t in idents if not any(t in p for p in paths)),
         key=lambda t: (-idents[t], first_seen[t]),
     )
-    return (ranked_paths + ranked_idents)[:limit]
+    found = [Artifact(kind="file", value=p) for p in ranked_paths]
+    found += [Artifact(kind="identifier", value=i) for i in ranked_idents]
+    return found[:limit]
 
 
 def _first_line(value: JsonValue, width: int = 160) -> str:
@@ -161,7 +192,7 @@ class RulesDistiller:
             progress=progress,
             state={"last_seq": last, "last_tool": ordered[-1].tool},
             errors=errors if errors else None,
-            artifacts=extract_artifacts(texts, self._artifacts),
+            auto_artifacts=extract_artifacts(texts, self._artifacts),
         )
 
 
@@ -201,13 +232,16 @@ def sampling_prompt(
 
 
 def parse_patch(answer: str) -> CheckpointPatch:
-    """The first JSON object in a model's answer, validated as a CheckpointPatch."""
+    """The first JSON object in a model's answer, validated as a CheckpointPatch (the
+    model writes no ``auto_artifacts``: those are the server's own)."""
     start = answer.find("{")
     end = answer.rfind("}")
     if start < 0 or end <= start:
         raise DistillError("the model's answer holds no JSON object")
     try:
         data = json.loads(answer[start : end + 1])
+        if isinstance(data, dict):
+            data.pop("auto_artifacts", None)
         return CheckpointPatch.model_validate(data)
     except (json.JSONDecodeError, ValidationError) as exc:
         raise DistillError(f"the model's answer is not a checkpoint: {exc}") from exc

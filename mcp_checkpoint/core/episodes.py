@@ -424,10 +424,9 @@ class Episodes:
                     logger.info("checkpoint %s: %s", run.run_id, note)
             elif sampling_note is not None:
                 note = f"{sampling_note}; distilled by rules instead"
-        # Whoever distilled, the files and names the covered steps touched are kept.
-        patch = patch.model_copy(
-            update={"artifacts": [*(patch.artifacts or []), *(ruled.artifacts or [])]}
-        )
+        # Whoever distilled, the files and names the covered steps touched are kept, apart
+        # from what a model wrote (a context trims them first).
+        patch = patch.model_copy(update={"auto_artifacts": ruled.auto_artifacts})
         for _ in range(_CHECKPOINT_RETRIES):
             previous = await self.latest_checkpoint(tenant, run)
             content = merge_checkpoint(
@@ -625,7 +624,8 @@ class Episodes:
         specs = [packing.SectionSpec("checkpoint", None)]
         specs += [
             packing.SectionSpec(f"cp.{name}", f"### {heading}", share=0.2 if name in
-                                ("progress", "decisions", "artifacts") else None)
+                                ("progress", "decisions", "artifacts") else
+                                0.15 if name == "auto_artifacts" else None)
             for name, heading in CHECKPOINT_FIELDS
         ]
         items = [packing.Item("checkpoint", title, "checkpoint")]
@@ -637,6 +637,10 @@ class Episodes:
             lines = rendered.get(name, [])
             newest_first = reversed(list(enumerate(lines)))
             items += [packing.Item(f"cp.{name}", line, i, i) for i, line in newest_first]
+        # What the server extracted comes last, best first: trimmed before anything a model
+        # wrote.
+        lines = rendered.get("auto_artifacts", [])
+        items += [packing.Item("cp.auto_artifacts", line, i, i) for i, line in enumerate(lines)]
         return specs, items
 
     async def _step_items(

@@ -12,6 +12,8 @@ from typing import Any, Literal, NewType
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 __all__ = [
+    "Artifact",
+    "ArtifactKind",
     "BatchId",
     "BatchStatus",
     "Checkpoint",
@@ -51,6 +53,7 @@ Tenant = NewType("Tenant", str)
 RunStatus = Literal["active", "completed", "failed", "abandoned"]
 StepStatus = Literal["ok", "error"]
 CheckpointSource = Literal["model", "sampling", "rules"]
+ArtifactKind = Literal["file", "commit", "url", "test", "ticket", "identifier"]
 MemoryKind = Literal["fact", "preference", "procedure", "lesson", "decision", "other"]
 MemoryOp = Literal["add", "update", "supersede", "deprecate"]
 MemoryStatus = Literal["active", "superseded", "deprecated"]
@@ -161,8 +164,23 @@ class StepAck(_Frozen):
     duplicate: bool = Field(False, description="True when this answers a retried call.")
 
 
+class Artifact(_Frozen):
+    """Something the server found in the covered steps (not written by a model)."""
+
+    kind: ArtifactKind = Field(
+        description="file (a path), commit (a hash), url (whole), test (a test id), "
+        "ticket (ABC-123, #123) or identifier (a code name)."
+    )
+    value: str
+
+
 class CheckpointContent(_Frozen):
-    """A distilled state of a run. Every field is optional when a client writes it."""
+    """A distilled state of a run. Every field is optional when a client writes it.
+
+    ``artifacts`` are what a model wrote (the agent itself, or the client's model through
+    sampling); ``auto_artifacts`` are what the server extracted from the steps by rules. A
+    context shows both, and trims the extracted ones first.
+    """
 
     progress: list[str] = Field(default=[], description="What has been done, oldest first.")
     state: dict[str, JsonValue] = Field(default={}, description="Current facts, by key.")
@@ -170,7 +188,14 @@ class CheckpointContent(_Frozen):
     next_actions: list[str] = Field(default=[], description="What to do next, in order.")
     open_questions: list[str] = Field(default=[], description="What is still unknown.")
     errors: list[str] = Field(default=[], description="Errors still relevant.")
-    artifacts: list[str] = Field(default=[], description="Files, ids, URLs the run touched.")
+    artifacts: list[str] = Field(
+        default=[], description="Files, ids, URLs that matter, as a model wrote them."
+    )
+    auto_artifacts: list[Artifact] = Field(
+        default=[],
+        description="Files, commits, URLs, test ids, tickets and identifiers the server "
+        "extracted from the covered steps, best first (trimmed before the model's own).",
+    )
 
 
 class CheckpointPatch(_Frozen):
@@ -178,7 +203,8 @@ class CheckpointPatch(_Frozen):
 
     ``None`` leaves a field as the previous checkpoint had it. progress, decisions and
     artifacts accumulate; state keys update (a ``null`` value deletes the key); next_actions,
-    open_questions and errors replace the previous lists.
+    open_questions and errors replace the previous lists. ``auto_artifacts`` is the server's
+    own extraction (never taken from a client): it is merged with the previous one by kind.
     """
 
     progress: list[str] | None = None
@@ -188,10 +214,15 @@ class CheckpointPatch(_Frozen):
     open_questions: list[str] | None = None
     errors: list[str] | None = None
     artifacts: list[str] | None = None
+    auto_artifacts: list[Artifact] | None = None
 
     def is_empty(self) -> bool:
-        """True when no field was given."""
-        return all(getattr(self, name) is None for name in type(self).model_fields)
+        """True when no model-written field was given (``auto_artifacts`` is the server's)."""
+        return all(
+            getattr(self, name) is None
+            for name in type(self).model_fields
+            if name != "auto_artifacts"
+        )
 
 
 class Checkpoint(_Frozen):

@@ -32,6 +32,7 @@ CHECKPOINT_FIELDS: tuple[tuple[str, str], ...] = (
     ("errors", "Errors"),
     ("open_questions", "Open questions"),
     ("artifacts", "Artifacts"),
+    ("auto_artifacts", "Found in the steps"),
     ("next_actions", "Next actions"),
 )
 
@@ -100,6 +101,8 @@ def render_checkpoint(content: CheckpointContent) -> dict[str, list[str]]:
         out["open_questions"] = [f"- {q}" for q in content.open_questions]
     if content.artifacts:
         out["artifacts"] = [f"- {a}" for a in content.artifacts]
+    if content.auto_artifacts:
+        out["auto_artifacts"] = [f"- {a.value}" for a in content.auto_artifacts]
     if content.next_actions:
         out["next_actions"] = [f"{i}. {a}" for i, a in enumerate(content.next_actions, 1)]
     return out

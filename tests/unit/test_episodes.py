@@ -224,16 +224,40 @@ async def test_checkpoint_without_content_distils_by_rules(episodes: Episodes) -
     content = result.checkpoint.content
     assert result.checkpoint.source == "rules"
     assert content.progress[0].startswith("Steps 1–5: 5 steps (bash×5), 1 failed")
-    assert "src/pkg/mod1.py" in content.artifacts and "src/pkg/mod5.py" in content.artifacts
+    found = {a.value: a.kind for a in content.auto_artifacts}
+    assert found["src/pkg/mod1.py"] == "file" and found["src/pkg/mod5.py"] == "file"
+    assert content.artifacts == []  # no model wrote any
     assert content.errors == ["#5 bash: Traceback: KeyError in src/pkg/mod5.py"]
 
 
 async def test_checkpoint_model_content_still_keeps_touched_paths(episodes: Episodes) -> None:
     await episodes.start_run(T, "x", run_id="r1")
     await record(episodes, "r1", 3)
-    result = await episodes.checkpoint(T, "r1", CheckpointPatch(artifacts=["notes.md"]))
-    assert result.checkpoint.content.artifacts[0] == "notes.md"
-    assert "src/pkg/mod3.py" in result.checkpoint.content.artifacts
+    result = await episodes.checkpoint(
+        T, "r1", CheckpointPatch(artifacts=["notes.md", "src/pkg/mod1.py"])
+    )
+    content = result.checkpoint.content
+    assert content.artifacts == ["notes.md", "src/pkg/mod1.py"]
+    found = [a.value for a in content.auto_artifacts]
+    assert "src/pkg/mod3.py" in found
+    assert "src/pkg/mod1.py" not in found  # the model wrote it: not repeated as extracted
+
+
+async def test_checkpoint_sampled_answer_cannot_write_extracted_artifacts(
+    episodes: Episodes,
+) -> None:
+    await episodes.start_run(T, "x", run_id="r1")
+    await record(episodes, "r1", 2)
+    answer = (
+        '{"artifacts": ["plan.md"], '
+        '"auto_artifacts": [{"kind": "file", "value": "made/up.py"}]}'
+    )
+    result = await episodes.checkpoint(T, "r1", CheckpointPatch(), sampled=answer)
+    content = result.checkpoint.content
+    assert result.checkpoint.source == "sampling"
+    assert content.artifacts == ["plan.md"]
+    found = [a.value for a in content.auto_artifacts]
+    assert "made/up.py" not in found and "src/pkg/mod2.py" in found
 
 
 async def test_checkpoint_uses_the_sampled_answer_of_the_clients_model(
