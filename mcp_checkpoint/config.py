@@ -28,6 +28,7 @@ __all__ = [
     "Settings",
     "SqliteSettings",
     "VectorSettings",
+    "WebhookSettings",
     "default_data_dir",
 ]
 
@@ -318,6 +319,41 @@ class VectorSettings(_Group):
         return str(path if path.is_absolute() else data_dir / path)
 
 
+class WebhookSettings(_Group):
+    """Events leaving the server: signed JSON posts on checkpoints, memory commits and run
+    status changes (off unless a URL is set)."""
+
+    url: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        description="Where to POST events (http or https). Unset: no webhook.",
+    )
+    secret: SecretStr | None = Field(
+        None,
+        description="HMAC-SHA256 key that signs every post (required with url).",
+    )
+    events: list[Literal["checkpoint.created", "memory.committed", "run.status_changed"]] = (
+        Field(
+            ["checkpoint.created", "memory.committed", "run.status_changed"],
+            description="Which events to post.",
+        )
+    )
+    max_queue: int = Field(
+        1_000, ge=1, description="Events waiting to be posted; past it new events are dropped."
+    )
+    max_attempts: int = Field(5, ge=1, le=20, description="Tries per event before giving up.")
+    timeout_seconds: float = Field(5.0, gt=0, description="Longest wait for one post.")
+    backoff_seconds: float = Field(
+        1.0, ge=0, description="Wait before the first retry; doubles with each retry."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> WebhookSettings:
+        if self.url is not None and self.secret is None:
+            raise ValueError("webhook.url needs webhook.secret (every post is signed)")
+        return self
+
+
 class HttpSettings(_Group):
     """Remote serving (``serve --transport http|sse``): who may connect, what is exposed."""
 
@@ -433,6 +469,7 @@ class Settings(BaseSettings):
     vectors: VectorSettings = VectorSettings()
     retention: RetentionSettings = RetentionSettings()
     http: HttpSettings = HttpSettings()
+    webhook: WebhookSettings = WebhookSettings()
     jwt: JwtSettings = JwtSettings()
 
     @model_validator(mode="after")

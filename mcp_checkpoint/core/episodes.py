@@ -23,6 +23,7 @@ from mcp_checkpoint.core.distill import (
     parse_patch,
     sampling_prompt,
 )
+from mcp_checkpoint.core.events import DomainEvent, EventSink
 from mcp_checkpoint.core.ledger import canonical_json, genesis_hash, request_hash
 from mcp_checkpoint.core.models import (
     Checkpoint,
@@ -125,9 +126,11 @@ class Episodes:
         settings: Settings,
         *,
         memory: MemorySearch | None = None,
+        events: EventSink | None = None,
         clock: Clock = utc_now,
     ) -> None:
         self._store = store
+        self._events = events
         self._tok = tokenizer
         self._settings = settings
         self._limits = Limits(settings.limits)
@@ -216,16 +219,35 @@ class Episodes:
         if expected_version is not None:
             if expected_version < 1:
                 raise InvalidArgumentError("expected_version must be a version (1 or more)")
-            return await self._set_run_at(tenant, run_id, expected_version, status, checked)
+            before, after = await self._set_run_at(
+                tenant, run_id, expected_version, status, checked
+            )
+        else:
+            before, after = await self._set_run_now(tenant, run_id, status, checked)
+        if self._events is not None and after.status != before.status:
+            self._events.publish(DomainEvent(
+                type="run.status_changed", tenant=tenant, at=after.updated_at,
+                run_id=after.run_id,
+                data={"from": before.status, "to": after.status, "version": after.version},
+            ))
+        return after
+
+    async def _set_run_now(
+        self,
+        tenant: Tenant,
+        run_id: str,
+        status: RunStatus | None,
+        pinned: list[str] | None,
+    ) -> tuple[Run, Run]:
         for _ in range(_CHECKPOINT_RETRIES):
             run = await self._store.get_run(tenant, RunId(run_id))
             try:
-                return await self._store.update_run(
+                return run, await self._store.update_run(
                     tenant,
                     run.run_id,
                     expected_version=run.version,
                     status=status,
-                    pinned=checked,
+                    pinned=pinned,
                     now=self._clock(),
                 )
             except ConflictError:
@@ -239,11 +261,11 @@ class Episodes:
         expected_version: int,
         status: RunStatus | None,
         pinned: list[str] | None,
-    ) -> Run:
+    ) -> tuple[Run, Run]:
         run = await self._store.get_run(tenant, RunId(run_id))
         if run.version == expected_version:
             try:
-                return await self._store.update_run(
+                return run, await self._store.update_run(
                     tenant,
                     run.run_id,
                     expected_version=expected_version,
@@ -460,6 +482,18 @@ class Episodes:
                 run = await self._store.get_run(tenant, run.run_id)
                 continue
             after = await self._store.get_run(tenant, run.run_id)
+            if self._events is not None:
+                self._events.publish(DomainEvent(
+                    type="checkpoint.created", tenant=tenant, at=checkpoint.created_at,
+                    run_id=run.run_id,
+                    data={
+                        "checkpoint_id": checkpoint.checkpoint_id,
+                        "number": checkpoint.number,
+                        "through_seq": checkpoint.through_seq,
+                        "source": checkpoint.source,
+                        "next_actions": list(checkpoint.content.next_actions),
+                    },
+                ))
             return CheckpointResult(
                 checkpoint=checkpoint,
                 working_steps=after.head_seq - checkpoint.through_seq,

@@ -23,6 +23,7 @@ from mcp_checkpoint.config import Settings
 from mcp_checkpoint.core._ids import Clock, new_id, utc_now
 from mcp_checkpoint.core._limits import Limits
 from mcp_checkpoint.core.episodes import MemorySearch
+from mcp_checkpoint.core.events import DomainEvent, EventSink
 from mcp_checkpoint.core.fusion import CANDIDATES, fuse
 from mcp_checkpoint.core.models import (
     BatchId,
@@ -109,9 +110,11 @@ class MemoryService(MemorySearch):
         *,
         embedder: Embedder | None = None,
         vectors: VectorIndex | None = None,
+        events: EventSink | None = None,
         clock: Clock = utc_now,
     ) -> None:
         self._store = store
+        self._events = events
         self._settings = settings
         self._limits = Limits(settings.limits)
         self._clock = clock
@@ -505,6 +508,18 @@ class MemoryService(MemorySearch):
                 ))
         plan.memory_ids.update(ids)
         committed = await self._store.commit_proposal(tenant, plan, now=now)
+        if self._events is not None:
+            self._events.publish(DomainEvent(
+                type="memory.committed", tenant=tenant, at=now, run_id=proposal.run_id,
+                data={
+                    "batch_id": proposal.batch_id,
+                    "accepted": accepted,
+                    "rejected": rejected,
+                    "memory_ids": {str(i): m for i, m in plan.memory_ids.items()},
+                    "changed": [c.memory_id for c in plan.status_changes]
+                    + [u.memory_id for u in plan.updates],
+                },
+            ))
         if self._vectors is not None:
             retired = [c.memory_id for c in plan.status_changes]
             if retired:

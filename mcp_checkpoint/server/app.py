@@ -31,6 +31,7 @@ from mcp_checkpoint.server.prompts import register_prompts
 from mcp_checkpoint.server.resources import register_resources
 from mcp_checkpoint.server.subscriptions import Subscriptions
 from mcp_checkpoint.server.tools import register_tools
+from mcp_checkpoint.server.webhooks import WebhookSink
 from mcp_checkpoint.storage import make_store, make_vector_index
 
 __all__ = ["Runtime", "Services", "build_server", "server_for"]
@@ -90,14 +91,17 @@ class Runtime:
         if metrics is not None:
             store = instrument_store(store, metrics)
         self.metrics = metrics
-        memory = MemoryService(store, settings, embedder=embedder, vectors=vectors)
+        self.webhook = WebhookSink(settings.webhook) if settings.webhook.url else None
+        memory = MemoryService(
+            store, settings, embedder=embedder, vectors=vectors, events=self.webhook
+        )
         self.services = Services(
             settings=settings,
             store=store,
             vectors=vectors,
             embedder=embedder,
             tokenizer=tokenizer,
-            episodes=Episodes(store, tokenizer, settings, memory=memory),
+            episodes=Episodes(store, tokenizer, settings, memory=memory, events=self.webhook),
             memory=memory,
             subscriptions=Subscriptions(),
             remote=remote,
@@ -138,6 +142,8 @@ class Runtime:
                         if services.vectors is not None:
                             await services.vectors.close()
                         await services.store.close()
+                        if self.webhook is not None:
+                            await anyio.to_thread.run_sync(self.webhook.close)
 
     async def _catch_up(self) -> None:
         embedder = self.services.embedder
