@@ -9,6 +9,7 @@ are the SDK's. This module adds around them:
   the last one (uvicorn drains in-flight requests on SIGTERM, then the lifespan ends);
 - ``/healthz``: liveness plus a store round trip, no auth, no tenant data;
 - ``/metrics``: Prometheus text (``http.metrics`` decides who may read it);
+- ``/ui``: the web view (``mcp_checkpoint.ui``), behind the same bearer tokens;
 - an HTTP 403 for a token that carries neither ``read`` nor ``write``.
 """
 
@@ -47,6 +48,7 @@ from mcp_checkpoint.core.ports import Store
 from mcp_checkpoint.errors import CheckpointError, ConfigError
 from mcp_checkpoint.server.app import Runtime, server_for
 from mcp_checkpoint.server.auth import (
+    CallerToken,
     ChainTokenVerifier,
     JwtTokenVerifier,
     LocalTokenVerifier,
@@ -225,7 +227,7 @@ class _CountResponses:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        known = ("/mcp", "/sse", "/messages", "/healthz", "/metrics", "/.well-known")
+        known = ("/mcp", "/sse", "/messages", "/healthz", "/metrics", "/.well-known", "/ui")
         endpoint = next((k for k in known if path.startswith(k)), "other")
 
         async def counting_send(message: Message) -> None:
@@ -349,6 +351,7 @@ def build_http_app(
 
         path = urlsplit(str(build_resource_metadata_url(auth.resource_server_url))).path
         routes.append(Route(path, resource_metadata, methods=["GET"]))
+    routes.append(Mount("/ui", app=_ui_app(runtime, verifier)))
     routes.append(Mount("/", app=inner))
     middleware = [Middleware(_TokenFileGuard)]
     if metrics is not None:
@@ -358,6 +361,24 @@ def build_http_app(
         middleware=middleware,
         lifespan=lifespan,
     )
+
+
+def _ui_app(runtime: Runtime, verifier: ChainTokenVerifier | None) -> ASGIApp:
+    """The web view at ``/ui``, behind the same tokens as MCP (tenant and scopes from the
+    token); without auth, the default tenant's, for loopback host names only."""
+    from mcp_checkpoint.ui import UiCaller, build_ui_app
+
+    if verifier is None:
+        return build_ui_app(runtime.services, verify=None)
+    checker = verifier
+
+    async def verify(token: str) -> UiCaller | None:
+        found = await checker.verify_token(token)
+        if not isinstance(found, CallerToken):
+            return None
+        return UiCaller(found.tenant, frozenset(found.scopes))
+
+    return build_ui_app(runtime.services, verify=verify)
 
 
 def check_exposure(options: HttpOptions, *, insecure_public: bool) -> None:

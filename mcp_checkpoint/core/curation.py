@@ -1,0 +1,418 @@
+"""Read models for people: what the web view and the CLI show of runs, checkpoints and
+memories (filters, a step timeline, the working-memory curve, checkpoint diffs, a Markdown
+record of a run, the supersession chain of a memory).
+
+Everything here reads through the store ports and costs what one screen shows, whatever
+the length of a run: the timeline is a page of steps, the curve a bounded sample of them.
+The rules of the domain stay where they are (``Episodes``, ``MemoryService``); this module
+only arranges what they keep for reading.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from mcp_checkpoint.core.ledger import ChainBreak, verify_run
+from mcp_checkpoint.core.models import (
+    Checkpoint,
+    Memory,
+    MemoryId,
+    MemoryKind,
+    MemoryStatus,
+    Run,
+    RunId,
+    RunStatus,
+    Step,
+    Tenant,
+)
+from mcp_checkpoint.core.ports import Store
+from mcp_checkpoint.core.render import CHECKPOINT_FIELDS, render_checkpoint, render_json
+from mcp_checkpoint.errors import InvalidArgumentError, NotFoundError
+
+__all__ = [
+    "CheckpointMark",
+    "Curation",
+    "FieldDiff",
+    "RunFilter",
+    "TokenCurve",
+    "VerifyStatus",
+    "diff_checkpoints",
+]
+
+_SCAN_PAGE = 500
+_CHAIN_MAX = 50
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """Which runs a person asked for: all of them when every field is None/empty.
+
+    ``text`` matches the objective case-insensitively; ``since``/``until`` bound
+    ``updated_at`` (``since <= updated_at < until``)."""
+
+    status: RunStatus | None = None
+    text: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @property
+    def narrows(self) -> bool:
+        """True when a row must be checked beyond the store's status filter."""
+        return bool(self.text) or self.since is not None or self.until is not None
+
+    def matches(self, run: Run) -> bool:
+        """Whether ``run`` passes the filter."""
+        if self.status is not None and run.status != self.status:
+            return False
+        if self.text and self.text.casefold() not in run.objective.casefold():
+            return False
+        if self.since is not None and run.updated_at < self.since:
+            return False
+        return not (self.until is not None and run.updated_at >= self.until)
+
+
+@dataclass(frozen=True)
+class CheckpointMark:
+    """Where a checkpoint sits on the curve: taken after step ``head_seq``, covering
+    steps up to ``through_seq``."""
+
+    checkpoint_id: str
+    number: int
+    head_seq: int
+    through_seq: int
+
+
+@dataclass(frozen=True)
+class TokenCurve:
+    """Working-memory tokens over a run, sampled: ``points`` are (seq, working tokens
+    after that step), in seq order; ``marks`` the checkpoints shown (at most
+    ``max_marks``, the newest); ``sampled`` is False when every step is a point."""
+
+    budget_tokens: int
+    head_seq: int
+    points: list[tuple[int, int]] = field(default_factory=list)
+    marks: list[CheckpointMark] = field(default_factory=list)
+    sampled: bool = False
+    marks_omitted: int = 0
+
+
+@dataclass(frozen=True)
+class FieldDiff:
+    """How one checkpoint field changed: lines removed and added, in order."""
+
+    name: str
+    heading: str
+    removed: list[str]
+    added: list[str]
+    kept: int
+
+
+@dataclass(frozen=True)
+class VerifyStatus:
+    """The result of checking a run's hash chain."""
+
+    ok: bool
+    checked: int
+    message: str
+
+
+def diff_checkpoints(a: Checkpoint, b: Checkpoint) -> list[FieldDiff]:
+    """Field by field, what changed from checkpoint ``a`` to ``b`` (lines as rendered in
+    a context); fields equal in both are left out."""
+    left, right = render_checkpoint(a.content), render_checkpoint(b.content)
+    out: list[FieldDiff] = []
+    for name, heading in CHECKPOINT_FIELDS:
+        old, new = left.get(name, []), right.get(name, [])
+        if old == new:
+            continue
+        removed: list[str] = []
+        added: list[str] = []
+        kept = 0
+        matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
+        for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+            if tag == "equal":
+                kept += i2 - i1
+                continue
+            removed += old[i1:i2]
+            added += new[j1:j2]
+        out.append(FieldDiff(name, heading, removed, added, kept))
+    return out
+
+
+class Curation:
+    """Read models over one store, per tenant."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    # -- runs ---------------------------------------------------------------------------
+
+    async def find_runs(
+        self, tenant: Tenant, where: RunFilter, *, limit: int, offset: int = 0
+    ) -> tuple[list[Run], bool]:
+        """Runs passing ``where``, newest ``updated_at`` first, and whether more follow.
+
+        Without text or dates this is one page of the store's list; with them, the list is
+        read in pages and filtered until ``offset + limit`` runs matched (``until`` skips
+        nothing the store orders before it, ``since`` stops the scan)."""
+        if limit < 1:
+            raise InvalidArgumentError("limit must be at least 1")
+        offset = max(offset, 0)
+        if not where.narrows:
+            page = await self._store.list_runs(
+                tenant, status=where.status, limit=limit + 1, offset=offset
+            )
+            return page[:limit], len(page) > limit
+        found: list[Run] = []
+        cursor = 0
+        while len(found) <= offset + limit:
+            page = await self._store.list_runs(
+                tenant, status=where.status, limit=_SCAN_PAGE, offset=cursor
+            )
+            cursor += len(page)
+            found += [run for run in page if where.matches(run)]
+            older = where.since is not None and page and page[-1].updated_at < where.since
+            if len(page) < _SCAN_PAGE or older:
+                break
+        return found[offset : offset + limit], len(found) > offset + limit
+
+    async def timeline(
+        self, tenant: Tenant, run: Run, *, before_seq: int | None, limit: int
+    ) -> list[Step]:
+        """A page of the run's steps, newest first, with ``seq < before_seq`` (from the
+        head when None). Reads one page, whatever the length of the run."""
+        upper = run.head_seq if before_seq is None else min(before_seq - 1, run.head_seq)
+        if upper <= run.pruned_seq:
+            return []
+        return await self._store.get_steps(
+            tenant, run.run_id, after_seq=run.pruned_seq, until_seq=upper, limit=limit,
+            newest_first=True,
+        )
+
+    async def _step_at(self, tenant: Tenant, run_id: RunId, seq: int) -> Step | None:
+        found = await self._store.get_steps(
+            tenant, run_id, after_seq=seq - 1, until_seq=seq, limit=1
+        )
+        return found[0] if found else None
+
+    async def token_curve(
+        self, tenant: Tenant, run: Run, *, samples: int = 60, max_marks: int = 40
+    ) -> TokenCurve:
+        """Working-memory tokens after each of up to ``samples`` evenly spread steps (and
+        right after each checkpoint shown), and where the checkpoints were taken.
+
+        Working memory after step ``s`` is the tokens recorded since the checkpoint that
+        was latest when ``s`` was recorded (``cum_tokens(s) - cum_tokens(through_seq)``
+        of checkpoint ``episode(s) - 1``). Reads O(samples + max_marks) rows."""
+        lo = run.pruned_seq + 1
+        if run.head_seq < lo:
+            return TokenCurve(run.budget_tokens, run.head_seq)
+        span = run.head_seq - lo + 1
+        if span <= samples:
+            seqs = list(range(lo, run.head_seq + 1))
+        else:
+            seqs = sorted({lo + (span - 1) * i // (samples - 1) for i in range(samples)})
+        checkpoints = await self._store.list_checkpoints(
+            tenant, run.run_id, limit=max_marks, offset=0
+        )
+        by_number = {cp.number: cp for cp in checkpoints}
+        marks = [
+            CheckpointMark(cp.checkpoint_id, cp.number, cp.head_seq, cp.through_seq)
+            for cp in reversed(checkpoints)
+        ]
+        cum: dict[int, int] = {0: 0}
+        if run.pruned_seq:
+            cum[run.pruned_seq] = run.pruned_tokens
+        if run.latest_checkpoint_id is not None:
+            cum[run.covered_seq] = run.covered_tokens
+
+        async def cum_at(seq: int) -> int | None:
+            if seq not in cum:
+                step = await self._step_at(tenant, run.run_id, seq)
+                if step is None:
+                    return None
+                cum[seq] = step.cum_tokens
+            return cum[seq]
+
+        points: list[tuple[int, int]] = []
+        wanted = sorted({*seqs, *(m.head_seq for m in marks if m.head_seq >= lo)})
+        episodes: dict[int, int] = {}
+        for seq in wanted:
+            step = await self._step_at(tenant, run.run_id, seq)
+            if step is None:
+                continue
+            cum[seq] = step.cum_tokens
+            episodes[seq] = step.episode
+        for seq in sorted(episodes):
+            previous = by_number.get(episodes[seq] - 1)
+            if episodes[seq] == 1:
+                base: int | None = 0
+            elif previous is None:
+                continue  # an older checkpoint than the ones listed: no base to read
+            else:
+                base = await cum_at(previous.through_seq)
+            if base is not None:
+                points.append((seq, cum[seq] - base))
+        # Right after a checkpoint, working memory is what it left: steps after through_seq.
+        for mark in marks:
+            top = await cum_at(mark.head_seq)
+            base = await cum_at(mark.through_seq)
+            if top is not None and base is not None:
+                points.append((mark.head_seq, top - base))
+        points.sort(key=lambda p: (p[0], -p[1]))
+        return TokenCurve(
+            budget_tokens=run.budget_tokens,
+            head_seq=run.head_seq,
+            points=points,
+            marks=marks,
+            sampled=span > samples,
+            marks_omitted=max(run.checkpoint_count - run.pruned_checkpoints - len(marks), 0),
+        )
+
+    async def verify(self, tenant: Tenant, run_id: str) -> VerifyStatus:
+        """Check the run's whole hash chain (reads every step: seconds for long runs)."""
+        try:
+            checked = await verify_run(self._store, tenant, RunId(run_id))
+        except ChainBreak as exc:
+            return VerifyStatus(False, 0, f"broken at step {exc.seq}: {exc.reason}")
+        return VerifyStatus(True, checked, f"{checked} steps verified; the chain is intact")
+
+    async def markdown(self, tenant: Tenant, run_id: str) -> AsyncIterator[str]:
+        """A readable record of the run in Markdown, piece by piece: objective, criteria,
+        the latest checkpoint, every checkpoint's decisions, then every step (read page by
+        page, so a long run streams in constant memory)."""
+        run = await self._store.get_run(tenant, RunId(run_id))
+        yield f"# Run {run.run_id}\n\n"
+        yield f"- **Objective:** {run.objective}\n"
+        yield f"- **Status:** {run.status}\n"
+        yield (
+            f"- **Steps:** {run.step_count} (head seq {run.head_seq}), "
+            f"**checkpoints:** {run.checkpoint_count}, **episode:** {run.episode}\n"
+        )
+        yield (
+            f"- **Created:** {run.created_at:%Y-%m-%d %H:%M:%S} UTC, "
+            f"**updated:** {run.updated_at:%Y-%m-%d %H:%M:%S} UTC\n"
+        )
+        for name, title in (
+            ("acceptance_criteria", "Acceptance criteria"),
+            ("constraints", "Constraints"),
+            ("pinned", "Pinned"),
+        ):
+            values: list[str] = getattr(run, name)
+            if values:
+                yield f"\n## {title}\n\n" + "".join(f"- {v}\n" for v in values)
+        checkpoints: list[Checkpoint] = []
+        offset = 0
+        while True:
+            page = await self._store.list_checkpoints(
+                tenant, run.run_id, limit=_SCAN_PAGE, offset=offset
+            )
+            checkpoints += page
+            offset += len(page)
+            if len(page) < _SCAN_PAGE:
+                break
+        checkpoints.reverse()
+        if checkpoints:
+            latest = checkpoints[-1]
+            yield (
+                f"\n## Latest checkpoint ({latest.number}, {latest.checkpoint_id}, "
+                f"covers steps 1–{latest.through_seq})\n"
+            )
+            rendered = render_checkpoint(latest.content)
+            for name, heading in CHECKPOINT_FIELDS:
+                if name in rendered:
+                    yield f"\n### {heading}\n\n" + "".join(f"{line}\n" for line in rendered[name])
+            yield "\n## Checkpoints\n\n"
+            for cp in checkpoints:
+                yield (
+                    f"- {cp.number}. `{cp.checkpoint_id}` — {cp.created_at:%Y-%m-%d %H:%M:%S}, "
+                    f"steps 1–{cp.through_seq}, {cp.source}, "
+                    f"{len(cp.content.decisions)} decisions\n"
+                )
+        if run.pruned_seq:
+            yield f"\n_Steps 1–{run.pruned_seq} were removed by retention._\n"
+        yield "\n## Steps\n"
+        after = run.pruned_seq
+        while after < run.head_seq:
+            steps = await self._store.get_steps(
+                tenant, run.run_id, after_seq=after, until_seq=run.head_seq, limit=_SCAN_PAGE
+            )
+            if not steps:
+                break
+            chunk: list[str] = []
+            for step in steps:
+                chunk.append(
+                    f"\n### {step.seq}. {step.tool} ({step.status}) — "
+                    f"{step.created_at:%Y-%m-%d %H:%M:%S}, {step.tokens} tokens, "
+                    f"episode {step.episode}\n\n"
+                )
+                if step.reasoning:
+                    chunk.append(f"Why: {step.reasoning}\n\n")
+                for label, value in (("Input", step.input), ("Output", step.output)):
+                    text = render_json(value)
+                    if text:
+                        chunk.append(f"{label}:\n\n{_fence(text)}\n")
+            yield "".join(chunk)
+            after = steps[-1].seq
+
+    # -- memories -----------------------------------------------------------------------
+
+    async def browse_memories(
+        self,
+        tenant: Tenant,
+        *,
+        status: MemoryStatus | None,
+        scope: str | None = None,
+        kind: MemoryKind | None = None,
+        after: str | None = None,
+        limit: int,
+    ) -> tuple[list[Memory], str | None]:
+        """Memories in id (so creation) order after the ``after`` id, filtered exactly by
+        ``status``/``scope``/``kind``, and the cursor of the next page (None at the end)."""
+        found: list[Memory] = []
+        key = (tenant, MemoryId(after)) if after else None
+        while len(found) < limit:
+            page = await self._store.list_memories(
+                tenant, status=status, after=key, limit=_SCAN_PAGE
+            )
+            for _, memory in page:
+                if (scope is None or memory.scope == scope) and (
+                    kind is None or memory.kind == kind
+                ):
+                    found.append(memory)
+                    if len(found) == limit:
+                        return found, memory.memory_id
+            if len(page) < _SCAN_PAGE:
+                return found, None
+            key = (tenant, page[-1][1].memory_id)
+        return found, None
+
+    async def supersession_chain(self, tenant: Tenant, memory: Memory) -> list[Memory]:
+        """The memories that replaced ``memory``, one after the other (``superseded_by``),
+        up to the one that is current; a missing link ends the chain."""
+        chain: list[Memory] = []
+        seen = {memory.memory_id}
+        current = memory
+        while current.superseded_by is not None and len(chain) < _CHAIN_MAX:
+            if current.superseded_by in seen:
+                break
+            try:
+                current = await self._store.get_memory(tenant, current.superseded_by)
+            except NotFoundError:
+                break
+            seen.add(current.memory_id)
+            chain.append(current)
+        return chain
+
+
+def _fence(text: str) -> str:
+    """``text`` in a Markdown code fence longer than any backtick run inside it."""
+    longest = run = 0
+    for char in text:
+        run = run + 1 if char == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}\n{text}\n{fence}\n"
