@@ -13,7 +13,7 @@ from mcp_checkpoint.core.episodes import Episodes
 from mcp_checkpoint.core.memory import MemoryService
 from mcp_checkpoint.core.models import CheckpointPatch, ProposalItem, StepDraft
 from mcp_checkpoint.errors import InvalidArgumentError
-from tests.unit.conftest import T, FakeClock
+from tests.unit.conftest import FakeClock, T
 
 pytestmark = pytest.mark.anyio
 
