@@ -7,6 +7,7 @@ in ``cli/`` and passed down explicitly; nothing else looks at the environment.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
+    "RETIRED_VARIABLES",
     "CheckpointSettings",
     "EmbeddingSettings",
     "HttpSettings",
@@ -30,7 +32,25 @@ __all__ = [
     "VectorSettings",
     "WebhookSettings",
     "default_data_dir",
+    "retired_variables",
 ]
+
+
+# Variables an older version read and this one ignores, with what replaced them. A set
+# variable is reported once at start-up (``retired_variables``), never an error, so that an
+# old environment keeps working.
+RETIRED_VARIABLES: dict[str, str] = {
+    "MCP_CHECKPOINT_BENCH_NOOP_TOOL": (
+        "the server has no 'noop' tool any more; the benchmarks register their own "
+        "(python -m bench loop, from a source checkout)"
+    ),
+}
+
+
+def retired_variables() -> list[str]:
+    """One note for each retired variable that is set in the environment."""
+    return [f"{name} is ignored: {why}" for name, why in RETIRED_VARIABLES.items()
+            if name in os.environ]
 
 
 def default_data_dir() -> Path:
@@ -455,9 +475,6 @@ class Settings(BaseSettings):
     )
     tenant: str = Field("local", min_length=1, description="Tenant of a stdio server.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
-    bench_noop_tool: bool = Field(
-        False, description="Expose a 'noop' tool (the floor the loop benchmark compares with)."
-    )
     limits: LimitSettings = LimitSettings()
     checkpoint: CheckpointSettings = CheckpointSettings()
     rehydrate: RehydrateSettings = RehydrateSettings()

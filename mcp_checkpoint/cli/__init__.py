@@ -68,8 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mcp-checkpoint`` console script."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["bench"]:
+        from mcp_checkpoint.cli.bench import run
+
+        return run(arguments[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return 2
@@ -84,8 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"mcp-checkpoint: invalid configuration:\n{exc}\n")
         return 2
     from mcp_checkpoint.cli._common import setup_logging
+    from mcp_checkpoint.config import retired_variables
 
     setup_logging(settings)
+    for note in retired_variables():
+        sys.stderr.write(f"mcp-checkpoint: {note}\n")
     try:
         code: int = args.func(settings, args)
     except CheckpointError as exc:

@@ -194,7 +194,7 @@ def server_for(runtime: Runtime, remote: Remote | None = None) -> MCPServer[Serv
             caller_middleware(server, default_tenant=remote.default_tenant, tool_error=error_result)
         )
     server.middleware.append(tool_call_middleware(server))
-    register_tools(server, bench_noop=settings.bench_noop_tool)
+    register_tools(server)
     register_resources(server)
     register_prompts(server)
     runtime.services.subscriptions.install(server)

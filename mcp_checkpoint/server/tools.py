@@ -524,28 +524,8 @@ TOOL_ANNOTATIONS: dict[str, tuple[str, bool, bool, bool]] = {
 }
 
 
-class NoopResult(_Out):
-    """The answer of the benchmark's no-op tool."""
-
-    ok: bool
-
-
-async def noop(ctx: Context[Any, Any], payload: JsonValue = None) -> NoopResult:
-    """Do nothing (benchmarks compare record_step with this floor)."""
-    services_of(ctx)
-    return NoopResult(ok=True)
-
-
-def register_tools(server: MCPServer[Any], *, bench_noop: bool = False) -> None:
-    """Add every tool, guarded and annotated, to ``server`` (and the benchmark's no-op
-    tool when asked)."""
-    if bench_noop:
-        server.add_tool(
-            guard_tool(noop),
-            name="noop",
-            annotations=_ann(read_only=True, destructive=False, idempotent=True, title="No-op"),
-            structured_output=True,
-        )
+def register_tools(server: MCPServer[Any]) -> None:
+    """Add every tool, guarded and annotated, to ``server``."""
     for name, (title, read_only, destructive, idempotent) in TOOL_ANNOTATIONS.items():
         fn = getattr(Tools, name)
         server.add_tool(

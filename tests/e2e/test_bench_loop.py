@@ -1,14 +1,13 @@
-"""End to end: ``mcp-checkpoint bench loop --quick`` over the shared SWE-agent trajectories.
+"""End to end: ``python -m bench loop --quick`` over the shared SWE-agent trajectories.
 
-The benchmark spawns its own ``mcp-checkpoint serve`` over stdio; here it runs as a
-subprocess of the installed console script, exactly as a user runs it.
+The benchmark spawns its own server over stdio (``mcp-checkpoint serve`` plus the
+benchmark's ``noop`` tool); here it runs from the checkout, exactly as a developer runs it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,18 +20,15 @@ pytestmark = pytest.mark.e2e
 DATA = Path(__file__).parents[2].parent / "shared" / "data" / "trajectories"
 
 
-def _cli() -> str:
-    beside = Path(sys.executable).with_name("mcp-checkpoint")
-    found = str(beside) if beside.exists() else shutil.which("mcp-checkpoint")
-    assert found, "the mcp-checkpoint console script is not installed"
-    return found
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _bench(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     # Our own settings must not leak in from the caller's environment.
     env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_CHECKPOINT_")}
     return subprocess.run(
-        [_cli(), "bench", "loop", *args],
+        [sys.executable, "-m", "bench", "loop", *args],
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=timeout,

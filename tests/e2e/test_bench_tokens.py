@@ -102,5 +102,5 @@ def test_bench_tokens_without_the_reference_says_what_to_install() -> None:
     done = _run([sys.executable, "-c", program], timeout=60)
 
     assert done.returncode == 2
-    assert 'pip install "mcp-checkpoint[bench]"' in done.stderr
+    assert 'pip install -e ".[bench]"' in done.stderr
     assert done.stdout == ""

@@ -128,6 +128,39 @@ def test_cli_module_entry_point_runs(data_dir: Path) -> None:
     assert out.stdout.startswith("mcp-checkpoint ")
 
 
+def test_cli_bench_hands_over_to_the_checkouts_benchmarks(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["bench", "--help"])
+    assert exited.value.code == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith("usage: python -m bench") and "loop" in shown
+
+
+def test_cli_bench_without_a_checkout_says_where_the_benchmarks_are() -> None:
+    # A None entry in sys.modules makes `import bench` fail, as in an installed wheel.
+    program = (
+        "import sys; sys.modules['bench'] = None; "
+        "from mcp_checkpoint.cli import main; sys.exit(main(['bench', 'loop', '--quick']))"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 2
+    assert "run from a source checkout" in done.stderr and "python -m bench" in done.stderr
+    assert done.stdout == ""
+
+
+def test_cli_a_retired_variable_is_ignored_with_a_note(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MCP_CHECKPOINT_BENCH_NOOP_TOOL", "1")
+    assert main(["runs", "list"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == "no runs"
+    assert "MCP_CHECKPOINT_BENCH_NOOP_TOOL is ignored" in captured.err
+
+
 def test_cli_reindex_embeds_missing_memories_and_rebuilds_after_a_model_change(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

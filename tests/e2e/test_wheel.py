@@ -1,4 +1,5 @@
-"""The wheel ships resources/ and prompts/ and serves them when installed."""
+"""The wheel ships the product only (no benchmarks, no tests), with resources/ and
+prompts/, and serves them when installed."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -31,11 +33,13 @@ PROBE = textwrap.dedent(
             schema = await client.read_resource("schema://checkpoint")
             guide = await client.read_resource("guide://protocol")
             prompt = await client.get_prompt("agent_protocol", {})
+            tools = [tool.name for tool in (await client.list_tools()).tools]
         print(json.dumps({
             "package": mcp_checkpoint.__file__,
             "schema": json.loads(schema.contents[0].text)["$id"],
             "guide": guide.contents[0].text.splitlines()[0],
             "prompt": prompt.messages[0].content.text[:40],
+            "tools": tools,
         }))
 
     anyio.run(main)
@@ -51,6 +55,11 @@ def test_installed_wheel_serves_schemas_and_prompts(tmp_path: Path) -> None:
     )
     wheels = list(dist.glob("mcp_checkpoint-*.whl"))
     assert len(wheels) == 1
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        names = wheel.namelist()
+    tops = {name.split("/")[0] for name in names}
+    assert {top for top in tops if not top.endswith(".dist-info")} == {"mcp_checkpoint"}
+    assert [name for name in names if "/bench/" in name] == []
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
@@ -72,3 +81,4 @@ def test_installed_wheel_serves_schemas_and_prompts(tmp_path: Path) -> None:
     assert seen["schema"] == "schema://checkpoint"
     assert seen["guide"].startswith("# mcp-checkpoint")
     assert seen["prompt"].startswith("Follow this protocol")
+    assert "record_step" in seen["tools"] and "noop" not in seen["tools"]

@@ -13,7 +13,7 @@ import pytest
 from anyio.abc import SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from mcp_checkpoint.bench._lean import LeanClient, LeanError
+from bench._lean import LeanClient, LeanError
 
 pytestmark = pytest.mark.anyio
 

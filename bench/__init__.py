@@ -1,4 +1,10 @@
-"""Benchmarks: ``mcp-checkpoint bench loop|tokens|locomo --data PATH`` and friends.
+"""Benchmarks of mcp-checkpoint, run from a source checkout (they are not in the wheel):
+
+    python -m bench loop|tokens|locomo --data PATH ...
+    python -m bench packs|load|throughput ...
+
+``mcp-checkpoint bench ...`` runs the same from a checkout (an editable install, or
+``PYTHONPATH`` naming the checkout).
 
 ``loop`` drives a real server through a real MCP client; ``tokens`` measures the offline
 token counter against the real o200k_base encoding (the ``bench`` extra); ``locomo``
@@ -11,8 +17,13 @@ the notes, never as timed assertions in unit tests.
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Sequence
 
-__all__ = ["add_bench_arguments", "run_bench"]
+__all__ = ["IS_MCP_CHECKPOINT_BENCH", "add_bench_arguments", "main", "run_bench"]
+
+# ``mcp-checkpoint bench`` checks for this before it hands over to an importable ``bench``.
+IS_MCP_CHECKPOINT_BENCH = True
 
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,15 +32,15 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     loop = sub.add_parser(
         "loop", help="replay SWE-agent trajectories through record_step/checkpoint/rehydrate"
     )
-    from mcp_checkpoint.bench import loop as loop_bench
+    from bench import loop as loop_bench
 
     loop_bench.add_arguments(loop)
     tokens = sub.add_parser(
         "tokens",
         help="compare the offline token counter with the real o200k_base "
-        '(needs pip install "mcp-checkpoint[bench]")',
+        '(needs pip install -e ".[bench]")',
     )
-    from mcp_checkpoint.bench import tokens as tokens_bench
+    from bench import tokens as tokens_bench
 
     tokens_bench.add_arguments(tokens)
     locomo = sub.add_parser(
@@ -37,13 +48,13 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         help="memory retrieval on LoCoMo: every turn committed as a memory, every question "
         "searched, lexical and hybrid servers",
     )
-    from mcp_checkpoint.bench import locomo as locomo_bench
+    from bench import locomo as locomo_bench
 
     locomo_bench.add_arguments(locomo)
     packs = sub.add_parser(
         "packs", help="export and import a large synthetic resume pack (SQLite to SQLite)"
     )
-    from mcp_checkpoint.bench import packs as packs_bench
+    from bench import packs as packs_bench
 
     packs_bench.add_arguments(packs)
     load = sub.add_parser(
@@ -51,7 +62,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         help="N concurrent clients drive record_step/rehydrate/search over streamable HTTP; "
         "throughput, p50/p99, errors, and every acknowledged step verified stored once",
     )
-    from mcp_checkpoint.bench import load as load_bench
+    from bench import load as load_bench
 
     load_bench.add_arguments(load)
     throughput = sub.add_parser(
@@ -59,7 +70,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         help="record_step throughput and latency from several server processes on one run, "
         "then rehydrate latency (any store: SQLite file or --store-url)",
     )
-    from mcp_checkpoint.bench import throughput as throughput_bench
+    from bench import throughput as throughput_bench
 
     throughput_bench.add_arguments(throughput)
 
@@ -67,27 +78,40 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     """Run the chosen benchmark; returns the exit code."""
     if args.bench_command == "loop":
-        from mcp_checkpoint.bench.loop import main
+        from bench.loop import main
 
         return main(args)
     if args.bench_command == "tokens":
-        from mcp_checkpoint.bench.tokens import main as tokens_main
+        from bench.tokens import main as tokens_main
 
         return tokens_main(args)
     if args.bench_command == "locomo":
-        from mcp_checkpoint.bench.locomo import main as locomo_main
+        from bench.locomo import main as locomo_main
 
         return locomo_main(args)
     if args.bench_command == "packs":
-        from mcp_checkpoint.bench.packs import main as packs_main
+        from bench.packs import main as packs_main
 
         return packs_main(args)
     if args.bench_command == "load":
-        from mcp_checkpoint.bench.load import main as load_main
+        from bench.load import main as load_main
 
         return load_main(args)
     if args.bench_command == "throughput":
-        from mcp_checkpoint.bench.throughput import main as throughput_main
+        from bench.throughput import main as throughput_main
 
         return throughput_main(args)
     raise SystemExit(f"unknown benchmark {args.bench_command}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m bench BENCH ...``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description="Benchmarks of mcp-checkpoint (from a checkout)."
+    )
+    add_bench_arguments(parser)
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        return run_bench(args)
+    except KeyboardInterrupt:
+        return 130

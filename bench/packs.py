@@ -1,4 +1,4 @@
-"""``mcp-checkpoint bench packs``: how long export and import of a large resume pack take.
+"""``python -m bench packs``: how long export and import of a large resume pack take.
 
 Builds a synthetic run (``--steps`` steps of about ``--step-bytes`` bytes each, a checkpoint
 every 500 steps, ``--memories`` memories) in a fresh SQLite store, then times: export to a
@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import anyio
 
-from mcp_checkpoint.bench._stats import emit
+from bench._stats import emit
 from mcp_checkpoint.config import Settings
 from mcp_checkpoint.core.episodes import Episodes, step_ack
 from mcp_checkpoint.core.ledger import append_step, genesis_hash, request_hash

@@ -1,4 +1,4 @@
-"""``mcp-checkpoint bench load``: N concurrent clients against a server over streamable HTTP.
+"""``python -m bench load``: N concurrent clients against a server over streamable HTTP.
 
 Each client starts its own run, then until the time is up records steps (each with a
 unique idempotency key), and every few steps rehydrates its run or searches memory. The
@@ -37,8 +37,8 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import TextContent
 
-from mcp_checkpoint.bench._lean import LeanClient, ToolAnswer
-from mcp_checkpoint.bench._stats import emit, summary
+from bench._lean import LeanClient, ToolAnswer
+from bench._stats import emit, summary
 
 __all__ = ["add_arguments", "main"]
 

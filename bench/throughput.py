@@ -1,4 +1,4 @@
-"""``mcp-checkpoint bench throughput``: record_step from several server processes on one run.
+"""``python -m bench throughput``: record_step from several server processes on one run.
 
 ``--processes N`` real ``mcp-checkpoint serve`` subprocesses (stdio, one client each) share
 one store (a fresh temporary SQLite file, or ``--store-url``, e.g. PostgreSQL). After an
@@ -24,9 +24,9 @@ from typing import Any
 
 import anyio
 
+from bench._client import BenchError, TimedClient, spawn_server
+from bench._stats import emit, percentile, summary
 from mcp_checkpoint import __version__
-from mcp_checkpoint.bench._client import BenchError, TimedClient, spawn_server
-from mcp_checkpoint.bench._stats import emit, percentile, summary
 from mcp_checkpoint.config import Settings
 from mcp_checkpoint.core.ledger import ChainBreak, verify_run
 from mcp_checkpoint.core.models import RunId, Tenant

@@ -1,13 +1,15 @@
 """A timed stdio MCP client for the benchmarks.
 
-This is one of the two modules of ``mcp_checkpoint.bench`` that import the MCP SDK (with
-``load``, which drives a server over streamable HTTP): it spawns
-``python -m mcp_checkpoint serve`` (the same interpreter and environment as the benchmark)
-and times each tool call as the client sees it, from the request to the validated result.
+This is one of the modules of ``bench`` that import the MCP SDK (with ``load``, which
+drives a server over streamable HTTP, and ``_server``): it spawns
+``python -m mcp_checkpoint serve`` (or ``python -m bench._server``, the same server with a
+``noop`` tool) with the benchmark's interpreter and this checkout on ``PYTHONPATH``, and
+times each tool call as the client sees it, from the request to the validated result.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -18,7 +20,12 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp_types import TextContent
 
+import bench
+
 __all__ = ["BenchError", "TimedClient", "spawn_server"]
+
+# The source checkout the benchmarks run from: the spawned server imports its code.
+_CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(bench.__file__)))
 
 # A tool call that takes longer than this is a hung server, not a slow one.
 _CALL_TIMEOUT_SECONDS = 120.0
@@ -49,13 +56,18 @@ class TimedClient:
 
 
 @asynccontextmanager
-async def spawn_server(env: Mapping[str, str], errlog: TextIO) -> AsyncIterator[TimedClient]:
-    """Start ``mcp-checkpoint serve`` on stdio with ``env`` (merged over the SDK's small
-    safe default environment; nothing else is inherited) and connect a client to it. The
-    server's stderr goes to ``errlog``."""
-    params = StdioServerParameters(
-        command=sys.executable, args=["-m", "mcp_checkpoint", "serve"], env=dict(env)
-    )
+async def spawn_server(
+    env: Mapping[str, str], errlog: TextIO, *, noop: bool = False
+) -> AsyncIterator[TimedClient]:
+    """Start ``mcp-checkpoint serve`` on stdio (with the benchmark's ``noop`` tool when
+    ``noop``) with ``env`` (merged over the SDK's small safe default environment; nothing
+    else is inherited but ``PYTHONPATH``, led by this checkout) and connect a client to it.
+    The server's stderr goes to ``errlog``."""
+    inherited = os.environ.get("PYTHONPATH")
+    env = {"PYTHONPATH": os.pathsep.join([_CHECKOUT, *([inherited] if inherited else [])]),
+           **env}
+    module = ["-m", "bench._server"] if noop else ["-m", "mcp_checkpoint", "serve"]
+    params = StdioServerParameters(command=sys.executable, args=module, env=dict(env))
     async with Client(
         stdio_client(params, errlog=errlog), read_timeout_seconds=_CALL_TIMEOUT_SECONDS
     ) as client:

@@ -1,11 +1,11 @@
-"""``mcp-checkpoint bench tokens``: the offline token counter against the real o200k_base.
+"""``python -m bench tokens``: the offline token counter against the real o200k_base.
 
 ``HeuristicTokenizer`` (``mcp_checkpoint.core.tokens``) estimates OpenAI ``o200k_base``
 token counts without a vocabulary and is meant to err on the high side. This benchmark
 measures how it does against the real encoding, taken from the ``bpe-openai`` package
 (``get_encoding("o200k_base").encode_ordinary``; the vocabulary ships in its wheel, so it
 runs offline). ``bpe-openai`` is not a dependency of the product: it comes with the
-``bench`` extra (``pip install "mcp-checkpoint[bench]"``).
+``bench`` extra (``pip install -e ".[bench]"`` in the checkout).
 
 Corpora (``--data`` is the shared data folder, read in place):
 
@@ -53,14 +53,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from bench._stats import emit
 from mcp_checkpoint import __version__
-from mcp_checkpoint.bench._stats import emit
 from mcp_checkpoint.core import tokens as core_tokens
 from mcp_checkpoint.core.tokens import HeuristicTokenizer
 
 __all__ = ["add_arguments", "main"]
 
-INSTALL_HINT = 'pip install "mcp-checkpoint[bench]"'
+INSTALL_HINT = 'pip install -e ".[bench]"'
 REFERENCE_ENCODING = "o200k_base"
 
 # Seeds of the study (/work/notes/tokens.md): the same seeds give the same texts, packs

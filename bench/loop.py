@@ -1,8 +1,8 @@
-"""``mcp-checkpoint bench loop``: the checkpoint loop, measured through a real stdio client.
+"""``python -m bench loop``: the checkpoint loop, measured through a real stdio client.
 
-One SQLite file in a fresh temporary data directory, one ``mcp-checkpoint serve`` subprocess
-(``sys.executable -m mcp_checkpoint serve``, with the benchmark's ``noop`` tool), one stdio
-MCP client. In order:
+One SQLite file in a fresh temporary data directory, one server subprocess
+(``python -m bench._server``: ``mcp-checkpoint serve`` plus the benchmark's ``noop`` tool),
+one stdio MCP client. In order:
 
 1. *Seeding* (before the server starts): two long runs are written straight into the same
    SQLite file through the store API (``make_store`` + ``Episodes.record_step``, the server's
@@ -43,9 +43,9 @@ from typing import Any, Literal
 
 import anyio
 
+from bench._client import BenchError, TimedClient, spawn_server
+from bench._stats import emit, percentile, ratio, summary
 from mcp_checkpoint import __version__
-from mcp_checkpoint.bench._client import BenchError, TimedClient, spawn_server
-from mcp_checkpoint.bench._stats import emit, percentile, ratio, summary
 from mcp_checkpoint.config import Settings, SqliteSettings
 from mcp_checkpoint.core.episodes import Episodes
 from mcp_checkpoint.core.models import CheckpointPatch, RunId, StepDraft, Tenant
@@ -617,7 +617,6 @@ def _server_env(
         "MCP_CHECKPOINT_DATA_DIR": str(data_dir),
         "MCP_CHECKPOINT_STORE_URL": store_url,
         "MCP_CHECKPOINT_TENANT": tenant,
-        "MCP_CHECKPOINT_BENCH_NOOP_TOOL": "1",
         "MCP_CHECKPOINT_LOG_LEVEL": "WARNING",
     }
     for item in extra:
@@ -667,7 +666,7 @@ async def _bench(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
         errlog_path = data_dir / "server-stderr.log"
         try:
             with errlog_path.open("w", encoding="utf-8") as errlog:
-                async with spawn_server(env, errlog) as client:
+                async with spawn_server(env, errlog, noop=True) as client:
                     driver = Driver(client, tally, args.budget)
                     _progress("server up; warming up")
                     await _warm_up(driver, steps)

@@ -1,4 +1,4 @@
-"""``mcp-checkpoint bench locomo``: memory retrieval on LoCoMo, through a real stdio client.
+"""``python -m bench locomo``: memory retrieval on LoCoMo, through a real stdio client.
 
 The data (``--data``, the LoCoMo JSON) is read where it lies and never copied. For each mode
 a fresh ``mcp-checkpoint serve`` subprocess starts on a fresh temporary SQLite file, with the
@@ -57,9 +57,9 @@ from typing import Any, Literal
 
 import anyio
 
+from bench._client import BenchError, TimedClient, spawn_server
+from bench._stats import emit, percentile
 from mcp_checkpoint import __version__
-from mcp_checkpoint.bench._client import BenchError, TimedClient, spawn_server
-from mcp_checkpoint.bench._stats import emit, percentile
 from mcp_checkpoint.config import Settings, VectorSettings
 from mcp_checkpoint.core.models import MemoryId, Tenant
 from mcp_checkpoint.errors import CheckpointError
