@@ -18,13 +18,16 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 
 from mcp_checkpoint.config import Settings
 from mcp_checkpoint.core._ids import Clock, new_id, utc_now
 from mcp_checkpoint.core._limits import Limits
+from mcp_checkpoint.core._neardup import batch_neighbours, jaccard, words
 from mcp_checkpoint.core.episodes import MemorySearch
 from mcp_checkpoint.core.events import DomainEvent, EventSink
 from mcp_checkpoint.core.fusion import CANDIDATES, fuse
+from mcp_checkpoint.core.lexical import STOPWORDS
 from mcp_checkpoint.core.models import (
     BatchId,
     Memory,
@@ -67,18 +70,36 @@ _RELATED = 0.35
 _RECENT_VECTORS = 2048
 _RELATED_COSINE = 0.75  # MiniLM: unrelated chat turns of one topic often reach 0.6
 _CANDIDATES = 8
+# The stored near duplicates of an item are looked up with at most this many of its words,
+# the longest first (longer words are rarer: Zipf's law of abbreviation). A near duplicate
+# holds most of the item's words, so any few of them find it; and the lookup no longer
+# walks the postings of every common word, whose lists grow with the store.
+_QUERY_WORDS = 8
+SNIPPET_CHARS = 160
+"""Characters of a related memory's (or item's) text that an analysis shows."""
+_LISTED = 5  # duplicates, and conflicts, listed per item
 
 
 def _words(text: str) -> set[str]:
-    return {w.lower() for w in _WORD.findall(text)}
+    return set(words(text))
 
 
 def similarity(a: str, b: str) -> float:
     """Jaccard similarity of the two texts' word sets, in [0, 1]."""
-    wa, wb = _words(a), _words(b)
-    if not wa or not wb:
-        return 0.0
-    return len(wa & wb) / len(wa | wb)
+    return jaccard(words(a), words(b))
+
+
+def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
+    """The start of ``text``, at most ``limit`` characters ("..." marks a cut)."""
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+def _lookup_query(text: str) -> str:
+    """The words an item's stored near duplicates are looked up with (see _QUERY_WORDS)."""
+    found = [w for w in dict.fromkeys(w.casefold() for w in _WORD.findall(text))
+             if w not in STOPWORDS]
+    found.sort(key=len, reverse=True)  # stable: equal lengths keep their first-seen order
+    return " ".join(found[:_QUERY_WORDS])
 
 
 def _contradicts(a: str, b: str) -> bool:
@@ -87,6 +108,74 @@ def _contradicts(a: str, b: str) -> bool:
     if (na or nb) and na != nb:
         return True
     return bool(_words(a) & _NEGATION) != bool(_words(b) & _NEGATION)
+
+
+def _decide(
+    items: Sequence[ProposalItem],
+    stored: Sequence[Sequence[RelatedMemory]],
+    vectors: Sequence[Sequence[float]] | None,
+    method: str,
+    threshold: float,
+) -> list[ProposalItem]:
+    """Each item with its analysis: near duplicates and likely conflicts among ``stored``
+    (full texts) and the other items, a suggested op. The answer is bounded: at most
+    ``_LISTED`` duplicates and conflicts per item, each text cut to a snippet."""
+    related_floor = _RELATED if vectors is None else _RELATED_COSINE
+    texts = [item.content or "" for item in items]
+    in_batch = batch_neighbours(texts, vectors, related_floor)
+    analysed: list[ProposalItem] = []
+    for i, item in enumerate(items):
+        if item.op in ("supersede", "deprecate"):
+            analysed.append(item.model_copy(
+                update={"analysis": ProposalAnalysis(suggested_op=item.op)}
+            ))
+            continue
+        text = texts[i]
+        mine = words(text) if vectors is None else frozenset()
+        related = [
+            r if r.similarity >= 0 else r.model_copy(
+                update={"similarity": round(jaccard(mine, words(r.content)), 4)}
+            )
+            for r in stored[i]
+        ]
+        related = [r for r in related if r.similarity >= related_floor]
+        related += [
+            RelatedMemory(item_index=j, similarity=round(sim, 4), content=texts[j])
+            for j, sim in in_batch[i]
+        ]
+        related.sort(key=lambda r: -r.similarity)
+        duplicates = [r for r in related if r.similarity >= threshold]
+        conflicts = [
+            r for r in related if r.similarity < threshold and _contradicts(text, r.content)
+        ][:_LISTED]
+        suggested: str = item.op
+        note = ""
+        stored_dup = next((d for d in duplicates if d.memory_id is not None), None)
+        batch_dup = next(
+            (d for d in duplicates if d.item_index is not None and d.item_index < i), None
+        )
+        named = stored_dup or batch_dup
+        duplicates = duplicates[:_LISTED]
+        if named is not None and named not in duplicates:  # the one the note names is listed
+            duplicates[-1] = named
+        if item.op == "add" and stored_dup is not None:
+            suggested, note = "skip", f"near duplicate of {stored_dup.memory_id}"
+        elif item.op == "add" and batch_dup is not None:
+            suggested, note = "skip", f"near duplicate of item #{batch_dup.item_index}"
+        elif item.op == "add" and conflicts and conflicts[0].memory_id is not None:
+            suggested = "supersede"
+            note = f"may contradict {conflicts[0].memory_id}; supersede it if this replaces it"
+        analysed.append(item.model_copy(update={"analysis": ProposalAnalysis(
+            duplicates=[_cut(r) for r in duplicates],
+            conflicts=[_cut(r) for r in conflicts],
+            suggested_op=suggested,  # type: ignore[arg-type]
+            note=f"{note}; similarity: {method}" if note else f"similarity: {method}",
+        )}))
+    return analysed
+
+
+def _cut(related: RelatedMemory) -> RelatedMemory:
+    return related.model_copy(update={"content": snippet(related.content)})
 
 
 @dataclass(frozen=True)
@@ -288,67 +377,30 @@ class MemoryService(MemorySearch):
                 return found, embedded, f"cosine similarity ({embedder.model_id})"
             except CheckpointError:
                 logger.warning("proposal analysis falls back to word overlap", exc_info=True)
+        queries = await anyio.to_thread.run_sync(lambda: [_lookup_query(t) for t in texts])
         lexical: list[list[RelatedMemory]] = []
-        for item, text in zip(items, texts, strict=True):
-            candidates = await self._store.search_lexical(tenant, text, limit=_CANDIDATES)
+        for item, query in zip(items, queries, strict=True):
+            candidates = (
+                await self._store.search_lexical(tenant, query, limit=_CANDIDATES)
+                if query else []
+            )
+            # similarity -1: not computed yet; _decide measures word overlap off the loop.
             lexical.append([
-                RelatedMemory(memory_id=m.memory_id, similarity=round(sim, 4), content=m.content)
+                RelatedMemory(memory_id=m.memory_id, similarity=-1.0, content=m.content)
                 for m, _ in candidates
                 if m.memory_id != item.target_id
-                and (sim := similarity(text, m.content)) >= _RELATED
             ])
         return lexical, None, "word overlap (lexical only)"
 
     async def _analyse(
         self, tenant: Tenant, items: Sequence[ProposalItem]
     ) -> list[ProposalItem]:
-        threshold = self._settings.memory.duplicate_threshold
         stored, vectors, method = await self._similar_stored(tenant, items)
-        related_floor = _RELATED if vectors is None else _RELATED_COSINE
-        analysed: list[ProposalItem] = []
-        for i, item in enumerate(items):
-            if item.op in ("supersede", "deprecate"):
-                analysed.append(item.model_copy(
-                    update={"analysis": ProposalAnalysis(suggested_op=item.op)}
-                ))
-                continue
-            text = item.content or ""
-            related = list(stored[i])
-            for j, other in enumerate(items):
-                if j == i or not other.content:
-                    continue
-                if vectors is None:
-                    sim = similarity(text, other.content)
-                else:
-                    sim = sum(a * b for a, b in zip(vectors[i], vectors[j], strict=True))
-                if sim >= related_floor:
-                    related.append(RelatedMemory(
-                        item_index=j, similarity=round(sim, 4), content=other.content
-                    ))
-            related.sort(key=lambda r: -r.similarity)
-            duplicates = [r for r in related if r.similarity >= threshold]
-            conflicts = [
-                r for r in related if r.similarity < threshold and _contradicts(text, r.content)
-            ]
-            suggested: str = item.op
-            note = ""
-            stored_dup = next((d for d in duplicates if d.memory_id is not None), None)
-            batch_dup = next(
-                (d for d in duplicates if d.item_index is not None and d.item_index < i), None
-            )
-            if item.op == "add" and stored_dup is not None:
-                suggested, note = "skip", f"near duplicate of {stored_dup.memory_id}"
-            elif item.op == "add" and batch_dup is not None:
-                suggested, note = "skip", f"near duplicate of item #{batch_dup.item_index}"
-            elif item.op == "add" and conflicts and conflicts[0].memory_id is not None:
-                suggested = "supersede"
-                note = f"may contradict {conflicts[0].memory_id}; supersede it if this replaces it"
-            analysed.append(item.model_copy(update={"analysis": ProposalAnalysis(
-                duplicates=duplicates[:5], conflicts=conflicts[:5],
-                suggested_op=suggested,  # type: ignore[arg-type]
-                note=f"{note}; similarity: {method}" if note else f"similarity: {method}",
-            )}))
-        return analysed
+        # CPU work that grows with the batch (and the texts): on a worker thread, never on
+        # the event loop.
+        return await anyio.to_thread.run_sync(
+            _decide, items, stored, vectors, method, self._settings.memory.duplicate_threshold
+        )
 
     async def propose(
         self, tenant: Tenant, items: Sequence[ProposalItem], *, run_id: str | None = None

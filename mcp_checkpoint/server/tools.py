@@ -15,6 +15,7 @@ from mcp.server.mcpserver import Context, Resolve, Sample
 from mcp_types import CreateMessageResult, SamplingMessage, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from mcp_checkpoint.core.memory import snippet
 from mcp_checkpoint.core.models import (
     BatchStatus,
     Checkpoint,
@@ -25,6 +26,7 @@ from mcp_checkpoint.core.models import (
     MemoryOp,
     MemoryStatus,
     Proposal,
+    ProposalAnalysis,
     ProposalItem,
     Run,
     RunStatus,
@@ -150,6 +152,52 @@ class MemoryItemIn(BaseModel):
     superseded_by: str | None = Field(
         None, description="supersede: the replacing memory id, or '#N' for item N of this batch."
     )
+
+
+class ProposedItemView(_Out):
+    """One staged item as propose_memory answers it: its text only as a snippet (the caller
+    sent it), the analysis in full (which is bounded: a few related memories, snippets)."""
+
+    index: int
+    op: MemoryOp
+    kind: MemoryKind
+    scope: str
+    content_snippet: str | None = Field(
+        None, description="The start of the item's content (the whole text is staged)."
+    )
+    target_id: str | None = None
+    superseded_by: str | None = None
+    target_version: int | None = None
+    analysis: ProposalAnalysis | None
+
+
+class ProposalView(_Out):
+    """A staged batch: review each item's analysis, then commit_memory(batch_id)."""
+
+    batch_id: str
+    run_id: str | None
+    status: BatchStatus
+    items: list[ProposedItemView]
+    expires_at: datetime
+
+    @classmethod
+    def of(cls, proposal: Proposal) -> ProposalView:
+        """The bounded view of a stored proposal."""
+        return cls(
+            batch_id=proposal.batch_id,
+            run_id=proposal.run_id,
+            status=proposal.status,
+            expires_at=proposal.expires_at,
+            items=[
+                ProposedItemView(
+                    index=i, op=item.op, kind=item.kind, scope=item.scope,
+                    content_snippet=None if item.content is None else snippet(item.content),
+                    target_id=item.target_id, superseded_by=item.superseded_by,
+                    target_version=item.target_version, analysis=item.analysis,
+                )
+                for i, item in enumerate(proposal.items)
+            ],
+        )
 
 
 class CommitResult(_Out):
@@ -435,12 +483,12 @@ class Tools:
         run_id: Annotated[
             str | None, Field(description="The run these memories come from.")
         ] = None,
-    ) -> Proposal:
+    ) -> ProposalView:
         """Stage changes to long-term memory. Each item comes back with its near duplicates,
         likely conflicts and a suggested op; nothing is stored until commit_memory."""
         s = services_of(ctx)
         staged = [ProposalItem.model_validate(item.model_dump()) for item in items]
-        return await s.memory.propose(s.tenant(), staged, run_id=run_id)
+        return ProposalView.of(await s.memory.propose(s.tenant(), staged, run_id=run_id))
 
     @staticmethod
     async def commit_memory(
