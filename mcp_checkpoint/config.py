@@ -28,6 +28,7 @@ __all__ = [
     "RetentionSettings",
     "SamplingSettings",
     "Settings",
+    "SnapshotSettings",
     "SqliteSettings",
     "VectorSettings",
     "WebhookSettings",
@@ -339,6 +340,18 @@ class VectorSettings(_Group):
         return str(path if path.is_absolute() else data_dir / path)
 
 
+class SnapshotSettings(_Group):
+    """Workspace files kept with checkpoints (``checkpoint(files=...)``)."""
+
+    max_files: int = Field(10_000, ge=1, description="Files in one snapshot.")
+    max_file_bytes: int = Field(
+        16 * 1024 * 1024, ge=1, description="Bytes of one file of a snapshot."
+    )
+    max_total_bytes: int = Field(
+        256 * 1024 * 1024, ge=1, description="Bytes of all files of one snapshot."
+    )
+
+
 class WebhookSettings(_Group):
     """Events leaving the server: signed JSON posts on checkpoints, memory commits and run
     status changes (off unless a URL is set)."""
@@ -487,6 +500,7 @@ class Settings(BaseSettings):
     retention: RetentionSettings = RetentionSettings()
     http: HttpSettings = HttpSettings()
     webhook: WebhookSettings = WebhookSettings()
+    snapshots: SnapshotSettings = SnapshotSettings()
     jwt: JwtSettings = JwtSettings()
 
     @model_validator(mode="after")

@@ -26,7 +26,8 @@ __all__ = [
 ]
 
 _TABLES = (
-    "steps", "checkpoints", "pruned_checkpoints", "runs", "proposals", "memories", "vectors"
+    "steps", "checkpoints", "pruned_checkpoints", "runs", "proposals", "memories", "vectors",
+    "blobs",
 )
 
 

@@ -29,7 +29,9 @@ from collections.abc import Sequence
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 # The command-group modules, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("serve", "tokens", "runs", "reindex", "packs", "doctor", "bench")
+COMMANDS: tuple[str, ...] = (
+    "serve", "tokens", "runs", "restore", "reindex", "packs", "doctor", "bench"
+)
 
 
 def _version() -> str:
@@ -97,9 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(settings, args)
     except CheckpointError as exc:
-        from mcp_checkpoint._text import neutralise
-
-        sys.stderr.write(f"mcp-checkpoint: {neutralise(str(exc))}\n")
+        sys.stderr.write(f"mcp-checkpoint: {exc}\n")
         return 1
     except KeyboardInterrupt:
         return 130

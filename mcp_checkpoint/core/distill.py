@@ -73,7 +73,8 @@ def merge_checkpoint(
     progress, decisions and artifacts accumulate (exact repeats dropped, oldest beyond the
     configured caps dropped); state keys update and a ``null`` deletes one; next_actions,
     open_questions and errors replace the previous lists when given; ``auto_artifacts``
-    merge as ``merge_auto_artifacts`` says.
+    merge as ``merge_auto_artifacts`` says; name, stage and notes belong to the new
+    checkpoint alone (never inherited).
     """
     prev = previous or CheckpointContent()
     artifacts = _accumulate(prev.artifacts, patch.artifacts or [], limits.max_artifacts)
@@ -96,6 +97,9 @@ def merge_checkpoint(
         auto_artifacts=merge_auto_artifacts(
             prev.auto_artifacts, patch.auto_artifacts or [], artifacts, limits.max_artifacts
         ),
+        name=patch.name,
+        stage=patch.stage,
+        notes=patch.notes,
     )
 
 

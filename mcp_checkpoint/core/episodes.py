@@ -37,6 +37,7 @@ from mcp_checkpoint.core.models import (
     Run,
     RunId,
     RunStatus,
+    SnapshotEntry,
     Step,
     StepAck,
     StepDraft,
@@ -50,6 +51,7 @@ from mcp_checkpoint.core.render import (
     render_step,
     step_tokens,
 )
+from mcp_checkpoint.core.snapshots import Snapshots
 from mcp_checkpoint.errors import (
     CheckpointError,
     ConflictError,
@@ -137,6 +139,7 @@ class Episodes:
         self._memory = memory
         self._clock = clock
         self._rules = RulesDistiller(settings.checkpoint)
+        self._snapshots = Snapshots(store, settings.snapshots)
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -352,6 +355,44 @@ class Episodes:
                 ) from None
             raise
 
+    # -- workspace snapshots ------------------------------------------------------------
+
+    async def snapshot(
+        self, tenant: Tenant, run_id: str, checkpoint_id: str | None = None
+    ) -> tuple[Checkpoint, list[SnapshotEntry]]:
+        """The checkpoint and the files of its snapshot: ``checkpoint_id``'s (NotFoundError
+        if it kept no files), or the newest checkpoint's that kept some."""
+        if checkpoint_id is not None:
+            found = await self.get_checkpoint(tenant, run_id, checkpoint_id)
+            if found.content.snapshot is None:
+                raise NotFoundError(f"checkpoint {checkpoint_id} kept no files")
+            return found, await self._snapshots.manifest(tenant, found.content.snapshot)
+        offset = 0
+        while True:
+            page = await self._store.list_checkpoints(
+                tenant, RunId(run_id), limit=_STEP_PAGE, offset=offset
+            )
+            for checkpoint in page:
+                if checkpoint.content.snapshot is not None:
+                    files = await self._snapshots.manifest(tenant, checkpoint.content.snapshot)
+                    return checkpoint, files
+            if len(page) < _STEP_PAGE:
+                raise NotFoundError(f"no checkpoint of run {run_id} kept files")
+            offset += len(page)
+
+    async def snapshot_files(
+        self, tenant: Tenant, files: Sequence[SnapshotEntry]
+    ) -> dict[str, bytes]:
+        """The bytes of these snapshot files by path, each verified against its SHA-256."""
+        return await self._snapshots.read(tenant, files)
+
+    async def blob(self, tenant: Tenant, name: str) -> bytes:
+        """One stored blob by its SHA-256 (NotFoundError if the tenant holds none such)."""
+        found = await self._store.get_blobs(tenant, [name])
+        if name not in found:
+            raise NotFoundError(f"blob {name[:64]}")
+        return found[name]
+
     def _check_patch(self, patch: CheckpointPatch) -> None:
         lim = self._limits
         for name in ("progress", "decisions", "next_actions", "open_questions", "errors"):
@@ -408,6 +449,7 @@ class Episodes:
         through_seq: int | None = None,
         sampled: str | None = None,
         sampling_note: str | None = None,
+        files: Sequence[tuple[str, bytes]] | None = None,
     ) -> CheckpointResult:
         """Store a checkpoint covering steps up to ``through_seq`` (default: the head).
 
@@ -415,9 +457,16 @@ class Episodes:
         distils: ``sampled`` is the client model's answer to ``sampling_request`` (parsed,
         validated; rules take over if it is unusable), else rules. ``sampling_note`` says
         why sampling was not used, for the result's note. Steps recorded after
-        ``through_seq`` — also concurrently — stay in working memory.
+        ``through_seq`` — also concurrently — stay in working memory. ``files`` (path,
+        bytes) are kept with the checkpoint as a workspace snapshot; the patch's name,
+        stage and notes label this checkpoint whoever distils.
         """
         self._check_patch(patch)
+        labels = {"name": patch.name, "stage": patch.stage, "notes": patch.notes}
+        for key, value in labels.items():
+            if value is not None:
+                self._limits.text(key, value)
+        checked_files = self._snapshots.check_files(files) if files is not None else None
         run = await self._store.get_run(tenant, RunId(run_id))
         if through_seq is not None and not run.covered_seq <= through_seq <= run.head_seq:
             raise InvalidArgumentError(
@@ -448,12 +497,17 @@ class Episodes:
                 note = f"{sampling_note}; distilled by rules instead"
         # Whoever distilled, the files and names the covered steps touched are kept, apart
         # from what a model wrote (a context trims them first).
-        patch = patch.model_copy(update={"auto_artifacts": ruled.auto_artifacts})
+        patch = patch.model_copy(update={"auto_artifacts": ruled.auto_artifacts, **labels})
+        snapshot = (
+            await self._snapshots.store(tenant, checked_files, now=self._clock())
+            if checked_files is not None
+            else None
+        )
         for _ in range(_CHECKPOINT_RETRIES):
             previous = await self.latest_checkpoint(tenant, run)
             content = merge_checkpoint(
                 previous.content if previous else None, patch, self._settings.checkpoint
-            )
+            ).model_copy(update={"snapshot": snapshot})
             self._limits.size(
                 "the merged checkpoint",
                 len(content.model_dump_json().encode("utf-8")),

@@ -37,6 +37,8 @@ __all__ = [
     "Run",
     "RunId",
     "RunStatus",
+    "SnapshotEntry",
+    "SnapshotRef",
     "Step",
     "StepAck",
     "StepDraft",
@@ -174,6 +176,25 @@ class Artifact(_Frozen):
     value: str
 
 
+class SnapshotEntry(_Frozen):
+    """One file of a workspace snapshot: where it goes and what it holds."""
+
+    path: str = Field(description="Relative POSIX path inside the workspace.")
+    sha256: str = Field(description="SHA-256 of the file's bytes (hex): its blob's name.")
+    size: int = Field(ge=0, description="Bytes.")
+
+
+class SnapshotRef(_Frozen):
+    """The workspace files kept with a checkpoint: the blob that lists them (a JSON list of
+    SnapshotEntry, content-addressed like every file), and totals."""
+
+    manifest: str = Field(description="SHA-256 of the manifest blob.")
+    files: int = Field(ge=0)
+    bytes: int = Field(ge=0)
+    new_blobs: int = Field(0, ge=0, description="Blobs this checkpoint stored for the first "
+                           "time (the rest were kept already).")
+
+
 class CheckpointContent(_Frozen):
     """A distilled state of a run. Every field is optional when a client writes it.
 
@@ -196,6 +217,12 @@ class CheckpointContent(_Frozen):
         description="Files, commits, URLs, test ids, tickets and identifiers the server "
         "extracted from the covered steps, best first (trimmed before the model's own).",
     )
+    name: str | None = Field(None, description="This checkpoint's name (not inherited).")
+    stage: str | None = Field(None, description="The stage of the work it marks.")
+    notes: str | None = Field(None, description="Notes for a person reading it later.")
+    snapshot: SnapshotRef | None = Field(
+        None, description="Workspace files kept with this checkpoint (not inherited)."
+    )
 
 
 class CheckpointPatch(_Frozen):
@@ -215,13 +242,17 @@ class CheckpointPatch(_Frozen):
     errors: list[str] | None = None
     artifacts: list[str] | None = None
     auto_artifacts: list[Artifact] | None = None
+    name: str | None = None
+    stage: str | None = None
+    notes: str | None = None
 
     def is_empty(self) -> bool:
-        """True when no model-written field was given (``auto_artifacts`` is the server's)."""
+        """True when no model-written content was given (``auto_artifacts`` is the server's;
+        a name, stage or notes label a checkpoint, they are not a distillation)."""
         return all(
             getattr(self, name) is None
             for name in type(self).model_fields
-            if name != "auto_artifacts"
+            if name not in ("auto_artifacts", "name", "stage", "notes")
         )
 
 

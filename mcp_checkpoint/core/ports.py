@@ -16,7 +16,7 @@ processes may share a store.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -44,6 +44,7 @@ from mcp_checkpoint.core.models import (
 )
 
 __all__ = [
+    "BlobStore",
     "CheckpointRef",
     "CommitPlan",
     "Distiller",
@@ -448,7 +449,39 @@ class MemoryStore(Protocol):
 
 
 @runtime_checkable
-class Store(EpisodicStore, MemoryStore, Protocol):
+class BlobStore(Protocol):
+    """Content-addressed bytes (workspace snapshot files and their manifests), per tenant:
+    a blob's name is the SHA-256 of its bytes, so writing one twice stores it once."""
+
+    async def put_blobs(self, tenant: Tenant, blobs: Mapping[str, bytes], *, now: datetime) -> int:
+        """Store every ``sha256 -> bytes`` pair the tenant does not hold yet, in one
+        transaction; pairs already held are left as they are. The caller computed each
+        name from its bytes. Returns how many were new."""
+        ...
+
+    async def missing_blobs(self, tenant: Tenant, names: Sequence[str]) -> set[str]:
+        """Those of ``names`` the tenant does not hold."""
+        ...
+
+    async def get_blobs(self, tenant: Tenant, names: Sequence[str]) -> dict[str, bytes]:
+        """The bytes of those of ``names`` the tenant holds (the others are absent)."""
+        ...
+
+    async def list_blobs(self, tenant: Tenant) -> set[str]:
+        """The names of every blob the tenant holds."""
+        ...
+
+    async def snapshot_manifests(self, tenant: Tenant) -> set[str]:
+        """The manifest names (``content.snapshot.manifest``) of every stored checkpoint
+        of the tenant that has a snapshot."""
+        ...
+
+    async def delete_blobs(self, tenant: Tenant, names: Sequence[str]) -> int:
+        """Remove these blobs of the tenant (unknown names are ignored); how many went."""
+        ...
+
+
+class Store(EpisodicStore, MemoryStore, BlobStore, Protocol):
     """A backend that keeps both episodic and semantic state (one transaction domain)."""
 
     async def import_records(self, tenant: Tenant, records: ImportRecords) -> None:

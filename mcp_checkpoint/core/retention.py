@@ -24,7 +24,8 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from mcp_checkpoint.core.models import CheckpointId, RunId, Tenant
-from mcp_checkpoint.core.ports import EpisodicStore, PruneResult
+from mcp_checkpoint.core.ports import EpisodicStore, PruneResult, Store
+from mcp_checkpoint.core.snapshots import collect_garbage
 from mcp_checkpoint.errors import InvalidArgumentError, NotFoundError
 
 __all__ = [
@@ -69,7 +70,7 @@ class RetentionPolicy:
 
 
 async def prune_runs(
-    store: EpisodicStore,
+    store: Store,
     policy: RetentionPolicy,
     *,
     tenant: Tenant | None,
@@ -80,7 +81,25 @@ async def prune_runs(
     """Prune every finished run of ``tenant`` (every tenant's when None) that the policy
     selects, or only ``run_ids`` (of ``tenant``, which is then required); one transaction
     per run. Returns a result per run considered, in (tenant, run_id) order; with
-    ``dry_run`` nothing is written and the results say what would be removed."""
+    ``dry_run`` nothing is written and the results say what would be removed. The
+    workspace-snapshot blobs that only removed checkpoints referred to go too."""
+    results = await _prune(store, policy, tenant=tenant, now=now, dry_run=dry_run,
+                           run_ids=run_ids)
+    if not dry_run:
+        for owner in sorted({r.tenant for r in results if r.checkpoint_ids}):
+            await collect_garbage(store, owner)
+    return results
+
+
+async def _prune(
+    store: Store,
+    policy: RetentionPolicy,
+    *,
+    tenant: Tenant | None,
+    now: datetime,
+    dry_run: bool,
+    run_ids: Sequence[RunId] | None,
+) -> list[PruneResult]:
     cutoff = now - policy.older_than
     results: list[PruneResult] = []
     if run_ids is not None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib.util
 from typing import TYPE_CHECKING
 
-from mcp_checkpoint._dist import install_hint
 from mcp_checkpoint.config import Settings
 from mcp_checkpoint.embeddings.hashing import HashingEmbedder
 from mcp_checkpoint.embeddings.sentence_transformers import (
@@ -36,7 +35,7 @@ __all__ = [
     "make_embedder",
 ]
 
-_INSTALL_HINT = install_hint("embeddings")
+_INSTALL_HINT = 'pip install "mcp-checkpoint[embeddings]"'
 
 
 def _installed(module: str) -> bool:

@@ -28,9 +28,14 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMA_NAMES", "register_resources"]
 
 JSON = "application/json"
-MIME_TYPES = {"schema": "application/schema+json", "export": "application/zip"}
+MIME_TYPES = {
+    "schema": "application/schema+json",
+    "export": "application/zip",
+    "blob": "application/octet-stream",
+}
 SCHEMA_NAMES = ("run", "step", "checkpoint", "checkpoint-content", "proposal", "memory", "context")
 _NAME = re.compile(r"[a-z][a-z-]*")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 
@@ -117,6 +122,32 @@ class Resources:
         return await export_run_pack(s, run_id)
 
     @staticmethod
+    async def snapshot(run_id: str, checkpoint_id: str, ctx: Context[Any, Any]) -> str:
+        """The workspace files a checkpoint kept (JSON: name, stage, notes, and each file's
+        path, sha256, size and blob:// URI); ``latest`` is the newest checkpoint with files."""
+        s = services_of(ctx)
+        wanted = None if checkpoint_id == "latest" else checkpoint_id
+        checkpoint, files = await s.episodes.snapshot(s.tenant(), run_id, wanted)
+        content = checkpoint.content
+        return _dump({
+            "run_id": run_id,
+            "checkpoint_id": checkpoint.checkpoint_id,
+            "number": checkpoint.number,
+            "name": content.name,
+            "stage": content.stage,
+            "notes": content.notes,
+            "files": [{**f.model_dump(), "uri": f"blob://{f.sha256}"} for f in files],
+        })
+
+    @staticmethod
+    async def blob(sha256: str, ctx: Context[Any, Any]) -> bytes:
+        """A snapshot file's bytes by SHA-256 (application/octet-stream)."""
+        if not _SHA256.fullmatch(sha256):
+            raise InvalidArgumentError("a blob is named by 64 lowercase hex characters")
+        s = services_of(ctx)
+        return await s.episodes.blob(s.tenant(), sha256)
+
+    @staticmethod
     async def schema(name: str, ctx: Context[Any, Any]) -> str:
         """The JSON Schema (Draft 2020-12) of a persisted artifact."""
         if not _NAME.fullmatch(name) or name not in SCHEMA_NAMES:
@@ -138,6 +169,8 @@ def register_resources(server: MCPServer[Any]) -> None:
         ("ledger://{run_id}{?cursor,limit}", Resources.ledger, "ledger"),
         ("memory://{memory_id}", Resources.memory, "memory"),
         ("export://{run_id}", Resources.export, "export"),
+        ("snapshot://{run_id}/{checkpoint_id}", Resources.snapshot, "snapshot"),
+        ("blob://{sha256}", Resources.blob, "blob"),
         ("schema://{name}", Resources.schema, "schema"),
     ]
     for uri, fn, name in templates:

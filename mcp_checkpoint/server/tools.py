@@ -38,6 +38,7 @@ from mcp_checkpoint.core.models import (
 )
 from mcp_checkpoint.errors import CheckpointError
 from mcp_checkpoint.server._context import services_of
+from mcp_checkpoint.server._files import FileIn, resolve_files
 from mcp_checkpoint.server.errors import guard_tool
 
 if TYPE_CHECKING:
@@ -363,6 +364,23 @@ class Tools:
         artifacts: Annotated[
             list[str] | None, Field(description="Files, ids, URLs that matter (appended).")
         ] = None,
+        name: Annotated[
+            str | None, Field(description="A name for this checkpoint (e.g. 'tests green').")
+        ] = None,
+        stage: Annotated[
+            str | None, Field(description="The stage of the work it marks.")
+        ] = None,
+        notes: Annotated[
+            str | None, Field(description="Notes for a person reading it later.")
+        ] = None,
+        files: Annotated[
+            list[FileIn] | None,
+            Field(
+                description="Workspace files to keep with this checkpoint (restorable with "
+                "'mcp-checkpoint restore'): {path, content} or {path, content_base64}; on a "
+                "local server {path} alone is read from inside your roots."
+            ),
+        ] = None,
         sampled: Sampled = None,
     ) -> CheckpointResultView:
         """Distil working memory into a checkpoint. Pass your own distillation; with no
@@ -377,6 +395,14 @@ class Tools:
             open_questions=open_questions,
             errors=errors,
             artifacts=artifacts,
+            name=name,
+            stage=stage,
+            notes=notes,
+        )
+        snapshot = (
+            await resolve_files(ctx, files, remote=s.remote, settings=s.settings.snapshots)
+            if files is not None
+            else None
         )
         answer: str | None = None
         note: str | None = None
@@ -392,7 +418,7 @@ class Tools:
                 note = "the client does not offer sampling"
         result = await s.episodes.checkpoint(
             s.tenant(), run_id, patch, through_seq=through_seq, sampled=answer,
-            sampling_note=note,
+            sampling_note=note, files=snapshot,
         )
         cp: Checkpoint = result.checkpoint
         await s.subscriptions.checkpoint_created(ctx, s.tenant(), cp.run_id)

@@ -428,3 +428,30 @@ async def test_list_prunable_runs_orders_ids_bytewise_and_pages_on_the_after_key
 
     assert seen == sorted(ids, key=lambda run_id: run_id.encode("utf-8"))
     assert seen == ["B-10", "B-2", "Z", "_x", "a"]
+
+
+async def test_prune_removes_the_snapshot_blobs_only_removed_checkpoints_kept(
+    store: Store, clock: Clock
+) -> None:
+    settings = Settings(checkpoint={"trigger_steps": 1000})
+    episodes = Episodes(store, HeuristicTokenizer(), settings, clock=clock)
+    await episodes.start_run(TENANT_A, "Keep the workspace", run_id="r1")
+    for version in ("v1", "v2", "v3"):
+        await episodes.record_step(TENANT_A, "r1", StepDraft(tool="edit", input=version))
+        await episodes.checkpoint(
+            TENANT_A, "r1", CheckpointPatch(progress=[version]),
+            files=[("shared.txt", b"the same in every snapshot"),
+                   ("app.py", f"version = {version!r}\n".encode())],
+        )
+    await episodes.set_run(TENANT_A, "r1", status="completed")
+    before = await store.list_blobs(TENANT_A)
+    assert len(before) == 1 + 3 + 3  # one shared file, three app.py versions, three manifests
+
+    await prune_runs(store, RetentionPolicy(older_than=timedelta(0), keep_checkpoints=1),
+                     tenant=TENANT_A, now=clock(), dry_run=False)
+
+    after = await store.list_blobs(TENANT_A)
+    assert len(after) == 1 + 1 + 1  # what the kept checkpoint's snapshot needs
+    _, files = await episodes.snapshot(TENANT_A, "r1")
+    data = await episodes.snapshot_files(TENANT_A, files)
+    assert data == {"app.py": b"version = 'v3'\n", "shared.txt": b"the same in every snapshot"}

@@ -5,6 +5,7 @@ A's items; update notifications never cross tenants."""
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,10 @@ async def seed_tenant_a(client: Client) -> dict[str, str]:
     await ok(client, "start_run", {"objective": "A's secret objective", "run_id": "run-a"})
     for i in range(3):
         await ok(client, "record_step", {"run_id": "run-a", "tool": f"a{i}"})
-    cp = await ok(client, "checkpoint", {"run_id": "run-a", "progress": ["A's progress"]})
+    cp = await ok(client, "checkpoint", {
+        "run_id": "run-a", "progress": ["A's progress"],
+        "files": [{"path": "secret.txt", "content": SECRET}],
+    })
     proposal = await ok(client, "propose_memory", {
         "items": [{"content": SECRET, "kind": "fact"}], "run_id": "run-a",
     })
@@ -65,6 +69,7 @@ async def seed_tenant_a(client: Client) -> dict[str, str]:
         "checkpoint": cp["checkpoint_id"],
         "memory": committed["memory_ids"]["0"],
         "batch": pending["batch_id"],
+        "blob": hashlib.sha256(SECRET.encode()).hexdigest(),
     }
 
 
@@ -136,10 +141,11 @@ async def test_tenant_b_cannot_see_or_touch_tenant_a(tmp_path: Path) -> None:
             assert listed - {"schema://{name}"} == {
                 "checkpoint://{run_id}/latest", "checkpoint://{run_id}/{checkpoint_id}",
                 "run://{run_id}", "ledger://{run_id}{?cursor,limit}", "memory://{memory_id}",
-                "export://{run_id}",
+                "export://{run_id}", "snapshot://{run_id}/{checkpoint_id}", "blob://{sha256}",
             }, "a new resource template must join this walk"
             for template in (
-                "checkpoint://{run}/latest", "run://{run}", "ledger://{run}", "export://{run}"
+                "checkpoint://{run}/latest", "run://{run}", "ledger://{run}", "export://{run}",
+                "snapshot://{run}/latest",
             ):
                 foreign = await resource_error(b, template.format(run=run))
                 missing = await resource_error(b, template.format(run=ghost_run))
@@ -150,6 +156,14 @@ async def test_tenant_b_cannot_see_or_touch_tenant_a(tmp_path: Path) -> None:
             assert "not_found" in foreign
             assert foreign.replace(run, "<r>").replace(cp, "<c>") == missing.replace(
                 ghost_run, "<r>").replace(ghost_cp, "<c>")
+            foreign = await resource_error(b, f"snapshot://{run}/{cp}")
+            missing = await resource_error(b, f"snapshot://{ghost_run}/{ghost_cp}")
+            assert "not_found" in foreign
+            assert foreign.replace(run, "<r>").replace(cp, "<c>") == missing.replace(
+                ghost_run, "<r>").replace(ghost_cp, "<c>")
+            blob, ghost_blob = ids["blob"], "0" * 64
+            same_shape(await resource_error(b, f"blob://{blob}"),
+                       await resource_error(b, f"blob://{ghost_blob}"), blob, ghost_blob)
             foreign = await resource_error(b, f"memory://{memory}")
             missing = await resource_error(b, f"memory://{ghost_memory}")
             same_shape(foreign.removeprefix("Resource not found: "),

@@ -43,6 +43,8 @@ async def test_resource_templates_are_listed(client: Client) -> None:
         "ledger://{run_id}{?cursor,limit}",
         "memory://{memory_id}",
         "export://{run_id}",
+        "snapshot://{run_id}/{checkpoint_id}",
+        "blob://{sha256}",
         "schema://{name}",
     }
     assert all(t.description for t in templates.values())
