@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from mcp_checkpoint._dist import DISTRIBUTION
+
 try:
-    __version__ = version("mcp-checkpoint")
+    __version__ = version(DISTRIBUTION)
 except PackageNotFoundError:  # a source checkout that is not installed
     __version__ = "0.0.0+source"
 

@@ -99,7 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(settings, args)
     except CheckpointError as exc:
-        sys.stderr.write(f"mcp-checkpoint: {exc}\n")
+        from mcp_checkpoint._text import neutralise
+
+        sys.stderr.write(f"mcp-checkpoint: {neutralise(str(exc))}\n")
         return 1
     except KeyboardInterrupt:
         return 130

@@ -17,8 +17,12 @@ T = TypeVar("T")
 
 
 def out(text: str) -> None:
-    """One line on stdout (the command's result; logs and progress go to stderr)."""
-    sys.stdout.write(text + "\n")
+    """One line on stdout (the command's result; logs and progress go to stderr). Stored
+    text (objectives, outputs, memories) is data: control characters such as ANSI escapes
+    are printed as visible escapes (``\\x1b``), never obeyed by the terminal."""
+    from mcp_checkpoint._text import neutralise
+
+    sys.stdout.write(neutralise(text) + "\n")
 
 
 def setup_logging(settings: Settings) -> None:

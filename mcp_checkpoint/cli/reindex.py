@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from mcp_checkpoint._dist import install_hint
 from mcp_checkpoint.cli._common import out, with_store
 from mcp_checkpoint.cli._progress import Progress
 
@@ -23,7 +24,7 @@ def cmd_reindex(settings: Settings, args: argparse.Namespace) -> int:
 
     embedder = make_embedder(settings)
     if embedder is None:
-        out('no embedding model is configured: pip install "mcp-checkpoint[embeddings]"')
+        out("no embedding model is configured: " + install_hint("embeddings"))
         return 1
 
     async def body(store: Store) -> int:

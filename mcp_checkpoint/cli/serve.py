@@ -40,8 +40,31 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         "serving on stdio (store: %s)",
         mask_url(settings.store_url) if settings.store_url else settings.sqlite_path,
     )
-    server.run("stdio")
+    try:
+        server.run("stdio")
+    except BaseException as exc:
+        # The store opens inside the SDK's task group: a store that cannot open (corrupt,
+        # unreachable) arrives wrapped in exception groups. Unwrapped, main prints its one
+        # line; anything else keeps its traceback.
+        found = _checkpoint_error(exc)
+        if found is None:
+            raise
+        raise found from None
     return 0
+
+
+def _checkpoint_error(exc: BaseException) -> Exception | None:
+    """The first of our own errors in ``exc`` or the groups it nests, if any."""
+    from mcp_checkpoint.errors import CheckpointError
+
+    if isinstance(exc, CheckpointError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _checkpoint_error(inner)
+            if found is not None:
+                return found
+    return None
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -10,8 +10,9 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from mcp_checkpoint.core.models import Run, RunId, Step, StepDraft, Tenant
+from mcp_checkpoint.core.models import Run, RunId, Step, StepAck, StepDraft, Tenant
 from mcp_checkpoint.core.ports import EpisodicStore
+from mcp_checkpoint.errors import ConflictError
 
 __all__ = [
     "ChainBreak",
@@ -19,6 +20,7 @@ __all__ = [
     "canonical_json",
     "genesis_hash",
     "request_hash",
+    "retried_ack",
     "step_hash",
     "verify_chain",
     "verify_run",
@@ -90,6 +92,17 @@ def append_step(
         "updated_at": now,
     })
     return step, after
+
+
+def retried_ack(
+    key: str, stored_request_hash: str, stored_ack: StepAck, request_hash: str
+) -> StepAck:
+    """The answer to an append whose idempotency ``key`` a stored step already holds: that
+    step's acknowledgement with ``duplicate=True``, if the request is the same one
+    (``request_hash``); ConflictError if the key was used for a different step."""
+    if stored_request_hash != request_hash:
+        raise ConflictError(f"idempotency_key {key} was used for a different step")
+    return stored_ack.model_copy(update={"duplicate": True})
 
 
 class ChainBreak(ValueError):

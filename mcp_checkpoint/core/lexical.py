@@ -11,10 +11,12 @@ Every store scores a memory by BM25 without document-length normalisation (b = 0
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
+from collections.abc import Iterable, Mapping
 
-__all__ = ["BM25_K1", "STOPWORDS", "bm25_idf", "bm25_weight", "query_terms"]
+__all__ = ["BM25_K1", "STOPWORDS", "bm25_idf", "bm25_weight", "query_terms", "rank_bm25"]
 
 _WORD = re.compile(r"\w+")
 
@@ -64,3 +66,30 @@ def bm25_weight(idf: float, tf: int) -> float:
     between 0.3 and 2 moves it by less than 0.003 (repeats are rare in short texts).
     """
     return idf * tf * (BM25_K1 + 1) / (tf + BM25_K1)
+
+
+def rank_bm25(
+    documents: int,
+    matching: Mapping[str, int],
+    occurrences: Iterable[tuple[str, str, int]],
+    *,
+    limit: int,
+) -> list[tuple[str, float]]:
+    """The ``limit`` best documents by BM25, best first (ties by id), with their scores.
+
+    A backend finds the matches and counts; this scores them, the same way for every
+    store: ``documents`` is how many documents were searched, ``matching`` how many of
+    them hold each term, and ``occurrences`` says that document ``id`` holds ``term``
+    ``tf`` times (each pair once). A document's score is the sum of ``bm25_weight`` over
+    its terms, each term weighed by ``bm25_idf(documents, matching[term])``.
+    """
+    idf = {term: bm25_idf(documents, count) for term, count in matching.items()}
+    weights: dict[tuple[str, int], float] = {}  # most documents hold a term once
+    scores: dict[str, float] = {}
+    for doc, term, tf in occurrences:
+        weight = weights.get((term, tf))
+        if weight is None:
+            weight = weights[(term, tf)] = bm25_weight(idf[term], tf)
+        scores[doc] = scores.get(doc, 0.0) + weight
+    best = heapq.nsmallest(limit, scores, key=lambda doc: (-scores[doc], doc))
+    return [(doc, scores[doc]) for doc in best]

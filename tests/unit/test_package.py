@@ -118,3 +118,17 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     assert f"```bash\n{command}\n```" in readme
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert any(line.strip() == command for line in ci.splitlines())
+
+
+def test_the_distribution_name_license_and_install_hints_agree_with_pyproject() -> None:
+    import tomllib
+
+    from mcp_checkpoint._dist import DISTRIBUTION, install_hint
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["name"] == DISTRIBUTION != "mcp-checkpoint"  # that name is another project
+    assert f'pip install "{DISTRIBUTION}[embeddings]"' in install_hint("embeddings")
+    assert 'pip install -e ".[embeddings]"' in install_hint("embeddings")
+    assert set(project["optional-dependencies"]) >= {"embeddings", "postgres", "qdrant"}
+    assert project["license"] == "MIT"
+    assert (ROOT / "LICENSE").read_text(encoding="utf-8").startswith("MIT License")

@@ -1,16 +1,27 @@
-"""The PostgreSQL store's longer statements."""
+"""The PostgreSQL store's own statements, and the shared ones (``storage._statements``) in
+psycopg's parameter style."""
 
 from __future__ import annotations
 
-from mcp_checkpoint.storage._rows import RUN_COLUMNS
+import functools
+
+from mcp_checkpoint.storage._rows import MEMORY_COLUMNS as _COLUMNS
+from mcp_checkpoint.storage._rows import STEP_COLUMNS
+from mcp_checkpoint.storage._statements import psycopg
 
 __all__ = [
     "HEAD_AND_KEY",
-    "INSERT_RUN",
+    "LOCKED_MEMORIES",
     "MEMORY_COLUMNS",
     "MOVE_HEAD_AND_INSERT",
     "SEARCH",
+    "pg",
 ]
+
+pg = functools.cache(psycopg)
+"""A shared statement as psycopg takes it (converted once)."""
+
+MEMORY_COLUMNS = ", ".join(_COLUMNS)
 
 # The run's head and, when the step has a key, the step already stored under it.
 HEAD_AND_KEY = (
@@ -19,34 +30,28 @@ HEAD_AND_KEY = (
     "AND s.idempotency_key = %s WHERE r.tenant = %s AND r.run_id = %s"
 )
 # Moves the head and inserts the step in one statement, or does neither: the head must
-# still be where the step was computed from (seq, episode, version).
+# still be where the step was computed from (seq, episode, version). The step's columns
+# are ``_rows.step_row``'s.
 MOVE_HEAD_AND_INSERT = (
-    "WITH head AS ("
+    "WITH head AS ("  # noqa: S608 - constant names
     " UPDATE runs SET head_seq = %(seq)s, step_count = %(step_count)s,"
     " head_hash = %(hash)s, head_tokens = %(cum_tokens)s,"
-    " updated_at = %(at)s, updated_us = %(us)s"
+    " updated_at = %(created_at)s, updated_us = %(us)s"
     " WHERE tenant = %(tenant)s AND run_id = %(run_id)s AND head_seq = %(prev_seq)s"
     " AND head_hash = %(prev_hash)s"
     " AND checkpoint_count = %(checkpoints)s AND version = %(version)s"
     " RETURNING tenant, run_id) "
-    "INSERT INTO steps (tenant, run_id, seq, episode, tool, input, output, "
-    "reasoning, status, idempotency_key, tokens, cum_tokens, created_at, "
-    "prev_hash, hash, request_hash, ack) "
-    "SELECT head.tenant, head.run_id, %(seq)s, %(episode)s, %(tool)s, "
-    "%(input)s, %(output)s, %(reasoning)s, %(status)s, %(key)s, %(tokens)s, "
-    "%(cum_tokens)s, %(at)s, %(prev_hash)s, %(hash)s, %(request_hash)s, "
-    "%(ack)s FROM head RETURNING seq"
+    f"INSERT INTO steps ({', '.join(STEP_COLUMNS)}) "
+    "SELECT head.tenant, head.run_id, "
+    + ", ".join(f"%({c})s" for c in STEP_COLUMNS if c not in ("tenant", "run_id"))
+    + " FROM head RETURNING seq"
 )
-
-INSERT_RUN = (
-    f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) "  # noqa: S608 - constant column names
-    f"VALUES ({', '.join('%(' + column + ')s' for column in RUN_COLUMNS)})"
+# The memories a commit targets, locked in memory_id order (two commits touching the same
+# memories cannot deadlock).
+LOCKED_MEMORIES = (
+    f"SELECT {MEMORY_COLUMNS} FROM memories "  # noqa: S608 - constant names
+    "WHERE tenant = %s AND memory_id = ANY(%s) ORDER BY memory_id FOR UPDATE"
 )
-MEMORY_COLUMNS = (
-    "tenant, memory_id, content, kind, scope, status, confidence, source_refs, batch_id, "
-    "run_id, superseded_by, created_at, updated_at, version"
-)
-
 
 SEARCHED = (
     "m.tenant = %(tenant)s AND m.status = %(status)s "

@@ -4,16 +4,15 @@
 Every write is one transaction. An append reads its run's head (or starts from the head
 this process left), then moves it and inserts the step in one statement that succeeds
 only if the head has not moved meanwhile (compare-and-set); one that keeps losing that
-race, and every checkpoint, locks the run's
-row (``SELECT ... FOR UPDATE``). So the read-check-write (seq allocation, idempotency
-check, hash chain, head update) is serialized per run across every process sharing the
-database, while different runs proceed in parallel. Primary keys and unique
-indexes stay the final word on identity and ordering; compare-and-set on versions guards
-memories and runs. Retention (``prune_run``) takes the same row lock, so it never races an
-append; removed checkpoints leave tombstones in ``pruned_checkpoints``. Lexical search is
-PostgreSQL full-text search (a GIN index over a generated ``tsvector``, so imported
-memories are searchable at once), scored by BM25 with the statistics of the searched
-memories.
+race, and every checkpoint, locks the run's row (``SELECT ... FOR UPDATE``). So what a
+method reads, decides through ``core`` (``ledger.append_step``, ``core.plans``) and
+writes is serialized per run across every process sharing the database, while different
+runs proceed in parallel. Primary keys and unique indexes stay the final word on identity
+and ordering; compare-and-set on versions guards memories and runs. Retention
+(``prune_run``) takes the same row lock, so it never races an append; removed checkpoints
+leave tombstones in ``pruned_checkpoints``. Lexical search is PostgreSQL full-text search
+(a GIN index over a generated ``tsvector``, so imported memories are searchable at once),
+scored by ``core.lexical.rank_bm25`` with the statistics of the searched memories.
 """
 
 from __future__ import annotations
@@ -26,8 +25,8 @@ import psycopg
 from psycopg import errors
 
 from mcp_checkpoint.config import PostgresSettings
-from mcp_checkpoint.core.ledger import append_step
-from mcp_checkpoint.core.lexical import bm25_idf, bm25_weight, query_terms
+from mcp_checkpoint.core.ledger import append_step, retried_ack
+from mcp_checkpoint.core.lexical import query_terms, rank_bm25
 from mcp_checkpoint.core.models import (
     BatchId,
     Checkpoint,
@@ -47,48 +46,51 @@ from mcp_checkpoint.core.models import (
     StepDraft,
     Tenant,
 )
-from mcp_checkpoint.core.ports import (
-    CheckpointRef,
-    CommitPlan,
-    ImportRecords,
-    MemoryStatusChange,
-    MemoryUpdate,
-    PruneResult,
+from mcp_checkpoint.core.plans import (
+    check_keep,
+    plan_checkpoint,
+    plan_commit,
+    plan_prune,
+    target_ids,
 )
-from mcp_checkpoint.errors import (
-    BackendError,
-    ConflictError,
-    InvalidArgumentError,
-    NotFoundError,
-)
+from mcp_checkpoint.core.ports import CheckpointRef, CommitPlan, ImportRecords, PruneResult
+from mcp_checkpoint.errors import ConflictError, NotFoundError
+from mcp_checkpoint.storage import _statements as sql
 from mcp_checkpoint.storage._ints import INT64_MAX, int64
 from mcp_checkpoint.storage._rows import (
-    ITEMS,
-    MEMORY_IDS,
+    checkpoint_row,
+    covered_params,
     iso,
+    memory_row,
+    memory_write_params,
     micros,
+    proposal_row,
+    pruned_params,
     run_row,
+    step_row,
     to_checkpoint,
     to_json,
+    to_mark,
     to_memory,
     to_proposal,
     to_run,
     to_step,
+    tombstone_row,
 )
 from mcp_checkpoint.storage._urls import mask_url
 from mcp_checkpoint.storage.postgres._db import Conn
 from mcp_checkpoint.storage.postgres._sql import (
     HEAD_AND_KEY,
-    INSERT_RUN,
+    LOCKED_MEMORIES,
     MEMORY_COLUMNS,
     MOVE_HEAD_AND_INSERT,
     SEARCH,
+    pg,
 )
 from mcp_checkpoint.storage.postgres.blobs import PostgresBlobs
 
 __all__ = ["Conn", "PostgresStore", "mask_url"]
 
-_NO_UPPER_BOUND = INT64_MAX
 _RERANK_DEPTH = 200
 """Lexical matches (by ``ts_rank_cd``) re-scored by BM25 over the searched memories."""
 _OPTIMISTIC_APPENDS = 2
@@ -115,37 +117,44 @@ class PostgresStore(PostgresBlobs):
         if len(self._heads) > _KNOWN_HEADS:
             del self._heads[next(iter(self._heads))]
 
+    async def _one(self, conn: Conn, statement: str, params: Any) -> Any:
+        """The first row of a shared statement (``storage._statements``), or None."""
+        cursor = await conn.execute(pg(statement), params)
+        return await cursor.fetchone()
+
+    async def _all(self, conn: Conn, statement: str, params: Any) -> list[Any]:
+        """Every row of a shared statement."""
+        cursor = await conn.execute(pg(statement), params)
+        return await cursor.fetchall()
+
+    async def _count(self, conn: Conn, statement: str, params: Any) -> int:
+        """How many rows a shared statement changed."""
+        cursor = await conn.execute(pg(statement), params)
+        return cursor.rowcount
 
     # -- runs ---------------------------------------------------------------------------
 
-    @staticmethod
     async def _load_run(
-        conn: Conn, tenant: Tenant, run_id: RunId, *, lock: bool = False
+        self, conn: Conn, tenant: Tenant, run_id: RunId, *, lock: bool = False
     ) -> Run:
-        sql = "SELECT * FROM runs WHERE tenant = %s AND run_id = %s"
-        cursor = await conn.execute(sql + (" FOR UPDATE" if lock else ""), (tenant, run_id))
-        row = await cursor.fetchone()
+        statement = sql.RUN + (" FOR UPDATE" if lock else "")
+        row = await self._one(conn, statement, {"tenant": tenant, "run_id": run_id})
         if row is None:
             raise NotFoundError(f"run {run_id}")
         return to_run(row)
 
-    @staticmethod
-    async def _require_run(conn: Conn, tenant: Tenant, run_id: RunId) -> None:
-        cursor = await conn.execute(
-            "SELECT 1 FROM runs WHERE tenant = %s AND run_id = %s", (tenant, run_id)
-        )
-        if await cursor.fetchone() is None:
+    async def _require_run(self, conn: Conn, tenant: Tenant, run_id: RunId) -> None:
+        if await self._one(conn, sql.RUN_EXISTS, {"tenant": tenant, "run_id": run_id}) is None:
             raise NotFoundError(f"run {run_id}")
 
     async def create_run(self, tenant: Tenant, run: Run) -> Run:
         """Insert ``run`` as given. ConflictError if the tenant already has that run_id."""
 
         async def insert(conn: Conn) -> Run:
-            cursor = await conn.execute(
-                INSERT_RUN + " ON CONFLICT DO NOTHING", run_row(tenant, run)
-            )
-            if cursor.rowcount != 1:
-                raise ConflictError(f"run {run.run_id} already exists")
+            try:
+                await conn.execute(pg(sql.INSERT_RUN), run_row(tenant, run))
+            except errors.UniqueViolation as exc:
+                raise ConflictError(f"run {run.run_id} already exists") from exc
             return run
 
         return await self._run(insert, write=True)
@@ -166,17 +175,12 @@ class PostgresStore(PostgresBlobs):
         """The tenant's runs, newest ``updated_at`` first (ties by run_id), paginated."""
         if limit <= 0:
             return []
-        filters = {"tenant": tenant, "status": status, "project": project}
-        where = " AND ".join(f"{name} = %s" for name, v in filters.items() if v is not None)
-        params: tuple[Any, ...] = tuple(v for v in filters.values() if v is not None)
-        sql = (
-            f"SELECT * FROM runs WHERE {where} "  # noqa: S608 - constant column names
-            "ORDER BY updated_us DESC, run_id DESC LIMIT %s OFFSET %s"
-        )
+        query = sql.list_runs(status=status is not None, project=project is not None)
+        params = {"tenant": tenant, "status": status, "project": project,
+                  "limit": int64(limit), "offset": int64(max(offset, 0))}
 
         async def select(conn: Conn) -> list[Run]:
-            cursor = await conn.execute(sql, (*params, int64(limit), int64(max(offset, 0))))
-            return [to_run(row) for row in await cursor.fetchall()]
+            return [to_run(row) for row in await self._all(conn, query, params)]
 
         return await self._run(select, write=False)
 
@@ -195,19 +199,14 @@ class PostgresStore(PostgresBlobs):
         ConflictError if the stored version is not ``expected_version``; NotFoundError if
         there is no such run.
         """
+        params = {
+            "tenant": tenant, "run_id": run_id, "expected_version": expected_version,
+            "updated_at": iso(now), "updated_us": micros(now), "status": status,
+            "pinned": None if pinned is None else to_json(pinned),
+        }
 
         async def update(conn: Conn) -> Run:
-            cursor = await conn.execute(
-                "UPDATE runs SET version = version + 1, updated_at = %s, updated_us = %s, "
-                "status = COALESCE(%s, status), pinned = COALESCE(%s, pinned) "
-                "WHERE tenant = %s AND run_id = %s AND version = %s RETURNING *",
-                (
-                    iso(now), micros(now), status,
-                    None if pinned is None else to_json(pinned),
-                    tenant, run_id, expected_version,
-                ),
-            )
-            row = await cursor.fetchone()
+            row = await self._one(conn, sql.UPDATE_RUN + " RETURNING *", params)
             if row is not None:
                 return to_run(row)
             run = await self._load_run(conn, tenant, run_id)
@@ -248,27 +247,16 @@ class PostgresStore(PostgresBlobs):
         def settle(run: Run, seen: dict[str, Any] | None
                    ) -> tuple[StepAck, tuple[Run, dict[str, Any]] | None]:
             """The stored answer to a retried key, or the new step's ack, the run after
-            it and the step's row."""
-            if seen is not None:
-                if seen["request_hash"] != request_hash:
-                    raise ConflictError(
-                        f"idempotency_key {key} was used for a different step"
-                    )
+            it and the statement's parameters."""
+            if seen is not None and key is not None:
                 stored = StepAck.model_validate_json(seen["ack"])
-                return stored.model_copy(update={"duplicate": True}), None
+                return retried_ack(key, seen["request_hash"], stored, request_hash), None
             step, after = append_step(run, draft, tokens=tokens, now=now)
             ack = make_ack(after, step)
             return ack, (after, {
-                "tenant": tenant, "run_id": run_id, "prev_seq": run.head_seq,
-                "checkpoints": run.checkpoint_count, "version": run.version,
-                "seq": step.seq, "step_count": after.step_count, "hash": step.hash,
-                "cum_tokens": step.cum_tokens, "at": iso(now), "us": micros(now),
-                "episode": step.episode, "tool": step.tool,
-                "input": to_json(step.input), "output": to_json(step.output),
-                "reasoning": step.reasoning, "status": step.status,
-                "key": step.idempotency_key, "tokens": step.tokens,
-                "prev_hash": step.prev_hash, "request_hash": request_hash,
-                "ack": ack.model_dump_json(),
+                **step_row(tenant, step, request_hash, ack.model_dump_json()),
+                "prev_seq": run.head_seq, "checkpoints": run.checkpoint_count,
+                "version": run.version, "step_count": after.step_count, "us": micros(now),
             })
 
         async def write(conn: Conn, ack: StepAck, after: Run, values: dict[str, Any]) -> bool:
@@ -313,20 +301,14 @@ class PostgresStore(PostgresBlobs):
             # The fallback under contention: the run's row lock queues the appenders, so
             # each reads the head, and the keys, as the previous one left them.
             async with conn.transaction():
-                cursor = await conn.execute(
-                    "SELECT * FROM runs WHERE tenant = %s AND run_id = %s FOR UPDATE",
-                    (tenant, run_id),
-                )
+                params = {"tenant": tenant, "run_id": run_id, "key": key}
+                cursor = await conn.execute(pg(sql.RUN + " FOR UPDATE"), params)
                 row = await cursor.fetchone()
                 if row is None:
                     raise NotFoundError(f"run {run_id}")
                 seen = None
                 if key is not None:
-                    cursor = await conn.execute(
-                        "SELECT request_hash, ack FROM steps "
-                        "WHERE tenant = %s AND run_id = %s AND idempotency_key = %s",
-                        (tenant, run_id, key),
-                    )
+                    cursor = await conn.execute(pg(sql.SEEN_KEY), params)
                     seen = await cursor.fetchone()
                 ack, new = settle(to_run(row), seen)
                 if new is not None:
@@ -361,20 +343,15 @@ class PostgresStore(PostgresBlobs):
         (descending when ``newest_first``): one range scan of the primary key.
         NotFoundError if there is no such run.
         """
-        order = "DESC" if newest_first else "ASC"
-        sql = (
-            "SELECT * FROM steps WHERE tenant = %s AND run_id = %s "  # noqa: S608 - constant
-            f"AND seq > %s AND seq <= %s ORDER BY seq {order} LIMIT %s"
-        )
-        upper = _NO_UPPER_BOUND if until_seq is None else until_seq
+        query = sql.list_steps(newest_first=newest_first)
+        params = {
+            "tenant": tenant, "run_id": run_id, "after_seq": int64(after_seq),
+            "until_seq": int64(INT64_MAX if until_seq is None else until_seq),
+            "limit": int64(limit),
+        }
 
         async def select(conn: Conn) -> list[Step]:
-            rows = []
-            if limit > 0:
-                cursor = await conn.execute(
-                    sql, (tenant, run_id, int64(after_seq), int64(upper), int64(limit))
-                )
-                rows = await cursor.fetchall()
+            rows = await self._all(conn, query, params) if limit > 0 else []
             if not rows:  # a step implies its run; only an empty page asks about the run
                 await self._require_run(conn, tenant, run_id)
             return [to_step(row) for row in rows]
@@ -396,70 +373,34 @@ class PostgresStore(PostgresBlobs):
         tokens: int,
         now: datetime,
     ) -> Checkpoint:
-        """Insert the run's next checkpoint and make it the latest (see the port), with
-        the run's row locked as appends do.
-
-        ConflictError if the run's latest checkpoint is not ``parent_id``;
-        InvalidArgumentError unless ``covered_seq <= through_seq <= head_seq``.
-        """
+        """Insert the run's next checkpoint and make it the latest, as
+        ``core.plans.plan_checkpoint`` decides (see the port), with the run's row locked as
+        appends do."""
 
         async def add(conn: Conn) -> Checkpoint:
-            run = await self._load_run(conn, tenant, run_id, lock=True)
-            if run.latest_checkpoint_id != parent_id:
-                raise ConflictError(f"run {run_id} has a newer checkpoint than {parent_id}")
-            through = run.head_seq if through_seq is None else through_seq
-            if not run.covered_seq <= through <= run.head_seq:
-                raise InvalidArgumentError(
-                    f"through_seq is {through}; it must lie between {run.covered_seq} and "
-                    f"{run.head_seq}"
+            row = await self._one(conn, sql.RUN_AND_THROUGH_TOKENS + " FOR UPDATE OF r", {
+                "tenant": tenant, "run_id": run_id, "through_seq": through_seq,
+            })
+            if row is None:
+                raise NotFoundError(f"run {run_id}")
+            plan = plan_checkpoint(
+                to_run(row), through_tokens=row["through_tokens"], checkpoint_id=checkpoint_id,
+                parent_id=parent_id, through_seq=through_seq, content=content, source=source,
+                tokens=tokens, now=now,
+            )
+            try:
+                await conn.execute(
+                    pg(sql.INSERT_CHECKPOINT), checkpoint_row(tenant, plan.checkpoint)
                 )
-            covered_tokens = 0
-            if through == run.covered_seq:  # that step may have been pruned
-                covered_tokens = run.covered_tokens
-            elif through > 0:
-                cursor = await conn.execute(
-                    "SELECT cum_tokens FROM steps WHERE tenant = %s AND run_id = %s "
-                    "AND seq = %s",
-                    (tenant, run_id, through),
+            except errors.UniqueViolation as exc:
+                raise ConflictError(
+                    f"checkpoint {checkpoint_id} of run {run_id} already exists"
+                ) from exc
+            if await self._count(conn, sql.MOVE_COVERED, covered_params(tenant, plan)) != 1:
+                raise ConflictError(  # pragma: no cover - the row lock rules it out
+                    f"run {run_id} has a newer checkpoint than {parent_id}"
                 )
-                row = await cursor.fetchone()
-                if row is None:  # pragma: no cover - seq is gap-free up to head_seq
-                    raise BackendError(f"step {through} of run {run_id} is missing")
-                covered_tokens = int(row["cum_tokens"])
-            checkpoint = Checkpoint(
-                checkpoint_id=checkpoint_id,
-                run_id=run_id,
-                number=run.checkpoint_count + 1,
-                parent_id=parent_id,
-                through_seq=through,
-                head_seq=run.head_seq,
-                content=content,
-                source=source,
-                tokens=tokens,
-                created_at=now,
-            )
-            cursor = await conn.execute(
-                "INSERT INTO checkpoints (tenant, run_id, checkpoint_id, number, parent_id, "
-                "through_seq, head_seq, content, source, tokens, created_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (tenant, run_id, checkpoint_id) DO NOTHING",
-                (
-                    tenant, run_id, checkpoint_id, checkpoint.number, parent_id, through,
-                    run.head_seq, content.model_dump_json(), source, tokens, iso(now),
-                ),
-            )
-            if cursor.rowcount != 1:
-                raise ConflictError(f"checkpoint {checkpoint_id} of run {run_id} already exists")
-            await conn.execute(
-                "UPDATE runs SET checkpoint_count = %s, latest_checkpoint_id = %s, "
-                "covered_seq = %s, covered_tokens = %s, updated_at = %s, updated_us = %s "
-                "WHERE tenant = %s AND run_id = %s",
-                (
-                    checkpoint.number, checkpoint_id, through, covered_tokens, iso(now),
-                    micros(now), tenant, run_id,
-                ),
-            )
-            return checkpoint
+            return plan.checkpoint
 
         return await self._run(add, write=True)
 
@@ -467,14 +408,10 @@ class PostgresStore(PostgresBlobs):
         self, tenant: Tenant, run_id: RunId, checkpoint_id: CheckpointId
     ) -> Checkpoint:
         """A checkpoint of this run. NotFoundError if the run has no such checkpoint."""
+        params = {"tenant": tenant, "run_id": run_id, "checkpoint_id": checkpoint_id}
 
         async def select(conn: Conn) -> Checkpoint:
-            cursor = await conn.execute(
-                "SELECT * FROM checkpoints WHERE tenant = %s AND run_id = %s "
-                "AND checkpoint_id = %s",
-                (tenant, run_id, checkpoint_id),
-            )
-            row = await cursor.fetchone()
+            row = await self._one(conn, sql.CHECKPOINT_BY_ID, params)
             if row is None:
                 await self._require_run(conn, tenant, run_id)
                 raise NotFoundError(f"checkpoint {checkpoint_id} of run {run_id}")
@@ -487,13 +424,10 @@ class PostgresStore(PostgresBlobs):
     ) -> Checkpoint | None:
         """The run's ``number``-th checkpoint (1-based), or None. NotFoundError if there is
         no such run."""
+        params = {"tenant": tenant, "run_id": run_id, "number": int64(number)}
 
         async def select(conn: Conn) -> Checkpoint | None:
-            cursor = await conn.execute(
-                "SELECT * FROM checkpoints WHERE tenant = %s AND run_id = %s AND number = %s",
-                (tenant, run_id, int64(number)),
-            )
-            row = await cursor.fetchone()
+            row = await self._one(conn, sql.CHECKPOINT_BY_NUMBER, params)
             if row is None:
                 await self._require_run(conn, tenant, run_id)
                 return None
@@ -506,16 +440,11 @@ class PostgresStore(PostgresBlobs):
     ) -> list[Checkpoint]:
         """The run's checkpoints, newest first, paginated. NotFoundError if there is no
         such run."""
+        params = {"tenant": tenant, "run_id": run_id, "limit": int64(limit),
+                  "offset": int64(max(offset, 0))}
 
         async def select(conn: Conn) -> list[Checkpoint]:
-            rows = []
-            if limit > 0:
-                cursor = await conn.execute(
-                    "SELECT * FROM checkpoints WHERE tenant = %s AND run_id = %s "
-                    "ORDER BY number DESC LIMIT %s OFFSET %s",
-                    (tenant, run_id, int64(limit), int64(max(offset, 0))),
-                )
-                rows = await cursor.fetchall()
+            rows = await self._all(conn, sql.LIST_CHECKPOINTS, params) if limit > 0 else []
             if not rows:  # a checkpoint implies its run
                 await self._require_run(conn, tenant, run_id)
             return [to_checkpoint(row) for row in rows]
@@ -538,22 +467,16 @@ class PostgresStore(PostgresBlobs):
         listing is ordered, on every backend."""
         if limit <= 0:
             return []
-        where = ["status <> 'active'", "updated_us < %s"]
-        params: list[Any] = [micros(finished_before)]
-        if tenant is not None:
-            where.append("tenant = %s")
-            params.append(tenant)
-        if after is not None:
-            where.append('(tenant, run_id) > (%s COLLATE "C", %s COLLATE "C")')
-            params += [after[0], after[1]]
-        sql = (
-            f"SELECT * FROM runs WHERE {' AND '.join(where)} "  # noqa: S608 - constants
-            'ORDER BY tenant COLLATE "C", run_id COLLATE "C" LIMIT %s'
+        query = sql.list_prunable_runs(
+            tenant=tenant is not None, after=after is not None, collate=' COLLATE "C"'
         )
+        after_tenant, after_run = after or (None, None)
+        params = {"tenant": tenant, "finished_us": micros(finished_before),
+                  "after_tenant": after_tenant, "after_run": after_run, "limit": int64(limit)}
 
         async def select(conn: Conn) -> list[tuple[Tenant, Run]]:
-            cursor = await conn.execute(sql, (*params, int64(limit)))
-            return [(Tenant(row["tenant"]), to_run(row)) for row in await cursor.fetchall()]
+            rows = await self._all(conn, query, params)
+            return [(Tenant(row["tenant"]), to_run(row)) for row in rows]
 
         return await self._run(select, write=False)
 
@@ -567,91 +490,37 @@ class PostgresStore(PostgresBlobs):
         dry_run: bool = False,
         now: datetime,
     ) -> PruneResult:
-        """Remove a finished run's old checkpoints and the steps they cover, in one
-        transaction (see the port). The run's row is locked first (as appends and
-        checkpoints lock it) and its status and ``updated_at`` are checked under the lock:
-        a run that moved on since it was listed is skipped, and no append can slip in
-        between the check and the delete. Freed space is reused by later writes
-        (autovacuum reclaims dead rows)."""
-        if keep_checkpoints < 1:
-            raise InvalidArgumentError("keep_checkpoints must be at least 1")
+        """Remove what ``core.plans.plan_prune`` decides, in one transaction (see the
+        port). The run's row is locked first (as appends and checkpoints lock it), so the
+        run is decided on as it is: a run that moved on since it was listed is skipped,
+        and no append can slip in between the decision and the delete. Freed space is
+        reused by later writes (autovacuum reclaims dead rows)."""
+        check_keep(keep_checkpoints)
+        where = {"tenant": tenant, "run_id": run_id}
 
         async def prune(conn: Conn) -> PruneResult:
             run = await self._load_run(conn, tenant, run_id, lock=True)
-            skipped = (
-                "active" if run.status == "active"
-                else "recent" if run.updated_at >= finished_before
-                else "no checkpoint" if run.checkpoint_count == 0
-                else None
-            )
-            if skipped is not None:
-                return PruneResult(tenant, run_id, dry_run, skipped, through_seq=run.pruned_seq)
-            oldest_kept = max(run.checkpoint_count - keep_checkpoints + 1, 1)
-            cursor = await conn.execute(
-                "SELECT through_seq FROM checkpoints WHERE tenant = %s AND run_id = %s "
-                "AND number = %s",
-                (tenant, run_id, oldest_kept),
-            )
-            kept = await cursor.fetchone()
-            if kept is None:  # pragma: no cover - numbers are gap-free above the pruned
-                raise BackendError(f"checkpoint {oldest_kept} of run {run_id} is missing")
-            boundary = max(int(kept["through_seq"]), run.pruned_seq)
-            cursor = await conn.execute(
-                "SELECT checkpoint_id, number FROM checkpoints "
-                "WHERE tenant = %s AND run_id = %s AND number < %s ORDER BY number",
-                (tenant, run_id, oldest_kept),
-            )
-            dropped = await cursor.fetchall()
-            last = None
-            if boundary > run.pruned_seq:
-                cursor = await conn.execute(
-                    "SELECT hash, cum_tokens FROM steps WHERE tenant = %s AND run_id = %s "
-                    "AND seq = %s",
-                    (tenant, run_id, boundary),
+            marks = [to_mark(row) for row in await self._all(conn, sql.CHECKPOINT_MARKS, where)]
+            plan = plan_prune(tenant, run, marks, keep_checkpoints=keep_checkpoints,
+                              finished_before=finished_before, dry_run=dry_run)
+            if plan.run is None:
+                return plan.result
+            if plan.steps_through:
+                await conn.execute(pg(sql.DELETE_STEPS_THROUGH),
+                                   {**where, "seq": plan.steps_through})
+            if plan.tombstones:
+                async with conn.cursor() as cursor:
+                    await cursor.executemany(pg(sql.INSERT_TOMBSTONE), [
+                        tombstone_row(tenant, ref, now) for ref in plan.tombstones
+                    ])
+                await conn.execute(pg(sql.DELETE_CHECKPOINTS_BELOW),
+                                   {**where, "number": plan.checkpoints_below})
+            if await self._count(conn, sql.RECORD_PRUNED,
+                                 pruned_params(tenant, plan, plan.run)) != 1:
+                raise ConflictError(  # pragma: no cover - the row lock rules it out
+                    f"run {run_id} changed while it was pruned; try again"
                 )
-                last = await cursor.fetchone()
-                if last is None:  # pragma: no cover - seq is gap-free after pruned_seq
-                    raise BackendError(f"step {boundary} of run {run_id} is missing")
-            result = PruneResult(
-                tenant, run_id, dry_run,
-                steps_removed=boundary - run.pruned_seq,
-                through_seq=boundary,
-                checkpoint_ids=[CheckpointId(row["checkpoint_id"]) for row in dropped],
-            )
-            if dry_run or not result.removed_anything:
-                return result
-            if last is not None:
-                # The idempotency keys of these steps go with them.
-                await conn.execute(
-                    "DELETE FROM steps WHERE tenant = %s AND run_id = %s AND seq <= %s",
-                    (tenant, run_id, boundary),
-                )
-            if dropped:
-                # Each removed checkpoint leaves its tombstone, in the same statement.
-                await conn.execute(
-                    "WITH gone AS ("
-                    " DELETE FROM checkpoints WHERE tenant = %s AND run_id = %s AND number < %s"
-                    " RETURNING tenant, checkpoint_id, run_id, number, through_seq) "
-                    "INSERT INTO pruned_checkpoints (tenant, checkpoint_id, run_id, number, "
-                    "through_seq, pruned_at) "
-                    "SELECT tenant, checkpoint_id, run_id, number, through_seq, %s FROM gone",
-                    (tenant, run_id, oldest_kept, iso(now)),
-                )
-            # Pruning is not activity: updated_at stays, the version moves.
-            await conn.execute(
-                "UPDATE runs SET version = version + 1, pruned_seq = %s, pruned_hash = %s, "
-                "pruned_tokens = %s, pruned_checkpoints = %s "
-                "WHERE tenant = %s AND run_id = %s",
-                (
-                    boundary,
-                    run.pruned_hash if last is None else last["hash"],
-                    run.pruned_tokens if last is None else last["cum_tokens"],
-                    dropped[-1]["number"] if dropped else run.pruned_checkpoints,
-                    tenant,
-                    run_id,
-                ),
-            )
-            return result
+            return plan.result
 
         return await self._run(prune, write=True)
 
@@ -659,16 +528,10 @@ class PostgresStore(PostgresBlobs):
         self, tenant: Tenant, checkpoint_id: CheckpointId
     ) -> CheckpointRef | None:
         """Where a checkpoint id points, also after pruning (see the port)."""
+        params = {"tenant": tenant, "checkpoint_id": checkpoint_id}
 
         async def select(conn: Conn) -> CheckpointRef | None:
-            cursor = await conn.execute(
-                "SELECT run_id, number, through_seq, false AS pruned FROM checkpoints "
-                "WHERE tenant = %s AND checkpoint_id = %s "
-                "UNION ALL SELECT run_id, number, through_seq, true FROM pruned_checkpoints "
-                "WHERE tenant = %s AND checkpoint_id = %s LIMIT 1",
-                (tenant, checkpoint_id, tenant, checkpoint_id),
-            )
-            row = await cursor.fetchone()
+            row = await self._one(conn, sql.FIND_CHECKPOINT, params)
             if row is None:
                 return None
             return CheckpointRef(
@@ -680,13 +543,11 @@ class PostgresStore(PostgresBlobs):
 
     # -- proposals ----------------------------------------------------------------------
 
-    @staticmethod
     async def _load_proposal(
-        conn: Conn, tenant: Tenant, batch_id: BatchId, *, lock: bool = False
+        self, conn: Conn, tenant: Tenant, batch_id: BatchId, *, lock: bool = False
     ) -> Proposal:
-        sql = "SELECT * FROM proposals WHERE tenant = %s AND batch_id = %s"
-        cursor = await conn.execute(sql + (" FOR UPDATE" if lock else ""), (tenant, batch_id))
-        row = await cursor.fetchone()
+        statement = sql.PROPOSAL + (" FOR UPDATE" if lock else "")
+        row = await self._one(conn, statement, {"tenant": tenant, "batch_id": batch_id})
         if row is None:
             raise NotFoundError(f"batch {batch_id}")
         return to_proposal(row)
@@ -695,26 +556,10 @@ class PostgresStore(PostgresBlobs):
         """Insert a pending batch durably. ConflictError if its batch_id exists."""
 
         async def insert(conn: Conn) -> Proposal:
-            cursor = await conn.execute(
-                "INSERT INTO proposals (tenant, batch_id, run_id, status, items, "
-                "created_at, expires_at, committed_at, accepted, rejected, memory_ids) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (
-                    tenant,
-                    proposal.batch_id,
-                    proposal.run_id,
-                    proposal.status,
-                    ITEMS.dump_json(proposal.items).decode("utf-8"),
-                    iso(proposal.created_at),
-                    iso(proposal.expires_at),
-                    None if proposal.committed_at is None else iso(proposal.committed_at),
-                    to_json(proposal.accepted),
-                    to_json(proposal.rejected),
-                    MEMORY_IDS.dump_json(proposal.memory_ids).decode("utf-8"),
-                ),
-            )
-            if cursor.rowcount != 1:
-                raise ConflictError(f"batch {proposal.batch_id} already exists")
+            try:
+                await conn.execute(pg(sql.INSERT_PROPOSAL), proposal_row(tenant, proposal))
+            except errors.UniqueViolation as exc:
+                raise ConflictError(f"batch {proposal.batch_id} already exists") from exc
             return proposal
 
         return await self._run(insert, write=True)
@@ -728,119 +573,45 @@ class PostgresStore(PostgresBlobs):
     async def expire_proposal(self, tenant: Tenant, batch_id: BatchId, *, now: datetime) -> None:
         """Mark a pending batch ``expired``; no-op if it is no longer pending.
         NotFoundError if the tenant has no such batch."""
+        params = {"tenant": tenant, "batch_id": batch_id}
 
         async def expire(conn: Conn) -> None:
-            cursor = await conn.execute(
-                "UPDATE proposals SET status = 'expired' "
-                "WHERE tenant = %s AND batch_id = %s AND status = 'pending'",
-                (tenant, batch_id),
-            )
-            if cursor.rowcount == 0:
+            if await self._count(conn, sql.EXPIRE_PROPOSAL, params) == 0:
                 await self._load_proposal(conn, tenant, batch_id)
 
         await self._run(expire, write=True)
 
     async def commit_proposal(self, tenant: Tenant, plan: CommitPlan, *, now: datetime) -> Proposal:
-        """Apply ``plan`` atomically and mark the batch committed (or rejected when nothing
-        was accepted); ConflictError or NotFoundError with nothing written (see the port).
+        """Write what ``core.plans.plan_commit`` decides for ``plan``, all or nothing;
+        ConflictError or NotFoundError with nothing written (see the port).
 
         The batch's row is locked first: a second commit, from any process, waits for the
         first and then finds the batch no longer pending. Targeted memories are locked in
         memory_id order, so two commits touching the same memories cannot deadlock.
         """
-        updated_at = iso(now)
 
         async def commit(conn: Conn) -> Proposal:
             proposal = await self._load_proposal(conn, tenant, plan.batch_id, lock=True)
-            if proposal.status != "pending":
-                raise ConflictError(f"batch {plan.batch_id} is already {proposal.status}")
-            status = "committed" if plan.accepted else "rejected"
-            targets: list[MemoryUpdate | MemoryStatusChange] = [
-                *plan.updates, *plan.status_changes
-            ]
-            versions: dict[str, int] = {}
-            if targets:
-                cursor = await conn.execute(
-                    "SELECT memory_id, version, status FROM memories "
-                    "WHERE tenant = %s AND memory_id = ANY(%s) ORDER BY memory_id FOR UPDATE",
-                    (tenant, sorted({target.memory_id for target in targets})),
-                )
-                found = {row["memory_id"]: row for row in await cursor.fetchall()}
-                for target in targets:
-                    row = found.get(target.memory_id)
-                    if row is None:
-                        raise NotFoundError(f"memory {target.memory_id}")
-                    if row["version"] != target.expected_version or row["status"] != "active":
-                        raise ConflictError(
-                            f"memory {target.memory_id} changed since it was proposed"
-                        )
-                    versions[target.memory_id] = int(row["version"])
-            for new in plan.inserts:
-                cursor = await conn.execute(
-                    "INSERT INTO memories (tenant, memory_id, content, kind, scope, status, "
-                    "confidence, source_refs, batch_id, run_id, superseded_by, created_at, "
-                    "updated_at, version) "
-                    "VALUES (%s, %s, %s, %s, %s, 'active', %s, %s, %s, %s, NULL, %s, %s, 1) "
-                    "ON CONFLICT DO NOTHING",
-                    (
-                        tenant, new.memory_id, new.content, new.kind, new.scope,
-                        new.confidence, to_json(new.source_refs), new.batch_id, new.run_id,
-                        updated_at, updated_at,
-                    ),
-                )
-                if cursor.rowcount != 1:
-                    raise ConflictError(f"memory {new.memory_id} already exists")
-            for upd in plan.updates:
-                await self._bump_memory(
-                    conn, tenant, upd.memory_id, versions,
-                    "content = %s, confidence = %s, source_refs = %s, batch_id = %s, "
-                    "updated_at = %s",
-                    (upd.content, upd.confidence, to_json(upd.source_refs), plan.batch_id,
-                     updated_at),
-                )
-            for change in plan.status_changes:
-                await self._bump_memory(
-                    conn, tenant, change.memory_id, versions,
-                    "status = %s, superseded_by = %s, updated_at = %s",
-                    (change.status, change.superseded_by, updated_at),
-                )
-            await conn.execute(
-                "UPDATE proposals SET status = %s, committed_at = %s, accepted = %s, "
-                "rejected = %s, memory_ids = %s WHERE tenant = %s AND batch_id = %s",
-                (
-                    status, updated_at, to_json(plan.accepted), to_json(plan.rejected),
-                    MEMORY_IDS.dump_json(plan.memory_ids).decode("utf-8"),
-                    tenant, plan.batch_id,
-                ),
-            )
-            return proposal.model_copy(update={
-                "status": status,
-                "committed_at": now,
-                "accepted": plan.accepted,
-                "rejected": plan.rejected,
-                "memory_ids": plan.memory_ids,
-            })
+            targets: dict[MemoryId, Memory] = {}
+            if ids := target_ids(plan):
+                cursor = await conn.execute(LOCKED_MEMORIES, (tenant, ids))
+                targets = {row["memory_id"]: to_memory(row) for row in await cursor.fetchall()}
+            writes = plan_commit(proposal, plan, targets, now=now)
+            await conn.execute(pg(sql.COMMIT_PROPOSAL), proposal_row(tenant, writes.proposal))
+            for memory in writes.inserts:
+                try:
+                    await conn.execute(pg(sql.INSERT_MEMORY), memory_row(tenant, memory))
+                except errors.UniqueViolation as exc:
+                    raise ConflictError(f"memory {memory.memory_id} already exists") from exc
+            for write in writes.writes:
+                if await self._count(conn, sql.UPDATE_MEMORY,
+                                     memory_write_params(tenant, write)) != 1:
+                    raise ConflictError(  # pragma: no cover - the row lock rules it out
+                        f"memory {write.memory.memory_id} changed since it was proposed"
+                    )
+            return writes.proposal
 
         return await self._run(commit, write=True)
-
-    @staticmethod
-    async def _bump_memory(
-        conn: Conn,
-        tenant: Tenant,
-        memory_id: MemoryId,
-        versions: dict[str, int],
-        assignments: str,
-        values: tuple[Any, ...],
-    ) -> None:
-        expected = versions[memory_id]
-        cursor = await conn.execute(
-            f"UPDATE memories SET {assignments}, version = %s "  # noqa: S608 - constants
-            "WHERE tenant = %s AND memory_id = %s AND version = %s",
-            (*values, expected + 1, tenant, memory_id, expected),
-        )
-        if cursor.rowcount != 1:  # pragma: no cover - the row lock rules it out
-            raise ConflictError(f"memory {memory_id} changed since it was proposed")
-        versions[memory_id] = expected + 1
 
     # -- memories -----------------------------------------------------------------------
 
@@ -848,12 +619,7 @@ class PostgresStore(PostgresBlobs):
         """The memory, whatever its status. NotFoundError if there is none."""
 
         async def select(conn: Conn) -> Memory:
-            cursor = await conn.execute(
-                f"SELECT {MEMORY_COLUMNS} FROM memories "  # noqa: S608 - constant
-                "WHERE tenant = %s AND memory_id = %s",
-                (tenant, memory_id),
-            )
-            row = await cursor.fetchone()
+            row = await self._one(conn, sql.MEMORY, {"tenant": tenant, "memory_id": memory_id})
             if row is None:
                 raise NotFoundError(f"memory {memory_id}")
             return to_memory(row)
@@ -889,26 +655,16 @@ class PostgresStore(PostgresBlobs):
         memories unless it is None. One range scan of the primary key."""
         if limit <= 0:
             return []
-        where: list[str] = []
-        params: list[Any] = []
-        if tenant is not None:
-            where.append("tenant = %s")
-            params.append(tenant)
-        if status is not None:
-            where.append("status = %s")
-            params.append(status)
-        if after is not None:
-            where.append("(tenant, memory_id) > (%s, %s)")
-            params.extend(after)
-        sql = (
-            f"SELECT {MEMORY_COLUMNS} FROM memories "  # noqa: S608 - constant fragments
-            f"{'WHERE ' + ' AND '.join(where) if where else ''} "
-            "ORDER BY tenant, memory_id LIMIT %s"
+        query = sql.list_memories(
+            tenant=tenant is not None, status=status is not None, after=after is not None
         )
+        after_tenant, after_memory = after or (None, None)
+        params = {"tenant": tenant, "status": status, "after_tenant": after_tenant,
+                  "after_memory": after_memory, "limit": int64(limit)}
 
         async def select(conn: Conn) -> list[tuple[Tenant, Memory]]:
-            cursor = await conn.execute(sql, (*params, int64(limit)))
-            return [(Tenant(row["tenant"]), to_memory(row)) for row in await cursor.fetchall()]
+            rows = await self._all(conn, query, params)
+            return [(Tenant(row["tenant"]), to_memory(row)) for row in rows]
 
         return await self._run(select, write=False)
 
@@ -930,9 +686,9 @@ class PostgresStore(PostgresBlobs):
         The query's words (``core.lexical.query_terms``) are normalized by the same text
         search configuration as the memories and OR-ed as quoted ``tsquery`` lexemes. The
         GIN index finds the matches; the best ``_RERANK_DEPTH`` of them by ``ts_rank_cd``
-        are scored as ``core.lexical.bm25_weight`` says, each word's idf taken from the
-        memories searched (the tenant's, after the filters) alone: another tenant's or
-        another scope's memories never change a ranking or a score.
+        are scored by ``core.lexical.rank_bm25`` from the statistics of the memories
+        searched (the tenant's, after the filters) alone: another tenant's or another
+        scope's memories never change a ranking or a score.
         """
         words = query_terms(query)
         if not words or limit <= 0:
@@ -947,19 +703,14 @@ class PostgresStore(PostgresBlobs):
             found = await cursor.fetchall()
             if not found:
                 return []
-            documents = int(found[0]["documents"])
-            idf = {
-                lexeme: bm25_idf(documents, int(matching))
-                for lexeme, matching in found[0]["matching"].items()
-            }
-            scored = [
-                (to_memory(row), sum(
-                    bm25_weight(idf[lexeme], tf) for lexeme, tf in (row["tf"] or {}).items()
-                ))
-                for row in found
+            occurrences = [
+                (row["memory_id"], lexeme, int(tf))
+                for row in found for lexeme, tf in (row["tf"] or {}).items()
             ]
-            scored.sort(key=lambda pair: (-pair[1], pair[0].memory_id))
-            return scored[:limit]
+            best = rank_bm25(int(found[0]["documents"]), found[0]["matching"], occurrences,
+                             limit=limit)
+            memories = {row["memory_id"]: row for row in found}
+            return [(to_memory(memories[memory_id]), score) for memory_id, score in best]
 
         return await self._run(select, write=False)
 
@@ -976,73 +727,23 @@ class PostgresStore(PostgresBlobs):
                 async with conn.cursor() as cursor:
                     for item in records.runs:
                         what = f"run {item.run.run_id}"
-                        await cursor.execute(INSERT_RUN, run_row(tenant, item.run))
+                        await cursor.execute(pg(sql.INSERT_RUN), run_row(tenant, item.run))
                         if item.steps:
-                            await cursor.executemany(
-                                "INSERT INTO steps (tenant, run_id, seq, episode, tool, input, "
-                                "output, reasoning, status, idempotency_key, tokens, "
-                                "cum_tokens, created_at, prev_hash, hash, request_hash, ack) "
-                                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-                                "%s, %s, %s, %s)",
-                                [
-                                    (
-                                        tenant, s.run_id, s.seq, s.episode, s.tool,
-                                        to_json(s.input), to_json(s.output), s.reasoning, s.status,
-                                        s.idempotency_key, s.tokens, s.cum_tokens,
-                                        iso(s.created_at), s.prev_hash, s.hash,
-                                        imported.request_hash, imported.ack.model_dump_json(),
-                                    )
-                                    for imported in item.steps
-                                    for s in (imported.step,)
-                                ],
-                            )
+                            await cursor.executemany(pg(sql.INSERT_STEP), [
+                                step_row(tenant, s.step, s.request_hash, s.ack.model_dump_json())
+                                for s in item.steps
+                            ])
                         if item.checkpoints:
-                            await cursor.executemany(
-                                "INSERT INTO checkpoints (tenant, run_id, checkpoint_id, "
-                                "number, parent_id, through_seq, head_seq, content, source, "
-                                "tokens, created_at) "
-                                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                                [
-                                    (
-                                        tenant, c.run_id, c.checkpoint_id, c.number,
-                                        c.parent_id, c.through_seq, c.head_seq,
-                                        c.content.model_dump_json(), c.source, c.tokens,
-                                        iso(c.created_at),
-                                    )
-                                    for c in item.checkpoints
-                                ],
-                            )
+                            await cursor.executemany(pg(sql.INSERT_CHECKPOINT), [
+                                checkpoint_row(tenant, c) for c in item.checkpoints
+                            ])
                     for proposal in records.proposals:
                         what = f"batch {proposal.batch_id}"
-                        await cursor.execute(
-                            "INSERT INTO proposals (tenant, batch_id, run_id, status, items, "
-                            "created_at, expires_at, committed_at, accepted, rejected, "
-                            "memory_ids) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                            (
-                                tenant, proposal.batch_id, proposal.run_id, proposal.status,
-                                ITEMS.dump_json(proposal.items).decode("utf-8"),
-                                iso(proposal.created_at), iso(proposal.expires_at),
-                                None if proposal.committed_at is None
-                                else iso(proposal.committed_at),
-                                to_json(proposal.accepted), to_json(proposal.rejected),
-                                MEMORY_IDS.dump_json(proposal.memory_ids).decode("utf-8"),
-                            ),
-                        )
+                        await cursor.execute(pg(sql.INSERT_PROPOSAL),
+                                             proposal_row(tenant, proposal))
                     for memory in records.memories:
                         what = f"memory {memory.memory_id}"
-                        await cursor.execute(
-                            "INSERT INTO memories (tenant, memory_id, content, kind, scope, "
-                            "status, confidence, source_refs, batch_id, run_id, superseded_by, "
-                            "created_at, updated_at, version) "
-                            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                            (
-                                tenant, memory.memory_id, memory.content, memory.kind,
-                                memory.scope, memory.status, memory.confidence,
-                                to_json(memory.source_refs), memory.batch_id, memory.run_id,
-                                memory.superseded_by, iso(memory.created_at),
-                                iso(memory.updated_at), memory.version,
-                            ),
-                        )
+                        await cursor.execute(pg(sql.INSERT_MEMORY), memory_row(tenant, memory))
             except errors.UniqueViolation as exc:
                 # The transaction is aborted; _run rolls it back as this propagates.
                 raise ConflictError(f"{what} already exists") from exc

@@ -12,8 +12,8 @@ from collections import Counter
 from collections.abc import Callable, Container, Mapping, Sequence
 from datetime import datetime
 
-from mcp_checkpoint.core.ledger import append_step
-from mcp_checkpoint.core.lexical import bm25_idf, bm25_weight, query_terms
+from mcp_checkpoint.core.ledger import append_step, retried_ack
+from mcp_checkpoint.core.lexical import query_terms, rank_bm25
 from mcp_checkpoint.core.models import (
     BatchId,
     Checkpoint,
@@ -33,42 +33,20 @@ from mcp_checkpoint.core.models import (
     StepDraft,
     Tenant,
 )
-from mcp_checkpoint.core.ports import (
-    CheckpointRef,
-    CommitPlan,
-    ImportRecords,
-    MemoryStatusChange,
-    MemoryUpdate,
-    PruneResult,
+from mcp_checkpoint.core.plans import (
+    CheckpointMark,
+    check_keep,
+    plan_checkpoint,
+    plan_commit,
+    plan_prune,
+    target_ids,
 )
-from mcp_checkpoint.errors import ConflictError, InvalidArgumentError, NotFoundError
+from mcp_checkpoint.core.ports import CheckpointRef, CommitPlan, ImportRecords, PruneResult
+from mcp_checkpoint.errors import ConflictError, NotFoundError
 
-__all__ = ["ReferenceStore", "bm25_rank"]
+__all__ = ["ReferenceStore"]
 
 _WORD = re.compile(r"\w+", re.UNICODE)
-
-
-def bm25_rank(query: str, docs: Sequence[tuple[str, str]]) -> list[tuple[str, float]]:
-    """Okapi BM25 of ``docs`` ((id, text) pairs) for the words of ``query``, weighed as
-    every store weighs them (``core.lexical.bm25_idf`` and ``bm25_weight``: no length
-    normalisation) but without stemming; best first, only documents sharing a word with
-    the query."""
-    terms = query_terms(query)
-    if not terms or not docs:
-        return []
-    tokenized = [(doc_id, Counter(w.lower() for w in _WORD.findall(text)))
-                 for doc_id, text in docs]
-    df: Counter[str] = Counter()
-    for _, tf in tokenized:
-        df.update(tf.keys())
-    idf = {term: bm25_idf(len(tokenized), df[term]) for term in set(terms) if df[term]}
-    scored = [
-        (doc_id, sum(bm25_weight(weight, tf[term]) for term, weight in idf.items() if term in tf))
-        for doc_id, tf in tokenized
-    ]
-    scored = [(doc_id, score) for doc_id, score in scored if score > 0]
-    scored.sort(key=lambda pair: (-pair[1], pair[0]))
-    return scored
 
 
 class ReferenceStore:
@@ -169,12 +147,7 @@ class ReferenceStore:
         if draft.idempotency_key is not None:
             seen = self._acks.get((tenant, run_id, draft.idempotency_key))
             if seen is not None:
-                first_hash, ack = seen
-                if first_hash != request_hash:
-                    raise ConflictError(
-                        f"idempotency_key {draft.idempotency_key} was used for a different step"
-                    )
-                return ack.model_copy(update={"duplicate": True})
+                return retried_ack(draft.idempotency_key, *seen, request_hash)
         step, after = append_step(run, draft, tokens=tokens, now=now)
         ack = make_ack(after, step)
         self._steps[(tenant, run_id)].append(step)
@@ -222,40 +195,17 @@ class ReferenceStore:
         run = self._run(tenant, run_id)
         if any(c.checkpoint_id == checkpoint_id for c in self._checkpoints[(tenant, run_id)]):
             raise ConflictError(f"checkpoint {checkpoint_id} already exists")
-        if run.latest_checkpoint_id != parent_id:
-            raise ConflictError(f"run {run_id} has a newer checkpoint than {parent_id}")
         through = run.head_seq if through_seq is None else through_seq
-        if not run.covered_seq <= through <= run.head_seq:
-            raise InvalidArgumentError(
-                f"through_seq is {through}; it must lie between {run.covered_seq} and "
-                f"{run.head_seq}"
-            )
         steps = self._steps[(tenant, run_id)]
-        if through == run.covered_seq:  # that step may have been pruned
-            covered_tokens = run.covered_tokens
-        else:
-            covered_tokens = steps[through - 1 - run.pruned_seq].cum_tokens
-        checkpoint = Checkpoint(
-            checkpoint_id=checkpoint_id,
-            run_id=run_id,
-            number=run.checkpoint_count + 1,
-            parent_id=parent_id,
-            through_seq=through,
-            head_seq=run.head_seq,
-            content=content,
-            source=source,
-            tokens=tokens,
-            created_at=now,
+        index = through - 1 - run.pruned_seq  # the list starts after the pruned steps
+        plan = plan_checkpoint(
+            run, through_tokens=steps[index].cum_tokens if 0 <= index < len(steps) else None,
+            checkpoint_id=checkpoint_id, parent_id=parent_id, through_seq=through_seq,
+            content=content, source=source, tokens=tokens, now=now,
         )
-        self._checkpoints[(tenant, run_id)].append(checkpoint)
-        self._runs[(tenant, run_id)] = run.model_copy(update={
-            "checkpoint_count": checkpoint.number,
-            "latest_checkpoint_id": checkpoint_id,
-            "covered_seq": through,
-            "covered_tokens": covered_tokens,
-            "updated_at": now,
-        })
-        return checkpoint
+        self._checkpoints[(tenant, run_id)].append(plan.checkpoint)
+        self._runs[(tenant, run_id)] = plan.run
+        return plan.checkpoint
 
     async def get_checkpoint(
         self, tenant: Tenant, run_id: RunId, checkpoint_id: CheckpointId
@@ -308,50 +258,33 @@ class ReferenceStore:
         dry_run: bool = False,
         now: datetime,
     ) -> PruneResult:
-        if keep_checkpoints < 1:
-            raise InvalidArgumentError("keep_checkpoints must be at least 1")
+        check_keep(keep_checkpoints)
         run = self._run(tenant, run_id)
         key = (tenant, run_id)
-        skipped = (
-            "active" if run.status == "active"
-            else "recent" if run.updated_at >= finished_before
-            else "no checkpoint" if run.checkpoint_count == 0
-            else None
-        )
-        if skipped is not None:
-            return PruneResult(tenant, run_id, dry_run, skipped, through_seq=run.pruned_seq)
-        checkpoints = self._checkpoints[key]
-        oldest_kept = max(run.checkpoint_count - keep_checkpoints + 1, 1)
-        dropped = [c for c in checkpoints if c.number < oldest_kept]
-        kept = [c for c in checkpoints if c.number >= oldest_kept]
-        boundary = max(kept[0].through_seq, run.pruned_seq)
         steps = self._steps[key]
-        removed = steps[: boundary - run.pruned_seq]
-        result = PruneResult(
-            tenant, run_id, dry_run, steps_removed=len(removed), through_seq=boundary,
-            checkpoint_ids=[c.checkpoint_id for c in dropped],
-        )
-        if dry_run or not result.removed_anything:
-            return result
-        for c in dropped:
-            self._tombstones[(tenant, c.checkpoint_id)] = CheckpointRef(
-                c.checkpoint_id, run_id, c.number, c.through_seq, pruned=True
-            )
-        self._checkpoints[key] = kept
-        self._steps[key] = steps[len(removed):]
+        marks = []
+        for c in self._checkpoints[key]:
+            index = c.through_seq - 1 - run.pruned_seq  # the list starts after the pruned
+            step = steps[index] if 0 <= index < len(steps) else None
+            marks.append(CheckpointMark(
+                c.checkpoint_id, c.number, c.through_seq,
+                None if step is None else step.hash, None if step is None else step.cum_tokens,
+            ))
+        plan = plan_prune(tenant, run, marks, keep_checkpoints=keep_checkpoints,
+                          finished_before=finished_before, dry_run=dry_run)
+        if plan.run is None:
+            return plan.result
+        for ref in plan.tombstones:
+            self._tombstones[(tenant, ref.checkpoint_id)] = ref
+        self._checkpoints[key] = [
+            c for c in self._checkpoints[key] if c.number >= plan.checkpoints_below
+        ]
+        self._steps[key] = [s for s in steps if s.seq > plan.steps_through]
         for (t, r, k), (_, ack) in list(self._acks.items()):
-            if t == tenant and r == run_id and ack.seq <= boundary:
+            if t == tenant and r == run_id and ack.seq <= plan.steps_through:
                 del self._acks[(t, r, k)]
-        changes: dict[str, object] = {"version": run.version + 1}
-        if removed:
-            changes.update(
-                pruned_seq=boundary, pruned_hash=removed[-1].hash,
-                pruned_tokens=removed[-1].cum_tokens,
-            )
-        if dropped:
-            changes["pruned_checkpoints"] = dropped[-1].number
-        self._runs[key] = run.model_copy(update=changes)
-        return result
+        self._runs[key] = plan.run
+        return plan.result
 
     async def find_checkpoint(
         self, tenant: Tenant, checkpoint_id: CheckpointId
@@ -388,45 +321,15 @@ class ReferenceStore:
 
     async def commit_proposal(self, tenant: Tenant, plan: CommitPlan, *, now: datetime) -> Proposal:
         proposal = await self.get_proposal(tenant, plan.batch_id)
-        if proposal.status != "pending":
-            raise ConflictError(f"batch {plan.batch_id} is already {proposal.status}")
-        # Check everything before writing anything.
-        for new in plan.inserts:
+        targets = {i: m for i in target_ids(plan) if (m := self._memories.get((tenant, i)))}
+        writes = plan_commit(proposal, plan, targets, now=now)
+        for new in writes.inserts:  # checked before anything is written
             if (tenant, new.memory_id) in self._memories:
                 raise ConflictError(f"memory {new.memory_id} already exists")
-        targets: list[MemoryUpdate | MemoryStatusChange] = [*plan.updates, *plan.status_changes]
-        for target in targets:
-            memory = self._memories.get((tenant, target.memory_id))
-            if memory is None:
-                raise NotFoundError(f"memory {target.memory_id}")
-            if memory.version != target.expected_version or memory.status != "active":
-                raise ConflictError(f"memory {target.memory_id} changed since it was proposed")
-        for new in plan.inserts:
-            self._memories[(tenant, new.memory_id)] = Memory(
-                **new.model_dump(), created_at=now, updated_at=now
-            )
-        for upd in plan.updates:
-            old = self._memories[(tenant, upd.memory_id)]
-            self._memories[(tenant, upd.memory_id)] = old.model_copy(update={
-                "content": upd.content, "confidence": upd.confidence,
-                "source_refs": upd.source_refs, "version": old.version + 1, "updated_at": now,
-                "batch_id": plan.batch_id,
-            })
-        for change in plan.status_changes:
-            old = self._memories[(tenant, change.memory_id)]
-            self._memories[(tenant, change.memory_id)] = old.model_copy(update={
-                "status": change.status, "superseded_by": change.superseded_by,
-                "version": old.version + 1, "updated_at": now,
-            })
-        committed = proposal.model_copy(update={
-            "status": "committed" if plan.accepted else "rejected",
-            "committed_at": now,
-            "accepted": plan.accepted,
-            "rejected": plan.rejected,
-            "memory_ids": plan.memory_ids,
-        })
-        self._proposals[(tenant, plan.batch_id)] = committed
-        return committed
+        for memory in [*writes.inserts, *(w.memory for w in writes.writes)]:
+            self._memories[(tenant, memory.memory_id)] = memory
+        self._proposals[(tenant, plan.batch_id)] = writes.proposal
+        return writes.proposal
 
     async def get_memory(self, tenant: Tenant, memory_id: MemoryId) -> Memory:
         memory = self._memories.get((tenant, memory_id))
@@ -467,8 +370,15 @@ class ReferenceStore:
             if t == tenant and m.status == status
             and (scope is None or m.scope == scope) and (kind is None or m.kind == kind)
         }
-        ranked = bm25_rank(query, [(i, m.content) for i, m in pool.items()])
-        return [(pool[MemoryId(i)], score) for i, score in ranked[:limit]]
+        # The reference index: casefolded words, without stemming.
+        terms = set(query_terms(query))
+        counts = {i: Counter(w for w in (w.casefold() for w in _WORD.findall(m.content))
+                             if w in terms)
+                  for i, m in pool.items()}
+        matching = Counter(term for tf in counts.values() for term in tf)
+        occurrences = [(i, term, n) for i, tf in counts.items() for term, n in tf.items()]
+        ranked = rank_bm25(len(pool), matching, occurrences, limit=limit)
+        return [(pool[MemoryId(i)], score) for i, score in ranked]
 
     # -- blobs --------------------------------------------------------------------------
 

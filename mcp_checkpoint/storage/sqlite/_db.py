@@ -303,7 +303,10 @@ class SqliteDatabase:
     def _connect(self) -> sqlite3.Connection:
         self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Create the file private to its owner; SQLite gives -wal and -shm the same mode.
-        os.close(os.open(self._path, os.O_CREAT | os.O_RDWR, 0o600))
+        try:
+            os.close(os.open(self._path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
+        except FileExistsError:
+            _refuse_an_emptied_file(self._path)
         settings = self._settings
         conn = sqlite3.connect(
             self._path,
@@ -415,3 +418,27 @@ class SqliteDatabase:
 
         return await anyio.to_thread.run_sync(run)
 
+
+
+_NEW_FILE_SECONDS = 60.0
+
+
+def _refuse_an_emptied_file(path: Path) -> None:
+    """Refuse an existing store file of zero bytes, unless it is under a minute old.
+
+    SQLite would take an empty file for a new, empty database and this store would write a
+    fresh schema into it: a store file truncated by a failed copy, a full disk or a bad
+    restore would silently become an empty store, and the user would find their runs gone
+    with no error. What a user expects is to be told. A store this module creates is a
+    zero-byte file only between its creation and the schema's first commit (moments), when
+    another process that opens it at the same time must wait, not refuse: hence the age.
+    """
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return
+    if st.st_size == 0 and time.time() - st.st_mtime > _NEW_FILE_SECONDS:
+        raise BackendError(
+            f"the SQLite store {path} is an empty file (0 bytes), not a store; if it held "
+            "your data, restore it from a backup; to start a new store, delete the file"
+        )

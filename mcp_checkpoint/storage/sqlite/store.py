@@ -1,24 +1,22 @@
 """The embedded store: one SQLite file in WAL mode, shared safely by several processes.
 
-Every write is one ``BEGIN IMMEDIATE`` transaction (see ``_db``), so the read-check-write
-inside it (seq allocation,
-idempotency check, hash chain, head update, compare-and-set on versions) is atomic across
-processes; primary keys and unique indexes are the final word on identity and ordering.
-Lexical search is FTS5 (BM25) over memory content, kept in sync by triggers.
+Every write is one ``BEGIN IMMEDIATE`` transaction (see ``_db``), so what a method reads,
+decides through ``core`` (``ledger.append_step``, ``core.plans``) and writes inside it is
+atomic across processes; primary keys and unique indexes are the final word on identity
+and ordering. Lexical search is FTS5 over memory content, kept in sync by triggers, and
+scored by ``core.lexical.rank_bm25`` (see ``_lexical``).
 """
 
 from __future__ import annotations
 
-import heapq
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from mcp_checkpoint.config import SqliteSettings
-from mcp_checkpoint.core.ledger import append_step
-from mcp_checkpoint.core.lexical import query_terms
+from mcp_checkpoint.core.ledger import append_step, retried_ack
+from mcp_checkpoint.core.lexical import query_terms, rank_bm25
 from mcp_checkpoint.core.models import (
     BatchId,
     Checkpoint,
@@ -38,50 +36,51 @@ from mcp_checkpoint.core.models import (
     StepDraft,
     Tenant,
 )
-from mcp_checkpoint.core.ports import (
-    CheckpointRef,
-    CommitPlan,
-    ImportRecords,
-    MemoryStatusChange,
-    MemoryUpdate,
-    PruneResult,
+from mcp_checkpoint.core.plans import (
+    check_keep,
+    plan_checkpoint,
+    plan_commit,
+    plan_prune,
+    target_ids,
 )
-from mcp_checkpoint.errors import (
-    BackendError,
-    ConflictError,
-    InvalidArgumentError,
-    NotFoundError,
-)
+from mcp_checkpoint.core.ports import CheckpointRef, CommitPlan, ImportRecords, PruneResult
+from mcp_checkpoint.errors import ConflictError, NotFoundError
+from mcp_checkpoint.storage import _statements as sql
 from mcp_checkpoint.storage._ints import INT64_MAX, int64
 from mcp_checkpoint.storage._rows import (
-    ITEMS,
-    MEMORY_IDS,
-    RUN_COLUMNS,
+    checkpoint_row,
+    covered_params,
     iso,
+    memory_row,
+    memory_write_params,
     micros,
+    proposal_row,
+    pruned_params,
     run_row,
+    step_row,
     to_checkpoint,
     to_json,
+    to_mark,
     to_memory,
     to_proposal,
     to_run,
     to_step,
+    tombstone_row,
 )
 from mcp_checkpoint.storage.sqlite._db import Conn
-from mcp_checkpoint.storage.sqlite._lexical import Postings, scoped_bm25
+from mcp_checkpoint.storage.sqlite._lexical import Postings, term_statistics
 from mcp_checkpoint.storage.sqlite.blobs import SqliteBlobs
 
 __all__ = ["SqliteStore"]
 
-_NO_UPPER_BOUND = INT64_MAX
-
-_INSERT_RUN = (
-    f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) "  # noqa: S608 - constant column names
-    f"VALUES ({', '.join(':' + column for column in RUN_COLUMNS)})"
+_MOVE_HEAD = (
+    "UPDATE runs SET head_seq = :head_seq, step_count = :step_count, head_hash = :head_hash, "
+    "head_tokens = :head_tokens, updated_at = :updated_at, updated_us = :updated_us "
+    "WHERE tenant = :tenant AND run_id = :run_id AND head_seq = :expected_head"
 )
-
-
-# -- the store --------------------------------------------------------------------------
+_MEMORIES = (
+    "SELECT * FROM memories WHERE tenant = ? AND memory_id IN (SELECT value FROM json_each(?))"
+)
 
 
 class SqliteStore(SqliteBlobs):
@@ -100,19 +99,14 @@ class SqliteStore(SqliteBlobs):
 
     @staticmethod
     def _load_run(conn: Conn, tenant: Tenant, run_id: RunId) -> Run:
-        row = conn.execute(
-            "SELECT * FROM runs WHERE tenant = ? AND run_id = ?", (tenant, run_id)
-        ).fetchone()
+        row = conn.execute(sql.RUN, {"tenant": tenant, "run_id": run_id}).fetchone()
         if row is None:
             raise NotFoundError(f"run {run_id}")
         return to_run(row)
 
     @staticmethod
     def _require_run(conn: Conn, tenant: Tenant, run_id: RunId) -> None:
-        row = conn.execute(
-            "SELECT 1 FROM runs WHERE tenant = ? AND run_id = ?", (tenant, run_id)
-        ).fetchone()
-        if row is None:
+        if conn.execute(sql.RUN_EXISTS, {"tenant": tenant, "run_id": run_id}).fetchone() is None:
             raise NotFoundError(f"run {run_id}")
 
     async def create_run(self, tenant: Tenant, run: Run) -> Run:
@@ -120,7 +114,7 @@ class SqliteStore(SqliteBlobs):
 
         def insert(conn: Conn) -> Run:
             try:
-                conn.execute(_INSERT_RUN, run_row(tenant, run))
+                conn.execute(sql.INSERT_RUN, run_row(tenant, run))
             except sqlite3.IntegrityError as exc:
                 raise ConflictError(f"run {run.run_id} already exists") from exc
             return run
@@ -143,19 +137,12 @@ class SqliteStore(SqliteBlobs):
         """The tenant's runs, newest ``updated_at`` first (ties by run_id), paginated."""
         if limit <= 0:
             return []
-        filters = {"tenant": tenant, "status": status, "project": project}
-        where = " AND ".join(f"{name} = ?" for name, v in filters.items() if v is not None)
-        params: tuple[Any, ...] = tuple(v for v in filters.values() if v is not None)
-        sql = (
-            f"SELECT * FROM runs WHERE {where} "  # noqa: S608 - constant column names
-            "ORDER BY updated_us DESC, run_id DESC LIMIT ? OFFSET ?"
-        )
+        query = sql.list_runs(status=status is not None, project=project is not None)
+        params = {"tenant": tenant, "status": status, "project": project,
+                  "limit": int64(limit), "offset": int64(max(offset, 0))}
 
         def select(conn: Conn) -> list[Run]:
-            rows = conn.execute(
-                sql, (*params, int64(limit), int64(max(offset, 0)))
-            ).fetchall()
-            return [to_run(row) for row in rows]
+            return [to_run(row) for row in conn.execute(query, params)]
 
         return await self._read(select)
 
@@ -174,22 +161,14 @@ class SqliteStore(SqliteBlobs):
         ConflictError if the stored version is not ``expected_version``; NotFoundError if
         there is no such run.
         """
+        params = {
+            "tenant": tenant, "run_id": run_id, "expected_version": expected_version,
+            "updated_at": iso(now), "updated_us": micros(now), "status": status,
+            "pinned": None if pinned is None else to_json(pinned),
+        }
 
         def update(conn: Conn) -> Run:
-            cursor = conn.execute(
-                "UPDATE runs SET version = version + 1, updated_at = ?, updated_us = ?, "
-                "status = COALESCE(?, status), pinned = COALESCE(?, pinned) "
-                "WHERE tenant = ? AND run_id = ? AND version = ?",
-                (
-                    iso(now),
-                    micros(now),
-                    status,
-                    None if pinned is None else to_json(pinned),
-                    tenant,
-                    run_id,
-                    expected_version,
-                ),
-            )
+            cursor = conn.execute(sql.UPDATE_RUN, params)
             run = self._load_run(conn, tenant, run_id)
             if cursor.rowcount != 1:
                 raise ConflictError(f"run {run_id} changed (version {run.version})")
@@ -210,51 +189,29 @@ class SqliteStore(SqliteBlobs):
         now: datetime,
         make_ack: Callable[[Run, Step], StepAck],
     ) -> StepAck:
-        """Append a step durably and return its acknowledgement (see the port).
-
-        A retry with a used ``idempotency_key`` gets the stored acknowledgement with
-        ``duplicate=True`` and writes nothing; ConflictError if its request differs.
-        """
+        """Append a step durably and return its acknowledgement (see the port), in a
+        transaction shared with the steps recorded at the same time (group commit)."""
+        key = draft.idempotency_key
 
         def append(conn: Conn) -> StepAck:
             run = self._load_run(conn, tenant, run_id)
-            if draft.idempotency_key is not None:
+            if key is not None:
                 seen = conn.execute(
-                    "SELECT request_hash, ack FROM steps "
-                    "WHERE tenant = ? AND run_id = ? AND idempotency_key = ?",
-                    (tenant, run_id, draft.idempotency_key),
+                    sql.SEEN_KEY, {"tenant": tenant, "run_id": run_id, "key": key}
                 ).fetchone()
                 if seen is not None:
-                    if seen["request_hash"] != request_hash:
-                        raise ConflictError(
-                            f"idempotency_key {draft.idempotency_key} was used for a "
-                            "different step"
-                        )
                     stored = StepAck.model_validate_json(seen["ack"])
-                    return stored.model_copy(update={"duplicate": True})
+                    return retried_ack(key, seen["request_hash"], stored, request_hash)
             step, after = append_step(run, draft, tokens=tokens, now=now)
             ack = make_ack(after, step)
-            conn.execute(
-                "INSERT INTO steps (tenant, run_id, seq, episode, tool, input, output, "
-                "reasoning, status, idempotency_key, tokens, cum_tokens, created_at, "
-                "prev_hash, hash, request_hash, ack) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    tenant, run_id, step.seq, step.episode, step.tool, to_json(step.input),
-                    to_json(step.output), step.reasoning, step.status, step.idempotency_key,
-                    step.tokens, step.cum_tokens, iso(now), step.prev_hash, step.hash,
-                    request_hash, ack.model_dump_json(),
-                ),
-            )
-            cursor = conn.execute(
-                "UPDATE runs SET head_seq = ?, step_count = ?, head_hash = ?, "
-                "head_tokens = ?, updated_at = ?, updated_us = ? "
-                "WHERE tenant = ? AND run_id = ? AND head_seq = ?",
-                (
-                    step.seq, after.step_count, step.hash, step.cum_tokens, iso(now),
-                    micros(now), tenant, run_id, run.head_seq,
-                ),
-            )
+            conn.execute(sql.INSERT_STEP, step_row(tenant, step, request_hash,
+                                                   ack.model_dump_json()))
+            cursor = conn.execute(_MOVE_HEAD, {
+                "tenant": tenant, "run_id": run_id, "head_seq": after.head_seq,
+                "step_count": after.step_count, "head_hash": after.head_hash,
+                "head_tokens": after.head_tokens, "updated_at": iso(now),
+                "updated_us": micros(now), "expected_head": run.head_seq,
+            })
             if cursor.rowcount != 1:  # pragma: no cover - the write lock rules it out
                 raise ConflictError(f"run {run_id} moved on; try again")
             return ack
@@ -275,21 +232,18 @@ class SqliteStore(SqliteBlobs):
         (descending when ``newest_first``): one range scan of the primary key.
         NotFoundError if there is no such run.
         """
-        order = "DESC" if newest_first else "ASC"
-        sql = (
-            "SELECT * FROM steps WHERE tenant = ? AND run_id = ? "  # noqa: S608 - constant
-            f"AND seq > ? AND seq <= ? ORDER BY seq {order} LIMIT ?"
-        )
-        upper = _NO_UPPER_BOUND if until_seq is None else until_seq
+        query = sql.list_steps(newest_first=newest_first)
+        params = {
+            "tenant": tenant, "run_id": run_id, "after_seq": int64(after_seq),
+            "until_seq": int64(INT64_MAX if until_seq is None else until_seq),
+            "limit": int64(limit),
+        }
 
         def select(conn: Conn) -> list[Step]:
             self._require_run(conn, tenant, run_id)
             if limit <= 0:
                 return []
-            rows = conn.execute(
-                sql, (tenant, run_id, int64(after_seq), int64(upper), int64(limit))
-            ).fetchall()
-            return [to_step(row) for row in rows]
+            return [to_step(row) for row in conn.execute(query, params)]
 
         return await self._read(select)
 
@@ -308,71 +262,30 @@ class SqliteStore(SqliteBlobs):
         tokens: int,
         now: datetime,
     ) -> Checkpoint:
-        """Insert the run's next checkpoint and make it the latest (see the port).
-
-        ConflictError if the run's latest checkpoint is not ``parent_id``;
-        InvalidArgumentError unless ``covered_seq <= through_seq <= head_seq``.
-        """
+        """Insert the run's next checkpoint and make it the latest, as
+        ``core.plans.plan_checkpoint`` decides (see the port)."""
 
         def add(conn: Conn) -> Checkpoint:
-            run = self._load_run(conn, tenant, run_id)
-            if run.latest_checkpoint_id != parent_id:
-                raise ConflictError(f"run {run_id} has a newer checkpoint than {parent_id}")
-            through = run.head_seq if through_seq is None else through_seq
-            if not run.covered_seq <= through <= run.head_seq:
-                raise InvalidArgumentError(
-                    f"through_seq is {through}; it must lie between {run.covered_seq} and "
-                    f"{run.head_seq}"
-                )
-            covered_tokens = 0
-            if through == run.covered_seq:  # that step may have been pruned
-                covered_tokens = run.covered_tokens
-            elif through > 0:
-                row = conn.execute(
-                    "SELECT cum_tokens FROM steps WHERE tenant = ? AND run_id = ? AND seq = ?",
-                    (tenant, run_id, through),
-                ).fetchone()
-                if row is None:  # pragma: no cover - seq is gap-free up to head_seq
-                    raise BackendError(f"step {through} of run {run_id} is missing")
-                covered_tokens = int(row["cum_tokens"])
-            checkpoint = Checkpoint(
-                checkpoint_id=checkpoint_id,
-                run_id=run_id,
-                number=run.checkpoint_count + 1,
-                parent_id=parent_id,
-                through_seq=through,
-                head_seq=run.head_seq,
-                content=content,
-                source=source,
-                tokens=tokens,
-                created_at=now,
+            row = conn.execute(sql.RUN_AND_THROUGH_TOKENS, {
+                "tenant": tenant, "run_id": run_id, "through_seq": through_seq,
+            }).fetchone()
+            if row is None:
+                raise NotFoundError(f"run {run_id}")
+            plan = plan_checkpoint(
+                to_run(row), through_tokens=row["through_tokens"], checkpoint_id=checkpoint_id,
+                parent_id=parent_id, through_seq=through_seq, content=content, source=source,
+                tokens=tokens, now=now,
             )
             try:
-                conn.execute(
-                    "INSERT INTO checkpoints (tenant, run_id, checkpoint_id, number, parent_id, "
-                    "through_seq, head_seq, content, source, tokens, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        tenant, run_id, checkpoint_id, checkpoint.number, parent_id, through,
-                        run.head_seq, content.model_dump_json(), source, tokens, iso(now),
-                    ),
-                )
+                conn.execute(sql.INSERT_CHECKPOINT, checkpoint_row(tenant, plan.checkpoint))
             except sqlite3.IntegrityError as exc:
                 raise ConflictError(
                     f"checkpoint {checkpoint_id} of run {run_id} already exists"
                 ) from exc
-            cursor = conn.execute(
-                "UPDATE runs SET checkpoint_count = ?, latest_checkpoint_id = ?, "
-                "covered_seq = ?, covered_tokens = ?, updated_at = ?, updated_us = ? "
-                "WHERE tenant = ? AND run_id = ? AND latest_checkpoint_id IS ?",
-                (
-                    checkpoint.number, checkpoint_id, through, covered_tokens, iso(now),
-                    micros(now), tenant, run_id, parent_id,
-                ),
-            )
+            cursor = conn.execute(sql.MOVE_COVERED, covered_params(tenant, plan))
             if cursor.rowcount != 1:  # pragma: no cover - the write lock rules it out
                 raise ConflictError(f"run {run_id} has a newer checkpoint than {parent_id}")
-            return checkpoint
+            return plan.checkpoint
 
         return await self._write(add)
 
@@ -380,13 +293,11 @@ class SqliteStore(SqliteBlobs):
         self, tenant: Tenant, run_id: RunId, checkpoint_id: CheckpointId
     ) -> Checkpoint:
         """A checkpoint of this run. NotFoundError if the run has no such checkpoint."""
+        params = {"tenant": tenant, "run_id": run_id, "checkpoint_id": checkpoint_id}
 
         def select(conn: Conn) -> Checkpoint:
             self._require_run(conn, tenant, run_id)
-            row = conn.execute(
-                "SELECT * FROM checkpoints WHERE tenant = ? AND run_id = ? AND checkpoint_id = ?",
-                (tenant, run_id, checkpoint_id),
-            ).fetchone()
+            row = conn.execute(sql.CHECKPOINT_BY_ID, params).fetchone()
             if row is None:
                 raise NotFoundError(f"checkpoint {checkpoint_id} of run {run_id}")
             return to_checkpoint(row)
@@ -398,13 +309,11 @@ class SqliteStore(SqliteBlobs):
     ) -> Checkpoint | None:
         """The run's ``number``-th checkpoint (1-based), or None. NotFoundError if there is
         no such run."""
+        params = {"tenant": tenant, "run_id": run_id, "number": int64(number)}
 
         def select(conn: Conn) -> Checkpoint | None:
             self._require_run(conn, tenant, run_id)
-            row = conn.execute(
-                "SELECT * FROM checkpoints WHERE tenant = ? AND run_id = ? AND number = ?",
-                (tenant, run_id, int64(number)),
-            ).fetchone()
+            row = conn.execute(sql.CHECKPOINT_BY_NUMBER, params).fetchone()
             return None if row is None else to_checkpoint(row)
 
         return await self._read(select)
@@ -414,17 +323,14 @@ class SqliteStore(SqliteBlobs):
     ) -> list[Checkpoint]:
         """The run's checkpoints, newest first, paginated. NotFoundError if there is no
         such run."""
+        params = {"tenant": tenant, "run_id": run_id, "limit": int64(limit),
+                  "offset": int64(max(offset, 0))}
 
         def select(conn: Conn) -> list[Checkpoint]:
             self._require_run(conn, tenant, run_id)
             if limit <= 0:
                 return []
-            rows = conn.execute(
-                "SELECT * FROM checkpoints WHERE tenant = ? AND run_id = ? "
-                "ORDER BY number DESC LIMIT ? OFFSET ?",
-                (tenant, run_id, int64(limit), int64(max(offset, 0))),
-            ).fetchall()
-            return [to_checkpoint(row) for row in rows]
+            return [to_checkpoint(row) for row in conn.execute(sql.LIST_CHECKPOINTS, params)]
 
         return await self._read(select)
 
@@ -442,22 +348,13 @@ class SqliteStore(SqliteBlobs):
         after ``after``, at most ``limit``; one tenant's or every tenant's (see the port)."""
         if limit <= 0:
             return []
-        where = ["status != 'active'", "updated_us < ?"]
-        params: list[Any] = [micros(finished_before)]
-        if tenant is not None:
-            where.append("tenant = ?")
-            params.append(tenant)
-        if after is not None:
-            where.append("(tenant > ? OR (tenant = ? AND run_id > ?))")
-            params += [after[0], after[0], after[1]]
-        sql = (
-            f"SELECT * FROM runs WHERE {' AND '.join(where)} "  # noqa: S608 - constants
-            "ORDER BY tenant, run_id LIMIT ?"
-        )
+        query = sql.list_prunable_runs(tenant=tenant is not None, after=after is not None)
+        after_tenant, after_run = after or (None, None)
+        params = {"tenant": tenant, "finished_us": micros(finished_before),
+                  "after_tenant": after_tenant, "after_run": after_run, "limit": int64(limit)}
 
         def select(conn: Conn) -> list[tuple[Tenant, Run]]:
-            rows = conn.execute(sql, (*params, limit)).fetchall()
-            return [(Tenant(row["tenant"]), to_run(row)) for row in rows]
+            return [(Tenant(row["tenant"]), to_run(row)) for row in conn.execute(query, params)]
 
         return await self._read(select)
 
@@ -471,84 +368,30 @@ class SqliteStore(SqliteBlobs):
         dry_run: bool = False,
         now: datetime,
     ) -> PruneResult:
-        """Remove a finished run's old checkpoints and the steps they cover, in one
-        ``BEGIN IMMEDIATE`` transaction (see the port). Freed pages are reused by later
-        writes; :meth:`vacuum` gives them back to the filesystem."""
-        if keep_checkpoints < 1:
-            raise InvalidArgumentError("keep_checkpoints must be at least 1")
+        """Remove what ``core.plans.plan_prune`` decides, in one ``BEGIN IMMEDIATE``
+        transaction (see the port). Freed pages are reused by later writes; :meth:`vacuum`
+        gives them back to the filesystem."""
+        check_keep(keep_checkpoints)
+        where = {"tenant": tenant, "run_id": run_id}
 
         def prune(conn: Conn) -> PruneResult:
             run = self._load_run(conn, tenant, run_id)
-            skipped = (
-                "active" if run.status == "active"
-                else "recent" if run.updated_at >= finished_before
-                else "no checkpoint" if run.checkpoint_count == 0
-                else None
-            )
-            if skipped is not None:
-                return PruneResult(tenant, run_id, dry_run, skipped, through_seq=run.pruned_seq)
-            oldest_kept = max(run.checkpoint_count - keep_checkpoints + 1, 1)
-            kept = conn.execute(
-                "SELECT through_seq FROM checkpoints WHERE tenant = ? AND run_id = ? "
-                "AND number = ?",
-                (tenant, run_id, oldest_kept),
-            ).fetchone()
-            if kept is None:  # pragma: no cover - numbers are gap-free above the pruned
-                raise BackendError(f"checkpoint {oldest_kept} of run {run_id} is missing")
-            boundary = max(int(kept["through_seq"]), run.pruned_seq)
-            dropped = conn.execute(
-                "SELECT checkpoint_id, number, through_seq FROM checkpoints "
-                "WHERE tenant = ? AND run_id = ? AND number < ? ORDER BY number",
-                (tenant, run_id, oldest_kept),
-            ).fetchall()
-            last = None
-            if boundary > run.pruned_seq:
-                last = conn.execute(
-                    "SELECT hash, cum_tokens FROM steps WHERE tenant = ? AND run_id = ? "
-                    "AND seq = ?",
-                    (tenant, run_id, boundary),
-                ).fetchone()
-                if last is None:  # pragma: no cover - seq is gap-free after pruned_seq
-                    raise BackendError(f"step {boundary} of run {run_id} is missing")
-            result = PruneResult(
-                tenant, run_id, dry_run,
-                steps_removed=boundary - run.pruned_seq,
-                through_seq=boundary,
-                checkpoint_ids=[CheckpointId(row["checkpoint_id"]) for row in dropped],
-            )
-            if dry_run or not result.removed_anything:
-                return result
-            if last is not None:
-                conn.execute(
-                    "DELETE FROM steps WHERE tenant = ? AND run_id = ? AND seq <= ?",
-                    (tenant, run_id, boundary),
-                )
+            marks = [to_mark(row) for row in conn.execute(sql.CHECKPOINT_MARKS, where)]
+            plan = plan_prune(tenant, run, marks, keep_checkpoints=keep_checkpoints,
+                              finished_before=finished_before, dry_run=dry_run)
+            if plan.run is None:
+                return plan.result
+            if plan.steps_through:
+                conn.execute(sql.DELETE_STEPS_THROUGH, {**where, "seq": plan.steps_through})
             conn.executemany(
-                "INSERT INTO pruned_checkpoints (tenant, checkpoint_id, run_id, number, "
-                "through_seq, pruned_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (tenant, row["checkpoint_id"], run_id, row["number"], row["through_seq"],
-                     iso(now))
-                    for row in dropped
-                ],
+                sql.INSERT_TOMBSTONE, [tombstone_row(tenant, ref, now) for ref in plan.tombstones]
             )
-            conn.execute(
-                "DELETE FROM checkpoints WHERE tenant = ? AND run_id = ? AND number < ?",
-                (tenant, run_id, oldest_kept),
-            )
-            conn.execute(
-                "UPDATE runs SET version = version + 1, pruned_seq = ?, pruned_hash = ?, "
-                "pruned_tokens = ?, pruned_checkpoints = ? WHERE tenant = ? AND run_id = ?",
-                (
-                    boundary,
-                    run.pruned_hash if last is None else last["hash"],
-                    run.pruned_tokens if last is None else last["cum_tokens"],
-                    dropped[-1]["number"] if dropped else run.pruned_checkpoints,
-                    tenant,
-                    run_id,
-                ),
-            )
-            return result
+            conn.execute(sql.DELETE_CHECKPOINTS_BELOW, {**where,
+                                                        "number": plan.checkpoints_below})
+            cursor = conn.execute(sql.RECORD_PRUNED, pruned_params(tenant, plan, plan.run))
+            if cursor.rowcount != 1:  # pragma: no cover - the write lock rules it out
+                raise ConflictError(f"run {run_id} changed while it was pruned; try again")
+            return plan.result
 
         return await self._write(prune)
 
@@ -556,15 +399,10 @@ class SqliteStore(SqliteBlobs):
         self, tenant: Tenant, checkpoint_id: CheckpointId
     ) -> CheckpointRef | None:
         """Where a checkpoint id points, also after pruning (see the port)."""
+        params = {"tenant": tenant, "checkpoint_id": checkpoint_id}
 
         def select(conn: Conn) -> CheckpointRef | None:
-            row = conn.execute(
-                "SELECT run_id, number, through_seq, 0 AS pruned FROM checkpoints "
-                "WHERE tenant = ? AND checkpoint_id = ? "
-                "UNION ALL SELECT run_id, number, through_seq, 1 FROM pruned_checkpoints "
-                "WHERE tenant = ? AND checkpoint_id = ? LIMIT 1",
-                (tenant, checkpoint_id, tenant, checkpoint_id),
-            ).fetchone()
+            row = conn.execute(sql.FIND_CHECKPOINT, params).fetchone()
             if row is None:
                 return None
             return CheckpointRef(
@@ -578,9 +416,7 @@ class SqliteStore(SqliteBlobs):
 
     @staticmethod
     def _load_proposal(conn: Conn, tenant: Tenant, batch_id: BatchId) -> Proposal:
-        row = conn.execute(
-            "SELECT * FROM proposals WHERE tenant = ? AND batch_id = ?", (tenant, batch_id)
-        ).fetchone()
+        row = conn.execute(sql.PROPOSAL, {"tenant": tenant, "batch_id": batch_id}).fetchone()
         if row is None:
             raise NotFoundError(f"batch {batch_id}")
         return to_proposal(row)
@@ -590,24 +426,7 @@ class SqliteStore(SqliteBlobs):
 
         def insert(conn: Conn) -> Proposal:
             try:
-                conn.execute(
-                    "INSERT INTO proposals (tenant, batch_id, run_id, status, items, "
-                    "created_at, expires_at, committed_at, accepted, rejected, memory_ids) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        tenant,
-                        proposal.batch_id,
-                        proposal.run_id,
-                        proposal.status,
-                        ITEMS.dump_json(proposal.items).decode("utf-8"),
-                        iso(proposal.created_at),
-                        iso(proposal.expires_at),
-                        None if proposal.committed_at is None else iso(proposal.committed_at),
-                        to_json(proposal.accepted),
-                        to_json(proposal.rejected),
-                        MEMORY_IDS.dump_json(proposal.memory_ids).decode("utf-8"),
-                    ),
-                )
+                conn.execute(sql.INSERT_PROPOSAL, proposal_row(tenant, proposal))
             except sqlite3.IntegrityError as exc:
                 raise ConflictError(f"batch {proposal.batch_id} already exists") from exc
             return proposal
@@ -623,125 +442,53 @@ class SqliteStore(SqliteBlobs):
         NotFoundError if the tenant has no such batch."""
 
         def expire(conn: Conn) -> None:
-            cursor = conn.execute(
-                "UPDATE proposals SET status = 'expired' "
-                "WHERE tenant = ? AND batch_id = ? AND status = 'pending'",
-                (tenant, batch_id),
-            )
-            if cursor.rowcount == 0:
+            params = {"tenant": tenant, "batch_id": batch_id}
+            if conn.execute(sql.EXPIRE_PROPOSAL, params).rowcount == 0:
                 self._load_proposal(conn, tenant, batch_id)
 
         await self._write(expire)
 
     async def commit_proposal(self, tenant: Tenant, plan: CommitPlan, *, now: datetime) -> Proposal:
-        """Apply ``plan`` atomically and mark the batch committed (or rejected when nothing
-        was accepted); ConflictError or NotFoundError with nothing written (see the port).
-        """
-        updated_at = iso(now)
+        """Write what ``core.plans.plan_commit`` decides for ``plan``, all or nothing;
+        ConflictError or NotFoundError with nothing written (see the port)."""
 
         def commit(conn: Conn) -> Proposal:
             proposal = self._load_proposal(conn, tenant, plan.batch_id)
-            status = "committed" if plan.accepted else "rejected"
-            cursor = conn.execute(
-                "UPDATE proposals SET status = ?, committed_at = ?, accepted = ?, "
-                "rejected = ?, memory_ids = ? "
-                "WHERE tenant = ? AND batch_id = ? AND status = 'pending'",
-                (
-                    status,
-                    updated_at,
-                    to_json(plan.accepted),
-                    to_json(plan.rejected),
-                    MEMORY_IDS.dump_json(plan.memory_ids).decode("utf-8"),
-                    tenant,
-                    plan.batch_id,
-                ),
-            )
-            if cursor.rowcount != 1:
-                raise ConflictError(f"batch {plan.batch_id} is already {proposal.status}")
-            # Check every target before writing anything, as the reference store does; the
-            # writes below compare-and-set on these versions all the same.
-            versions: dict[str, int] = {}
-            targets: list[MemoryUpdate | MemoryStatusChange] = [
-                *plan.updates, *plan.status_changes
-            ]
-            for target in targets:
-                row = conn.execute(
-                    "SELECT version, status FROM memories WHERE tenant = ? AND memory_id = ?",
-                    (tenant, target.memory_id),
-                ).fetchone()
-                if row is None:
-                    raise NotFoundError(f"memory {target.memory_id}")
-                if row["version"] != target.expected_version or row["status"] != "active":
-                    raise ConflictError(
-                        f"memory {target.memory_id} changed since it was proposed"
-                    )
-                versions[target.memory_id] = int(row["version"])
-            for new in plan.inserts:
+            targets = {m.memory_id: m for m in self._select_memories(conn, tenant,
+                                                                     target_ids(plan))}
+            writes = plan_commit(proposal, plan, targets, now=now)
+            cursor = conn.execute(sql.COMMIT_PROPOSAL, proposal_row(tenant, writes.proposal))
+            if cursor.rowcount != 1:  # pragma: no cover - the write lock rules it out
+                raise ConflictError(f"batch {plan.batch_id} is no longer pending")
+            for memory in writes.inserts:
                 try:
-                    conn.execute(
-                        "INSERT INTO memories (tenant, memory_id, content, kind, scope, status, "
-                        "confidence, source_refs, batch_id, run_id, superseded_by, created_at, "
-                        "updated_at, version) "
-                        "VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, NULL, ?, ?, 1)",
-                        (
-                            tenant, new.memory_id, new.content, new.kind, new.scope,
-                            new.confidence, to_json(new.source_refs), new.batch_id, new.run_id,
-                            updated_at, updated_at,
-                        ),
-                    )
+                    conn.execute(sql.INSERT_MEMORY, memory_row(tenant, memory))
                 except sqlite3.IntegrityError as exc:
-                    raise ConflictError(f"memory {new.memory_id} already exists") from exc
-            for upd in plan.updates:
-                self._bump_memory(
-                    conn, tenant, upd.memory_id, versions,
-                    "content = ?, confidence = ?, source_refs = ?, batch_id = ?, updated_at = ?",
-                    (upd.content, upd.confidence, to_json(upd.source_refs), plan.batch_id,
-                     updated_at),
-                )
-            for change in plan.status_changes:
-                self._bump_memory(
-                    conn, tenant, change.memory_id, versions,
-                    "status = ?, superseded_by = ?, updated_at = ?",
-                    (change.status, change.superseded_by, updated_at),
-                )
-            return proposal.model_copy(update={
-                "status": status,
-                "committed_at": now,
-                "accepted": plan.accepted,
-                "rejected": plan.rejected,
-                "memory_ids": plan.memory_ids,
-            })
+                    raise ConflictError(f"memory {memory.memory_id} already exists") from exc
+            for write in writes.writes:
+                cursor = conn.execute(sql.UPDATE_MEMORY, memory_write_params(tenant, write))
+                if cursor.rowcount != 1:  # pragma: no cover - the write lock rules it out
+                    raise ConflictError(
+                        f"memory {write.memory.memory_id} changed since it was proposed"
+                    )
+            return writes.proposal
 
         return await self._write(commit)
 
-    @staticmethod
-    def _bump_memory(
-        conn: Conn,
-        tenant: Tenant,
-        memory_id: MemoryId,
-        versions: dict[str, int],
-        assignments: str,
-        values: tuple[Any, ...],
-    ) -> None:
-        expected = versions[memory_id]
-        cursor = conn.execute(
-            f"UPDATE memories SET {assignments}, version = ? "  # noqa: S608 - constants
-            "WHERE tenant = ? AND memory_id = ? AND version = ?",
-            (*values, expected + 1, tenant, memory_id, expected),
-        )
-        if cursor.rowcount != 1:  # pragma: no cover - the write lock rules it out
-            raise ConflictError(f"memory {memory_id} changed since it was proposed")
-        versions[memory_id] = expected + 1
-
     # -- memories -----------------------------------------------------------------------
+
+    @staticmethod
+    def _select_memories(conn: Conn, tenant: Tenant, memory_ids: Sequence[str]) -> list[Memory]:
+        if not memory_ids:
+            return []
+        rows = conn.execute(_MEMORIES, (tenant, to_json(list(memory_ids)))).fetchall()
+        return [to_memory(row) for row in rows]
 
     async def get_memory(self, tenant: Tenant, memory_id: MemoryId) -> Memory:
         """The memory, whatever its status. NotFoundError if there is none."""
 
         def select(conn: Conn) -> Memory:
-            row = conn.execute(
-                "SELECT * FROM memories WHERE tenant = ? AND memory_id = ?", (tenant, memory_id)
-            ).fetchone()
+            row = conn.execute(sql.MEMORY, {"tenant": tenant, "memory_id": memory_id}).fetchone()
             if row is None:
                 raise NotFoundError(f"memory {memory_id}")
             return to_memory(row)
@@ -750,17 +497,9 @@ class SqliteStore(SqliteBlobs):
 
     async def get_memories(self, tenant: Tenant, memory_ids: Sequence[MemoryId]) -> list[Memory]:
         """The memories that exist among ``memory_ids``, in the order asked."""
-        if not memory_ids:
-            return []
-        wanted = to_json(list(memory_ids))
 
         def select(conn: Conn) -> list[Memory]:
-            rows = conn.execute(
-                "SELECT * FROM memories WHERE tenant = ? "
-                "AND memory_id IN (SELECT value FROM json_each(?))",
-                (tenant, wanted),
-            ).fetchall()
-            found = {row["memory_id"]: to_memory(row) for row in rows}
+            found = {m.memory_id: m for m in self._select_memories(conn, tenant, memory_ids)}
             return [found[i] for i in memory_ids if i in found]
 
         return await self._read(select)
@@ -778,26 +517,15 @@ class SqliteStore(SqliteBlobs):
         memories unless it is None. One range scan of the (tenant, memory_id) key."""
         if limit <= 0:
             return []
-        where: list[str] = []
-        params: list[Any] = []
-        if tenant is not None:
-            where.append("tenant = ?")
-            params.append(tenant)
-        if status is not None:
-            where.append("status = ?")
-            params.append(status)
-        if after is not None:
-            where.append("(tenant, memory_id) > (?, ?)")
-            params.extend(after)
-        sql = (
-            "SELECT * FROM memories "  # noqa: S608 - constant fragments, values bound
-            f"{'WHERE ' + ' AND '.join(where) if where else ''} "
-            "ORDER BY tenant, memory_id LIMIT ?"
+        query = sql.list_memories(
+            tenant=tenant is not None, status=status is not None, after=after is not None
         )
+        after_tenant, after_memory = after or (None, None)
+        params = {"tenant": tenant, "status": status, "after_tenant": after_tenant,
+                  "after_memory": after_memory, "limit": int64(limit)}
 
         def select(conn: Conn) -> list[tuple[Tenant, Memory]]:
-            rows = conn.execute(sql, (*params, int64(limit))).fetchall()
-            return [(Tenant(row["tenant"]), to_memory(row)) for row in rows]
+            return [(Tenant(row["tenant"]), to_memory(row)) for row in conn.execute(query, params)]
 
         return await self._read(select)
 
@@ -811,17 +539,10 @@ class SqliteStore(SqliteBlobs):
         kind: MemoryKind | None = None,
         status: MemoryStatus = "active",
     ) -> list[tuple[Memory, float]]:
-        """Memories matching the words of ``query``, best first, scored by BM25 over the
-        searched memories (higher is better). Only ``status`` memories; ``scope``/``kind``
-        filter exactly when given. Any text is a valid query; a query with no word returns
-        [].
-
-        The FTS5 index holds every tenant's memories, so its ``bm25()`` weighs a word by how
-        rare it is in the whole file (and normalises lengths). Every match among the
-        searched memories is scored as ``core.lexical.bm25_weight`` says instead, with the
-        statistics of the searched set (see ``_scoped_bm25``): another tenant's or another
-        scope's memories never change a ranking or a score.
-        """
+        """Memories matching the words of ``query``, best first, scored by
+        ``core.lexical.rank_bm25`` over the searched memories (the tenant's, after the
+        filters): another tenant's or another scope's memories never change a ranking or a
+        score. Any text is a valid query; a query with no word returns []."""
         words = query_terms(query)
         if not words or limit <= 0:
             return []
@@ -835,20 +556,14 @@ class SqliteStore(SqliteBlobs):
             version = conn.execute(
                 "SELECT version FROM memories_version WHERE id = 1"
             ).fetchone()[0]
-            self._postings.at(version)  # before any result is read: see _Postings
-            scores, ids = scoped_bm25(conn, words, where, params, self._postings)
-            best = heapq.nsmallest(limit, scores, key=lambda rowid: (-scores[rowid], ids[rowid]))
-            if not best:
-                return []
-            marks = ",".join("?" * len(best))
-            rows = {
-                row["id"]: row
-                for row in conn.execute(
-                    f"SELECT * FROM memories WHERE id IN ({marks})",  # noqa: S608 - placeholders
-                    tuple(best),
-                )
-            }
-            return [(to_memory(rows[rowid]), scores[rowid]) for rowid in best]
+            self._postings.at(version)  # before any result is read: see Postings
+            searched, matching, occurrences = term_statistics(
+                conn, words, where, params, self._postings
+            )
+            best = rank_bm25(searched, matching, occurrences, limit=limit)
+            found = {m.memory_id: m for m in self._select_memories(
+                conn, tenant, [memory_id for memory_id, _ in best])}
+            return [(found[MemoryId(memory_id)], score) for memory_id, score in best]
 
         return await self._read(select)
 
@@ -863,66 +578,22 @@ class SqliteStore(SqliteBlobs):
             try:
                 for item in records.runs:
                     what = f"run {item.run.run_id}"
-                    conn.execute(_INSERT_RUN, run_row(tenant, item.run))
-                    conn.executemany(
-                        "INSERT INTO steps (tenant, run_id, seq, episode, tool, input, output, "
-                        "reasoning, status, idempotency_key, tokens, cum_tokens, created_at, "
-                        "prev_hash, hash, request_hash, ack) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            (
-                                tenant, s.run_id, s.seq, s.episode, s.tool, to_json(s.input),
-                                to_json(s.output), s.reasoning, s.status, s.idempotency_key,
-                                s.tokens, s.cum_tokens, iso(s.created_at), s.prev_hash, s.hash,
-                                imported.request_hash, imported.ack.model_dump_json(),
-                            )
-                            for imported in item.steps
-                            for s in (imported.step,)
-                        ),
-                    )
-                    conn.executemany(
-                        "INSERT INTO checkpoints (tenant, run_id, checkpoint_id, number, "
-                        "parent_id, through_seq, head_seq, content, source, tokens, created_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            (
-                                tenant, c.run_id, c.checkpoint_id, c.number, c.parent_id,
-                                c.through_seq, c.head_seq, c.content.model_dump_json(), c.source,
-                                c.tokens, iso(c.created_at),
-                            )
-                            for c in item.checkpoints
-                        ),
-                    )
+                    conn.execute(sql.INSERT_RUN, run_row(tenant, item.run))
+                    conn.executemany(sql.INSERT_STEP, [
+                        step_row(tenant, s.step, s.request_hash, s.ack.model_dump_json())
+                        for s in item.steps
+                    ])
+                    conn.executemany(sql.INSERT_CHECKPOINT, [
+                        checkpoint_row(tenant, c) for c in item.checkpoints
+                    ])
                 for proposal in records.proposals:
                     what = f"batch {proposal.batch_id}"
-                    conn.execute(
-                        "INSERT INTO proposals (tenant, batch_id, run_id, status, items, "
-                        "created_at, expires_at, committed_at, accepted, rejected, memory_ids) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            tenant, proposal.batch_id, proposal.run_id, proposal.status,
-                            ITEMS.dump_json(proposal.items).decode("utf-8"),
-                            iso(proposal.created_at), iso(proposal.expires_at),
-                            None if proposal.committed_at is None
-                            else iso(proposal.committed_at),
-                            to_json(proposal.accepted), to_json(proposal.rejected),
-                            MEMORY_IDS.dump_json(proposal.memory_ids).decode("utf-8"),
-                        ),
-                    )
+                    conn.execute(sql.INSERT_PROPOSAL, proposal_row(tenant, proposal))
                 for memory in records.memories:
                     what = f"memory {memory.memory_id}"
-                    conn.execute(
-                        "INSERT INTO memories (tenant, memory_id, content, kind, scope, status, "
-                        "confidence, source_refs, batch_id, run_id, superseded_by, created_at, "
-                        "updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            tenant, memory.memory_id, memory.content, memory.kind, memory.scope,
-                            memory.status, memory.confidence, to_json(memory.source_refs),
-                            memory.batch_id, memory.run_id, memory.superseded_by,
-                            iso(memory.created_at), iso(memory.updated_at), memory.version,
-                        ),
-                    )
+                    conn.execute(sql.INSERT_MEMORY, memory_row(tenant, memory))
             except sqlite3.IntegrityError as exc:
                 raise ConflictError(f"{what} already exists") from exc
 
         await self._write(insert)
+
