@@ -73,6 +73,14 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     from bench import throughput as throughput_bench
 
     throughput_bench.add_arguments(throughput)
+    snapshots = sub.add_parser(
+        "snapshots",
+        help="workspace snapshots (store, dedup, restore, dry run) and the embeddable "
+        "checkpointer's record latency, on SQLite",
+    )
+    from bench import snapshots as snapshots_bench
+
+    snapshots_bench.add_arguments(snapshots)
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -101,6 +109,10 @@ def run_bench(args: argparse.Namespace) -> int:
         from bench.throughput import main as throughput_main
 
         return throughput_main(args)
+    if args.bench_command == "snapshots":
+        from bench.snapshots import main as snapshots_main
+
+        return snapshots_main(args)
     raise SystemExit(f"unknown benchmark {args.bench_command}")
 
 
