@@ -78,7 +78,8 @@ async def _snapshots(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
                                            files=sorted(changed.items()))
         second_s = time.perf_counter() - start
         ref = second.checkpoint.content.snapshot
-        assert ref is not None and first.checkpoint.content.snapshot is not None
+        if ref is None or first.checkpoint.content.snapshot is None:
+            raise SystemExit("a checkpoint with files kept no snapshot")
 
         target = folder / "restore"
         reads["bytes"] = 0
