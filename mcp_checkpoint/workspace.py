@@ -13,6 +13,7 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from mcp_checkpoint.core.snapshots import check_path
@@ -63,25 +64,31 @@ def survey(target: Path, paths: Iterable[str]) -> tuple[dict[str, str | None], d
     return present, blocked
 
 
-def apply_writes(target: Path, files: Mapping[str, bytes]) -> None:
+def _write_one(target: Path, rel: str, data: bytes) -> None:
+    try:
+        dest = _inside(target, rel)
+    except Blocked as exc:
+        raise InvalidArgumentError(str(exc)) from exc
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if os.path.commonpath([target, dest.parent.resolve()]) != str(target):
+        raise InvalidArgumentError(f"{rel}: leads outside the target")
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".mcpck-tmp", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def apply_writes(target: Path, files: Mapping[str, bytes], *, threads: int = 8) -> None:
     """Write each file into ``target`` atomically (a temporary file in the same folder,
     flushed to disk, then renamed over the destination). Components are checked again
-    just before each write."""
-    for rel, data in files.items():
-        try:
-            dest = _inside(target, rel)
-        except Blocked as exc:
-            raise InvalidArgumentError(str(exc)) from exc
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if os.path.commonpath([target, dest.parent.resolve()]) != str(target):
-            raise InvalidArgumentError(f"{rel}: leads outside the target")
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".mcpck-tmp", dir=dest.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    just before each write. Files are written by a few threads at once: each waits for its
+    own flush to disk, and the disk serves several flushes together."""
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        for done in [pool.submit(_write_one, target, rel, data) for rel, data in files.items()]:
+            done.result()
