@@ -1,37 +1,49 @@
-"""Offline, dependency-free token counting that approximates OpenAI's ``o200k_base``.
+"""Offline, dependency-free token counting that never undercounts OpenAI's ``o200k_base``.
 
-The counter never downloads anything and uses only the standard library. It is a
-heuristic, deliberately biased to *overcount*: a context packed so that its heuristic
-count fits a budget should also fit that budget under the real ``o200k_base`` tokenizer.
-
-How it works:
+The counter never downloads anything and uses only the standard library. A context packed
+so that this count fits a budget must fit that budget under the real ``o200k_base``
+tokenizer, hostile text included, so every rule errs high:
 
 1. The text is pre-tokenized with a regular expression that mirrors o200k's own split
    pattern (words with an optional leading space or symbol, split at lower/upper-case
    boundaries; numbers in groups of up to three digits; punctuation runs; whitespace
-   runs). The real tokenizer never merges across these pieces, so the count of a text
-   is the sum of the counts of its pieces.
-2. Each ASCII word or punctuation piece costs ``1 + a * sum(p) + offset``: ``p`` is a
-   fitted probability that o200k puts a token boundary between two adjacent characters
-   (an 88x88 table over space, tab, CR, LF, letters and punctuation; rare pairs such
-   as those in hashes and base64 have high ``p``), and ``offset`` is a fitted correction
-   by piece kind and length (long identifiers split more than the pair sum predicts).
-   Numbers cost 1 per group of up to 3 digits; whitespace runs are cheap unless they mix
-   characters; non-ASCII characters are charged by UTF-8 length, near the worst case of
-   one token per byte, because natural text and random symbols cannot be told apart
-   without the vocabulary.
-3. The piece costs are summed, scaled by a small safety factor and rounded up.
+   runs). The real tokenizer never merges across these pieces, so the count of a text is
+   the sum of the counts of its pieces.
+2. Characters that o200k's vocabulary barely merges are charged one by one, whatever
+   piece they sit in: an ASCII control character (``\\v``, ``\\f``, ``\\x1c``-``\\x1f``,
+   ``\\x00``...) costs 1; a non-ASCII character of the Basic Multilingual Plane costs what
+   o200k spends on it alone (1 to 3; a table generated from the real encoding,
+   ``_o200k_chars.py``); any other character (4-byte scripts, most emoji) costs 4, its
+   UTF-8 length, since a byte-level BPE never spends more than a token per byte. The
+   plain ASCII runs between such characters are charged as below.
+3. Plain ASCII pieces (printable characters, tab, LF, CR):
 
-Measured against the real tokenizer (notes/tokens.md): English prose, agent traces and
-code are overcounted by about 14-18% in total, with under 0.5% of texts undercounted
-(by 1 token); natural non-Latin text is overcounted 2-4x.
+   - numbers cost 1 per group of up to 3 digits (o200k holds every such group);
+   - whitespace costs, per run of one character (or of CRLF pairs), what o200k spends on
+     such a run alone at most: spaces ``1 + n/64``, tabs ``1 + n/16``, LF ``1 + n/8``,
+     CRLF pairs ``1 + n/4``, CR ``1 + n/2``;
+   - words and punctuation cost ``1 + a * sum(p) + offset``: ``p`` is a fitted
+     probability that o200k puts a token boundary between two adjacent characters (an
+     88x88 table over space, tab, CR, LF, letters and punctuation; rare pairs as in hashes
+     and base64 have high ``p``), ``offset`` a fitted correction by piece kind and length;
+     this estimate is scaled by a safety factor.
+
+4. The piece costs are summed and rounded up.
+
+Rule 3's word estimate is the only statistical part; its error against the real
+tokenizer, on real and adversarial text, is measured by ``bench tokens`` and documented in
+``docs/token-counting.md``.
 """
 
 from __future__ import annotations
 
+import base64
 import math
 import re
+import zlib
 from functools import lru_cache
+
+from mcp_checkpoint.core import _o200k_chars
 
 __all__ = ["HeuristicTokenizer"]
 
@@ -51,24 +63,40 @@ _PIECE_RE = re.compile(
     r"|\s+(?!\S)"
     r"|\s+"
 )
+# For plain ASCII text the ASCII-mode pattern splits identically and runs faster.
+_PIECE_RE_ASCII = re.compile(_PIECE_RE.pattern, re.ASCII)
 
-# --- cost model (tuned against o200k_base, see notes/tokens.md) ------------------------
-_SCALE = 1.04  # global safety factor on the summed piece costs
+# Plain characters: printable ASCII, tab, LF, CR. Anything else is charged alone.
+_PLAIN = "\t\n\r\x20-\x7e"
+_ODD_RE = re.compile(f"[^{_PLAIN}]")
+_RUNS_RE = re.compile(f"([{_PLAIN}]+)|(.)", re.DOTALL)
+_WS_RUNS_RE = re.compile(r"(?:\r\n)+| +|\t+|\n+|\r+")
+
+# --- cost model (tuned against o200k_base, see docs/token-counting.md) ---------------
+_SCALE = 1.04  # global safety factor on the estimated word and punctuation costs
 _PAIR_SCALE = 1.8  # weight of the summed pair boundary probabilities
 _OFFSET_SCALE = 4.5  # weight of the per-(kind, length) residual offsets
 _MAX_OFFSET_LEN = 16  # pieces longer than this use the last offset plus a per-char charge
 _LONG_PIECE_CHARS = 32.0  # chars per extra token beyond _MAX_OFFSET_LEN
-_TRAILING_NEWLINE_COST = 0.25  # per newline glued to a punctuation run
-_WS_CHANGE_COST = 0.6  # extra cost per change of character inside a whitespace run
-_NON_ASCII_BYTE = 0.85  # cost per UTF-8 byte of a non-ASCII character
+_TRAILING_NEWLINE_COST = 0.25  # per newline glued to a punctuation run (up to 2 of them)
 _CACHE_SIZE = 1 << 16  # memoized piece costs
-_SHORT_WHITESPACE = 2  # whitespace runs up to this length are one token
 _BLOB_CHARS = 32  # truncate() may cut inside a piece longer than this
+_ABOVE_BMP = 4  # a character beyond U+FFFF: 4 UTF-8 bytes, at most a token each
+# Chars per extra token of a run of one whitespace character, beyond the first token:
+# bounds of what o200k spends on such runs alone (CR pairs up at most two to a token).
+_WS_RUN_CHARS = {" ": 64, "\t": 16, "\n": 8, "\r": 2}
+_CRLF_RUN_PAIRS = 4
+# The word estimate's error grows with the piece: each estimated piece adds a variance of
+# _VAR_PER_CHAR per character, and a text is charged _MARGIN_Z standard deviations of the
+# sum on top of its estimate, so many pieces' errors average out where a lone random
+# identifier still gets room for its worst case.
+_VAR_PER_CHAR = 0.0625
+_MARGIN_Z = 3.0
 
 # Probability that o200k puts a token boundary between two adjacent ASCII characters of a
-# piece, fitted on local Python sources/docs plus random strings (tokwork/fit_bigrams.py).
-# Row-major _PAIR_N x _PAIR_N table, first character = row; each entry is a level k in
-# _LEVELS standing for p = (k / 61) ** 2. Characters outside _PAIR_ALPHABET count as p = 1.
+# piece, fitted on local Python sources/docs plus random strings. Row-major _PAIR_N x
+# _PAIR_N table, first character = row; each entry is a level k in _LEVELS standing for
+# p = (k / 61) ** 2. Characters outside _PAIR_ALPHABET count as p = 1.
 _LEVELS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _LEVEL_MAX = 61 * 61
 _PAIR_ALPHABET = (
@@ -181,7 +209,7 @@ _LENGTH_OFFSETS = (
 
 
 def _ascii_cost(piece: str) -> float:
-    """Cost of an ASCII word or punctuation piece from pair boundary probabilities.
+    """Estimated cost of a plain word or punctuation piece, from pair boundary probabilities.
 
     Each adjacent character pair inside the piece has a learned probability that the
     real tokenizer puts a token boundary between the two characters; the expected
@@ -189,10 +217,10 @@ def _ascii_cost(piece: str) -> float:
     letters, hashes, base64) get an extra charge, since BPE merges less there.
 
     Args:
-        piece: An ASCII piece that is neither whitespace-only nor a number.
+        piece: A plain ASCII piece that is neither whitespace-only nor a number.
 
     Returns:
-        The estimated number of tokens (fractional).
+        The estimated number of tokens (fractional, unscaled).
     """
     find = _PAIR_ALPHABET.find
     total = 0
@@ -200,7 +228,7 @@ def _ascii_cost(piece: str) -> float:
     for ch in piece[1:]:
         cur = find(ch)
         if prev < 0 or cur < 0:
-            total += _LEVEL_MAX  # newline or other character outside the table
+            total += _LEVEL_MAX  # a character outside the table
         else:
             level = _LEVELS.find(_PAIR_TABLE[prev * _PAIR_N + cur])
             total += level * level
@@ -219,101 +247,126 @@ def _ascii_cost(piece: str) -> float:
 
 
 def _whitespace_cost(piece: str) -> float:
-    """Cost of a whitespace-only piece.
-
-    Runs of one character (spaces, newlines, tabs) merge into long tokens; each change
-    of character (as in CR LF pairs or mixed tabs and newlines) tends to start a new one.
+    """Cost of a plain whitespace piece: the sum of its runs' bounds (see module doc).
 
     Args:
-        piece: A run of whitespace characters.
+        piece: Tabs, LFs, CRs and spaces.
 
     Returns:
-        The estimated number of tokens.
+        An upper bound of its o200k tokens.
     """
-    n = len(piece)
-    if n <= _SHORT_WHITESPACE:
-        return 1.0
-    first = piece[0]
-    if piece.count(first) == n:
-        return 1.0 + n / (64.0 if first == " " else 16.0)
-    changes = sum(1 for i in range(1, n) if piece[i] != piece[i - 1])
-    return 1.0 + _WS_CHANGE_COST * changes + n / 16.0
+    total = 0.0
+    for match in _WS_RUNS_RE.finditer(piece):
+        run = match.group()
+        if run[0] == "\r" and len(run) > 1 and run[1] == "\n":
+            total += 1.0 + (len(run) // 2) / _CRLF_RUN_PAIRS
+        else:
+            total += 1.0 + len(run) / _WS_RUN_CHARS[run[0]]
+    return total
 
 
-def _non_ascii_cost(piece: str) -> float:
-    """Cost of a piece containing non-ASCII characters, charged by UTF-8 length.
-
-    Args:
-        piece: The piece.
-
-    Returns:
-        The estimated number of tokens.
-    """
-    n_ascii = sum(1 for ch in piece if ch < "\x80")
-    extra_bytes = len(piece.encode("utf-8", "surrogatepass")) - len(piece)
-    n_non_ascii = len(piece) - n_ascii
-    return 1.0 + n_ascii / 3.0 + (n_non_ascii + extra_bytes) * _NON_ASCII_BYTE
+@lru_cache(maxsize=1)
+def _bmp_costs() -> bytes:
+    """The o200k cost of each BMP character from U+0080, alone (decoded on first use)."""
+    return zlib.decompress(base64.b85decode(_o200k_chars.BMP_COSTS_B85))
 
 
-# For ASCII text the ASCII-mode pattern splits identically and runs faster; the only ASCII
-# characters the two modes class differently are \x1c-\x1f (Unicode whitespace only).
-_PIECE_RE_ASCII = re.compile(_PIECE_RE.pattern, re.ASCII)
-_UNICODE_ONLY_SPACE = re.compile("[\x1c-\x1f]")
+def _char_cost(ch: str) -> int:
+    """Cost of one character charged alone (an ASCII control or a non-ASCII character)."""
+    cp = ord(ch)
+    if cp < _o200k_chars.FIRST:
+        return 1
+    if cp <= _o200k_chars.LAST:
+        return _bmp_costs()[cp - _o200k_chars.FIRST]
+    return _ABOVE_BMP
+
+
+def _plain_cost(piece: str) -> tuple[float, float]:
+    """(cost, variance) of a plain ASCII piece; word estimates are scaled and carry a
+    variance, exact bounds (numbers, whitespace) carry none."""
+    if piece[-1].isdigit():
+        return 1.0, 0.0
+    if piece.isspace():
+        return _whitespace_cost(piece), 0.0
+    var = _VAR_PER_CHAR * len(piece)
+    core = piece.rstrip("\r\n")
+    if core is not piece and core:
+        # Newlines after punctuation ("):\n", "```\n\n") mostly merge into its last token;
+        # more than two are charged as the whitespace run they are.
+        trailing = piece[len(core) :]
+        extra = (
+            _TRAILING_NEWLINE_COST * len(trailing)
+            if len(trailing) <= 2
+            else _whitespace_cost(trailing)
+        )
+        return _SCALE * (_ascii_cost(core) + extra), var
+    return _SCALE * _ascii_cost(piece), var
+
+
+def _mixed_cost(piece: str) -> tuple[float, float]:
+    """(cost, variance) of a piece holding characters charged alone between plain runs."""
+    total = var = 0.0
+    for match in _RUNS_RE.finditer(piece):
+        run = match.group(1)
+        if run is None:
+            total += _char_cost(match.group(2))
+        else:
+            for sub in _PIECE_RE_ASCII.findall(run):
+                cost, sub_var = _plain_cost(sub)
+                total += cost
+                var += sub_var
+    return total, var
 
 
 def _pieces(text: str) -> list[str]:
     """The pre-tokenizer pieces of ``text``."""
-    if text.isascii() and _UNICODE_ONLY_SPACE.search(text) is None:
+    if text.isascii() and _ODD_RE.search(text) is None:
         return _PIECE_RE_ASCII.findall(text)
     return _PIECE_RE.findall(text)
 
 
 @lru_cache(maxsize=_CACHE_SIZE)
-def _piece_cost(piece: str) -> float:
-    """Estimated token cost of one pre-tokenized piece.
+def _piece_cost(piece: str) -> tuple[float, float]:
+    """Cost of one pre-tokenized piece and the variance of its estimated part.
 
     Args:
         piece: A piece produced by the pre-tokenizer regex.
 
     Returns:
-        The estimated number of tokens (fractional, at least 1).
+        ``(cost, variance)``; a text counts the rounded-up sum of its pieces' costs plus
+        a margin of ``_MARGIN_Z`` standard deviations of their estimated parts.
     """
-    if not piece.isascii():
-        return _non_ascii_cost(piece)
-    if piece[-1].isdigit():
-        return 1.0
-    if piece.isspace():
-        return _whitespace_cost(piece)
-    core = piece.rstrip("\r\n")
-    if core is not piece and core:
-        # Newlines after punctuation ("):\n", "```\n\n") mostly merge into its last token.
-        newlines = len(piece) - len(core)
-        return _ascii_cost(core) + _TRAILING_NEWLINE_COST * newlines
-    return _ascii_cost(piece)
+    if _ODD_RE.search(piece) is not None:
+        return _mixed_cost(piece)
+    return _plain_cost(piece)
 
 
 class HeuristicTokenizer:
-    """Approximate, overcounting ``o200k_base`` token counter (stdlib only, offline).
+    """Offline ``o200k_base`` token counter that errs high, never low (stdlib only).
 
     Attributes:
-        name: Identifier of the heuristic and its tuning, e.g. for logging alongside counts.
+        name: Identifier of the counting rules, e.g. for logging alongside counts.
     """
 
-    name: str = "heuristic-o200k-v1"
+    name: str = "heuristic-o200k-v2"
 
     def count(self, text: str) -> int:
-        """Estimate the number of o200k_base tokens in ``text``, erring on the high side.
+        """Count ``text`` in o200k_base tokens, never below the real count.
 
         Args:
             text: Any string.
 
         Returns:
-            The estimated token count; 0 for the empty string.
+            The count; 0 for the empty string.
         """
         if not text:
             return 0
-        total = sum(map(_piece_cost, _pieces(text)))
-        return math.ceil(total * _SCALE)
+        total = var = 0.0
+        for piece in _pieces(text):
+            cost, piece_var = _piece_cost(piece)
+            total += cost
+            var += piece_var
+        return _ceil(total, var)
 
     def truncate(self, text: str, max_tokens: int) -> str:
         """Return the longest prefix of ``text`` whose ``count`` is at most ``max_tokens``.
@@ -334,20 +387,19 @@ class HeuristicTokenizer:
             return ""
         # One pass over the pieces: a text that fits is returned without a separate count
         # (the running sum is the very sum ``count`` takes, in the same order).
-        budget = max_tokens / _SCALE
-        total = 0.0
+        total = var = 0.0
         end = 0
         next_piece = ""
         for match in _PIECE_RE.finditer(text):
-            cost = _piece_cost(match.group())
-            if total + cost > budget:
+            cost, piece_var = _piece_cost(match.group())
+            if _ceil(total + cost, var + piece_var) > max_tokens:
                 next_piece = match.group()
                 break
             total += cost
+            var += piece_var
             end = match.end()
         else:
-            if math.ceil(total * _SCALE) <= max_tokens:
-                return text
+            return text
         prefix = text[:end]
         # Try to take part of an oversized next piece (long blobs are not words).
         if len(next_piece) > _BLOB_CHARS:
@@ -365,3 +417,9 @@ class HeuristicTokenizer:
             pieces = _PIECE_RE.findall(prefix)
             prefix = prefix[: len(prefix) - len(pieces[-1])]
         return prefix
+
+
+def _ceil(total: float, var: float) -> int:
+    """The count of summed costs: their total plus the margin, rounded up (whole-token
+    sums stay exact despite float addition)."""
+    return math.ceil(round(total + _MARGIN_Z * math.sqrt(var), 9))

@@ -1,0 +1,81 @@
+"""How many ``o200k_base`` tokens each non-ASCII character of the Basic Multilingual Plane
+costs when encoded alone (1, 2 or 3): generated from the real encoding, verified by
+``tests/unit/test_tokens_oracle.py`` (which also regenerates it).
+
+Stored as the zlib-compressed, base85-encoded byte string of the costs of U+0080..U+FFFF
+in code point order (surrogates as 3, their UTF-8 length), decoded once on first use.
+"""
+
+from __future__ import annotations
+
+__all__ = ["BMP_COSTS_B85", "FIRST", "LAST"]
+
+FIRST = 0x80
+LAST = 0xFFFF
+BMP_COSTS_B85 = (
+    "c-"
+    "rlqiI(fQ3PsoE{r^9|)!h|aNPv(mJC%yu!@Ws7Xh3idAdJ)p@b4eTr`bcsPyg?~pGLes{rg$Y@BjPs`ikSE^P{}J"
+    "e%<+>&!YZ0o?3VQ==kwP^?P*0zm6P6+maXl+s4;;-Pz2dfw&FH_4Ax~r?o5|-"
+    "nym7LwqsTGUW;J%qX5$a%H`>i%!NH^m7fbl}5S#%9SdFGIl)q=N$A5GT10BFo;^fs_W-"
+    "y{;Y)TxaFI2$b&JyecAA(1WWEa_v=Yv{XNYOQcBBfp4(PxU0kT>AFW$x;z;UrV{Tf|pLG21*+cv<W%~O0wuqb(cn"
+    "DQbvDG?2PV7)F9(#>gaOYhA{+cVnL}|57Np9|5fQe?=HZA2)n;a{Na&#&%b3R|r=et;?&^{dlbUxo2bWrE};~%X0"
+    "7)l%lnFGhDhp3^h+dYYNj`{!5kh~`E)KbdQ9DOY;kmPMh(?m6muZNu=w>$oan9KmY%4AlUIyL|G^9@){uK#l0A5k"
+    "(WmXXuX7e?m2u!vO6If2V57{^Sg29~PJSP;qKmlnYEsZ`mE8*D1~bDXDceCw?%yC{S9@?1F$Z7s}Ah1kS{`;}cuD"
+    "ZZBOUJ;=_(0(iYNq`$!i>*56Z2<gL@cU7GFM)W<4RRe_Sn5Yv%p+bm`wNpfE|GGJ?2KL~H|oecIq2#4FuZ@R8`cA"
+    "6(s)3+uE8(o|F=G1vI$rE{^tzJWM}2s$7x+8&p-E%P2Yp|?mqlBs?g-"
+    "Yv6h$8&5+e7V1No=8CO+dI%fHtP&oLZjtA9FBI9pGn6D1AE@SGXem~9egzzYqm}>=LKuZT6MS0YKCipfIAf`Jcq("
+    "_#yiDLYB%<%7QklGu4R>s{YB^a~6hbQLBAlBaXKN)QMcDtVSa{tyNY912{O36C8^{1i$ReKbZJ2grb{XYT;Oe?98"
+    "aFzOhLcQM@Y`@C?jc(hF`(57u&czd?P<>+a|IPounE$V~|NpEf;jwOR{=d2n@^Js&%>RGeJj#2f>i3CImj63{X4|"
+    "3?$#im24!4x)SDnN;D^a%1f^D+MI!Vvsr|8&OwiF4ZD-"
+    "%3SS4Zy|jq&)f`2VNdGkIh4Bs2c3AOEMubI1Qb(Vz3a)%=a||I3i<BLCm<|IPoung8Fh)OP%T^Z(8NH~;?x{{ON1"
+    "LVlUxF6-"
+    "d4{D0&e`Gxx8)A|2jw&|PyZ~nje|K|Uj|8M@k`TxcVoB#hl{$FN)%TWYE?;<NIoT&n4au!XHbMKiP1$l(3n479eq"
+    "O%{-|DKuCuT00Iz=O(FEWRo()U^+a+73D)QKxpRs%5Ic64E4EikTgK)(k1GZE`_zQcSTD-"
+    "qEcz?qx>nu~XO4{k0P8LF)8Qobph#H^a==Z?D8nKM#vhbrSL!sME%1ekR@%%Z-;+DW9UlMb)yRXh@kuA-eEkoq=D"
+    "jlyeLy=Cw&cI5UNffrm2bxZ19BW@G5pQY0x;$u9296v@hXX%c>6ma0+&W`;G5jH^101KS@AEftln&^aYVZ48~xU2"
+    "7?DC+Sp0N*Mf{lcMm;sV`|#+)we7`gbYHP$|u*2K_7&a&#EM-ksB^J3}!9^`hwQ{>f?3O5OV>Wp#lk7f5(>;ypx`"
+    "5ZW2@bh3(=Qew^ka#eNmOa+{9>lyV@D;0<?5{cf_Xisc=9_82i=IZM1a5CS|V69!<^MR$6`y2jTOp@EING*>HYVb"
+    "fFydO%<RLBIU1y|otTZ7W#5cCiYWt+R<>na?DsBVO{GY5ZDB{mpzraAp(_;hA9a3d5ju8fv%(rNUzstbsLdC)V!Q"
+    "BqN7)v8i!#S}|Xjk<!pYCvf9+ab;;-;y(pwp<J*@J9pRvUFIx8fj-Nx8WKS;Srnq%)BzBimv6qKEeM}n~!PDl7{j"
+    "%r$vl;EDFWZ7{&ZBQd6bIP*NFHX=wORrA?w;*;TeX6;HAuSXg8jW1~84HH4zL=W9?~!$$@As2g9kR<jeAGvg`w8u"
+    "n`*m9X3X0;jX3mPmq8Oe4gum_CEP@4z-%X{&)-"
+    ">Hte4u7$Z5Zj8Ad+G2B5=BlA6C$+?whO(G#1D9KiSklmj@i%J;#jp?kQo2X5w3_x|isyx6kosUc+&nQb7qw{D4D@"
+    "IMjq)M%HYUV@aAP!<KQE2=2+*->tven9pKh#K9F<<C-"
+    "0hEY+te;&ExHg5hlB3xfu?dso9eE3DT&hcIKZmqB6_)6^3i}jQ_4!0kKxj$T@5~NOIM5`AUu?$u6dgTt%JL+a9bK"
+    "*RX*3^m5N2ySOHJKlJZ>57sT4enjk922eHa322RS5N7i*m&dSmf8M?kGlAN^f1G{Fc>3Vu#7`Ub%Ncsw5j|ypkF*"
+    "e{_AK{39jqm^W0BG&J#THyIPNq1r1<fsOH6W)-m8!ZhGo{TifUFfotZlOA{s#hzk7abKsHvyTsF(?k8x-"
+    "9k8vjv*{jK1F0r_hyX~IBds0nNp76O0{%?OBzV?s@oia3^-"
+    "PV~5^@?Bp*)<2WfKUkL3wVozuq&JcoAE3mOd>w<nEv_=#gC@i+rVBeq&+Auab)tjw73cy#Jjsa}T(JYQ-"
+    "~EPJAqz1zR$7lk9vk~G@2{{;ETK1qA?FUkYBd=8B6QdWrtk?=q>p-TH9X-"
+    "SN|<3?>CN%sWc*xapiq(VMg?dn9Y?N6n;xEo=7<d-W-tX=U9xU!Mg}X7s<%#Fn|-"
+    "RJ5{0p`AP_C^ft(8=>mW`RNW4e(13+SX0|wAr*X}Zj3K^*u%n*gV!|zVdanVF>yA2x&OtxBx2I>&#ZmjzyEU@oUC"
+    "O>kfM-kTtF+Rm*e1U{X2*Fy<?kmr4PBIBs1X<9+5aHrpr87295zQiJVREl?>>+!MAYqk7)7p~OH|ZwQG#=VirV2A"
+    "YGrUxBmP|3j`ueJ<DR2Fmz@P#Nh<bhG8T_NN?yZNIjFQVkw7|s!5+z7W@CpSwh%f>ibg7(?>^LPZ^*S)UE|w+4cF"
+    "gr$XEZWTBl`qt`_919?PlLllUShi6;;OLm3J&qC5RbZmwME|wAy*xVzn5NHsdIzZgj$J6sr&3M7+i*;*K)Wsl=_o"
+    ")HJmRAPc)0LN`Iop2)Vj@-"
+    "R>!enj{gnWpDR*M<C2Qa5MZiO9NPNUsY#S#~946?B+<l@GUyPw&nuWXa<E&&+XgU#UX|>x8jE*~M1>bbSWO!2=RH"
+    ")1D2Uq=1N*ridR_Y~J`dgc7L2siB#q?{sW2R0C28k%21#G~47P3dXN-"
+    "@Jvr{yc^CB&sx}}c!dhpd>tE(wa2sCLjqE*MUW<y+YPk4UuKj!sR8oWDJIoK(}E0$m;ip|CX5n$qF-EIH&Js|nk<"
+    "6mokKAfNWaX@u(+7IdB)`3^%kdP!6e3<(XN1Z-"
+    "9<504scPs!@KoOlo>7MpDLlI6v8S+x=75fUcF^J8!5JQRB4c4dw81NlZBF@NWiY0DOGI&Ja1TFc>1Xi#F~IE3tJ$"
+    "|*|#Pn^<+-"
+    "MC^A$ZKe%xIZ^&O6W0X8UU~jnP(@i8AZ_MHE`WHyxQoMbIM2aH|?z`Q^2_po+lF4;Oy^W3p54ZAOX=_^G?Q4)a!S"
+    "f8uVa*5D_MRR@uaoZU?SzIKu1;4cZ`2d9K(%2aMyMr~p4kAJ7CSGZcoeTmn8wa~5}|eexz?}Pkz%Aifed9tJN{BD"
+    "y_5tPyh$HIr*M(qOk|Bq^qpQ)qzW{cA$wcVk3cr$8C>B7uAY3|@h8{+`|n+ebAq@mY4FSI|7AQNT^Gtg3Lv?e!Eu"
+    "*)uAxTd&#l3MB1jh!wo}xPF$J*e|Nnu)s=NOGZ>T}L>;Et6)2{#jf%CWP|98*Z_5T;o@vi@WtKI&y$FBc>or7bR5"
+    "a`$Wyx=p@&x<2pW{D@m-"
+    "xvkjybP3XPUB*~gw=;K=Zl&7oAiUV^FBF$K50*l%atWf;J;YrJL=PKZdtFL_y19y#w7n==`bc8%I+t&7<!^f_R7l"
+    "M$eJeSiZQBtjimti84Y7v_bRr%>Mx)5`+D-"
+    "1&Ghi}nKch8!$sOXFRRr9#B~SCKd<vO+pf&oF@p6sqYGBZ50m;Uvi(!RE919vK`}XhS7KSq@!-"
+    "S!e?|Q33je<lLRzmUkT#jr3LQ^Ydk8QeQB6wgx+&~!tiDnHPcVNYn2(#ovpp=#gswE^0WB|1(J*ev5A$F5(=F*pF"
+    "a06Y_n*IB_VZojuut%RCi&k4{w(vkz`;_h?2lCV)503zE>W&wMH2R1F4*79;J~~eVs&!QY+7_EON01tg#Z5%U*|p"
+    "Tl3bKn96!KQWAtPWmSF?pWYLSsd<K4THaYg!19D9--I1`z=vc4TJ>>P0hkJ(cZk=&@k<eTn>mC1pHvZ4cZ#;;fA`"
+    "D$)Z<W~`;pAmJPHjgFpVw6WpW|_%o@c&@Om|#79x&_|&X%C>U`5v+WyaIs`o7Mx@0oHs1@Zszd5jjMyX2?k7CW|("
+    "2i%~)W1qmBjU%&xW~Kl6s{if|V!Y%3<MRhSIir62`fa{6Q_oM@l^MO1y>QlV6Rn?+=S;32oMf}ixGcdaMjxIkTHN"
+    "z5xv|}~zO^y=$@2f3xZz#?r76F6FrJ|ee;|M9cFx?<OEY$YN&C$r`z-_cOEd9@N&K0b+m-m`O8$~xe{f7E--"
+    "(e3G#b_X&(`D0Hm1yvl1hIjDp6)-5SOQRcpMiK)*^r7Ft?wSrHoD<#u^F#83VZ&a-"
+    "CX?>Cb_px>MW#F6RI5V;}q2$3FJ4kMBF)>c73>2i^Psr@OQF|A%ea`~Mg9Y48942K~SH|1azQ-"
+    "v9ro&Xh^<XJPz*@BhC?VeI(-M^E4T+VExd|9;y%?)?AmO~U;DckKUvLt4RTok{nc&Hp$5-"
+    "~4~`|8M30tvz_36mR~&`Tx`W|IJEy^Zz&V|Eo!woBw|}|GzQ*`FZvKLB8uiy(}*{<b1)}xoxj}6OtyK<(t$|b#?~"
+    "ccg>plAbJhY{{hy=TWJ"
+)
