@@ -46,6 +46,7 @@ from mcp_checkpoint.core.models import (
 from mcp_checkpoint.core.ports import Store, Tokenizer
 from mcp_checkpoint.core.render import (
     CHECKPOINT_FIELDS,
+    block,
     render_checkpoint,
     render_memory,
     render_step,
@@ -67,6 +68,9 @@ logger = logging.getLogger(__name__)
 _CHECKPOINT_RETRIES = 5
 _STEP_PAGE = 64
 _DISTILL_STEPS = 200
+_MEMORY_SHARE = 0.15  # of a context's budget that memories take before the newest steps
+_MEMORY_MIN_TOKENS = 16  # memory candidates fetched: as many as could fill the budget...
+_MAX_MEMORIES = 128  # ...up to this many
 
 
 class MemorySearch:
@@ -568,6 +572,7 @@ class Episodes:
         checkpoint_id: str | None = None,
         budget_tokens: int | None = None,
         query: str | None = None,
+        reserve_tokens: int = 0,
     ) -> Context:
         """A fresh context for the run, never over ``budget_tokens``.
 
@@ -577,11 +582,17 @@ class Episodes:
         actions), and the newest steps after the checkpoint. With an older
         ``checkpoint_id`` (time travel), the steps are those between it and the next
         checkpoint. Reads O(budget) rows, whatever the length of the run.
+
+        ``reserve_tokens`` of the budget are left for text the caller wraps around the
+        context (a prompt's instructions): the context itself gets the rest.
         """
         run = await self._store.get_run(tenant, RunId(run_id))
         budget = self._limits.budget(
             "budget_tokens", budget_tokens if budget_tokens is not None else run.budget_tokens
         )
+        requested = budget
+        if reserve_tokens > 0:
+            budget = max(budget - reserve_tokens, 1)
         if query is not None:
             self._limits.query("query", query)
 
@@ -605,22 +616,34 @@ class Episodes:
             items += items_cp
 
         memories: list[Memory] = []
-        k = self._settings.rehydrate.memories_k
-        if self._memory is not None and k > 0:
+        if self._memory is not None and self._settings.rehydrate.memories_k > 0:
             terms = query or " ".join(
                 [run.objective, *(checkpoint.content.next_actions if checkpoint else [])]
             )
-            memories = await self._memory.relevant(tenant, terms, k)
-        specs.append(packing.SectionSpec("memories", "## Relevant memories", share=0.15))
-        items += [packing.Item("memories", render_memory(m), m.memory_id, i)
-                  for i, m in enumerate(memories)]
+            # As many candidates as could fill the budget: the section takes its share by
+            # relevance, and whatever the other sections leave.
+            want = max(
+                self._settings.rehydrate.memories_k,
+                min(budget // _MEMORY_MIN_TOKENS, _MAX_MEMORIES),
+            )
+            memories = await self._memory.relevant(tenant, terms, want)
+        memory_items = []
+        for i, memory in enumerate(memories):
+            text = render_memory(memory)
+            memory_items.append(
+                packing.Item("memories", text, memory.memory_id, i, tokens=self._tok.count(text))
+            )
 
-        # Count every other item once (pack reuses the counts) to know what steps may fill.
+        # Count every other item once (pack reuses the counts) to know what steps may fill;
+        # memories count up to their share (beyond it they only fill what is left).
         items = [
             it if it.tokens is not None else replace(it, tokens=self._tok.count(it.text))
             for it in items
         ]
-        used = sum((it.tokens or 0) + 1 for it in items)
+        memory_cost = sum((it.tokens or 0) + 1 for it in memory_items)
+        used = sum((it.tokens or 0) + 1 for it in items) + min(
+            memory_cost, int(budget * _MEMORY_SHARE)
+        )
         steps, step_items = await self._step_items(
             tenant, run, floor, upper, max(budget - used, 0), "steps"
         )
@@ -629,6 +652,12 @@ class Episodes:
             # Every uncovered step was fetched: spare budget goes to the newest steps the
             # checkpoint covers (exact paths and outputs a summary may have lost).
             _, earlier_items = await self._step_items(tenant, run, 0, floor, spare, "earlier")
+        else:
+            earlier_items = []
+        specs.append(
+            packing.SectionSpec("memories", "## Relevant memories", share=_MEMORY_SHARE)
+        )
+        if earlier_items:
             specs.append(
                 packing.SectionSpec(
                     "earlier",
@@ -636,19 +665,30 @@ class Episodes:
                     contiguous=True,
                 )
             )
-        else:
-            earlier_items = []
         specs.append(
             packing.SectionSpec(
                 "steps",
-                f"## Steps since the checkpoint (newest kept; full ledger: ledger://{run.run_id})",
+                "## Steps since the checkpoint (newest kept; full ledger: "
+                f"ledger://{block(run.run_id)})",
                 share=0.45,
                 contiguous=True,
             )
         )
-        items += step_items + earlier_items
+        # Sections show in the order of ``specs``; items are in priority order: run,
+        # checkpoint, steps, memories (most relevant first), covered steps.
+        items += step_items + memory_items + earlier_items
 
         packed = packing.pack(specs, items, budget, self._tok)
+        # Candidates fetched beyond memories_k only fill spare room: leaving them out
+        # drops nothing a caller asked for.
+        shown_memories = set(packed.included.get("memories", []))
+        left_out = [
+            it for it in memory_items[: self._settings.rehydrate.memories_k]
+            if it.key not in shown_memories
+        ]
+        packed.dropped.pop("memories", None)
+        if left_out:
+            packed.dropped["memories"] = (len(left_out), sum(it.tokens or 0 for it in left_out))
 
         dropped = self._dropped(packed)
         unfetched = (upper - floor) - len(steps)
@@ -671,7 +711,7 @@ class Episodes:
             run_id=run.run_id,
             context=packed.text,
             tokens=packed.tokens,
-            budget_tokens=budget,
+            budget_tokens=requested,
             checkpoint_id=checkpoint.checkpoint_id if checkpoint else None,
             through_seq=floor,
             steps_included=shown("steps"),
@@ -685,8 +725,8 @@ class Episodes:
 
     def _run_items(self, run: Run) -> tuple[list[packing.SectionSpec], list[packing.Item]]:
         header = (
-            f"# Resume: run {run.run_id} ({run.status}, step {run.head_seq}, "
-            f"episode {run.episode})\nObjective: {run.objective}"
+            f"# Resume: run {block(run.run_id)} ({run.status}, step {run.head_seq}, "
+            f"episode {run.episode})\nObjective: {block(run.objective)}"
         )
         specs = [
             packing.SectionSpec("objective", None),
@@ -697,7 +737,8 @@ class Episodes:
         items = [packing.Item("objective", header, "objective", required=True)]
         for name in ("acceptance_criteria", "constraints", "pinned"):
             items += [
-                packing.Item(name, f"- {text}", i, i) for i, text in enumerate(getattr(run, name))
+                packing.Item(name, f"- {block(text)}", i, i)
+                for i, text in enumerate(getattr(run, name))
             ]
         return specs, items
 

@@ -1,11 +1,17 @@
-"""How runs, steps, checkpoints and memories read inside a context (plain Markdown-ish text).
+"""How runs, steps, checkpoints and memories read inside a context (Markdown text).
 
-Rendering is deterministic: the same state always renders to the same text.
+Rendering is deterministic: the same state always renders to the same text. Stored text is
+data, never structure: every piece of it goes through ``neutralize`` (control and format
+characters become a visible marker, odd spaces a space, line and paragraph separators a
+newline) and each of its continuation lines is indented by four spaces, so no stored text
+starts a line where the context's own headings, list items and step headers do, and a
+fence or heading inside it stays inert.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pydantic import JsonValue
@@ -15,6 +21,9 @@ from mcp_checkpoint.core.ports import Tokenizer
 
 __all__ = [
     "CHECKPOINT_FIELDS",
+    "block",
+    "fit",
+    "neutralize",
     "render_checkpoint",
     "render_json",
     "render_memory",
@@ -23,6 +32,21 @@ __all__ = [
 ]
 
 _MAX_CHARS_PER_TOKEN = 8
+_INDENT = "    "
+_HEAD_SHARE = 0.35  # of a cut step's room: its head (header, input); the rest is its tail
+
+# Unicode categories Cc, Cf, Zl, Zp and Zs other than the space (Unicode 14), without tab,
+# LF and the zero-width (non-)joiners that scripts and emoji sequences need.
+_ODD = (
+    "\x00-\x08\x0b-\x1f\x7f-\xa0\xad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2"
+    "\u1680\u180e\u2000-\u200b\u200e-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000"
+    "\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
+)
+_ODD_RUN_RE = re.compile(f"\r\n|[{_ODD}]+")
+_SPACES = frozenset("\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
+                    "\u200a\u202f\u205f\u3000")
+_BREAKS = frozenset("\r\u2028\u2029\x85")
 
 # (field, heading) in display order.
 CHECKPOINT_FIELDS: tuple[tuple[str, str], ...] = (
@@ -37,6 +61,33 @@ CHECKPOINT_FIELDS: tuple[tuple[str, str], ...] = (
 )
 
 
+def _replace_odd(match: re.Match[str]) -> str:
+    run = match.group()
+    if run == "\r\n" or all(ch in _BREAKS for ch in run):
+        return "\n" * (1 if run == "\r\n" else len(run))
+    if all(ch in _SPACES for ch in run):
+        return " " * len(run)
+    return "\ufffd" if len(run) == 1 else f"[{len(run)} control characters]"
+
+
+def neutralize(text: str) -> str:
+    """``text`` without control or format characters: CR, CRLF and line/paragraph
+    separators become LF, odd spaces a space, any other run of them ``�`` (one) or
+    ``[N control characters]``."""
+    return _ODD_RUN_RE.sub(_replace_odd, text)
+
+
+def block(text: str) -> str:
+    """Stored text made safe to place after a marker on a line: neutralized, with every
+    continuation line indented by four spaces."""
+    return neutralize(text).replace("\n", "\n" + _INDENT)
+
+
+def fit(text: str, budget: int, tokenizer: Tokenizer) -> str:
+    """``text`` if it is within ``budget`` tokens, else its longest prefix that is."""
+    return text if tokenizer.count(text) <= budget else tokenizer.truncate(text, budget)
+
+
 def render_json(value: JsonValue | Any) -> str:
     """Strings as they are; anything else as compact JSON."""
     if value is None:
@@ -49,15 +100,15 @@ def render_json(value: JsonValue | Any) -> str:
 def _step_text(
     seq: int | str, tool: str, status: str, reasoning: str | None, inp: Any, out: Any
 ) -> str:
-    lines = [f"[#{seq}] {tool} ({status})"]
+    lines = [f"[#{seq}] {block(tool)} ({status})"]
     if reasoning:
-        lines.append(f"  why: {reasoning}")
+        lines.append(f"  why: {block(reasoning)}")
     rendered_in = render_json(inp)
     if rendered_in:
-        lines.append(f"  in: {rendered_in}")
+        lines.append(f"  in: {block(rendered_in)}")
     rendered_out = render_json(out)
     if rendered_out:
-        lines.append(f"  out: {rendered_out}")
+        lines.append(f"  out: {block(rendered_out)}")
     return "\n".join(lines)
 
 
@@ -69,45 +120,80 @@ def step_tokens(draft: StepDraft, tokenizer: Tokenizer) -> int:
     return tokenizer.count(text)
 
 
+def _tail(text: str, max_tokens: int, tokenizer: Tokenizer) -> str:
+    """The longest suffix of ``text`` within ``max_tokens``, starting at a line if one
+    starts in its first half."""
+    if max_tokens <= 0:
+        return ""
+    window = text[-(max_tokens + 1) * _MAX_CHARS_PER_TOKEN :]
+    lo, hi = 0, len(window)  # smallest start whose suffix fits
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if tokenizer.count(window[mid:]) <= max_tokens:
+            hi = mid
+        else:
+            lo = mid + 1
+    suffix = window[lo:]
+    newline = suffix.find("\n")
+    if 0 <= newline < len(suffix) // 2:
+        suffix = suffix[newline + 1 :]
+    return suffix
+
+
 def render_step(step: Step, tokenizer: Tokenizer, max_tokens: int) -> tuple[str, int]:
     """A step as shown in a context, cut to ``max_tokens``; returns (text, tokens).
 
+    A step over ``max_tokens`` keeps its head (header, reasoning, input) and its tail (the
+    end of its output, where a failing run reports what failed), with a marker between.
     An uncut step costs what ``record_step`` counted (``step.tokens``, an upper bound: it
     was counted with a 9-digit seq placeholder), so no text is counted twice.
     """
     text = _step_text(step.seq, step.tool, step.status, step.reasoning, step.input, step.output)
     if step.tokens <= max_tokens:
         return text, step.tokens
-    marker = f"\n  … [step #{step.seq} cut; full text in the ledger]"
-    room = max(max_tokens - tokenizer.count(marker) - 1, 0)
+    marker = f"\n{_INDENT}… [step #{step.seq} cut here; full text in the ledger] …\n{_INDENT}"
+    room = max(max_tokens - tokenizer.count(marker) - 2, 0)
+    head_room = int(room * _HEAD_SHARE)
     # No token of this counter covers more than a few characters of ordinary text, so a
     # generous character prefix bounds the work of cutting a huge step.
-    head = tokenizer.truncate(text[: (room + 1) * _MAX_CHARS_PER_TOKEN], room) + marker
-    return head, tokenizer.count(head)
+    head = tokenizer.truncate(text[: (head_room + 1) * _MAX_CHARS_PER_TOKEN], head_room)
+    rest = text[len(head) :]
+    tail = _tail(rest, room - tokenizer.count(head), tokenizer)
+    cut = head.rstrip() + marker + tail.lstrip(" ")
+    while tokenizer.count(cut) > max_tokens and tail:
+        tail = tail[len(tail) // 8 + 1 :]
+        cut = head.rstrip() + marker + tail.lstrip(" ")
+    if tokenizer.count(cut) > max_tokens:
+        cut = tokenizer.truncate(cut, max_tokens)
+    return cut, tokenizer.count(cut)
 
 
 def render_checkpoint(content: CheckpointContent) -> dict[str, list[str]]:
     """Each non-empty field of a checkpoint as a list of lines, by field name."""
     out: dict[str, list[str]] = {}
     if content.progress:
-        out["progress"] = [f"- {p}" for p in content.progress]
+        out["progress"] = [f"- {block(p)}" for p in content.progress]
     if content.state:
-        out["state"] = [f"- {k}: {render_json(v)}" for k, v in sorted(content.state.items())]
+        out["state"] = [
+            f"- {block(k)}: {block(render_json(v))}" for k, v in sorted(content.state.items())
+        ]
     if content.decisions:
-        out["decisions"] = [f"- {d}" for d in content.decisions]
+        out["decisions"] = [f"- {block(d)}" for d in content.decisions]
     if content.errors:
-        out["errors"] = [f"- {e}" for e in content.errors]
+        out["errors"] = [f"- {block(e)}" for e in content.errors]
     if content.open_questions:
-        out["open_questions"] = [f"- {q}" for q in content.open_questions]
+        out["open_questions"] = [f"- {block(q)}" for q in content.open_questions]
     if content.artifacts:
-        out["artifacts"] = [f"- {a}" for a in content.artifacts]
+        out["artifacts"] = [f"- {block(a)}" for a in content.artifacts]
     if content.auto_artifacts:
-        out["auto_artifacts"] = [f"- {a.value}" for a in content.auto_artifacts]
+        out["auto_artifacts"] = [f"- {block(a.value)}" for a in content.auto_artifacts]
     if content.next_actions:
-        out["next_actions"] = [f"{i}. {a}" for i, a in enumerate(content.next_actions, 1)]
+        out["next_actions"] = [
+            f"{i}. {block(a)}" for i, a in enumerate(content.next_actions, 1)
+        ]
     return out
 
 
 def render_memory(memory: Memory) -> str:
     """A memory as one line of a context."""
-    return f"- [{memory.memory_id}] ({memory.kind}, {memory.scope}) {memory.content}"
+    return f"- [{memory.memory_id}] ({memory.kind}, {memory.scope}) {block(memory.content)}"

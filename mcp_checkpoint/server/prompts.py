@@ -18,6 +18,7 @@ from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 from pydantic import Field
 
 from mcp_checkpoint._assets import asset_dir
+from mcp_checkpoint.core.render import block, fit
 from mcp_checkpoint.errors import BackendError, CheckpointError, InvalidArgumentError
 from mcp_checkpoint.server._context import services_of
 
@@ -81,8 +82,15 @@ class Prompts:
                 budget = int(budget_tokens)
             except ValueError:
                 raise InvalidArgumentError("budget_tokens must be an integer") from None
-        packed = await s.episodes.rehydrate(s.tenant(), run_id, budget_tokens=budget)
-        return _fill("resume_run", run_id=run_id, context=packed.context)
+        # The whole message, instructions included, is what the model reads: the context
+        # gets the budget minus the instructions, and the final text is checked again.
+        frame = _fill("resume_run", run_id=block(run_id), context="")
+        packed = await s.episodes.rehydrate(
+            s.tenant(), run_id, budget_tokens=budget,
+            reserve_tokens=s.tokenizer.count(frame) + 2,
+        )
+        text = _fill("resume_run", run_id=block(run_id), context=packed.context)
+        return fit(text, packed.budget_tokens, s.tokenizer)
 
     @staticmethod
     async def checkpoint_now(

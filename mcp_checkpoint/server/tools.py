@@ -12,7 +12,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, Resolve, Sample
-from mcp_types import CreateMessageResult, SamplingMessage, TextContent, ToolAnnotations
+from mcp_types import (
+    CallToolResult,
+    CreateMessageResult,
+    SamplingMessage,
+    TextContent,
+    ToolAnnotations,
+)
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from mcp_checkpoint.core.memory import snippet
@@ -449,13 +455,19 @@ class Tools:
         query: Annotated[
             str | None, Field(description="What memories to look for (default: the objective).")
         ] = None,
-    ) -> PackedContext:
+    ) -> Annotated[CallToolResult, PackedContext]:
         """A fresh context for the run, never larger than the budget: objective, pinned
         items, the checkpoint, relevant memories and the newest steps since it."""
         s = services_of(ctx)
-        return await s.episodes.rehydrate(
+        packed = await s.episodes.rehydrate(
             s.tenant(), run_id, checkpoint_id=checkpoint_id, budget_tokens=budget_tokens,
             query=query,
+        )
+        # The text block is what most clients hand the model: the context itself, within
+        # the budget; the metadata (tokens, dropped, ids) is structured content only.
+        return CallToolResult(
+            content=[TextContent(type="text", text=packed.context)],
+            structured_content=packed.model_dump(mode="json"),
         )
 
     @staticmethod

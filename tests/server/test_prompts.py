@@ -7,7 +7,15 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types import TextContent
 
+from mcp_checkpoint.core.tokens import HeuristicTokenizer
 from tests.server.conftest import call, record, start_run
+
+bpe_openai = pytest.importorskip("bpe_openai")  # the dev extra installs it; CI runs this
+_O200K = bpe_openai.get_encoding("o200k_base")
+
+
+def o200k(text: str) -> int:
+    return len(_O200K.encode_ordinary(text))
 
 pytestmark = pytest.mark.anyio
 
@@ -53,11 +61,24 @@ async def test_resume_run_prompt_respects_a_budget(client: Client) -> None:
     await start_run(client)
     await record(client, n=60)
 
-    short = await prompt_text(client, "resume_run", {"run_id": "r1", "budget_tokens": "200"})
+    short = await prompt_text(client, "resume_run", {"run_id": "r1", "budget_tokens": "400"})
     full = await prompt_text(client, "resume_run", {"run_id": "r1"})
 
     assert len(short) < len(full)
     assert "case59" in short  # the newest step survives the cut
+    # The whole message, instructions included, is within the budget by o200k's count.
+    assert o200k(short) <= HeuristicTokenizer().count(short) <= 400
+
+
+async def test_resume_run_prompt_of_hostile_pins_stays_within_the_budget(
+    client: Client,
+) -> None:
+    await start_run(client, pinned=["p" + "\x0c" * 7999] * 20)
+
+    text = await prompt_text(client, "resume_run", {"run_id": "r1", "budget_tokens": "300"})
+
+    assert "Fix the flaky login test" in text
+    assert o200k(text) <= 300
 
 
 async def test_resume_run_prompt_of_unknown_run_is_not_found(client: Client) -> None:

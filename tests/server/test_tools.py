@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from mcp import Client
+from mcp_types import TextContent
 
 from mcp_checkpoint.config import Settings
 from mcp_checkpoint.core.episodes import Episodes
@@ -297,3 +298,25 @@ async def test_record_step_same_key_with_different_payload_is_a_conflict(client:
     assert text.startswith("conflict: ")
     runs = await call(client, "list_runs", {})
     assert runs["runs"][0]["step_count"] == 1
+
+
+async def test_rehydrate_text_block_is_the_context_within_the_budget(client: Client) -> None:
+    bpe_openai = pytest.importorskip("bpe_openai")  # the dev extra installs it; CI runs this
+    o200k = bpe_openai.get_encoding("o200k_base")
+    await start_run(client, pinned=["p" + "\x0c" * 7999] * 20)
+    await record(client, n=5, output="data" + "\f" * 2000)
+
+    result = await client.call_tool("rehydrate", {"run_id": "r1", "budget_tokens": 500})
+
+    assert not result.is_error
+    assert len(result.content) == 1
+    block = result.content[0]
+    assert isinstance(block, TextContent)
+    structured = result.structured_content
+    assert structured is not None
+    # The model reads the Markdown context itself, not JSON around it; metadata stays in
+    # the structured content.
+    assert block.text == structured["context"]
+    assert block.text.startswith("# Resume: run r1")
+    assert '"dropped"' not in block.text
+    assert len(o200k.encode_ordinary(block.text)) <= structured["tokens"] <= 500
