@@ -3,9 +3,10 @@
 Rendering is deterministic: the same state always renders to the same text. Stored text is
 data, never structure: every piece of it goes through ``neutralize`` (control and format
 characters become a visible marker, odd spaces a space, line and paragraph separators a
-newline) and each of its continuation lines is indented by four spaces, so no stored text
-starts a line where the context's own headings, list items and step headers do, and a
-fence or heading inside it stays inert.
+newline). A step's multi-line reasoning, input or output goes in a fenced block whose fence
+is longer than any backtick run inside it, so nothing inside can close it; other stored
+text has its continuation lines indented by four spaces. Either way no stored text starts
+a line where the context's own headings, list items and step headers do.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ _ODD = (
     "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
 )
 _ODD_RUN_RE = re.compile(f"\r\n|[{_ODD}]+")
+_BACKTICKS_RE = re.compile("`+")
 _SPACES = frozenset("\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
                     "\u200a\u202f\u205f\u3000")
 _BREAKS = frozenset("\r\u2028\u2029\x85")
@@ -97,19 +99,37 @@ def render_json(value: JsonValue | Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
+def _fence(text: str) -> str:
+    """A backtick fence longer than any backtick run in ``text`` (so it cannot close it)."""
+    longest = max((len(run) for run in _BACKTICKS_RE.findall(text)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+def _step_parts(
+    seq: int | str, tool: str, status: str, reasoning: str | None, inp: Any, out: Any
+) -> tuple[str, str]:
+    """A step's text and the fence of its multi-line fields (one fence for the step,
+    longer than any backtick run in any field)."""
+    fields = [
+        (label, neutralize(value))
+        for label, value in (("why", reasoning or ""), ("in", render_json(inp)),
+                             ("out", render_json(out)))
+        if value
+    ]
+    fence = _fence("".join(value for _, value in fields))
+    lines = [f"[#{seq}] {block(tool)} ({status})"]
+    for label, value in fields:
+        if "\n" in value:
+            lines.append(f"  {label}:\n{fence}\n{value}\n{fence}")
+        else:
+            lines.append(f"  {label}: {value}")
+    return "\n".join(lines), fence
+
+
 def _step_text(
     seq: int | str, tool: str, status: str, reasoning: str | None, inp: Any, out: Any
 ) -> str:
-    lines = [f"[#{seq}] {block(tool)} ({status})"]
-    if reasoning:
-        lines.append(f"  why: {block(reasoning)}")
-    rendered_in = render_json(inp)
-    if rendered_in:
-        lines.append(f"  in: {block(rendered_in)}")
-    rendered_out = render_json(out)
-    if rendered_out:
-        lines.append(f"  out: {block(rendered_out)}")
-    return "\n".join(lines)
+    return _step_parts(seq, tool, status, reasoning, inp, out)[0]
 
 
 def step_tokens(draft: StepDraft, tokenizer: Tokenizer) -> int:
@@ -148,21 +168,35 @@ def render_step(step: Step, tokenizer: Tokenizer, max_tokens: int) -> tuple[str,
     An uncut step costs what ``record_step`` counted (``step.tokens``, an upper bound: it
     was counted with a 9-digit seq placeholder), so no text is counted twice.
     """
-    text = _step_text(step.seq, step.tool, step.status, step.reasoning, step.input, step.output)
+    text, fence = _step_parts(
+        step.seq, step.tool, step.status, step.reasoning, step.input, step.output
+    )
     if step.tokens <= max_tokens:
         return text, step.tokens
-    marker = f"\n{_INDENT}… [step #{step.seq} cut here; full text in the ledger] …\n{_INDENT}"
-    room = max(max_tokens - tokenizer.count(marker) - 2, 0)
+    marker = f"\n… [step #{step.seq} cut here; full text in the ledger] …\n"
+    room = max(max_tokens - tokenizer.count(f"\n{fence}{marker}{fence}\n") - 2, 0)
     head_room = int(room * _HEAD_SHARE)
     # No token of this counter covers more than a few characters of ordinary text, so a
     # generous character prefix bounds the work of cutting a huge step.
     head = tokenizer.truncate(text[: (head_room + 1) * _MAX_CHARS_PER_TOKEN], head_room)
     rest = text[len(head) :]
     tail = _tail(rest, room - tokenizer.count(head), tokenizer)
-    cut = head.rstrip() + marker + tail.lstrip(" ")
+
+    def fences_in(part: str) -> int:
+        # Only the step's own fence lines consist of that many backticks.
+        return sum(1 for line in part.split("\n") if line == fence)
+
+    def join(tail: str) -> str:
+        # The marker sits outside any fence: close the head's open block, reopen the
+        # block the tail starts inside.
+        closes = "\n" + fence if fences_in(head) % 2 else ""
+        reopens = fence + "\n" if fences_in(text[: len(text) - len(tail)]) % 2 else ""
+        return head.rstrip("\n") + closes + marker + reopens + tail
+
+    cut = join(tail)
     while tokenizer.count(cut) > max_tokens and tail:
         tail = tail[len(tail) // 8 + 1 :]
-        cut = head.rstrip() + marker + tail.lstrip(" ")
+        cut = join(tail)
     if tokenizer.count(cut) > max_tokens:
         cut = tokenizer.truncate(cut, max_tokens)
     return cut, tokenizer.count(cut)

@@ -427,3 +427,25 @@ async def test_rehydrate_spends_spare_budget_on_the_newest_covered_steps(
     assert covered == list(range(39 - len(covered), 39))  # the newest ones, contiguous
     assert len(covered) < 38 and tight.tokens <= 300
     assert all(d.section != "earlier" for d in tight.dropped)
+
+
+async def test_rehydrate_fills_spare_budget_with_memories_by_relevance(
+    episodes: Episodes, memory  # type: ignore[no-untyped-def]
+) -> None:
+    from mcp_checkpoint.core.models import ProposalItem
+
+    items = [ProposalItem(content=f"The parser fact number {i} about parser crashes")
+             for i in range(30)]
+    batch = await memory.propose(T, items)
+    await memory.commit(T, batch.batch_id)
+    await episodes.start_run(T, "Fix the parser crash", run_id="r1")
+
+    roomy = await episodes.rehydrate(T, "r1", budget_tokens=2000)
+    tight = await episodes.rehydrate(T, "r1", budget_tokens=150)
+
+    # Not a fixed count: with no steps or checkpoint, memories take the whole budget.
+    assert len(roomy.memories_included) == 30
+    assert roomy.tokens <= 2000
+    assert 0 < len(tight.memories_included) < 30
+    assert tight.memories_included == roomy.memories_included[: len(tight.memories_included)]
+    assert tight.tokens <= 150
