@@ -2,10 +2,11 @@
 
 Items arrive in priority order (most important first) and are shown grouped by section, in
 each section's display order. Two passes: the first caps each section at its share of the
-budget so no section starves the others; the second spends what is left on the items that
-did not fit, in the same priority order. A ``contiguous`` section (recent steps) never
-skips an item to include a lower-priority one after it, so the steps shown are always the
-newest run of them.
+budget so no section starves the others (a share of 0 keeps a section out of it); the
+second spends what is left on the items that did not fit, section by section in ``fill``
+order (then priority order), and the final trim drops in the reverse of that order. A
+``contiguous`` section (recent steps) never skips an item to include a lower-priority one
+after it, so the steps shown are always the newest run of them.
 
 The guarantee: ``tokenizer.count(result.text) <= budget``, checked on the final text (so it
 holds even if the tokenizer is not exactly additive over joined pieces).
@@ -29,6 +30,7 @@ class SectionSpec:
     title: str | None
     share: float | None = None
     contiguous: bool = False
+    fill: int = 0  # pass two: lower fills first
 
 
 @dataclass(frozen=True)
@@ -119,11 +121,16 @@ def pack(
             cut.append(item.section)
             try_take(i, None)
 
+    def rank(i: int) -> tuple[int, int]:
+        return by_name[items[i].section].fill, i
+
     for cap_pass in (True, False):
         # A contiguous section closes at its first miss, so what it shows is always a
         # prefix of its items (pass two resumes right after pass one's prefix).
         closed: set[str] = set()
-        for i, item in enumerate(items):
+        order = range(len(items)) if cap_pass else sorted(range(len(items)), key=rank)
+        for i in order:
+            item = items[i]
             if i in chosen_idx or item.required or item.section in closed:
                 continue
             spec = by_name[item.section]
@@ -149,7 +156,7 @@ def pack(
             text = tokenizer.truncate(text, budget)
             tokens = tokenizer.count(text)
             break
-        chosen_idx.discard(max(optional))
+        chosen_idx.discard(max(optional, key=rank))
         text = assemble()
         tokens = tokenizer.count(text)
 

@@ -635,19 +635,23 @@ class Episodes:
             )
 
         # Count every other item once (pack reuses the counts) to know what steps may fill;
-        # memories count up to their share (beyond it they only fill what is left).
+        # memories count up to their share and extracted artifacts not at all (beyond that
+        # they only fill what the steps leave).
         items = [
             it if it.tokens is not None else replace(it, tokens=self._tok.count(it.text))
             for it in items
         ]
-        memory_cost = sum((it.tokens or 0) + 1 for it in memory_items)
-        used = sum((it.tokens or 0) + 1 for it in items) + min(
-            memory_cost, int(budget * _MEMORY_SHARE)
-        )
+
+        def cost(section_items: list[packing.Item]) -> int:
+            return sum((it.tokens or 0) + 1 for it in section_items)
+
+        extracted = [it for it in items if it.section == "cp.auto_artifacts"]
+        items = [it for it in items if it.section != "cp.auto_artifacts"]
+        used = cost(items) + min(cost(memory_items), int(budget * _MEMORY_SHARE))
         steps, step_items = await self._step_items(
             tenant, run, floor, upper, max(budget - used, 0), "steps"
         )
-        spare = budget - used - sum((it.tokens or 0) + 1 for it in step_items)
+        spare = budget - used - cost(step_items)
         if floor > 0 and len(steps) == upper - floor and spare > 0:
             # Every uncovered step was fetched: spare budget goes to the newest steps the
             # checkpoint covers (exact paths and outputs a summary may have lost).
@@ -655,7 +659,9 @@ class Episodes:
         else:
             earlier_items = []
         specs.append(
-            packing.SectionSpec("memories", "## Relevant memories", share=_MEMORY_SHARE)
+            packing.SectionSpec(
+                "memories", "## Relevant memories", share=_MEMORY_SHARE, fill=3
+            )
         )
         if earlier_items:
             specs.append(
@@ -663,6 +669,7 @@ class Episodes:
                     "earlier",
                     "## Earlier steps (covered by the checkpoint; newest kept)",
                     contiguous=True,
+                    fill=2,
                 )
             )
         specs.append(
@@ -675,8 +682,9 @@ class Episodes:
             )
         )
         # Sections show in the order of ``specs``; items are in priority order: run,
-        # checkpoint, steps, memories (most relevant first), covered steps.
-        items += step_items + memory_items + earlier_items
+        # checkpoint, steps, memories (most relevant first), what the server extracted
+        # (best first: trimmed before anything a model wrote), covered steps.
+        items += step_items + memory_items + extracted + earlier_items
 
         packed = packing.pack(specs, items, budget, self._tok)
         # Candidates fetched beyond memories_k only fill spare room: leaving them out
@@ -753,10 +761,18 @@ class Episodes:
         specs = [packing.SectionSpec("checkpoint", None)]
         specs += [
             packing.SectionSpec(f"cp.{name}", f"### {heading}", share=0.2 if name in
-                                ("progress", "decisions", "artifacts") else
-                                0.15 if name == "auto_artifacts" else None)
-            for name, heading in CHECKPOINT_FIELDS
+                                ("progress", "decisions", "artifacts") else None)
+            for name, heading in CHECKPOINT_FIELDS if name != "auto_artifacts"
         ]
+        # What the server extracted only fills what the rest leaves (before the covered
+        # steps and memories beyond their share): trimmed before anything a model wrote.
+        specs.insert(
+            [name for name, _ in CHECKPOINT_FIELDS].index("auto_artifacts") + 1,
+            packing.SectionSpec(
+                "cp.auto_artifacts", f"### {dict(CHECKPOINT_FIELDS)['auto_artifacts']}",
+                share=0.0, fill=1,
+            ),
+        )
         items = [packing.Item("checkpoint", title, "checkpoint")]
         # Priority: what to do next and the current state first; history (newest first) last.
         for name in ("next_actions", "state", "errors", "open_questions"):

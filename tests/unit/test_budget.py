@@ -67,3 +67,26 @@ def test_pack_never_exceeds_the_budget(budget: int, texts: list[tuple[str, str]]
     assert packed.tokens == TOK.count(packed.text) <= budget
     shown = sum(len(keys) for keys in packed.included.values())
     assert shown + sum(n for n, _ in packed.dropped.values()) == len(items)
+
+
+def test_pack_a_later_fill_section_only_gets_what_the_others_leave() -> None:
+    specs = [
+        SectionSpec("written", "## Written", share=0.2),
+        SectionSpec("extracted", "## Extracted", share=0.0, fill=1),
+        SectionSpec("extra", "## Extra", share=0.2, fill=2),
+    ]
+    items = [
+        *(Item("written", f"w{i} " * 3, f"w{i}", i) for i in range(6)),
+        *(Item("extracted", f"e{i} " * 3, f"e{i}", i) for i in range(6)),
+        *(Item("extra", f"x{i} " * 3, f"x{i}", i) for i in range(6)),
+    ]
+    tight = pack(specs, items, 40, TOK)
+    roomy = pack(specs, items, 200, TOK)
+
+    # Tight: the extra section keeps its share, written overflows its share, and the
+    # extracted section (no share, filled after written) gets nothing.
+    assert len(tight.included["written"]) == 6
+    assert "extracted" not in tight.included
+    assert tight.included["extra"]
+    assert set(roomy.included) == {"written", "extracted", "extra"}
+    assert len(roomy.included["extracted"]) == 6

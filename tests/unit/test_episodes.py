@@ -449,3 +449,26 @@ async def test_rehydrate_fills_spare_budget_with_memories_by_relevance(
     assert 0 < len(tight.memories_included) < 30
     assert tight.memories_included == roomy.memories_included[: len(tight.memories_included)]
     assert tight.tokens <= 150
+
+
+async def test_rehydrate_trims_extracted_artifacts_before_what_a_model_wrote(
+    episodes: Episodes,
+) -> None:
+    await episodes.start_run(T, "x", run_id="r1")
+    await record(episodes, "r1", 30)
+    written = [f"PR https://example.org/pr/{i}" for i in range(8)]
+    await episodes.checkpoint(
+        T, "r1", CheckpointPatch(artifacts=written, next_actions=["merge the PR"]),
+        through_seq=28,
+    )
+
+    shown_extracted = 0
+    for budget in range(130, 700, 10):
+        ctx = await episodes.rehydrate(T, "r1", budget_tokens=budget)
+        if "### Found in the steps" in ctx.context:
+            shown_extracted += 1
+            # An extracted artifact is shown only when all a model wrote is, and the
+            # newest steps.
+            assert all(w in ctx.context for w in written), budget
+            assert ctx.steps_included == [29, 30], budget
+    assert shown_extracted > 0
