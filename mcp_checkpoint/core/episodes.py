@@ -704,14 +704,18 @@ class Episodes:
             oldest = steps[-1] if steps else None
             base = await self._cum_tokens_at(tenant, run, floor, checkpoint)
             top = (oldest.cum_tokens - oldest.tokens) if oldest else run.head_tokens
+            # One entry for the steps: those fetched but left out join the older ones.
+            fetched_out = [d for d in dropped if d.section == "steps"]
+            dropped = [d for d in dropped if d.section != "steps"]
             dropped.append(
                 DroppedSection(
                     section="steps",
-                    items=unfetched,
-                    tokens=max(top - base, 0),
+                    items=unfetched + sum(d.items for d in fetched_out),
+                    tokens=max(top - base, 0) + sum(d.tokens for d in fetched_out),
                     reason="older than the steps that fit the budget",
                 )
             )
+
         def shown(section: str) -> list[int]:
             return sorted(int(k) for k in packed.included.get(section, []) if k is not None)
 
