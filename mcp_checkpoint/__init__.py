@@ -6,41 +6,88 @@ services and models, and the error tree.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
-from mcp_checkpoint._dist import DISTRIBUTION
+if TYPE_CHECKING:
+    from mcp_checkpoint.checkpointer import AsyncCheckpointer, Checkpointer, for_model
+    from mcp_checkpoint.config import Settings
+    from mcp_checkpoint.core.episodes import Episodes
+    from mcp_checkpoint.core.memory import MemoryService
+    from mcp_checkpoint.core.models import (
+        Checkpoint,
+        CheckpointContent,
+        CheckpointPatch,
+        Context,
+        Memory,
+        Proposal,
+        ProposalItem,
+        Run,
+        Step,
+        StepAck,
+        StepDraft,
+    )
+    from mcp_checkpoint.errors import (
+        AuthError,
+        BackendError,
+        CheckpointError,
+        ConfigError,
+        ConflictError,
+        InvalidArgumentError,
+        NotFoundError,
+        PayloadTooLargeError,
+    )
 
-try:
-    __version__ = version(DISTRIBUTION)
-except PackageNotFoundError:  # a source checkout that is not installed
-    __version__ = "0.0.0+source"
+# Names are imported on first use (PEP 562): ``import mcp_checkpoint.x`` must not load
+# pydantic, the store and the version metadata for a process that needs none of them (the
+# client hook runs once per tool call).
+_LAZY = {
+    "Settings": "mcp_checkpoint.config",
+    "Episodes": "mcp_checkpoint.core.episodes",
+    "MemoryService": "mcp_checkpoint.core.memory",
+    **dict.fromkeys(
+        (
+            "Checkpoint", "CheckpointContent", "CheckpointPatch", "Context", "Memory",
+            "Proposal", "ProposalItem", "Run", "Step", "StepAck", "StepDraft",
+        ),
+        "mcp_checkpoint.core.models",
+    ),
+    **dict.fromkeys(
+        (
+            "AuthError", "BackendError", "CheckpointError", "ConfigError", "ConflictError",
+            "InvalidArgumentError", "NotFoundError", "PayloadTooLargeError",
+        ),
+        "mcp_checkpoint.errors",
+    ),
+    # the embeddable checkpointer (the server does not need it)
+    **dict.fromkeys(
+        ("AsyncCheckpointer", "Checkpointer", "for_model"), "mcp_checkpoint.checkpointer"
+    ),
+}
 
-from mcp_checkpoint.config import Settings
-from mcp_checkpoint.core.episodes import Episodes
-from mcp_checkpoint.core.memory import MemoryService
-from mcp_checkpoint.core.models import (
-    Checkpoint,
-    CheckpointContent,
-    CheckpointPatch,
-    Context,
-    Memory,
-    Proposal,
-    ProposalItem,
-    Run,
-    Step,
-    StepAck,
-    StepDraft,
-)
-from mcp_checkpoint.errors import (
-    AuthError,
-    BackendError,
-    CheckpointError,
-    ConfigError,
-    ConflictError,
-    InvalidArgumentError,
-    NotFoundError,
-    PayloadTooLargeError,
-)
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from mcp_checkpoint._dist import DISTRIBUTION
+
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:  # a source checkout that is not installed
+        return "0.0.0+source"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        value: Any = _version()
+    elif name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    else:
+        raise AttributeError(f"module 'mcp_checkpoint' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AsyncCheckpointer",
@@ -72,20 +119,9 @@ __all__ = [
     "for_model",
 ]
 
-_CHECKPOINTER = {"AsyncCheckpointer", "Checkpointer", "for_model"}
-
-
-def __getattr__(name: str) -> object:
-    """The embeddable checkpointer, imported on first use (the server does not need it)."""
-    if name in _CHECKPOINTER:
-        from mcp_checkpoint import checkpointer
-
-        return getattr(checkpointer, name)
-    raise AttributeError(f"module 'mcp_checkpoint' has no attribute {name!r}")
-
-
 def build_server(settings: Settings | None = None):  # type: ignore[no-untyped-def]
     """The MCP server (imported lazily so that the core does not pull in the SDK)."""
+    from mcp_checkpoint.config import Settings
     from mcp_checkpoint.server.app import build_server as build
 
     return build(settings if settings is not None else Settings())

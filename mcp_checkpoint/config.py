@@ -19,11 +19,13 @@ __all__ = [
     "RETIRED_VARIABLES",
     "CheckpointSettings",
     "EmbeddingSettings",
+    "HookSettings",
     "HttpSettings",
     "JwtSettings",
     "LimitSettings",
     "MemorySettings",
     "PostgresSettings",
+    "RedactionSettings",
     "RehydrateSettings",
     "RetentionSettings",
     "SamplingSettings",
@@ -144,6 +146,66 @@ class RehydrateSettings(_Group):
         500, ge=32, description="Longest rendering of one step (longer ones are cut)."
     )
     memories_k: int = Field(8, ge=0, description="Memories considered for a context.")
+
+
+class RedactionSettings(_Group):
+    """Secrets scrubbed from every step before it is stored (MCP, hooks, Python API)."""
+
+    enabled: bool = Field(
+        True,
+        description=(
+            "Replace API keys, bearer tokens, private keys, AWS keys, JWTs, URL credentials "
+            "and password=/secret= style values with [REDACTED:<kind>]."
+        ),
+    )
+    extra_patterns: list[str] = Field(
+        default=[],
+        description=(
+            "More regular expressions to redact (Python syntax, whole match replaced), "
+            'e.g. \'["ACME-[0-9]{8}"]\'.'
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> RedactionSettings:
+        import re
+
+        for pattern in self.extra_patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"redaction.extra_patterns: {pattern!r}: {exc}") from None
+        return self
+
+
+class HookSettings(_Group):
+    """Client hooks (``mcp-checkpoint hook claude-code``): automatic capture."""
+
+    budget_tokens: int = Field(
+        2_000,
+        ge=128,
+        description=(
+            "Budget of the context a SessionStart hook injects (the --budget default); "
+            "Claude Code shows only a preview of a hook's additionalContext over 10,000 "
+            "characters, so the injected text is also kept under max_context_chars."
+        ),
+    )
+    max_context_chars: int = Field(
+        9_500, ge=500, le=10_000, description="Characters of the injected context, at most."
+    )
+    continue_project_run: bool = Field(
+        True,
+        description=(
+            "A new session (startup, clear, fork) in a project continues the project's "
+            "latest active run; false = each new session starts its own run."
+        ),
+    )
+    deadline_seconds: float = Field(
+        8.0,
+        gt=0,
+        le=600,
+        description="A hook process gives up (exit 0, logged) after this long.",
+    )
 
 
 class SamplingSettings(_Group):
@@ -498,6 +560,8 @@ class Settings(BaseSettings):
     embeddings: EmbeddingSettings = EmbeddingSettings()
     vectors: VectorSettings = VectorSettings()
     retention: RetentionSettings = RetentionSettings()
+    redaction: RedactionSettings = RedactionSettings()
+    hooks: HookSettings = HookSettings()
     http: HttpSettings = HttpSettings()
     webhook: WebhookSettings = WebhookSettings()
     snapshots: SnapshotSettings = SnapshotSettings()

@@ -8,6 +8,8 @@
     mcp-checkpoint reindex               embed memories after installing or changing a model
     mcp-checkpoint export|import         resume packs: move or back up runs and memories
     mcp-checkpoint doctor                check the configuration and the store
+    mcp-checkpoint install claude-code   register the server and the capture hooks
+    mcp-checkpoint hook claude-code      one Claude Code hook event (run by Claude Code)
     mcp-checkpoint bench loop ...        benchmarks (from a source checkout)
 
 Each command group is a module of this package named in :data:`COMMANDS`, with a
@@ -30,14 +32,14 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 
 # The command-group modules, in the order ``--help`` lists them.
 COMMANDS: tuple[str, ...] = (
-    "serve", "tokens", "runs", "restore", "reindex", "packs", "doctor", "bench"
+    "serve", "tokens", "runs", "restore", "reindex", "packs", "doctor", "hooks", "bench"
 )
 
 
 def _version() -> str:
     from mcp_checkpoint import __version__
 
-    return __version__
+    return str(__version__)
 
 
 class _VersionAction(argparse.Action):
@@ -75,6 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mcp_checkpoint.cli.bench import run
 
         return run(arguments[1:])
+    if arguments[:1] == ["hook"]:
+        # A client hook runs once per tool call: no other command's parser, no Settings.
+        from mcp_checkpoint.cli.hooks import hook_main
+
+        return hook_main(arguments[1:])
     parser = build_parser()
     args = parser.parse_args(arguments)
     if getattr(args, "func", None) is None:

@@ -82,6 +82,11 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
     except OSError as exc:
         report["store_status"] = f"cannot use the data directory: {exc.strerror}"
         problems.append(report["store_status"])
+    from mcp_checkpoint.adapters._spool import HookLog, Spool
+
+    # Client hooks never fail a session; what went wrong in them is shown here.
+    report["hook_spool"] = "pending" if Spool(settings.data_dir).pending() else "empty"
+    report["hook_log"] = HookLog(settings.data_dir).tail(5)
     report["problems"] = problems
     if args.json:
         out(json.dumps(report, indent=1))
@@ -95,6 +100,11 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
                     if isinstance(detail, dict):
                         detail = ", ".join(f"{k}={v}" for k, v in detail.items())
                     out(f"{name:<15} {detail}")
+            elif key == "hook_log":
+                shown = "last problems of client hooks:" if value else "empty"
+                out(f"{'hook_log':<15} {shown}")
+                for line in value:
+                    out(f"  {line}")
             elif key != "problems":
                 out(f"{key:<15} {value}")
         out("doctor: " + ("ok" if not problems else "PROBLEMS: " + "; ".join(problems)))

@@ -44,6 +44,7 @@ from mcp_checkpoint.core.models import (
     Tenant,
 )
 from mcp_checkpoint.core.ports import Store, Tokenizer
+from mcp_checkpoint.core.redact import Redactor
 from mcp_checkpoint.core.render import (
     CHECKPOINT_FIELDS,
     block,
@@ -144,6 +145,9 @@ class Episodes:
         self._clock = clock
         self._rules = RulesDistiller(settings.checkpoint)
         self._snapshots = Snapshots(store, settings.snapshots)
+        self._redactor = Redactor(
+            settings.redaction.extra_patterns, enabled=settings.redaction.enabled
+        )
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -311,9 +315,24 @@ class Episodes:
     def _make_ack(self, run: Run, step: Step) -> StepAck:
         return step_ack(self._settings.checkpoint, run, step)
 
+    def redact(self, draft: StepDraft) -> StepDraft:
+        """``draft`` with secrets in its input, output and reasoning replaced (settings:
+        ``redaction``); what ``record_step`` stores."""
+        red = self._redactor
+        if not red.enabled:
+            return draft
+        return draft.model_copy(
+            update={
+                "input": red.json(draft.input),
+                "output": red.json(draft.output),
+                "reasoning": red.text(draft.reasoning) if draft.reasoning else draft.reasoning,
+            }
+        )
+
     async def record_step(self, tenant: Tenant, run_id: str, draft: StepDraft) -> StepAck:
-        """Append a step durably; see ``EpisodicStore.append_step``."""
+        """Append a step durably, secrets redacted; see ``EpisodicStore.append_step``."""
         self._check_step(draft)
+        draft = self.redact(draft)
         return await self._store.append_step(
             tenant,
             RunId(run_id),

@@ -1,0 +1,667 @@
+"""Claude Code hooks -> core services: capture without the model's effort.
+
+``mcp-checkpoint hook claude-code`` reads one hook event (the JSON Claude Code's hooks
+reference documents) on stdin:
+
+- ``PostToolUse`` / ``PostToolUseFailure`` / ``UserPromptSubmit`` / ``Stop`` /
+  ``SessionEnd`` are turned into spool records (``_spool``) and applied by a detached
+  drainer, so the hook process exits in tens of milliseconds;
+- ``SessionStart`` and ``PreCompact`` need the store at once: they apply what is spooled,
+  then checkpoint (PreCompact) or rehydrate the session's run and print it as
+  ``hookSpecificOutput.additionalContext`` (SessionStart). ``PreCompact`` also keeps the
+  rendered context so that the ``SessionStart(compact)`` right after it only prints it.
+
+Whatever happens the hook exits 0 and prints nothing but that JSON; problems go to
+``<data_dir>/hooks/hooks.log``. The adapter holds no rules of its own: what a checkpoint
+keeps, when one is due and how a context is packed are core's. It only maps payloads to
+``StepDraft`` s and sessions to runs. Other clients' adapters follow the same shape:
+``parse`` -> ``to_record`` -> ``Applier``.
+
+Only stdlib modules (and ``core.redact``, which imports ``re``) are imported at module
+level: the core, pydantic and the store load only on the slow path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from mcp_checkpoint.adapters._spool import HookLog, Spool, data_dir_from_env
+
+if TYPE_CHECKING:
+    from mcp_checkpoint.config import Settings
+    from mcp_checkpoint.core.episodes import Episodes
+    from mcp_checkpoint.core.models import Run, StepAck, StepDraft
+    from mcp_checkpoint.core.ports import Tokenizer
+
+__all__ = [
+    "CLIENT",
+    "EVENTS",
+    "Applier",
+    "HookEvent",
+    "HookInputError",
+    "fit_json",
+    "main",
+    "parse",
+    "to_record",
+]
+
+CLIENT = "claude-code"
+EVENTS = (
+    "SessionStart",
+    "UserPromptSubmit",
+    "PostToolUse",
+    "PostToolUseFailure",
+    "PreCompact",
+    "Stop",
+    "SessionEnd",
+)
+_SPOOLED = {"UserPromptSubmit", "PostToolUse", "PostToolUseFailure", "Stop", "SessionEnd"}
+_MAX_INPUT_BYTES = 64 * 1024 * 1024
+_MAX_FIELD_CHARS = 1_000_000  # what the fast path keeps of one string before the drainer fits it
+_CACHE_MAX_AGE_S = 1800.0
+# Tools of this server: the model's own record_step calls are already in the ledger.
+_OWN_TOOLS = "mcp__mcp-checkpoint__"
+
+
+class HookInputError(ValueError):
+    """The hook's stdin is not a hook event this adapter understands."""
+
+
+@dataclass(frozen=True)
+class HookEvent:
+    """One hook invocation: the documented common fields and the whole payload."""
+
+    name: str
+    session_id: str
+    cwd: str
+    project: str
+    transcript_path: str | None
+    payload: dict[str, Any] = field(repr=False)
+
+
+def parse(payload: object, environ: dict[str, str] | None = None) -> HookEvent:
+    """The event of a decoded hook payload. The project is ``$CLAUDE_PROJECT_DIR`` (the
+    root the session started in; ``cwd`` follows ``cd`` and worktrees), else ``cwd``."""
+    if not isinstance(payload, dict):
+        raise HookInputError(f"the hook input is a JSON {type(payload).__name__}, not an object")
+    name = payload.get("hook_event_name")
+    session_id = payload.get("session_id")
+    if not isinstance(name, str) or not name:
+        raise HookInputError("the hook input has no hook_event_name")
+    if not isinstance(session_id, str) or not session_id:
+        raise HookInputError(f"{name}: the hook input has no session_id")
+    cwd = payload.get("cwd") if isinstance(payload.get("cwd"), str) else ""
+    env = os.environ if environ is None else environ
+    project = env.get("CLAUDE_PROJECT_DIR") or cwd or ""
+    transcript = payload.get("transcript_path")
+    return HookEvent(
+        name=name,
+        session_id=session_id,
+        cwd=cwd or "",
+        project=os.path.normpath(project) if project else "",
+        transcript_path=transcript if isinstance(transcript, str) else None,
+        payload=payload,
+    )
+
+
+def _key(prefix: str, value: object) -> str:
+    """An idempotency key from a client id (hashed when it would not fit an id)."""
+    text = str(value)
+    if len(text) <= 100 and all(c.isalnum() or c in "-_.:" for c in text):
+        return f"{prefix}:{text}"
+    return f"{prefix}:{hashlib.sha256(text.encode()).hexdigest()[:40]}"
+
+
+def _clip(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > _MAX_FIELD_CHARS:
+        half = _MAX_FIELD_CHARS // 2
+        return value[:half] + "\n… [cut by the hook] …\n" + value[-half:]
+    if isinstance(value, list):
+        return [_clip(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _clip(v) for k, v in value.items()}
+    return value
+
+
+def to_record(event: HookEvent) -> dict[str, Any] | None:
+    """The spool record of a spooled event, or None when there is nothing to keep.
+
+    Records: ``step`` (a StepDraft's fields, an idempotency ``key`` and, for a prompt, the
+    ``objective`` a new run takes), ``due`` (checkpoint if the last step said one is due)
+    and ``end`` (checkpoint what working memory holds)."""
+    p = event.payload
+    base: dict[str, Any] = {
+        "v": 1,
+        "client": CLIENT,
+        "event": event.name,
+        "session": event.session_id,
+        "project": event.project,
+        "at": time.time(),
+    }
+    if event.name in ("PostToolUse", "PostToolUseFailure"):
+        tool = p.get("tool_name")
+        if not isinstance(tool, str) or not tool:
+            raise HookInputError(f"{event.name}: the hook input has no tool_name")
+        if tool.startswith(_OWN_TOOLS):
+            return None
+        failed = event.name == "PostToolUseFailure"
+        tool_use_id = p.get("tool_use_id")
+        key = _key("tool", tool_use_id) if tool_use_id else _key("evt", os.urandom(12).hex())
+        output = p.get("error") if failed else p.get("tool_response")
+        return {
+            **base,
+            "kind": "step",
+            "key": key,
+            "tool": tool,
+            "input": _clip(p.get("tool_input")),
+            "output": _clip(output),
+            "status": "error" if failed else "ok",
+        }
+    if event.name == "UserPromptSubmit":
+        prompt = p.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            return None
+        prompt_id = p.get("prompt_id")
+        key = _key("prompt", prompt_id) if prompt_id else _key("evt", os.urandom(12).hex())
+        return {
+            **base,
+            "kind": "step",
+            "key": key,
+            "tool": "user_prompt",
+            "input": {"prompt": _clip(prompt)},
+            "objective": prompt,
+        }
+    if event.name == "Stop":
+        message = p.get("last_assistant_message")
+        record: dict[str, Any] = {**base, "kind": "due"}
+        if isinstance(message, str) and message.strip():
+            digest = hashlib.sha256(f"{event.session_id}\n{message}".encode()).hexdigest()
+            record["step"] = {
+                "key": _key("msg", digest[:40]),
+                "tool": "thought",
+                "reasoning": _clip(message),
+            }
+        return record
+    if event.name == "SessionEnd":
+        reason = p.get("reason")
+        return {**base, "kind": "end", "reason": reason if isinstance(reason, str) else None}
+    return None
+
+
+def fit_json(value: Any, max_bytes: int) -> Any:
+    """``value`` made to fit ``max_bytes`` of JSON: its longest strings cut in the middle
+    (head and tail kept: a command's failing tail matters as much as its head); as a last
+    resort the whole value becomes such a cut string."""
+
+    def size(v: Any) -> int:
+        return len(json.dumps(v, ensure_ascii=False).encode())
+
+    def cut(text: str, keep: int) -> str:
+        keep = max(keep, 64)
+        if len(text) <= keep:
+            return text
+        head, tail = keep * 2 // 3, keep // 3
+        return f"{text[:head]}\n… [{len(text) - head - tail} characters cut] …\n{text[-tail:]}"
+
+    current = value
+    for _ in range(6):
+        over = size(current) - max_bytes
+        if over <= 0:
+            return current
+        longest = _longest_string(current)
+        if longest == 0:
+            break
+        # Cap every string at a length that removes the excess (bytes >= chars).
+        cap = max(longest - over - 128, longest // 2, 64)
+
+        def shrink(v: Any, cap: int = cap) -> Any:
+            if isinstance(v, str):
+                return cut(v, cap)
+            if isinstance(v, list):
+                return [shrink(item) for item in v]
+            if isinstance(v, dict):
+                return {k: shrink(item) for k, item in v.items()}
+            return v
+
+        current = shrink(current)
+    text = json.dumps(current, ensure_ascii=False)
+    while len(text.encode()) > max_bytes and len(text) > 64:
+        text = cut(text, len(text) * 2 // 3)
+    return text
+
+
+def _longest_string(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        return max((_longest_string(v) for v in value), default=0)
+    if isinstance(value, dict):
+        return max((_longest_string(v) for v in value.values()), default=0)
+    return 0
+
+
+# -- the slow path: core services ----------------------------------------------------------
+
+
+class Applier:
+    """Applies hook events to one store: sessions to runs, records to steps and
+    checkpoints, and SessionStart to a rehydrated context."""
+
+    def __init__(
+        self, episodes: Episodes, tokenizer: Tokenizer, settings: Settings, data_dir: Path
+    ) -> None:
+        from mcp_checkpoint.core.models import Tenant
+
+        self.episodes = episodes
+        self.tokenizer = tokenizer
+        self.settings = settings
+        self.tenant = Tenant(settings.tenant)
+        self.sessions = data_dir / "hooks" / "sessions"
+        self.cache = data_dir / "hooks" / "context"
+        self._acks: dict[str, StepAck] = {}
+
+    # sessions ----------------------------------------------------------------------------
+
+    def _session_file(self, session_id: str) -> Path:
+        return self.sessions / (hashlib.sha256(session_id.encode()).hexdigest()[:32] + ".json")
+
+    def _remember(self, session_id: str, run_id: str, project: str) -> None:
+        self.sessions.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self._session_file(session_id)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(
+            json.dumps({"session_id": session_id, "run_id": run_id, "project": project}),
+            encoding="utf-8",
+        )
+        os.replace(tmp, path)
+
+    async def run_of(
+        self, session_id: str, project: str, *, objective: str | None = None, create: bool
+    ) -> Run | None:
+        """The session's run: the one it was mapped to, else (setting
+        ``hooks.continue_project_run``) the project's latest active run, else a new run of
+        the project when ``create`` (its objective: ``objective``, the first prompt)."""
+        from mcp_checkpoint.errors import NotFoundError
+
+        path = self._session_file(session_id)
+        if path.exists():
+            try:
+                known = json.loads(path.read_text(encoding="utf-8"))
+                return await self.episodes.get_run(self.tenant, str(known["run_id"]))
+            except (ValueError, KeyError, TypeError, NotFoundError):
+                path.unlink(missing_ok=True)
+        run: Run | None = None
+        if self.settings.hooks.continue_project_run and project:
+            found = await self.episodes.list_runs(
+                self.tenant, status="active", limit=1, project=project
+            )
+            run = found[0] if found else None
+        if run is None and create:
+            limit = self.settings.limits.max_text_chars
+            text = " ".join((objective or "").split())
+            if not text:
+                text = f"Work in {project or 'this directory'} (Claude Code session {session_id})"
+            run = await self.episodes.start_run(
+                self.tenant, text[:limit], project=project[:limit] or None
+            )
+        if run is not None:
+            self._remember(session_id, run.run_id, project)
+        return run
+
+    # records -----------------------------------------------------------------------------
+
+    async def _record(self, run: Run, draft: StepDraft) -> None:
+        draft = draft.model_copy(
+            update={
+                "input": fit_json(draft.input, self.settings.limits.max_step_bytes // 2),
+                "output": fit_json(draft.output, self.settings.limits.max_step_bytes // 3),
+            }
+        )
+        room = self.settings.limits.max_step_bytes // 8
+        if draft.reasoning and len(draft.reasoning.encode()) > room:
+            draft = draft.model_copy(update={"reasoning": fit_json(draft.reasoning, room)})
+        self._acks[run.run_id] = await self.episodes.record_step(self.tenant, run.run_id, draft)
+
+    async def apply(self, record: dict[str, Any]) -> None:
+        """Apply one spool record."""
+        from mcp_checkpoint.core.models import StepDraft
+
+        session = str(record.get("session") or "")
+        project = str(record.get("project") or "")
+        kind = record.get("kind")
+        if kind == "step":
+            run = await self.run_of(
+                session, project, objective=record.get("objective"), create=True
+            )
+            if run is None:  # create=True always gives a run
+                return
+            await self._record(
+                run,
+                StepDraft(
+                    tool=str(record.get("tool") or "tool"),
+                    input=record.get("input"),
+                    output=record.get("output"),
+                    reasoning=record.get("reasoning"),
+                    status="error" if record.get("status") == "error" else "ok",
+                    idempotency_key=record.get("key"),
+                ),
+            )
+        elif kind == "due":
+            run = await self.run_of(session, project, create=False)
+            if run is None:
+                return
+            step = record.get("step")
+            if isinstance(step, dict):
+                await self._record(
+                    run,
+                    StepDraft(
+                        tool=str(step.get("tool") or "thought"),
+                        reasoning=step.get("reasoning"),
+                        idempotency_key=step.get("key"),
+                    ),
+                )
+            ack = self._acks.get(run.run_id)
+            if ack is not None and ack.checkpoint_due:
+                await self.checkpoint(run.run_id)
+        elif kind == "end":
+            run = await self.run_of(session, project, create=False)
+            if run is not None:
+                await self.checkpoint(run.run_id)
+
+    async def checkpoint(self, run_id: str) -> None:
+        """Checkpoint the run's working memory by the server's distillation (rules: hooks
+        have no sampling), unless working memory is empty."""
+        from mcp_checkpoint.core.models import CheckpointPatch
+
+        run = await self.episodes.get_run(self.tenant, run_id)
+        if run.working_steps > 0:
+            await self.episodes.checkpoint(self.tenant, run_id, CheckpointPatch())
+            self._acks.pop(run_id, None)
+
+    # contexts ----------------------------------------------------------------------------
+
+    async def context(self, run: Run, source: str, budget: int) -> str | None:
+        """The text SessionStart injects: a header and the run's rehydrated context,
+        together within ``budget`` tokens (the core's counter) and
+        ``hooks.max_context_chars`` characters; None when the run holds nothing yet."""
+        if run.head_seq == 0 and run.latest_checkpoint_id is None:
+            return None
+        tok = self.tokenizer
+        header = (
+            f"mcp-checkpoint restored this from its record of earlier work in this project "
+            f"(SessionStart:{source}; run {run.run_id}; more with its MCP tools).\n\n"
+        )
+        max_chars = self.settings.hooks.max_context_chars
+        floor = self.settings.limits.min_budget_tokens
+        room = budget - tok.count(header) - 1
+        for _ in range(6):
+            if room < floor:
+                return None
+            ctx = await self.episodes.rehydrate(self.tenant, run.run_id, budget_tokens=room)
+            text = header + ctx.context
+            over_tokens = tok.count(text) - budget
+            if over_tokens <= 0 and len(text) <= max_chars:
+                return text
+            shrink = max(over_tokens, 0) + 8
+            if len(text) > max_chars:
+                shrink = max(shrink, room - int(room * (max_chars - len(header)) / len(text)))
+            room -= shrink
+        return None
+
+    def _cache_file(self, session_id: str) -> Path:
+        return self.cache / (hashlib.sha256(session_id.encode()).hexdigest()[:32] + ".json")
+
+    def keep_context(self, session_id: str, text: str | None, budget: int) -> None:
+        """Keep the context a SessionStart(compact) of this session will print."""
+        self.cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self._cache_file(session_id)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"text": text, "budget": budget, "at": time.time()}), "utf-8")
+        os.replace(tmp, path)
+
+
+def _output(text: str | None, stdout: IO[str]) -> None:
+    if text:
+        output = {"hookEventName": "SessionStart", "additionalContext": text}
+        stdout.write(json.dumps({"hookSpecificOutput": output}, ensure_ascii=False))
+        stdout.flush()
+
+
+def cached_context(
+    data_dir: Path, session_id: str, budget: int | None
+) -> tuple[bool, str | None]:
+    """(found, text) of the context PreCompact kept for this session (for ``budget``, when
+    given); consumed once."""
+    path = data_dir / "hooks" / "context" / (
+        hashlib.sha256(session_id.encode()).hexdigest()[:32] + ".json"
+    )
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False, None
+    path.unlink(missing_ok=True)
+    if (
+        not isinstance(kept, dict)
+        or (budget is not None and kept.get("budget") != budget)
+        or time.time() - float(kept.get("at", 0)) > _CACHE_MAX_AGE_S
+    ):
+        return False, None
+    text = kept.get("text")
+    return True, text if isinstance(text, str) else None
+
+
+def _transcript_thoughts(path: str | None, limit_bytes: int = 256 * 1024) -> list[tuple[str, str]]:
+    """(uuid, text) of the assistant's text messages at the end of a transcript (JSON lines,
+    newest last), so PreCompact keeps what the model said since the last hook event. A file
+    that cannot be read or parsed gives []."""
+    if not path:
+        return []
+    try:
+        with open(os.path.expanduser(path), "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            end = fh.tell()
+            fh.seek(max(end - limit_bytes, 0))
+            lines = fh.read().splitlines()[1:] if end > limit_bytes else fh.read().splitlines()
+    except OSError:
+        return []
+    found: list[tuple[str, str]] = []
+    for raw in lines:
+        try:
+            entry = json.loads(raw)
+        except ValueError:
+            continue
+        if not isinstance(entry, dict) or entry.get("type") != "assistant":
+            continue
+        message = entry.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, list):
+            continue
+        text = "\n".join(
+            b["text"] for b in content
+            if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
+        ).strip()
+        if text:
+            found.append((str(entry.get("uuid") or hashlib.sha256(raw).hexdigest()[:32]), text))
+    return found[-3:]
+
+
+async def _slow(event: HookEvent, budget: int | None, spool: Spool, stdout: IO[str]) -> None:
+    from mcp_checkpoint.config import Settings
+    from mcp_checkpoint.core.episodes import Episodes
+    from mcp_checkpoint.core.models import StepDraft
+    from mcp_checkpoint.core.tokens import HeuristicTokenizer
+    from mcp_checkpoint.storage import make_store
+
+    settings = Settings()
+    hook_budget = budget or settings.hooks.budget_tokens
+    store = make_store(settings)
+    await store.open()
+    try:
+        tok = HeuristicTokenizer()
+        applier = Applier(Episodes(store, tok, settings), tok, settings, settings.data_dir)
+        await drain(spool, applier)
+        if event.name == "SessionStart":
+            source = str(event.payload.get("source") or "startup")
+            run = await applier.run_of(event.session_id, event.project, create=False)
+            if run is not None:
+                _output(await applier.context(run, source, hook_budget), stdout)
+        elif event.name == "PreCompact":
+            run = await applier.run_of(event.session_id, event.project, create=False)
+            if run is None:
+                return
+            for uuid, text in _transcript_thoughts(event.transcript_path):
+                await applier._record(
+                    run,
+                    StepDraft(tool="thought", reasoning=text, idempotency_key=_key("msg", uuid)),
+                )
+            await applier.checkpoint(run.run_id)
+            run = await applier.episodes.get_run(applier.tenant, run.run_id)
+            applier.keep_context(
+                event.session_id, await applier.context(run, "compact", hook_budget), hook_budget
+            )
+    finally:
+        await store.close()
+
+
+async def drain(spool: Spool, applier: Applier) -> int:
+    """Apply every spooled record, oldest first (the caller holds the drain lock); returns
+    how many were applied. A record that fails is logged and skipped: one bad event must
+    not hold back the others."""
+    log = HookLog(spool.dir.parent)
+    applied = 0
+    for path in spool.take():
+        for record in Spool.read(path):
+            if record is None:
+                log.write("drain", f"{path.name}: a line that is not a JSON object was skipped")
+                continue
+            try:
+                await applier.apply(record)
+                applied += 1
+            except Exception as exc:  # logged; the next records still apply
+                log.write(str(record.get("event")), f"not recorded: {type(exc).__name__}: {exc}")
+        path.unlink(missing_ok=True)
+    return applied
+
+
+def run_drainer() -> int:
+    """The detached drainer: apply what is spooled, then exit.
+
+    At most one drainer waits for the drain lock (``drain.wait``): a hook that spools an
+    event while one waits needs no other, because the waiting one lets go of
+    ``drain.wait`` only once it holds the drain lock, before it takes the spool."""
+    data_dir = data_dir_from_env()
+    spool = Spool(data_dir)
+    log = HookLog(data_dir)
+    try:
+        from mcp_checkpoint.adapters._spool import _locked
+
+        with _locked(spool.dir / "drain.wait", blocking=False) as waiting:
+            if not waiting:
+                return 0
+            lock = _locked(spool.drain_lock)
+            lock.__enter__()
+        try:
+            if not spool.pending():
+                return 0
+            import anyio
+
+            anyio.run(_drain_all, spool, data_dir)
+        finally:
+            lock.__exit__(None, None, None)
+    except Exception as exc:  # a background process: log, never raise
+        log.write("drain", f"{type(exc).__name__}: {exc}")
+    return 0
+
+
+async def _drain_all(spool: Spool, data_dir: Path) -> None:
+    from mcp_checkpoint.config import Settings
+    from mcp_checkpoint.core.episodes import Episodes
+    from mcp_checkpoint.core.tokens import HeuristicTokenizer
+    from mcp_checkpoint.storage import make_store
+
+    settings = Settings()
+    store = make_store(settings)
+    await store.open()
+    try:
+        tok = HeuristicTokenizer()
+        applier = Applier(Episodes(store, tok, settings), tok, settings, data_dir)
+        while spool.pending():
+            await drain(spool, applier)
+    finally:
+        await store.close()
+
+
+def _deadline_seconds() -> float:
+    raw = os.environ.get("MCP_CHECKPOINT_HOOKS__DEADLINE_SECONDS", "")
+    try:
+        value = float(raw)
+    except ValueError:
+        return 8.0
+    return value if value > 0 else 8.0
+
+
+def main(budget: int | None, stdin: IO[bytes], stdout: IO[str]) -> int:
+    """Handle one hook event from ``stdin``; always returns 0 (fail-soft)."""
+    data_dir = data_dir_from_env()
+    log = HookLog(data_dir)
+    name = ""
+
+    def give_up(signum: int, frame: object) -> None:
+        log.write(name, f"gave up after {_deadline_seconds():g} s (hooks.deadline_seconds)")
+        os._exit(0)
+
+    signal.signal(signal.SIGALRM, give_up)
+    signal.setitimer(signal.ITIMER_REAL, _deadline_seconds())
+    try:
+        raw = stdin.read(_MAX_INPUT_BYTES + 1)
+        if len(raw) > _MAX_INPUT_BYTES:
+            raise HookInputError(f"the hook input is over {_MAX_INPUT_BYTES} bytes")
+        try:
+            payload = json.loads(raw)
+        except ValueError as exc:
+            raise HookInputError(f"the hook input is not JSON: {exc}") from None
+        event = parse(payload)
+        name = event.name
+        spool = Spool(data_dir)
+        if event.name in _SPOOLED:
+            record = to_record(event)
+            if record is not None:
+                from mcp_checkpoint.core.redact import Redactor
+
+                spool.append(Redactor().json(record))
+                spool.spawn_drainer(
+                    [sys.executable, "-m", "mcp_checkpoint", "hook", CLIENT, "--drain"]
+                )
+            return 0
+        if event.name == "SessionStart" and event.payload.get("source") == "compact":
+            found, text = cached_context(data_dir, event.session_id, budget)
+            if found:
+                _output(text, stdout)
+                if spool.pending():
+                    spool.spawn_drainer(
+                        [sys.executable, "-m", "mcp_checkpoint", "hook", CLIENT, "--drain"]
+                    )
+                return 0
+        if event.name not in ("SessionStart", "PreCompact"):
+            log.write(name, "ignored: not an event this hook handles")
+            return 0
+        import anyio
+
+        from mcp_checkpoint.adapters._spool import _locked
+
+        with _locked(spool.drain_lock):
+            anyio.run(_slow, event, budget, spool, stdout)
+    except Exception as exc:  # fail-soft: log, let the session go on
+        log.write(name, f"{type(exc).__name__}: {exc}")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    return 0
+

@@ -1,0 +1,102 @@
+"""``mcp-checkpoint hook <client>`` and ``mcp-checkpoint install <client>``.
+
+``hook claude-code`` runs once per Claude Code hook event: ``cli.main`` hands it to
+:func:`hook_main` before building the other commands' parsers or Settings, so the
+per-tool-call path loads neither pydantic nor the store; it always exits 0.
+``install claude-code`` merges the server and the hooks into Claude Code's settings files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mcp_checkpoint.cli._common import out
+
+if TYPE_CHECKING:
+    from mcp_checkpoint.config import Settings
+
+__all__ = ["register"]
+
+
+def cmd_hook(settings: Settings | None, args: argparse.Namespace) -> int:
+    """Handle one hook event from stdin (or, with --drain, apply the spool)."""
+    from mcp_checkpoint.adapters import claude_code
+
+    if args.drain:
+        return claude_code.run_drainer()
+    return claude_code.main(args.budget, sys.stdin.buffer, sys.stdout)
+
+
+def hook_main(argv: list[str]) -> int:
+    """``mcp-checkpoint hook ...`` without the rest of the CLI."""
+    parser = argparse.ArgumentParser(prog="mcp-checkpoint hook")
+    _hook_arguments(parser)
+    return cmd_hook(None, parser.parse_args(argv))
+
+
+def _hook_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("client", choices=["claude-code"], help="the client whose hook fired")
+    parser.add_argument("--budget", type=_budget, default=None,
+                        help="tokens of the context SessionStart injects (hooks.budget_tokens)")
+    parser.add_argument("--drain", action="store_true", help=argparse.SUPPRESS)
+
+
+def cmd_install(settings: Settings, args: argparse.Namespace) -> int:
+    """Merge (or remove) the MCP server registration and the hooks."""
+    from mcp_checkpoint.adapters.install import install_claude_code
+
+    project = None
+    if not args.user:
+        project = Path(args.project) if args.project is not None else Path.cwd()
+    changes = install_claude_code(
+        project=project,
+        user=args.user,
+        uninstall=args.uninstall,
+        budget=args.budget,
+        command=args.command,
+    )
+    for change in changes:
+        for line in change.lines():
+            out(line)
+    if not args.uninstall and any(c.changed for c in changes):
+        out("Restart Claude Code (or open /hooks) to pick the hooks up; approve the "
+            "project's MCP server when Claude Code asks.")
+    return 0
+
+
+def _budget(text: str) -> int:
+    value = int(text)
+    if value < 128:
+        raise argparse.ArgumentTypeError("the budget must be at least 128 tokens")
+    return value
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``hook`` and ``install``."""
+    hook = sub.add_parser(
+        "hook", help="handle one client hook event (JSON on stdin); run by the client"
+    )
+    _hook_arguments(hook)
+    hook.set_defaults(func=cmd_hook)
+
+    install = sub.add_parser(
+        "install", help="connect a client: MCP server registration and capture hooks"
+    )
+    install.add_argument("client", choices=["claude-code"], help="the client to connect")
+    scope = install.add_mutually_exclusive_group()
+    scope.add_argument("--project", metavar="DIR",
+                       help="this project only: DIR/.claude/settings.json and DIR/.mcp.json "
+                            "(default: the current directory)")
+    scope.add_argument("--user", action="store_true",
+                       help="every project: ~/.claude/settings.json and ~/.claude.json")
+    install.add_argument("--uninstall", action="store_true",
+                         help="remove what install added (and nothing else)")
+    install.add_argument("--budget", type=_budget, default=None,
+                         help="pass --budget N to the SessionStart hook")
+    install.add_argument("--command", default=None,
+                         help="how the client starts mcp-checkpoint (default: the absolute "
+                              "path of the installed console script)")
+    install.set_defaults(func=cmd_install)

@@ -1,0 +1,133 @@
+"""Secret redaction: what a step carries is scrubbed of credentials before it is stored.
+
+``Redactor`` replaces common secret formats — provider API keys, bearer tokens, private
+key blocks, AWS keys, JWTs, credentials in URLs, and ``password=`` / ``"secret": ...``
+style assignments — with ``[REDACTED:<kind>]``. It is applied by ``Episodes.record_step``,
+so every path that records a step (MCP tools, client hooks, the Python API) stores the
+same scrubbed text; settings add patterns. Redacting redacted text changes nothing.
+
+This module imports only ``re``: the client hook's fast path uses it too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["DEFAULT_PATTERNS", "Redactor", "redact_text"]
+
+_MARK = "[REDACTED:{}]"
+
+# (kind, pattern, group that holds the secret — 0 for the whole match)
+DEFAULT_PATTERNS: tuple[tuple[str, str, int], ...] = (
+    (
+        "private_key",
+        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?"
+        r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\Z)",
+        0,
+    ),
+    ("aws_access_key", r"\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b", 0),
+    ("anthropic_key", r"\bsk-ant-[A-Za-z0-9_-]{20,}", 0),
+    ("openai_key", r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}", 0),
+    ("github_token", r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})", 0),
+    ("gitlab_token", r"\bglpat-[A-Za-z0-9_-]{20,}", 0),
+    ("slack_token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}", 0),
+    ("google_api_key", r"\bAIza[0-9A-Za-z_-]{35}", 0),
+    ("stripe_key", r"\b(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]{16,}", 0),
+    ("huggingface_token", r"\bhf_[A-Za-z0-9]{30,}", 0),
+    ("jwt", r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}", 0),
+    ("bearer_token", r"(?i)\bbearer\s+([A-Za-z0-9._~+/-]{12,}=*)", 1),
+    ("basic_auth", r"(?i)\bauthorization\s*[:=]\s*[\"']?basic\s+([A-Za-z0-9+/]{8,}=*)", 1),
+    ("url_credentials", r"\b[a-z][a-z0-9+.-]*://[^\s:/@\"']+:([^\s@/\"']+)@", 1),
+    (
+        "cli_flag",
+        r"(?i)(?:^|(?<=\s))--?(?:passw(?:or)?d|token|secret|api-?key|access-token|auth-token)"
+        r"(?:=|\s+)[\"']?([^\s\"']{4,})",
+        1,
+    ),
+    (
+        "assignment",
+        # password=..., DB_PASSWORD: "...", "api_key": "...", --token xyz, secret => '...'
+        r"(?i)(?:^|(?<=[\s{,;(\"'`&?]))-{0,2}[\"']?"
+        r"[A-Za-z0-9_.-]*(?:passw(?:or)?d|pwd|secret|api[_-]?key|apikey|access[_-]?key|"
+        r"private[_-]?key|auth[_-]?token|access[_-]?token|refresh[_-]?token|token|"
+        r"credentials?)[\"']?"
+        r"(?:\s*(?:=>|[:=])\s*|\s+(?=[\"']))[\"']?"
+        # not a type annotation (password: str, token: Optional[str])
+        r"(?!(?:str|int|bool|bytes|float|None|Optional|Secret\w*|Any|typing)\b)"
+        r"([^\s\"',;}\]]{4,})",
+        1,
+    ),
+)
+
+# A JSON key that names a secret: its string value is redacted whatever it looks like.
+_SECRET_KEY = re.compile(
+    r"(?i)^[A-Za-z0-9_.-]*(?:passw(?:or)?d|pwd|secret|api[_-]?key|apikey|access[_-]?key|"
+    r"private[_-]?key|auth[_-]?token|access[_-]?token|refresh[_-]?token|token|"
+    r"credentials?|authorization)$"
+)
+
+
+class Redactor:
+    """Replaces secrets in text and JSON values; the built-in patterns plus ``extra``."""
+
+    def __init__(self, extra: Iterable[str] = (), *, enabled: bool = True) -> None:
+        self.enabled = enabled
+        compiled = [(kind, re.compile(p), g) for kind, p, g in DEFAULT_PATTERNS]
+        compiled += [("custom", re.compile(p), 0) for p in extra]
+        self._patterns = compiled
+
+    def text(self, text: str) -> str:
+        """``text`` with every secret replaced by ``[REDACTED:<kind>]``."""
+        if not self.enabled or not text:
+            return text
+        for kind, pattern, group in self._patterns:
+            text = pattern.sub(_replacer(kind, group), text)
+        return text
+
+    def json(self, value: Any) -> Any:
+        """A copy of a JSON value with its strings redacted; a string under a key that
+        names a secret (``password``, ``api_key``, ``token``...) is redacted whole."""
+        if not self.enabled:
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, list):
+            return [self.json(v) for v in value]
+        if isinstance(value, dict):
+            out: dict[str, Any] = {}
+            for key, v in value.items():
+                if isinstance(v, str) and v and _SECRET_KEY.match(str(key)) and not (
+                    v.startswith("[REDACTED")
+                ):
+                    out[key] = _MARK.format("assignment")
+                else:
+                    out[key] = self.json(v)
+            return out
+        return value
+
+
+def _replacer(kind: str, group: int) -> Any:
+    mark = _MARK.format(kind)
+
+    def replace(match: re.Match[str]) -> str:
+        if group == 0:
+            return mark
+        secret = match.group(group)
+        if secret.startswith("[REDACTED"):
+            return match.group(0)
+        start, end = match.span(group)
+        base = match.start(0)
+        whole = match.group(0)
+        return whole[: start - base] + mark + whole[end - base :]
+
+    return replace
+
+
+_DEFAULT = Redactor()
+
+
+def redact_text(text: str) -> str:
+    """``text`` redacted with the built-in patterns only."""
+    return _DEFAULT.text(text)
