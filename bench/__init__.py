@@ -65,6 +65,14 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     from bench import load as load_bench
 
     load_bench.add_arguments(load)
+    continuity = sub.add_parser(
+        "continuity",
+        help="replay trajectories through MCP tools and through Claude Code hook processes, "
+        "reset, and score the facts of earlier work in what the model reads (o200k)",
+    )
+    from bench import continuity as continuity_bench
+
+    continuity_bench.add_arguments(continuity)
     throughput = sub.add_parser(
         "throughput",
         help="record_step throughput and latency from several server processes on one run, "
@@ -105,6 +113,10 @@ def run_bench(args: argparse.Namespace) -> int:
         from bench.load import main as load_main
 
         return load_main(args)
+    if args.bench_command == "continuity":
+        from bench.continuity import main as continuity_main
+
+        return continuity_main(args)
     if args.bench_command == "throughput":
         from bench.throughput import main as throughput_main
 

@@ -29,7 +29,6 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -68,23 +67,35 @@ _MAX_INPUT_BYTES = 64 * 1024 * 1024
 _MAX_FIELD_CHARS = 1_000_000  # what the fast path keeps of one string before the drainer fits it
 _CACHE_MAX_AGE_S = 1800.0
 # Tools of this server: the model's own record_step calls are already in the ledger.
-_OWN_TOOLS = "mcp__mcp-checkpoint__"
+_OWN_TOOLS = "mcp__checkpoint__"
 
 
 class HookInputError(ValueError):
     """The hook's stdin is not a hook event this adapter understands."""
 
 
-@dataclass(frozen=True)
 class HookEvent:
-    """One hook invocation: the documented common fields and the whole payload."""
+    """One hook invocation: the documented common fields and the whole payload. (A plain
+    class: ``dataclasses`` would cost the per-tool-call process a noticeable import.)"""
 
-    name: str
-    session_id: str
-    cwd: str
-    project: str
-    transcript_path: str | None
-    payload: dict[str, Any] = field(repr=False)
+    __slots__ = ("cwd", "name", "payload", "project", "session_id", "transcript_path")
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        session_id: str,
+        cwd: str,
+        project: str,
+        transcript_path: str | None,
+        payload: dict[str, Any],
+    ) -> None:
+        self.name = name
+        self.session_id = session_id
+        self.cwd = cwd
+        self.project = project
+        self.transcript_path = transcript_path
+        self.payload = payload
 
 
 def parse(payload: object, environ: dict[str, str] | None = None) -> HookEvent:
@@ -115,7 +126,7 @@ def parse(payload: object, environ: dict[str, str] | None = None) -> HookEvent:
 def _key(prefix: str, value: object) -> str:
     """An idempotency key from a client id (hashed when it would not fit an id)."""
     text = str(value)
-    if len(text) <= 100 and all(c.isalnum() or c in "-_.:" for c in text):
+    if len(text) <= 100 and text.isascii() and all(c.isalnum() or c in "-_.:" for c in text):
         return f"{prefix}:{text}"
     return f"{prefix}:{hashlib.sha256(text.encode()).hexdigest()[:40]}"
 
@@ -563,6 +574,8 @@ def run_drainer() -> int:
     try:
         from mcp_checkpoint.adapters._spool import _locked
 
+        # Background work: the hooks the user waits for come first.
+        os.nice(10)
         with _locked(spool.dir / "drain.wait", blocking=False) as waiting:
             if not waiting:
                 return 0
@@ -600,6 +613,7 @@ async def _drain_all(spool: Spool, data_dir: Path) -> None:
 
 
 def _deadline_seconds() -> float:
+    """``hooks.deadline_seconds`` as Settings reads it (the fast path loads no pydantic)."""
     raw = os.environ.get("MCP_CHECKPOINT_HOOKS__DEADLINE_SECONDS", "")
     try:
         value = float(raw)
@@ -614,12 +628,14 @@ def main(budget: int | None, stdin: IO[bytes], stdout: IO[str]) -> int:
     log = HookLog(data_dir)
     name = ""
 
+    deadline = _deadline_seconds()
+
     def give_up(signum: int, frame: object) -> None:
-        log.write(name, f"gave up after {_deadline_seconds():g} s (hooks.deadline_seconds)")
+        log.write(name, f"gave up after {deadline:g} s (hooks.deadline_seconds)")
         os._exit(0)
 
     signal.signal(signal.SIGALRM, give_up)
-    signal.setitimer(signal.ITIMER_REAL, _deadline_seconds())
+    signal.setitimer(signal.ITIMER_REAL, deadline)
     try:
         raw = stdin.read(_MAX_INPUT_BYTES + 1)
         if len(raw) > _MAX_INPUT_BYTES:
@@ -630,6 +646,10 @@ def main(budget: int | None, stdin: IO[bytes], stdout: IO[str]) -> int:
             raise HookInputError(f"the hook input is not JSON: {exc}") from None
         event = parse(payload)
         name = event.name
+        if name == "PreCompact":
+            # It distils the whole working memory; its installed timeout is 30 s.
+            deadline *= 3
+            signal.setitimer(signal.ITIMER_REAL, deadline)
         spool = Spool(data_dir)
         if event.name in _SPOOLED:
             record = to_record(event)

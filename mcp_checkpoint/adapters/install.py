@@ -28,7 +28,7 @@ from mcp_checkpoint.errors import ConfigError
 
 __all__ = ["HOOK_EVENTS", "SERVER_NAME", "Change", "claude_code_command", "install_claude_code"]
 
-SERVER_NAME = "mcp-checkpoint"
+SERVER_NAME = "checkpoint"
 _MARK = "hook claude-code"
 
 # event -> (matcher, timeout in seconds). Tool events match every tool; SessionStart

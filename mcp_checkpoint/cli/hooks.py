@@ -13,8 +13,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mcp_checkpoint.cli._common import out
-
 if TYPE_CHECKING:
     from mcp_checkpoint.config import Settings
 
@@ -47,6 +45,7 @@ def _hook_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_install(settings: Settings, args: argparse.Namespace) -> int:
     """Merge (or remove) the MCP server registration and the hooks."""
     from mcp_checkpoint.adapters.install import install_claude_code
+    from mcp_checkpoint.cli._common import out
 
     project = None
     if not args.user:

@@ -206,3 +206,27 @@ async def test_install_then_hooks_run_from_the_written_settings(tmp_path: Path) 
     assert "+ hooks.PostToolUse" in out
     again = await run_cli("install", "claude-code", "--project", str(project), env=env)
     assert again[1].count("unchanged") == 2
+
+
+async def test_the_per_tool_call_hook_loads_no_pydantic_store_or_sdk(tmp_path: Path) -> None:
+    env = server_env(tmp_path)
+    probe = (
+        "import io, sys\n"
+        "from mcp_checkpoint.cli import main\n"
+        "sys.stdin = io.TextIOWrapper(io.BytesIO(sys.argv[1].encode()))\n"
+        "main(['hook', 'claude-code'])\n"
+        "heavy = ('pydantic', 'pydantic_settings', 'anyio', 'mcp', 'sqlite3', "
+        "'mcp_checkpoint.config', 'mcp_checkpoint.core.episodes')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    with anyio.fail_after(60):
+        done = await anyio.run_process(
+            [str(SERVER.with_name("python")), "-c", probe, json.dumps(tool_use(7))],
+            env=env, check=False,
+        )
+
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert done.stdout.decode().strip() == "[]"
+    await drained(tmp_path)
+    [run] = await runs_json(env)
+    assert run["step_count"] == 1

@@ -107,7 +107,7 @@ def test_prompt_carries_its_text_as_the_objective_and_blank_prompts_are_skipped(
 
 
 def test_our_own_mcp_tools_are_not_recorded_twice() -> None:
-    event = parse(payload("PostToolUse", tool_name="mcp__mcp-checkpoint__record_step",
+    event = parse(payload("PostToolUse", tool_name="mcp__checkpoint__record_step",
                           tool_input={}, tool_response={}, tool_use_id="t"), environ={})
 
     assert to_record(event) is None
@@ -289,7 +289,7 @@ def test_install_merges_keeps_what_is_there_and_is_idempotent(tmp_path: Path) ->
     ours = merged["hooks"]["PostToolUse"][1]["hooks"][0]
     assert ours["command"] == "mcp-checkpoint hook claude-code" and ours["timeout"] == 10
     servers = json.loads((tmp_path / ".mcp.json").read_text())
-    assert servers["mcpServers"]["mcp-checkpoint"] == {
+    assert servers["mcpServers"]["checkpoint"] == {
         "type": "stdio", "command": "mcp-checkpoint", "args": ["serve"]
     }
     assert first[0].backup is not None and json.loads(first[0].backup.read_text())["model"]
@@ -322,7 +322,7 @@ def test_install_user_scope_writes_home_files(tmp_path: Path) -> None:
                         home=tmp_path)
 
     state = json.loads((tmp_path / ".claude.json").read_text())
-    assert state["numStartups"] == 3 and "mcp-checkpoint" in state["mcpServers"]
+    assert state["numStartups"] == 3 and "checkpoint" in state["mcpServers"]
     hooks = json.loads((tmp_path / ".claude" / "settings.json").read_text())["hooks"]
     assert hooks["SessionStart"][0]["hooks"][0]["command"] == (
         "/opt/bin/mcp-checkpoint hook claude-code"
