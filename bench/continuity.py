@@ -9,7 +9,9 @@ Each SWE-agent trajectory (``--data``, ``*.traj``) is replayed twice:
 - **hook path**: real ``mcp-checkpoint hook claude-code`` processes fed payloads built from
   Claude Code's documented hook schemas — ``UserPromptSubmit`` (the task), a
   ``PostToolUse`` per step (a Bash call: ``command`` = the action, ``stdout`` = the
-  observation), ``Stop`` (the last thought), ``PreCompact`` (its ``transcript_path`` holds
+  observation; ``PostToolUseFailure`` with ``error`` = ``Exit code 1`` and the
+  observation when it shows an error line — the MCP path records those with status
+  ``error``), ``Stop`` (the last thought), ``PreCompact`` (its ``transcript_path`` holds
   the thoughts as assistant messages); then the reset: ``SessionStart`` with
   ``--budget B``, whose ``additionalContext`` is what the model reads.
 
@@ -133,6 +135,16 @@ def facts_of(traj: Trajectory) -> Facts:
     return facts
 
 
+def failed(observation: str) -> bool:
+    """Whether a step's command failed, as its client would report it (the trajectories
+    carry no exit status): its output shows an error line (not a warning)."""
+    return any(
+        _ERROR_LINE.match(line) and not _WARNING.match(line) and re.search(r"[A-Za-z]{3}", line)
+        for line in observation.splitlines()
+        if len(line) < 400
+    )
+
+
 def survived(facts: Facts, text: str) -> dict[str, tuple[int, int]]:
     """(present, total) per kind in ``text``; an error counts when its line's text occurs
     (whitespace runs normalised)."""
@@ -171,7 +183,10 @@ async def mcp_contexts(
         run = (await call("start_run", {"objective": traj.objective})).structured_content
         run_id = run["run_id"]
         for step in traj.steps:
-            ack = (await call("record_step", {"run_id": run_id, **step.arguments()}))
+            arguments = {"run_id": run_id, **step.arguments()}
+            if failed(step.observation):
+                arguments["status"] = "error"
+            ack = await call("record_step", arguments)
             if ack.structured_content.get("checkpoint_due"):
                 await call("checkpoint", {"run_id": run_id})
         await call("checkpoint", {"run_id": run_id})
@@ -250,6 +265,11 @@ def hook_contexts(
                                   "interrupted": False, "isImage": False},
                 "tool_use_id": f"toolu_{index:02d}_{n:04d}",
             }
+            if failed(step.observation):  # as Claude Code reports a command that failed
+                del payload["tool_response"]
+                payload["hook_event_name"] = "PostToolUseFailure"
+                payload["error"] = f"Exit code 1\n{step.observation}"
+                payload["is_interrupt"] = False
             start = time.perf_counter()
             _hook(payload, env)
             times.append((time.perf_counter() - start) * 1000.0)

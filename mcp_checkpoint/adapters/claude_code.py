@@ -142,6 +142,18 @@ def _clip(value: Any) -> Any:
     return value
 
 
+def _lean(value: Any) -> Any:
+    """A tool's input or response without its empty fields (``"stderr": ""``,
+    ``"interrupted": false``...), and a response that is only ``stdout`` as that text: what
+    a step shows is the call, not the client's envelope."""
+    if not isinstance(value, dict):
+        return value
+    kept = {k: v for k, v in value.items() if v not in (None, False, "", [], {})}
+    if list(kept) == ["stdout"] and isinstance(kept["stdout"], str):
+        return kept["stdout"]
+    return kept
+
+
 def to_record(event: HookEvent) -> dict[str, Any] | None:
     """The spool record of a spooled event, or None when there is nothing to keep.
 
@@ -172,8 +184,8 @@ def to_record(event: HookEvent) -> dict[str, Any] | None:
             "kind": "step",
             "key": key,
             "tool": tool,
-            "input": _clip(p.get("tool_input")),
-            "output": _clip(output),
+            "input": _clip(_lean(p.get("tool_input"))),
+            "output": _clip(_lean(output)),
             "status": "error" if failed else "ok",
         }
     if event.name == "UserPromptSubmit":

@@ -337,3 +337,19 @@ def test_install_refuses_a_settings_file_it_cannot_read(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="fix or move it"):
         install_claude_code(project=tmp_path, user=False)
     assert broken.read_text() == "{not json"
+
+
+def test_a_bash_response_is_recorded_as_its_output_without_empty_fields() -> None:
+    ok = to_record(parse(payload(
+        "PostToolUse", tool_name="Bash", tool_input={"command": "ls", "description": ""},
+        tool_response={"stdout": "a.py\nb.py", "stderr": "", "interrupted": False,
+                       "isImage": False},
+        tool_use_id="t1"), environ={}))
+    both = to_record(parse(payload(
+        "PostToolUse", tool_name="Bash", tool_input={"command": "make"},
+        tool_response={"stdout": "built", "stderr": "warning: x", "interrupted": False},
+        tool_use_id="t2"), environ={}))
+
+    assert ok is not None and both is not None
+    assert (ok["input"], ok["output"]) == ({"command": "ls"}, "a.py\nb.py")
+    assert both["output"] == {"stdout": "built", "stderr": "warning: x"}
