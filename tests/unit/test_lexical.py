@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from mcp_checkpoint.core.lexical import BM25_K1, bm25_idf, bm25_weight, query_terms
+from mcp_checkpoint.core.lexical import BM25_K1, bm25_idf, bm25_weight, query_terms, rank_bm25
 
 
 def test_query_terms_drop_stopwords_unless_nothing_else_is_left() -> None:
@@ -33,3 +33,26 @@ def test_bm25_weight_saturates_with_repeats() -> None:
     assert weights[1] - weights[0] > weights[2] - weights[1]
     assert weights[3] < 1.0 * (BM25_K1 + 1)
     assert weights[1] == pytest.approx(2 * (BM25_K1 + 1) / (2 + BM25_K1))
+
+
+def test_rank_bm25_sums_each_terms_weight_from_the_searched_statistics() -> None:
+    ranked = rank_bm25(
+        10, {"cache": 2, "redis": 5},
+        [("m1", "cache", 1), ("m1", "redis", 2), ("m2", "cache", 3)],
+        limit=5,
+    )
+
+    cache, redis = bm25_idf(10, 2), bm25_idf(10, 5)
+    assert ranked == [
+        ("m2", pytest.approx(bm25_weight(cache, 3))),
+        ("m1", pytest.approx(bm25_weight(cache, 1) + bm25_weight(redis, 2))),
+    ]
+
+
+def test_rank_bm25_orders_equal_scores_by_id_and_keeps_at_most_limit() -> None:
+    occurrences = [(doc, "cache", 1) for doc in ("m3", "m1", "m2")]
+
+    assert [doc for doc, _ in rank_bm25(10, {"cache": 3}, occurrences, limit=2)] == [
+        "m1", "m2"
+    ]
+    assert rank_bm25(10, {"cache": 3}, occurrences, limit=0) == []
