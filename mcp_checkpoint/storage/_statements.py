@@ -95,10 +95,10 @@ SEEN_KEY = (
 
 RUN_AND_THROUGH_TOKENS = (
     # The run, and the cum_tokens of the step a new checkpoint would end at (core.plans).
-    "SELECT r.*, s.cum_tokens AS through_tokens FROM runs AS r "
-    "LEFT JOIN steps AS s ON s.tenant = r.tenant AND s.run_id = r.run_id "
-    "AND s.seq = COALESCE(:through_seq, r.head_seq) "
-    "WHERE r.tenant = :tenant AND r.run_id = :run_id"
+    # A subquery, not a join: its seq is then an index condition in every plan.
+    "SELECT r.*, (SELECT s.cum_tokens FROM steps AS s WHERE s.tenant = r.tenant "
+    "AND s.run_id = r.run_id AND s.seq = COALESCE(:through_seq, r.head_seq)) "
+    "AS through_tokens FROM runs AS r WHERE r.tenant = :tenant AND r.run_id = :run_id"
 )
 MOVE_COVERED = (
     # Applies a CheckpointPlan: only if no other checkpoint was added since it was made.
@@ -127,13 +127,16 @@ FIND_CHECKPOINT = (
 
 # -- retention -----------------------------------------------------------------------------
 
+_THROUGH_STEP = (
+    "FROM steps AS s WHERE s.tenant = c.tenant AND s.run_id = c.run_id "
+    "AND s.seq = c.through_seq"
+)
 CHECKPOINT_MARKS = (
-    # A run's stored checkpoints, oldest first, with the step each one's range ends at.
-    "SELECT c.checkpoint_id, c.number, c.through_seq, s.hash AS step_hash, "
-    "s.cum_tokens AS step_tokens FROM checkpoints AS c "
-    "LEFT JOIN steps AS s ON s.tenant = c.tenant AND s.run_id = c.run_id "
-    "AND s.seq = c.through_seq "
-    "WHERE c.tenant = :tenant AND c.run_id = :run_id ORDER BY c.number"
+    # A run's stored checkpoints, oldest first, with the step each one's range ends at
+    # (subqueries: one index lookup each, whatever plan the database picks).
+    f"SELECT c.checkpoint_id, c.number, c.through_seq, (SELECT s.hash {_THROUGH_STEP}) "  # noqa: S608
+    f"AS step_hash, (SELECT s.cum_tokens {_THROUGH_STEP}) AS step_tokens "
+    "FROM checkpoints AS c WHERE c.tenant = :tenant AND c.run_id = :run_id ORDER BY c.number"
 )
 DELETE_STEPS_THROUGH = (
     "DELETE FROM steps WHERE tenant = :tenant AND run_id = :run_id AND seq <= :seq"

@@ -174,7 +174,7 @@ class PostgresStore(PostgresBlobs, SqlStore):
         """With the run's row locked, as appends lock it."""
 
         async def add(conn: Conn) -> Checkpoint:
-            row = await _one(conn, sql.RUN_AND_THROUGH_TOKENS + " FOR UPDATE OF r", params,
+            row = await _one(conn, sql.RUN_AND_THROUGH_TOKENS + " FOR UPDATE", params,
                              f"run {params['run_id']}")
             plan = decide(to_run(row), row["through_tokens"])
             checkpoint = plan.checkpoint
