@@ -61,6 +61,28 @@ DEFAULT_PATTERNS: tuple[tuple[str, str, int], ...] = (
     ),
 )
 
+# Literal text each built-in pattern cannot match without (checked on the lowercased text):
+# a pattern whose needles are all absent is not run. Most step outputs hold no secret, and
+# one substring search costs far less than a regex scan.
+_NEEDLES: dict[str, tuple[str, ...]] = {
+    "private_key": ("private key",),
+    "aws_access_key": ("akia", "asia", "abia", "acca"),
+    "anthropic_key": ("sk-ant-",),
+    "openai_key": ("sk-",),
+    "github_token": ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+    "gitlab_token": ("glpat-",),
+    "slack_token": ("xox",),
+    "google_api_key": ("aiza",),
+    "stripe_key": ("_live_", "_test_"),
+    "huggingface_token": ("hf_",),
+    "jwt": ("eyj",),
+    "bearer_token": ("bearer",),
+    "basic_auth": ("authorization",),
+    "url_credentials": ("@",),
+    "cli_flag": ("passw", "token", "secret", "api"),
+    "assignment": ("passw", "pwd", "secret", "api", "access", "private", "token", "credential"),
+}
+
 # A JSON key that names a secret: its string value is redacted whatever it looks like.
 _SECRET_KEY = re.compile(
     r"(?i)^[A-Za-z0-9_.-]*(?:passw(?:or)?d|pwd|secret|api[_-]?key|apikey|access[_-]?key|"
@@ -74,16 +96,23 @@ class Redactor:
 
     def __init__(self, extra: Iterable[str] = (), *, enabled: bool = True) -> None:
         self.enabled = enabled
-        compiled = [(kind, re.compile(p), g) for kind, p, g in DEFAULT_PATTERNS]
-        compiled += [("custom", re.compile(p), 0) for p in extra]
+        compiled = [
+            (kind, re.compile(p), g, _NEEDLES.get(kind, ())) for kind, p, g in DEFAULT_PATTERNS
+        ]
+        compiled += [("custom", re.compile(p), 0, ()) for p in extra]
         self._patterns = compiled
 
     def text(self, text: str) -> str:
         """``text`` with every secret replaced by ``[REDACTED:<kind>]``."""
         if not self.enabled or not text:
             return text
-        for kind, pattern, group in self._patterns:
-            text = pattern.sub(_replacer(kind, group), text)
+        lowered = text.lower()
+        for kind, pattern, group, needles in self._patterns:
+            if needles and not any(n in lowered for n in needles):
+                continue  # cannot match: none of its literal parts is there
+            redacted = pattern.sub(_replacer(kind, group), text)
+            if redacted is not text:
+                text, lowered = redacted, redacted.lower()
         return text
 
     def json(self, value: Any) -> Any:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 
 from mcp_checkpoint.config import Settings
 from mcp_checkpoint.core.episodes import Episodes
 from mcp_checkpoint.core.models import RunId, StepDraft
-from mcp_checkpoint.core.redact import Redactor
+from mcp_checkpoint.core.redact import Redactor, _replacer
 from mcp_checkpoint.storage.reference.store import ReferenceStore
 from tests.unit.conftest import FakeClock, T, WordTokenizer
 
@@ -125,3 +128,28 @@ async def test_record_step_stores_the_redacted_step(tmp_path: object) -> None:
     for secret in ("abcdefghijklmnop123", "t0k3n", "ACME-42", "hunter2", "sk-proj-Ab3d"):
         assert secret not in text
     assert stored.output == "ok [REDACTED:custom] password=[REDACTED:assignment]"
+
+
+class _EveryPattern(Redactor):
+    """The redactor without its literal prefilter: every pattern runs on every text."""
+
+    def text(self, text: str) -> str:
+        if not self.enabled or not text:
+            return text
+        for kind, pattern, group, _ in self._patterns:
+            text = pattern.sub(_replacer(kind, group), text)
+        return text
+
+
+_FRAGMENTS = [str(p.values[0]) for p in SECRETS] + [
+    "ls -la", "def token_count(x):", "API docs", "Password reset page", "x@y.z", "ACCA",
+    "Bearer", "eyJ", "sk-", "hf_", "_live_", "://", "\n", " ", "AIza", "ghp_", "PRIVATE KEY",
+]
+
+
+@examples(max_examples=300, derandomize=True, deadline=None)
+@given(st.lists(st.sampled_from(_FRAGMENTS) | st.text(max_size=12), max_size=8))
+def test_the_literal_prefilter_changes_no_result(parts: list[str]) -> None:
+    text = "".join(parts)
+    assert Redactor().text(text) == _EveryPattern().text(text)
+    assert Redactor().text(text.upper()) == _EveryPattern().text(text.upper())
