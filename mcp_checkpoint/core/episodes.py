@@ -11,6 +11,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+import anyio
+
 from mcp_checkpoint.config import CheckpointSettings, Settings
 from mcp_checkpoint.core import budget as packing
 from mcp_checkpoint.core._ids import Clock, new_id, utc_now
@@ -68,6 +70,8 @@ logger = logging.getLogger(__name__)
 
 _CHECKPOINT_RETRIES = 5
 _STEP_PAGE = 64
+# A step larger than this is prepared (redacted, counted, hashed) on a worker thread.
+_INLINE_STEP_BYTES = 16_384
 _DISTILL_STEPS = 200
 _MEMORY_SHARE = 0.15  # of a context's budget that memories take before the newest steps
 _MEMORY_MIN_TOKENS = 16  # memory candidates fetched: as many as could fill the budget...
@@ -293,7 +297,8 @@ class Episodes:
 
     # -- steps --------------------------------------------------------------------------
 
-    def _check_step(self, draft: StepDraft) -> None:
+    def _check_step(self, draft: StepDraft) -> int:
+        """Check ``draft`` against the limits; its payload's size in UTF-8 bytes."""
         lim = self._limits
         lim.text("tool", draft.tool, required=True)
         if draft.idempotency_key is not None:
@@ -303,14 +308,16 @@ class Episodes:
         if payload.count("[") + payload.count("{") > self._settings.limits.max_json_depth + 1:
             lim.nesting("input", draft.input)
             lim.nesting("output", draft.output)
+        size = len(payload.encode("utf-8"))
         lim.size(
             "the step (input + output + reasoning)",
-            len(payload.encode("utf-8")),
+            size,
             self._settings.limits.max_step_bytes,
             "limits.max_step_bytes",
         )
         if "\x00" in payload.replace("\\u0000", "\x00"):
             raise InvalidArgumentError("the step must not contain NUL characters")
+        return size
 
     def _make_ack(self, run: Run, step: Step) -> StepAck:
         return step_ack(self._settings.checkpoint, run, step)
@@ -331,17 +338,25 @@ class Episodes:
 
     async def record_step(self, tenant: Tenant, run_id: str, draft: StepDraft) -> StepAck:
         """Append a step durably, secrets redacted; see ``EpisodicStore.append_step``."""
-        self._check_step(draft)
-        draft = self.redact(draft)
+        if self._check_step(draft) > _INLINE_STEP_BYTES:
+            # Redacting, counting and hashing grow with the step: off the event loop.
+            draft, tokens, digest = await anyio.to_thread.run_sync(self._prepare, draft)
+        else:
+            draft, tokens, digest = self._prepare(draft)
         return await self._store.append_step(
             tenant,
             RunId(run_id),
             draft,
-            tokens=step_tokens(draft, self._tok),
-            request_hash=request_hash(draft),
+            tokens=tokens,
+            request_hash=digest,
             now=self._clock(),
             make_ack=self._make_ack,
         )
+
+    def _prepare(self, draft: StepDraft) -> tuple[StepDraft, int, str]:
+        """The step as stored (redacted), its tokens and its request hash."""
+        redacted = self.redact(draft)
+        return redacted, step_tokens(redacted, self._tok), request_hash(redacted)
 
     async def ledger(
         self, tenant: Tenant, run_id: str, *, after_seq: int = 0, limit: int = 50

@@ -107,14 +107,18 @@ def test_settings_reject_a_bad_extra_pattern(tmp_path: object) -> None:
 
 
 @pytest.mark.anyio
-async def test_record_step_stores_the_redacted_step(tmp_path: object) -> None:
+@pytest.mark.parametrize("padding", [
+    pytest.param(0, id="small-step-inline"),
+    pytest.param(100_000, id="large-step-on-a-thread"),
+])
+async def test_record_step_stores_the_redacted_step(tmp_path: object, padding: int) -> None:
     settings = Settings(data_dir=tmp_path, redaction={"extra_patterns": ["ACME-[0-9]+"]})  # type: ignore[arg-type]
     episodes = Episodes(ReferenceStore(), WordTokenizer(), settings, clock=FakeClock())
     run = await episodes.start_run(T, "deploy")
     draft = StepDraft(
         tool="bash",
         input={"cmd": "curl -H 'Authorization: Bearer abcdefghijklmnop123' x", "token": "t0k3n"},
-        output="ok ACME-42 password=hunter2",
+        output="." * padding + "ok ACME-42 password=hunter2",
         reasoning="used sk-proj-Ab3dEfGhIjKlMnOpQrStUvWx01",
         idempotency_key="k1",
     )
@@ -127,7 +131,8 @@ async def test_record_step_stores_the_redacted_step(tmp_path: object) -> None:
     text = f"{stored.input} {stored.output} {stored.reasoning}"
     for secret in ("abcdefghijklmnop123", "t0k3n", "ACME-42", "hunter2", "sk-proj-Ab3d"):
         assert secret not in text
-    assert stored.output == "ok [REDACTED:custom] password=[REDACTED:assignment]"
+    assert stored.output == "." * padding + "ok [REDACTED:custom] password=[REDACTED:assignment]"
+    assert ack.working_tokens > 0
 
 
 class _EveryPattern(Redactor):
