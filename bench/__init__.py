@@ -1,6 +1,6 @@
 """Benchmarks of mcp-checkpoint, run from a source checkout (they are not in the wheel):
 
-    python -m bench loop|tokens|locomo --data PATH ...
+    python -m bench loop|tokens|budget|locomo --data PATH ...
     python -m bench packs|load|throughput ...
 
 ``mcp-checkpoint bench ...`` runs the same from a checkout (an editable install, or
@@ -81,6 +81,14 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     from bench import throughput as throughput_bench
 
     throughput_bench.add_arguments(throughput)
+    budget = sub.add_parser(
+        "budget",
+        help="every text block the model reads (rehydrate, resume_run) counted with the real "
+        "o200k_base over replayed trajectories and hostile runs, at budgets 500-4000",
+    )
+    from bench import budget as budget_bench
+
+    budget_bench.add_arguments(budget)
     snapshots = sub.add_parser(
         "snapshots",
         help="workspace snapshots (store, dedup, restore, dry run) and the embeddable "
@@ -97,6 +105,10 @@ def run_bench(args: argparse.Namespace) -> int:
         from bench.loop import main
 
         return main(args)
+    if args.bench_command == "budget":
+        from bench.budget import main as budget_main
+
+        return budget_main(args)
     if args.bench_command == "tokens":
         from bench.tokens import main as tokens_main
 

@@ -6,7 +6,9 @@ budget so no section starves the others (a share of 0 keeps a section out of it)
 second spends what is left on the items that did not fit, section by section in ``fill``
 order (then priority order), and the final trim drops in the reverse of that order. A
 ``contiguous`` section (recent steps) never skips an item to include a lower-priority one
-after it, so the steps shown are always the newest run of them.
+after it, so the steps shown are always the newest run of them. Items are estimated one by
+one; when the whole text counts less than their sum, a top-up spends the difference in
+pass-two order, recounting the whole text.
 
 The guarantee: ``tokenizer.count(result.text) <= budget``, checked on the final text (so it
 holds even if the tokenizer is not exactly additive over joined pieces).
@@ -20,6 +22,8 @@ from dataclasses import dataclass, field
 from mcp_checkpoint.core.ports import Tokenizer
 
 __all__ = ["Item", "Packed", "SectionSpec", "pack"]
+
+_TOP_UP_ROUNDS = 4
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,34 @@ def pack(
         chosen_idx.discard(max(optional, key=rank))
         text = assemble()
         tokens = tokenizer.count(text)
+
+    # Each item was counted alone, with its own rounding and margin, so the whole text
+    # usually counts less than the sum: top up with what did not fit (pass-two order, a
+    # contiguous section still never skipping), recounting the whole text each round.
+    for _ in range(_TOP_UP_ROUNDS):
+        slack = budget - tokens
+        before = set(chosen_idx)
+        shown = {items[i].section for i in chosen_idx}
+        closed = set()
+        for i in sorted(range(len(items)), key=rank):
+            item = items[i]
+            if i in chosen_idx or item.section in closed:
+                continue
+            cost = costs[i] + (0 if item.section in shown else title_cost[item.section])
+            if cost <= slack:
+                chosen_idx.add(i)
+                shown.add(item.section)
+                slack -= cost
+            elif by_name[item.section].contiguous:
+                closed.add(item.section)
+        if chosen_idx == before:
+            break
+        topped = assemble()
+        topped_tokens = tokenizer.count(topped)
+        if topped_tokens > budget:
+            chosen_idx = before
+            break
+        text, tokens = topped, topped_tokens
 
     packed = Packed(text=text, tokens=tokens, cut=cut)
     for i, item in enumerate(items):

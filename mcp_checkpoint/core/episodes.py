@@ -694,7 +694,8 @@ class Episodes:
             earlier_items = []
         specs.append(
             packing.SectionSpec(
-                "memories", "## Relevant memories", share=_MEMORY_SHARE, fill=3
+                "memories", "## Relevant memories (most relevant first)", share=_MEMORY_SHARE,
+                fill=3,
             )
         )
         if earlier_items:

@@ -229,5 +229,9 @@ def render_checkpoint(content: CheckpointContent) -> dict[str, list[str]]:
 
 
 def render_memory(memory: Memory) -> str:
-    """A memory as one line of a context."""
-    return f"- [{memory.memory_id}] ({memory.kind}, {memory.scope}) {block(memory.content)}"
+    """A memory as one line of a context: its content, its kind unless a fact, its scope
+    unless global. Ids (random hex, a dozen tokens each) stay out of the text: the
+    context lists them in ``memories_included``, in the order of the lines."""
+    kind = "" if memory.kind == "fact" else f"({memory.kind}) "
+    scope = "" if memory.scope == "global" else f" [{block(memory.scope)}]"
+    return f"- {kind}{block(memory.content)}{scope}"

@@ -20,15 +20,16 @@ tokenizer, hostile text included, so every rule errs high:
 
    - numbers cost 1 per group of up to 3 digits (o200k holds every such group);
    - whitespace costs, per run of one character (or of CRLF pairs), what o200k spends on
-     such a run alone at most: spaces ``1 + n/64``, tabs ``1 + n/16``, LF ``1 + n/8``,
-     CRLF pairs ``1 + n/4``, CR ``1 + n/2``;
+     such a run alone at most: ``1 + (n-1)/k`` with k = 64 for spaces, 16 for tabs, 8 for
+     LF, 4 for CRLF pairs, 2 for CR;
    - words and punctuation cost ``1 + a * sum(p) + offset``: ``p`` is a fitted
      probability that o200k puts a token boundary between two adjacent characters (an
      88x88 table over space, tab, CR, LF, letters and punctuation; rare pairs as in hashes
      and base64 have high ``p``), ``offset`` a fitted correction by piece kind and length;
      this estimate is scaled by a safety factor.
 
-4. The piece costs are summed and rounded up.
+4. The piece costs are summed, a margin of 3 standard deviations of the word estimate's
+   error is added (``3 * sqrt(n / 16)`` for ``n`` characters), and the sum is rounded up.
 
 Rule 3's word estimate is the only statistical part; its error against the real
 tokenizer, on real and adversarial text, is measured by ``bench tokens`` and documented in
@@ -86,10 +87,11 @@ _ABOVE_BMP = 4  # a character beyond U+FFFF: 4 UTF-8 bytes, at most a token each
 # bounds of what o200k spends on such runs alone (CR pairs up at most two to a token).
 _WS_RUN_CHARS = {" ": 64, "\t": 16, "\n": 8, "\r": 2}
 _CRLF_RUN_PAIRS = 4
-# The word estimate's error grows with the piece: each estimated piece adds a variance of
-# _VAR_PER_CHAR per character, and a text is charged _MARGIN_Z standard deviations of the
-# sum on top of its estimate, so many pieces' errors average out where a lone random
-# identifier still gets room for its worst case.
+# The word estimate's error grows with the text: each character may add a variance of
+# _VAR_PER_CHAR, and a text is charged _MARGIN_Z standard deviations of the sum on top of
+# its estimate, so many pieces' errors average out where a lone random identifier still
+# gets room for its worst case. (Charged on every character, estimated or not: an upper
+# bound of the variance that keeps counting one pass over cached piece costs.)
 _VAR_PER_CHAR = 0.0625
 _MARGIN_Z = 3.0
 
@@ -259,9 +261,9 @@ def _whitespace_cost(piece: str) -> float:
     for match in _WS_RUNS_RE.finditer(piece):
         run = match.group()
         if run[0] == "\r" and len(run) > 1 and run[1] == "\n":
-            total += 1.0 + (len(run) // 2) / _CRLF_RUN_PAIRS
+            total += 1.0 + (len(run) // 2 - 1) / _CRLF_RUN_PAIRS
         else:
-            total += 1.0 + len(run) / _WS_RUN_CHARS[run[0]]
+            total += 1.0 + (len(run) - 1) / _WS_RUN_CHARS[run[0]]
     return total
 
 
@@ -281,14 +283,12 @@ def _char_cost(ch: str) -> int:
     return _ABOVE_BMP
 
 
-def _plain_cost(piece: str) -> tuple[float, float]:
-    """(cost, variance) of a plain ASCII piece; word estimates are scaled and carry a
-    variance, exact bounds (numbers, whitespace) carry none."""
+def _plain_cost(piece: str) -> float:
+    """Cost of a plain ASCII piece (word and punctuation estimates scaled)."""
     if piece[-1].isdigit():
-        return 1.0, 0.0
+        return 1.0
     if piece.isspace():
-        return _whitespace_cost(piece), 0.0
-    var = _VAR_PER_CHAR * len(piece)
+        return _whitespace_cost(piece)
     core = piece.rstrip("\r\n")
     if core is not piece and core:
         # Newlines after punctuation ("):\n", "```\n\n") mostly merge into its last token;
@@ -299,23 +299,20 @@ def _plain_cost(piece: str) -> tuple[float, float]:
             if len(trailing) <= 2
             else _whitespace_cost(trailing)
         )
-        return _SCALE * (_ascii_cost(core) + extra), var
-    return _SCALE * _ascii_cost(piece), var
+        return _SCALE * (_ascii_cost(core) + extra)
+    return _SCALE * _ascii_cost(piece)
 
 
-def _mixed_cost(piece: str) -> tuple[float, float]:
-    """(cost, variance) of a piece holding characters charged alone between plain runs."""
-    total = var = 0.0
+def _mixed_cost(piece: str) -> float:
+    """Cost of a piece holding characters charged alone between plain ASCII runs."""
+    total = 0.0
     for match in _RUNS_RE.finditer(piece):
         run = match.group(1)
         if run is None:
             total += _char_cost(match.group(2))
         else:
-            for sub in _PIECE_RE_ASCII.findall(run):
-                cost, sub_var = _plain_cost(sub)
-                total += cost
-                var += sub_var
-    return total, var
+            total += sum(map(_plain_cost, _PIECE_RE_ASCII.findall(run)))
+    return total
 
 
 def _pieces(text: str) -> list[str]:
@@ -326,15 +323,15 @@ def _pieces(text: str) -> list[str]:
 
 
 @lru_cache(maxsize=_CACHE_SIZE)
-def _piece_cost(piece: str) -> tuple[float, float]:
-    """Cost of one pre-tokenized piece and the variance of its estimated part.
+def _piece_cost(piece: str) -> float:
+    """Cost of one pre-tokenized piece (fractional, at least 1).
 
     Args:
         piece: A piece produced by the pre-tokenizer regex.
 
     Returns:
-        ``(cost, variance)``; a text counts the rounded-up sum of its pieces' costs plus
-        a margin of ``_MARGIN_Z`` standard deviations of their estimated parts.
+        Its cost; a text counts the sum of its pieces' costs plus the margin of its
+        length, rounded up.
     """
     if _ODD_RE.search(piece) is not None:
         return _mixed_cost(piece)
@@ -361,12 +358,7 @@ class HeuristicTokenizer:
         """
         if not text:
             return 0
-        total = var = 0.0
-        for piece in _pieces(text):
-            cost, piece_var = _piece_cost(piece)
-            total += cost
-            var += piece_var
-        return _ceil(total, var)
+        return _ceil(sum(map(_piece_cost, _pieces(text))), len(text))
 
     def truncate(self, text: str, max_tokens: int) -> str:
         """Return the longest prefix of ``text`` whose ``count`` is at most ``max_tokens``.
@@ -387,16 +379,15 @@ class HeuristicTokenizer:
             return ""
         # One pass over the pieces: a text that fits is returned without a separate count
         # (the running sum is the very sum ``count`` takes, in the same order).
-        total = var = 0.0
+        total = 0.0
         end = 0
         next_piece = ""
         for match in _PIECE_RE.finditer(text):
-            cost, piece_var = _piece_cost(match.group())
-            if _ceil(total + cost, var + piece_var) > max_tokens:
+            cost = _piece_cost(match.group())
+            if _ceil(total + cost, match.end()) > max_tokens:
                 next_piece = match.group()
                 break
             total += cost
-            var += piece_var
             end = match.end()
         else:
             return text
@@ -419,7 +410,7 @@ class HeuristicTokenizer:
         return prefix
 
 
-def _ceil(total: float, var: float) -> int:
-    """The count of summed costs: their total plus the margin, rounded up (whole-token
-    sums stay exact despite float addition)."""
-    return math.ceil(round(total + _MARGIN_Z * math.sqrt(var), 9))
+def _ceil(total: float, length: int) -> int:
+    """The count of a text of ``length`` characters whose pieces cost ``total``: plus the
+    margin, rounded up (whole-token sums stay exact despite float addition)."""
+    return math.ceil(round(total + _MARGIN_Z * math.sqrt(_VAR_PER_CHAR * length), 9))

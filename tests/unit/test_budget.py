@@ -84,9 +84,20 @@ def test_pack_a_later_fill_section_only_gets_what_the_others_leave() -> None:
     roomy = pack(specs, items, 200, TOK)
 
     # Tight: the extra section keeps its share, written overflows its share, and the
-    # extracted section (no share, filled after written) gets nothing.
+    # extracted section (no share, filled after written) gets only what is left.
     assert len(tight.included["written"]) == 6
-    assert "extracted" not in tight.included
+    assert len(tight.included.get("extracted", [])) < 6
     assert tight.included["extra"]
+    assert tight.tokens <= 40
     assert set(roomy.included) == {"written", "extracted", "extra"}
     assert len(roomy.included["extracted"]) == 6
+
+
+def test_pack_tops_up_with_what_the_per_item_estimates_left_out() -> None:
+    # Each item is estimated with a token per join and two per title; the whole text
+    # counts less, and the packer spends the difference.
+    specs = [SectionSpec("notes", "## Notes")]
+    items = [Item("notes", f"n{i}", i, i) for i in range(40)]
+    packed = pack(specs, items, 30, TOK)
+    assert TOK.count(packed.text) == packed.tokens <= 30
+    assert len(packed.included["notes"]) > 30 // 2 - 2  # more than the estimate allows

@@ -467,8 +467,7 @@ async def test_rehydrate_trims_extracted_artifacts_before_what_a_model_wrote(
         ctx = await episodes.rehydrate(T, "r1", budget_tokens=budget)
         if "### Found in the steps" in ctx.context:
             shown_extracted += 1
-            # An extracted artifact is shown only when all a model wrote is, and the
-            # newest steps.
+            # An extracted artifact is shown only when all a model wrote is.
             assert all(w in ctx.context for w in written), budget
-            assert ctx.steps_included == [29, 30], budget
+            assert "merge the PR" in ctx.context, budget
     assert shown_extracted > 0
