@@ -25,7 +25,11 @@ from mcp_checkpoint.core.tokens import HeuristicTokenizer
 from mcp_checkpoint.embeddings import make_embedder
 from mcp_checkpoint.errors import AuthError, CheckpointError
 from mcp_checkpoint.server.auth import Remote, TenantBus, caller_middleware, current_caller
-from mcp_checkpoint.server.errors import error_result, tool_call_middleware
+from mcp_checkpoint.server.errors import (
+    error_result,
+    prompt_get_middleware,
+    tool_call_middleware,
+)
 from mcp_checkpoint.server.metrics import Metrics, instrument_store, metrics_middleware
 from mcp_checkpoint.server.prompts import register_prompts
 from mcp_checkpoint.server.resources import register_resources
@@ -194,6 +198,7 @@ def server_for(runtime: Runtime, remote: Remote | None = None) -> MCPServer[Serv
             caller_middleware(server, default_tenant=remote.default_tenant, tool_error=error_result)
         )
     server.middleware.append(tool_call_middleware(server))
+    server.middleware.append(prompt_get_middleware(server))
     register_tools(server)
     register_resources(server)
     register_prompts(server)

@@ -32,6 +32,7 @@ __all__ = [
     "guard_resource",
     "guard_tool",
     "internal_message",
+    "prompt_get_middleware",
     "tool_call_middleware",
 ]
 
@@ -161,6 +162,63 @@ def error_result(ctx: ServerRequestContext[Any, Any], text: str) -> dict[str, An
     return result
 
 
+def _shown(name: object) -> str:
+    """A caller-supplied name as an error may show it: quoted, printable, bounded."""
+    return repr(_name(name)) if isinstance(name, str) else "(no name)"
+
+
+def prompt_get_middleware(server: MCPServer[Any]) -> ServerMiddleware[Any]:
+    """Middleware for ``prompts/get``: an unknown prompt, a missing required argument or an
+    argument the prompt does not take is the spec's ``-32602`` with a coded message
+    (``not_found: ...`` / ``invalid_argument: ...``), in both protocol flows, and nothing is
+    logged as a failure (the SDK would answer code 0, or -32603 under 2026-07-28, and log a
+    traceback)."""
+
+    async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.method != "prompts/get" or not isinstance(ctx.params, dict):
+            return await call_next(ctx)
+        name = ctx.params.get("name")
+        prompt = server._prompt_manager.get_prompt(name) if isinstance(name, str) else None
+        if prompt is None:
+            known = ", ".join(p.name for p in server._prompt_manager.list_prompts())
+            raise MCPError(
+                code=INVALID_PARAMS,
+                message=f"not_found: prompt {_shown(name)} does not exist; the prompts are "
+                f"{known}",
+            )
+        args = ctx.params.get("arguments") or {}
+        if not isinstance(args, dict):
+            raise MCPError(code=INVALID_PARAMS, message="invalid_argument: arguments must be "
+                           "a JSON object of strings")
+        declared = prompt.arguments or []
+        missing = [a.name for a in declared if a.required and args.get(a.name) in (None, "")]
+        if missing:
+            raise MCPError(
+                code=INVALID_PARAMS,
+                message=f"invalid_argument: prompt {prompt.name} needs argument(s) "
+                f"{', '.join(missing)}",
+            )
+        known_args = {a.name for a in declared}
+        unknown = sorted(_name(str(k)) for k in args if k not in known_args)
+        if unknown:
+            accepts = ", ".join(sorted(known_args)) or "no arguments"
+            raise MCPError(
+                code=INVALID_PARAMS,
+                message=f"invalid_argument: unknown argument(s) {', '.join(unknown[:5])}; "
+                f"prompt {prompt.name} accepts {accepts}",
+            )
+        not_text = sorted(_name(str(k)) for k, v in args.items() if not isinstance(v, str))
+        if not_text:
+            raise MCPError(
+                code=INVALID_PARAMS,
+                message=f"invalid_argument: prompt arguments are strings; "
+                f"{', '.join(not_text[:5])} is not",
+            )
+        return await call_next(ctx)
+
+    return middleware
+
+
 def tool_call_middleware(server: MCPServer[Any]) -> ServerMiddleware[Any]:
     """Middleware for ``tools/call``: arguments are validated up front into
     ``invalid_argument: field 'x': ...`` (unknown fields, text that is not valid Unicode and
@@ -174,26 +232,32 @@ def tool_call_middleware(server: MCPServer[Any]) -> ServerMiddleware[Any]:
             return await call_next(ctx)
         name = ctx.params.get("name")
         tool = server._tool_manager.get_tool(name) if isinstance(name, str) else None
-        if tool is not None:
-            args = ctx.params.get("arguments") or {}
-            if not isinstance(args, dict):
-                return error_result(ctx, "invalid_argument: arguments must be a JSON object")
-            bad = _not_json(args)
-            if bad is not None:
-                return error_result(ctx, f"invalid_argument: field '{_name(bad[0])}': {bad[1]}")
-            known = set(tool.parameters.get("properties", {}))
-            unknown = sorted(_name(str(k)) for k in args if k not in known)
-            if unknown:
-                return error_result(
-                    ctx,
-                    f"invalid_argument: unknown field(s) {', '.join(unknown[:5])}; "
-                    f"{name} accepts {', '.join(sorted(known))}"
-                )
-            meta = tool.fn_metadata
-            try:
-                meta.arg_model.model_validate(meta.pre_parse_json(args))
-            except ValidationError as exc:
-                return error_result(ctx, f"invalid_argument: {_describe(exc)}")
+        if tool is None:
+            # The spec's protocol error for an unknown tool (not a tool result): -32602.
+            tools = ", ".join(t.name for t in server._tool_manager.list_tools())
+            raise MCPError(
+                code=INVALID_PARAMS,
+                message=f"not_found: tool {_shown(name)} does not exist; the tools are {tools}",
+            )
+        args = ctx.params.get("arguments") or {}
+        if not isinstance(args, dict):
+            return error_result(ctx, "invalid_argument: arguments must be a JSON object")
+        bad = _not_json(args)
+        if bad is not None:
+            return error_result(ctx, f"invalid_argument: field '{_name(bad[0])}': {bad[1]}")
+        known = set(tool.parameters.get("properties", {}))
+        unknown = sorted(_name(str(k)) for k in args if k not in known)
+        if unknown:
+            return error_result(
+                ctx,
+                f"invalid_argument: unknown field(s) {', '.join(unknown[:5])}; "
+                f"{name} accepts {', '.join(sorted(known))}"
+            )
+        meta = tool.fn_metadata
+        try:
+            meta.arg_model.model_validate(meta.pre_parse_json(args))
+        except ValidationError as exc:
+            return error_result(ctx, f"invalid_argument: {_describe(exc)}")
         result = await call_next(ctx)
         if isinstance(result, dict) and result.get("isError") and isinstance(name, str):
             prefix = f"Error executing tool {name}"
