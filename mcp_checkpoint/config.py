@@ -214,6 +214,9 @@ class SamplingSettings(_Group):
     enabled: bool = Field(True, description="Ask the client's model to distill when it can.")
     max_tokens: int = Field(1_500, ge=64, description="max_tokens of the sampling request.")
     max_input_tokens: int = Field(6_000, ge=256, description="Steps shown to the model.")
+    timeout_seconds: float = Field(
+        60.0, gt=0, description="How long checkpoint waits for the client's model; then rules."
+    )
 
 
 class MemorySettings(_Group):
