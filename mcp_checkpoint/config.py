@@ -492,6 +492,19 @@ class HttpSettings(_Group):
     session_idle_timeout_seconds: float = Field(
         1800, gt=0, description="A stateful streamable-HTTP session idle this long is closed."
     )
+    resume_events: int = Field(
+        1000, ge=0, description=(
+            "Messages a streamable-HTTP session keeps so a client that reconnects with "
+            "Last-Event-ID gets what it missed (0: streams are not resumable)."
+        ),
+    )
+    resume_bytes: int = Field(
+        8 * 1024 * 1024, ge=0,
+        description="Bytes of JSON a session keeps for resuming (the oldest go first).",
+    )
+    sse_retry_ms: int = Field(
+        1000, ge=0, description="The SSE 'retry' hint: how long a client waits to reconnect."
+    )
 
 
 class JwtSettings(_Group):

@@ -11,9 +11,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 from mcp.server import MCPServer
+from mcp_types import ServerCapabilities
 
 from mcp_checkpoint import __version__
 from mcp_checkpoint.config import Settings
@@ -168,6 +170,24 @@ def build_server(settings: Settings, *, store: Store | None = None) -> MCPServer
     return server_for(Runtime(settings, store))
 
 
+def _static_lists(server: MCPServer[Services]) -> None:
+    """Advertise ``listChanged: false`` for tools, prompts and resources in every protocol
+    flow: the lists never change while the server runs. (The SDK derives the flags from
+    the protocol version: true under 2026-07-28, where ``subscriptions/listen`` is served
+    for resource updates, false under the ``initialize`` flow.)"""
+    lowlevel = server._lowlevel_server
+    derive = lowlevel.get_capabilities
+
+    def get_capabilities(*args: Any, **kwargs: Any) -> ServerCapabilities:
+        caps = derive(*args, **kwargs)
+        for group in (caps.tools, caps.prompts, caps.resources):
+            if group is not None:
+                group.list_changed = False
+        return caps
+
+    lowlevel.get_capabilities = get_capabilities  # type: ignore[method-assign]
+
+
 def server_for(runtime: Runtime, remote: Remote | None = None) -> MCPServer[Services]:
     """The MCP server of ``runtime``; ``remote`` adds what HTTP/SSE serving needs (the
     token verifier, the per-request caller and scope checks, metrics, tenant-partitioned
@@ -199,6 +219,7 @@ def server_for(runtime: Runtime, remote: Remote | None = None) -> MCPServer[Serv
         )
     server.middleware.append(tool_call_middleware(server))
     server.middleware.append(prompt_get_middleware(server))
+    _static_lists(server)
     register_tools(server)
     register_resources(server)
     register_prompts(server)

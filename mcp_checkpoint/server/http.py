@@ -55,6 +55,7 @@ from mcp_checkpoint.server.auth import (
     Remote,
 )
 from mcp_checkpoint.server.metrics import Metrics, WorkerMetrics
+from mcp_checkpoint.server.resume import install_session_event_stores
 from mcp_checkpoint.server.tokens import TokenFile, TokenFileError
 
 __all__ = ["HttpOptions", "build_http_app", "is_loopback", "serve_http"]
@@ -259,14 +260,23 @@ def build_http_app(
     server = server_for(runtime, remote)
     security = _security(settings, options)
     if options.transport == "http":
+        resumable = (not options.stateless and not options.json_response
+                     and settings.http.resume_events > 0)
         inner = server.streamable_http_app(
             stateless_http=options.stateless,
             json_response=options.json_response,
+            retry_interval=settings.http.sse_retry_ms if resumable else None,
             transport_security=security,
             host=options.host,
             session_idle_timeout=None if options.stateless
             else settings.http.session_idle_timeout_seconds,
         )
+        if resumable:
+            install_session_event_stores(
+                server.session_manager,
+                max_events=settings.http.resume_events,
+                max_bytes=settings.http.resume_bytes,
+            )
     else:
         inner = server.sse_app(transport_security=security, host=options.host)
     # Innermost user middleware: runs after the SDK's AuthenticationMiddleware set the user.
