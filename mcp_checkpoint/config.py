@@ -460,7 +460,8 @@ class HttpSettings(_Group):
         pattern=r"^https?://",
         description=(
             "The URL clients use for the MCP endpoint (e.g. https://mcp.example.com/mcp), "
-            "behind a reverse proxy; advertised in WWW-Authenticate (resource_metadata) and "
+            "behind a reverse proxy; advertised in WWW-Authenticate (resource_metadata, with JWT "
+            "verification) and "
             "its host is accepted by the Host/Origin check."
         ),
     )

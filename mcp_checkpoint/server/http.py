@@ -31,7 +31,6 @@ from urllib.parse import urlsplit
 
 import anyio
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from mcp.server.auth.routes import build_resource_metadata_url
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
@@ -145,16 +144,48 @@ def _remote(
             validate_token_resource=False,  # the JWT verifier checks the audience itself
         )
     else:
-        # Only the server's own tokens: 401s still point at protected-resource metadata
-        # (served by build_http_app without authorization_servers: there is no OAuth
-        # issuer to send a client to; issuer_url is required by the model, unused here).
+        # Only the server's own tokens: not an OAuth resource server. The MCP authorization
+        # spec has protected-resource metadata name at least one authorization server, and
+        # there is none to name, so 401s carry no resource_metadata pointer and no metadata
+        # is served; the OAuth endpoints clients probe anyway answer JSON errors that say
+        # how to authenticate (``_no_oauth_routes``). issuer_url is required by the model,
+        # unused without resource_server_url.
         auth = AuthSettings(
             issuer_url=base,  # type: ignore[arg-type]
-            resource_server_url=resource,  # type: ignore[arg-type]
+            resource_server_url=None,
             validate_token_resource=False,
         )
     verifier = ChainTokenVerifier(LocalTokenVerifier(TokenFile(settings.data_dir)), jwt_verifier)
     return Remote(verifier=verifier, auth=auth, default_tenant=None), verifier
+
+
+NO_OAUTH = (
+    "mcp-checkpoint runs no OAuth authorization server and accepts no OAuth sign-in here: "
+    "send a bearer token made with 'mcp-checkpoint tokens create' as the header "
+    "'Authorization: Bearer mcpck_...' (docs/remote-hosting.md shows how for each client)"
+)
+
+
+def _no_oauth_routes() -> list[Route]:
+    """With static tokens only: the OAuth discovery documents and endpoints OAuth-capable
+    clients probe after a 401 (RFC 9728 and RFC 8414 well-known URLs, and the
+    ``/register``, ``/authorize``, ``/token`` defaults of the MCP spec's fallback) answer
+    404 with a JSON OAuth error naming what to do, so a client stops with that message
+    rather than a parse error on a plain-text 404."""
+
+    async def no_oauth(request: Request) -> Response:
+        return JSONResponse(
+            {"error": "invalid_request", "error_description": NO_OAUTH}, status_code=404,
+            headers={"Cache-Control": "no-store"},
+        )
+
+    wellknown = ("oauth-protected-resource", "oauth-authorization-server",
+                 "openid-configuration")
+    routes = [Route(f"/.well-known/{name}{{rest:path}}", no_oauth, methods=["GET"])
+              for name in wellknown]
+    routes += [Route(path, no_oauth, methods=["GET", "POST"])
+               for path in ("/register", "/authorize", "/token")]
+    return routes
 
 
 class _ScopeGate:
@@ -346,21 +377,8 @@ def build_http_app(
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
-    auth = remote.auth
-    if auth is not None and auth.resource_server_url is not None and settings.jwt.issuer is None:
-        resource = str(auth.resource_server_url)
-        document = {
-            "resource": resource,
-            "bearer_methods_supported": ["header"],
-            "scopes_supported": ["read", "write"],
-            "resource_name": "mcp-checkpoint",
-        }
-
-        async def resource_metadata(request: Request) -> Response:
-            return JSONResponse(document, headers={"Cache-Control": "public, max-age=3600"})
-
-        path = urlsplit(str(build_resource_metadata_url(auth.resource_server_url))).path
-        routes.append(Route(path, resource_metadata, methods=["GET"]))
+    if remote.auth is not None and settings.jwt.issuer is None:
+        routes += _no_oauth_routes()
     routes.append(Mount("/ui", app=_ui_app(runtime, verifier)))
     routes.append(Mount("/", app=inner))
     middleware = [Middleware(_TokenFileGuard)]

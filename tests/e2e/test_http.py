@@ -83,10 +83,19 @@ async def test_requests_without_a_valid_token_get_401_with_www_authenticate(
             challenge = response.headers["www-authenticate"]
             assert challenge.startswith("Bearer ")
             assert 'error="invalid_token"' in challenge
-            metadata_url = challenge.split('resource_metadata="')[1].rstrip('"')
-        metadata = (await http.get(metadata_url)).json()
-        assert metadata["resource"] == server.url
-        assert metadata["bearer_methods_supported"] == ["header"]
+            # Static tokens only: no OAuth resource server, so no pointer into OAuth.
+            assert "resource_metadata" not in challenge
+        # What OAuth-capable clients probe anyway answers a JSON OAuth error that says
+        # how to authenticate, never a plain-text 404 they cannot parse.
+        for method_, path in (("GET", "/.well-known/oauth-protected-resource/mcp"),
+                              ("GET", "/.well-known/oauth-protected-resource"),
+                              ("GET", "/.well-known/oauth-authorization-server"),
+                              ("GET", "/.well-known/openid-configuration"),
+                              ("POST", "/register"), ("GET", "/authorize"), ("POST", "/token")):
+            response = await http.request(method_, server.base + path)
+            assert response.status_code == 404, path
+            assert response.json()["error"] == "invalid_request"
+            assert "Authorization: Bearer mcpck_" in response.json()["error_description"]
 
         # Revoking takes effect on the running server, without a restart.
         code, out, _ = await run_cli("tokens", "list", "--json", env=env)
