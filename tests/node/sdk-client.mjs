@@ -96,7 +96,8 @@ try {
     const retried = await call('record_step', { run_id: 'ts1', tool: 'bash', input: { cmd: 'step 0' },
                                                 output: 'ok 0', idempotency_key: 'k0' });
     check(retried.duplicate === true && retried.seq === 1, 'an idempotent retry answers the first step');
-    const cp = await call('checkpoint', { run_id: 'ts1', progress: ['three steps'], next_actions: ['ship'] });
+    const cp = await call('checkpoint', { run_id: 'ts1', progress: ['three steps'], next_actions: ['ship'],
+                                          name: 'first', files: [{ path: 'notes/plan.md', content: '# plan\n' }] });
     await call('record_step', { run_id: 'ts1', tool: 'bash', output: 'later' });
     const distilled = await call('checkpoint', { run_id: 'ts1' });  // sampling, or rules with a note
     check(['sampling', 'rules'].includes(distilled.source), `checkpoint source ${distilled.source}`);
@@ -128,8 +129,11 @@ try {
     await expectProtocolError(client.callTool({ name: 'no_such_tool', arguments: {} }), 'unknown tool');
 
     // Every resource template, filled with the ids the loop made, and every resource.
+    const snapshot = await client.readResource({ uri: `snapshot://ts1/${cp.checkpoint_id}` });
+    const files = JSON.parse(snapshot.contents[0].text).files;
+    check(files.length === 1 && files[0].path === 'notes/plan.md', 'the snapshot holds the file');
     const values = { run_id: 'ts1', checkpoint_id: cp.checkpoint_id, memory_id: memoryId,
-                     name: 'checkpoint', cursor: '0', limit: '2' };
+                     name: 'checkpoint', cursor: '0', limit: '2', sha256: files[0].sha256 };
     for (const template of (await client.listResourceTemplates()).resourceTemplates) {
         const parsed = new UriTemplate(template.uriTemplate);
         const unknown = parsed.variableNames.filter((v) => !(v in values));
