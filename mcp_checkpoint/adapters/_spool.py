@@ -18,9 +18,12 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: a hook process imports as little as it can
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
 
 __all__ = ["HookLog", "Spool", "data_dir_from_env"]
 

@@ -23,18 +23,19 @@ level: the core, pydantic and the store load only on the slow path.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
 
 from mcp_checkpoint.adapters._spool import HookLog, Spool, data_dir_from_env
 
+TYPE_CHECKING = False  # not typing's: a hook process imports as little as it can
 if TYPE_CHECKING:
+    from typing import IO, Any
+
     from mcp_checkpoint.config import Settings
     from mcp_checkpoint.core.episodes import Episodes
     from mcp_checkpoint.core.models import Run, StepAck, StepDraft
@@ -68,6 +69,14 @@ _MAX_FIELD_CHARS = 1_000_000  # what the fast path keeps of one string before th
 _CACHE_MAX_AGE_S = 1800.0
 # Tools of this server: the model's own record_step calls are already in the ledger.
 _OWN_TOOLS = "mcp__checkpoint__"
+
+
+def _sha256(data: bytes) -> str:
+    """The hex SHA-256 of ``data`` (hashlib is imported only when needed: it loads
+    OpenSSL, which the per-tool-call path does without)."""
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
 
 
 class HookInputError(ValueError):
@@ -128,7 +137,7 @@ def _key(prefix: str, value: object) -> str:
     text = str(value)
     if len(text) <= 100 and text.isascii() and all(c.isalnum() or c in "-_.:" for c in text):
         return f"{prefix}:{text}"
-    return f"{prefix}:{hashlib.sha256(text.encode()).hexdigest()[:40]}"
+    return f"{prefix}:{_sha256(text.encode())[:40]}"
 
 
 def _clip(value: Any) -> Any:
@@ -206,7 +215,7 @@ def to_record(event: HookEvent) -> dict[str, Any] | None:
         message = p.get("last_assistant_message")
         record: dict[str, Any] = {**base, "kind": "due"}
         if isinstance(message, str) and message.strip():
-            digest = hashlib.sha256(f"{event.session_id}\n{message}".encode()).hexdigest()
+            digest = _sha256(f"{event.session_id}\n{message}".encode())
             record["step"] = {
                 "key": _key("msg", digest[:40]),
                 "tool": "thought",
@@ -294,7 +303,7 @@ class Applier:
     # sessions ----------------------------------------------------------------------------
 
     def _session_file(self, session_id: str) -> Path:
-        return self.sessions / (hashlib.sha256(session_id.encode()).hexdigest()[:32] + ".json")
+        return self.sessions / (_sha256(session_id.encode())[:32] + ".json")
 
     def _remember(self, session_id: str, run_id: str, project: str) -> None:
         self.sessions.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -418,10 +427,7 @@ class Applier:
         if run.head_seq == 0 and run.latest_checkpoint_id is None:
             return None
         tok = self.tokenizer
-        header = (
-            f"mcp-checkpoint restored this from its record of earlier work in this project "
-            f"(SessionStart:{source}; run {run.run_id}; more with its MCP tools).\n\n"
-        )
+        header = f"Earlier work in this project, kept by mcp-checkpoint ({source}):\n\n"
         max_chars = self.settings.hooks.max_context_chars
         floor = self.settings.limits.min_budget_tokens
         room = budget - tok.count(header) - 1
@@ -440,7 +446,7 @@ class Applier:
         return None
 
     def _cache_file(self, session_id: str) -> Path:
-        return self.cache / (hashlib.sha256(session_id.encode()).hexdigest()[:32] + ".json")
+        return self.cache / (_sha256(session_id.encode())[:32] + ".json")
 
     def keep_context(self, session_id: str, text: str | None, budget: int) -> None:
         """Keep the context a SessionStart(compact) of this session will print."""
@@ -464,7 +470,7 @@ def cached_context(
     """(found, text) of the context PreCompact kept for this session (for ``budget``, when
     given); consumed once."""
     path = data_dir / "hooks" / "context" / (
-        hashlib.sha256(session_id.encode()).hexdigest()[:32] + ".json"
+        _sha256(session_id.encode())[:32] + ".json"
     )
     try:
         kept = json.loads(path.read_text(encoding="utf-8"))
@@ -512,7 +518,7 @@ def _transcript_thoughts(path: str | None, limit_bytes: int = 256 * 1024) -> lis
             if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
         ).strip()
         if text:
-            found.append((str(entry.get("uuid") or hashlib.sha256(raw).hexdigest()[:32]), text))
+            found.append((str(entry.get("uuid") or _sha256(raw)[:32]), text))
     return found[-3:]
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # not typing's: a hook process imports as little as it can
 if TYPE_CHECKING:
     from mcp_checkpoint.config import Settings
 

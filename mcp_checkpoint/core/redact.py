@@ -12,8 +12,11 @@ This module imports only ``re``: the client hook's fast path uses it too.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: the hook's fast path imports this module
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
 
 __all__ = ["DEFAULT_PATTERNS", "Redactor", "redact_text"]
 

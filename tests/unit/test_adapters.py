@@ -254,7 +254,7 @@ async def test_context_fits_budget_and_chars_and_is_none_for_an_empty_run(
     empty = await app.episodes.start_run(T, "nothing yet")
 
     assert text is not None
-    assert text.startswith("mcp-checkpoint restored this")
+    assert text.startswith("Earlier work in this project, kept by mcp-checkpoint (compact):")
     assert app.tokenizer.count(text) <= 600 and len(text) <= 1500
     assert "/p/src/mod39.py" in text
     assert await app.context(empty, "startup", 600) is None
