@@ -258,7 +258,7 @@ def hook_contexts(
                     "role": "assistant", "content": [{"type": "text", "text": step.thought}]}})
                     + "\n")
                 log.flush()
-            payload = {
+            payload: dict[str, Any] = {
                 **common, "hook_event_name": "PostToolUse", "tool_name": "Bash",
                 "tool_input": {"command": step.action, "description": step.tool},
                 "tool_response": {"stdout": step.observation, "stderr": "",

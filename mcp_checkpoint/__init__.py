@@ -39,6 +39,8 @@ if TYPE_CHECKING:
         PayloadTooLargeError,
     )
 
+    __version__: str
+
 # Names are imported on first use (PEP 562): ``import mcp_checkpoint.x`` must not load
 # pydantic, the store and the version metadata for a process that needs none of them (the
 # client hook runs once per tool call).
@@ -67,20 +69,11 @@ _LAZY = {
 }
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    from mcp_checkpoint._dist import DISTRIBUTION
-
-    try:
-        return version(DISTRIBUTION)
-    except PackageNotFoundError:  # a source checkout that is not installed
-        return "0.0.0+source"
-
-
 def __getattr__(name: str) -> Any:
-    if name == "__version__":
-        value: Any = _version()
+    if name == "__version__":  # written in _dist (hatch reads it there too): no metadata
+        from mcp_checkpoint._dist import VERSION
+
+        value: Any = VERSION
     elif name in _LAZY:
         import importlib
 
@@ -89,6 +82,10 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'mcp_checkpoint' has no attribute {name!r}")
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 __all__ = [

@@ -7,9 +7,12 @@ its own name because ``mcp-checkpoint`` on the package index is an unrelated pro
 
 from __future__ import annotations
 
-__all__ = ["DISTRIBUTION", "install_hint"]
+__all__ = ["DISTRIBUTION", "VERSION", "install_hint"]
 
 DISTRIBUTION = "mcp-checkpoint-server"
+# The one place the version is written: pyproject.toml reads it from here (hatch's version
+# source), and ``mcp_checkpoint.__version__`` is it without a metadata lookup.
+VERSION = "0.1.0"
 
 
 def install_hint(extra: str) -> str:

@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mcp-checkpoint`` console script."""
     arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments == ["--version"]:  # what argparse would do, without building the parser
+        sys.stdout.write(f"mcp-checkpoint {_version()}\n")
+        raise SystemExit(0)
     if arguments[:1] == ["bench"]:
         from mcp_checkpoint.cli.bench import run
 

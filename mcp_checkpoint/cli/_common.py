@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
@@ -26,6 +25,9 @@ def out(text: str) -> None:
 
 
 def setup_logging(settings: Settings) -> None:
+    """Logs go to stderr (on stdio, stdout belongs to the protocol)."""
+    import logging
+
     logging.basicConfig(
         stream=sys.stderr,
         level=settings.log_level,

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import platform
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from mcp_checkpoint.cli._common import out, with_store
@@ -21,6 +19,8 @@ EXTRAS = {"embeddings": "sentence_transformers", "postgres": "psycopg", "qdrant"
 
 
 def _installed(module: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
     if importlib.util.find_spec(module) is None:
         return None
     dist = {"sentence_transformers": "sentence-transformers", "qdrant_client": "qdrant-client"}
@@ -32,6 +32,8 @@ def _installed(module: str) -> str | None:
 
 def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
     """Check the configuration, the data directory and the store."""
+    import platform
+
     from mcp_checkpoint import __version__
     from mcp_checkpoint.core.models import Tenant
     from mcp_checkpoint.core.tokens import HeuristicTokenizer

@@ -8,11 +8,7 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
-import tempfile
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mcp_checkpoint.cli._common import out
@@ -26,6 +22,11 @@ __all__ = ["register"]
 
 def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     """Write a pack of runs (and memories) to a zip file."""
+    import contextlib
+    import os
+    import tempfile
+    from pathlib import Path
+
     import anyio
 
     from mcp_checkpoint import __version__
@@ -90,6 +91,8 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     """Verify a pack and import it (a dry run unless --apply)."""
+    from pathlib import Path
+
     import anyio
 
     from mcp_checkpoint.core.models import Tenant

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from mcp_checkpoint.cli._common import out, with_store
@@ -111,6 +110,8 @@ def cmd_runs_verify(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_runs_prune(settings: Settings, args: argparse.Namespace) -> int:
     """Remove old steps and checkpoints of finished runs (a dry run unless --apply)."""
+    from datetime import UTC, datetime, timedelta
+
     from mcp_checkpoint.core.models import RunId, Tenant
     from mcp_checkpoint.core.retention import RetentionPolicy, parse_duration, prune_runs
     cfg = settings.retention

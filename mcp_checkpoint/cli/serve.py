@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -14,6 +13,8 @@ __all__ = ["register"]
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     """Serve MCP on stdio, or over streamable HTTP / SSE."""
+    import logging
+
     from mcp_checkpoint.errors import ConfigError
 
     if args.workers != 1 and args.transport == "stdio":

@@ -15,11 +15,15 @@ Everything here is CPU work: callers run it on a worker thread, never on the eve
 
 from __future__ import annotations
 
+import functools
 import re
 import zlib
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 __all__ = ["MAX_CANDIDATES", "batch_neighbours", "jaccard", "words"]
 
@@ -28,9 +32,17 @@ _PRIME = (1 << 61) - 1
 ROWS = 2
 BANDS = 16
 MAX_CANDIDATES = 16
-_rng = np.random.default_rng(20260728)  # fixed: the same batch always gets the same answer
-_A = _rng.integers(1, _PRIME, size=ROWS * BANDS, dtype=np.uint64)
-_B = _rng.integers(0, _PRIME, size=ROWS * BANDS, dtype=np.uint64)
+
+
+@functools.cache
+def _hash_coefficients() -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+    """The (a, b) of the universal hashes; numpy is imported here, on the first batch, not
+    when the server starts."""
+    import numpy as np
+
+    rng = np.random.default_rng(20260728)  # fixed: the same batch always gets the same answer
+    return (rng.integers(1, _PRIME, size=ROWS * BANDS, dtype=np.uint64),
+            rng.integers(0, _PRIME, size=ROWS * BANDS, dtype=np.uint64))
 
 
 def words(text: str) -> frozenset[str]:
@@ -48,11 +60,14 @@ def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
 
 def _signature(ws: frozenset[str]) -> tuple[int, ...]:
     """MinHash signature of a word set (``ROWS * BANDS`` minima of universal hashes)."""
+    import numpy as np
+
+    a, b = _hash_coefficients()
     hashes = np.fromiter((zlib.crc32(w.encode("utf-8", "replace")) for w in ws),
                          dtype=np.uint64, count=len(ws))
     # (a * h + b) mod p on 64 bits: h < 2**32 and a < 2**61 can overflow, which only mixes
     # the bits further; each column stays one fixed function of the word.
-    mixed = (np.outer(hashes, _A) + _B) % np.uint64(_PRIME)
+    mixed = (np.outer(hashes, a) + b) % np.uint64(_PRIME)
     return tuple(int(v) for v in mixed.min(axis=0))
 
 
@@ -112,6 +127,8 @@ def _keep_earliest(i: int, best: list[tuple[int, float]]) -> list[tuple[int, flo
 def _dense(
     texts: Sequence[str], vectors: Sequence[Sequence[float]], floor: float
 ) -> list[list[tuple[int, float]]]:
+    import numpy as np
+
     matrix = np.asarray(vectors, dtype=np.float32)
     if matrix.ndim != 2 or len(matrix) != len(texts):
         raise ValueError("one vector per text")

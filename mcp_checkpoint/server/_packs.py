@@ -6,9 +6,7 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING
 
-from mcp_checkpoint import __version__
 from mcp_checkpoint.core._ids import utc_now
-from mcp_checkpoint.core.packs import export_pack
 
 if TYPE_CHECKING:
     from mcp_checkpoint.server.app import Services
@@ -18,6 +16,9 @@ async def export_run_pack(services: Services, run_id: str) -> bytes:
     """The pack of ``run_id`` and the memories it wrote, as zip bytes. NotFoundError for an
     unknown run; PayloadTooLargeError naming limits.max_export_resource_bytes when the pack
     would be larger (export it with `mcp-checkpoint export` instead)."""
+    from mcp_checkpoint import __version__
+    from mcp_checkpoint.core.packs import export_pack  # the zip writer: only when asked
+
     limits = services.settings.limits
     embedder = services.embedder
     buffer = io.BytesIO()

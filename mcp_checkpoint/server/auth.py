@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
-import jwt
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.settings import AuthSettings
@@ -40,6 +39,7 @@ from mcp_checkpoint.config import JwtSettings
 from mcp_checkpoint.server.tokens import SCOPES, TokenFile, valid_tenant
 
 if TYPE_CHECKING:
+    import jwt  # PyJWT (and its cryptography) is imported by the verifier, not at start-up
     from mcp.server import MCPServer
     from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
 
@@ -130,6 +130,8 @@ class JwtTokenVerifier:
     ) -> None:
         if settings.issuer is None or settings.jwks_url is None:
             raise ValueError("JwtTokenVerifier needs jwt.issuer and jwt.jwks_url")
+        import jwt
+
         self._settings = settings
         self._issuer = settings.issuer
         self._audience = settings.audience or audience
@@ -141,6 +143,8 @@ class JwtTokenVerifier:
         )
 
     def _decode(self, token: str) -> dict[str, Any]:
+        import jwt
+
         key = self._jwks.get_signing_key_from_jwt(token)
         options: jwt.types.Options = {"require": ["exp", "iss"]}
         if self._audience is None:
@@ -170,6 +174,8 @@ class JwtTokenVerifier:
     async def verify_token(self, token: str) -> AccessToken | None:
         """The caller of a valid JWT, or None (bad signature, expired, wrong issuer or
         audience, no tenant claim, JWKS unreachable)."""
+        import jwt
+
         try:
             # PyJWKClient fetches with urllib (blocking): keep it off the event loop.
             claims = await anyio.to_thread.run_sync(self._decode, token)
