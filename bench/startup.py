@@ -71,6 +71,11 @@ def _env(data_dir: Path) -> dict[str, str]:
     return env
 
 
+# The processes run in an empty folder, so that ``-m mcp_checkpoint`` imports what the
+# interpreter and PYTHONPATH name, not a package that happens to lie in the current one.
+_CWD = tempfile.gettempdir()
+
+
 def _initialize_ms(command: list[str], env: dict[str, str]) -> tuple[float, float]:
     """(wall ms to the ``initialize`` result, CPU ms of the whole process): the process
     gets end-of-input right after the request, so it answers and exits; its CPU time
@@ -78,7 +83,7 @@ def _initialize_ms(command: list[str], env: dict[str, str]) -> tuple[float, floa
     does not move."""
     start = time.perf_counter()
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, env=env)
+                               stderr=subprocess.DEVNULL, env=env, cwd=_CWD)
     if process.stdin is None or process.stdout is None:  # pragma: no cover - PIPE given
         raise RuntimeError("no pipes")
     process.stdin.write(INITIALIZE.encode())
@@ -97,7 +102,7 @@ def _initialize_ms(command: list[str], env: dict[str, str]) -> tuple[float, floa
 def _run_ms(command: list[str], env: dict[str, str]) -> tuple[float, float]:
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env=env)
+                               env=env, cwd=_CWD)
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
@@ -108,7 +113,7 @@ def _run_ms(command: list[str], env: dict[str, str]) -> tuple[float, float]:
 def _has_extra(python: str, env: dict[str, str]) -> bool:
     probe = "import importlib.util as u; print(u.find_spec('sentence_transformers') is not None)"
     done = subprocess.run([python, "-c", probe], env=env, capture_output=True, text=True,
-                          check=True, timeout=60)
+                          check=True, timeout=60, cwd=_CWD)
     return done.stdout.strip() == "True"
 
 
