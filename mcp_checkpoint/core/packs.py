@@ -62,7 +62,9 @@ from mcp_checkpoint.core.models import (
     Tenant,
 )
 from mcp_checkpoint.core.ports import ImportedRun, ImportedStep, ImportRecords, Store
+from mcp_checkpoint.core.snapshots import check_path, parse_manifest
 from mcp_checkpoint.errors import (
+    BackendError,
     ConflictError,
     InvalidArgumentError,
     NotFoundError,
@@ -85,7 +87,9 @@ __all__ = [
 ]
 
 FORMAT = "mcp-checkpoint-pack"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Version 1 packs (no workspace blobs) are still read.
+READABLE_FORMAT_VERSIONS = (1, 2)
 """Layout of the zip (file names, manifest fields). Readers refuse other versions."""
 SCHEMA_VERSION = 1
 """Shape of the records (``resources/schemas``). Readers refuse other versions."""
@@ -103,6 +107,8 @@ _CHUNK = 1 << 20
 _RATIO_FLOOR = 1 << 16
 """Files smaller than this decompress to too little to matter: their ratio is not checked."""
 _RUN_DIR = re.compile(r"runs/(\d{4,9})/")
+# A workspace snapshot blob (format 2): its name is the sha256 of its bytes.
+_BLOB = re.compile(r"blobs/([0-9a-f]{64})")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -165,6 +171,8 @@ class Pack:
     runs: list[PackRun]
     proposals: list[Proposal]
     memories: list[Memory]
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    """Workspace snapshot blobs (files and manifests) by sha256."""
 
     @property
     def step_count(self) -> int:
@@ -294,6 +302,7 @@ async def export_pack(
     total_steps = sum(run.head_seq for run in runs)
     done = 0
     entries: list[PackRunEntry] = []
+    snapshots: set[str] = set()
 
     async def step_lines(run: Run) -> list[bytes]:
         nonlocal done
@@ -325,6 +334,9 @@ async def export_pack(
             offset += len(page)
             numbered.update((c.number, c) for c in page if c.number <= run.checkpoint_count)
         checkpoints = [numbered[n] for n in sorted(numbered)]
+        snapshots.update(
+            c.content.snapshot.manifest for c in checkpoints if c.content.snapshot is not None
+        )
         zout.write(directory + "run.json", [_line(run)])
         zout.write(directory + "steps.jsonl", await step_lines(run))
         zout.write(directory + "checkpoints.jsonl", [_line(c) for c in checkpoints])
@@ -356,6 +368,7 @@ async def export_pack(
             continue
     zout.write(PROPOSALS, [_line(p) for p in proposals])
     zout.write(MEMORIES, [_line(m) for m in memories])
+    await _write_blobs(store, tenant, sorted(snapshots), zout)
     manifest = Manifest(
         format=FORMAT,
         format_version=FORMAT_VERSION,
@@ -370,6 +383,25 @@ async def export_pack(
     zout.write(MANIFEST, [manifest.model_dump_json(indent=1).encode("utf-8")], listed=False)
     zout.close()
     return manifest
+
+
+async def _write_blobs(store: Store, tenant: Tenant, manifests: list[str], zout: _ZipOut) -> None:
+    """``blobs/<sha256>`` for every manifest and file of the exported snapshots."""
+    found = await store.get_blobs(tenant, manifests)
+    names: set[str] = set()
+    for name in manifests:
+        if name not in found:
+            raise NotFoundError(f"the manifest {name[:12]} of a snapshot is missing")
+        names.add(name)
+        names.update(e.sha256 for e in parse_manifest(found[name]))
+    todo = sorted(names)
+    for start in range(0, len(todo), 200):
+        chunk = todo[start:start + 200]
+        data = await store.get_blobs(tenant, chunk)
+        for name in chunk:
+            if name not in data:
+                raise NotFoundError(f"the content {name[:12]} of a snapshot file is missing")
+            zout.write(f"blobs/{name}", [data[name]])
 
 
 # -- reading a pack (nothing trusted until checked) -----------------------------------------
@@ -575,11 +607,16 @@ def _read_members(
         raise _bad("manifest.json: malformed JSON") from None
     if not isinstance(head, dict) or head.get("format") != FORMAT:
         raise _bad("manifest.json does not describe an mcp-checkpoint pack")
-    for key, known in (("format_version", FORMAT_VERSION), ("schema_version", SCHEMA_VERSION)):
-        if head.get(key) != known:
-            raise _bad(
-                f"unknown {key} {str(head.get(key))[:20]}; this mcp-checkpoint reads {known}"
-            )
+    if head.get("format_version") not in READABLE_FORMAT_VERSIONS:
+        raise _bad(
+            f"unknown format_version {str(head.get('format_version'))[:20]}; this "
+            f"mcp-checkpoint reads {', '.join(map(str, READABLE_FORMAT_VERSIONS))}"
+        )
+    if head.get("schema_version") != SCHEMA_VERSION:
+        raise _bad(
+            f"unknown schema_version {str(head.get('schema_version'))[:20]}; this "
+            f"mcp-checkpoint reads {SCHEMA_VERSION}"
+        )
     manifest = _parse(Manifest, raw_manifest, "manifest.json")
 
     listed = {f.path: f for f in manifest.files}
@@ -590,6 +627,8 @@ def _read_members(
         if not _RUN_DIR.fullmatch(entry.dir):
             raise _bad(f"manifest.json: run {entry.run_id!r} has an invalid dir")
         expected |= {entry.dir + name for name in RUN_FILES}
+    if manifest.format_version >= 2:
+        expected |= {path for path in listed if _BLOB.fullmatch(path)}
     if set(listed) != expected:
         odd = sorted(set(listed) ^ expected)[:5]
         raise _bad(f"manifest.json lists unexpected or misses required files: {odd}")
@@ -619,12 +658,19 @@ def _read_members(
         checkpoints = _parse_lines(Checkpoint, contents.pop(entry.dir + "checkpoints.jsonl"),
                                    entry.dir + "checkpoints.jsonl")
         runs.append(PackRun(run, steps, checkpoints))
+    blobs: dict[str, bytes] = {}
+    for path in [p for p in contents if _BLOB.fullmatch(p)]:
+        data = contents.pop(path)
+        if hashlib.sha256(data).hexdigest() != path.removeprefix("blobs/"):
+            raise _bad(f"{path} does not hold the bytes its name says")
+        blobs[path.removeprefix("blobs/")] = data
     pack = Pack(
         manifest=manifest,
         digest=manifest_digest,
         runs=runs,
         proposals=_parse_lines(Proposal, contents.pop(PROPOSALS), PROPOSALS),
         memories=_parse_lines(Memory, contents.pop(MEMORIES), MEMORIES),
+        blobs=blobs,
     )
     _verify(pack, limits, reader.progress)
     return pack
@@ -653,6 +699,7 @@ def _verify(pack: Pack, limits: LimitSettings, progress: Progress | None = None)
         _verify_checkpoints(item, lim)
         if run.head_hash != entry.head_hash or run.head_seq != entry.head_seq:
             raise _bad(f"run {run.run_id}: its ledger head differs from the manifest's")
+        _verify_snapshots(item, pack.blobs)
     for what, ids in (
         ("batch", [p.batch_id for p in pack.proposals]),
         ("memory", [m.memory_id for m in pack.memories]),
@@ -670,6 +717,30 @@ def _verify(pack: Pack, limits: LimitSettings, progress: Progress | None = None)
     for memory in pack.memories:
         lim.text(f"memory {memory.memory_id} content", memory.content, required=True)
         lim.ident(f"memory {memory.memory_id} scope", memory.scope)
+
+
+def _verify_snapshots(item: PackRun, blobs: dict[str, bytes]) -> None:
+    """Every snapshot a checkpoint names is in the pack, whole: its manifest and each file
+    (the bytes were checked against their names when read)."""
+    for checkpoint in item.checkpoints:
+        ref = checkpoint.content.snapshot
+        if ref is None:
+            continue
+        where = f"run {item.run.run_id} checkpoint {checkpoint.number}"
+        if ref.manifest not in blobs:
+            raise _bad(f"{where}: its snapshot's manifest is not in the pack")
+        try:
+            entries = parse_manifest(blobs[ref.manifest])
+        except BackendError:
+            raise _bad(f"{where}: its snapshot's manifest is malformed") from None
+        for entry in entries:
+            try:
+                check_path(entry.path, field_name="a snapshot path")
+            except InvalidArgumentError as exc:
+                raise _bad(f"{where}: {exc.message}") from None
+            data = blobs.get(entry.sha256)
+            if data is None or len(data) != entry.size:
+                raise _bad(f"{where}: snapshot file {entry.path!r} is not in the pack")
 
 
 def _whole_ledger(run: Run, what: str) -> None:
@@ -1093,5 +1164,9 @@ async def plan_import(
 async def apply_import(store: Store, plan: ImportPlan) -> None:
     """Write the plan in one transaction (nothing when there is nothing to do).
     ConflictError, with nothing written, if another writer took one of its ids meanwhile."""
+    if plan.records.runs and plan.pack.blobs:
+        # Content-addressed, so written first: if the import then fails, the blobs are
+        # unreferenced and garbage collection removes them.
+        await store.put_blobs(plan.tenant, plan.pack.blobs, now=plan.pack.manifest.created_at)
     if not plan.nothing_to_do:
         await store.import_records(plan.tenant, plan.records)

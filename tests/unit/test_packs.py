@@ -370,3 +370,34 @@ async def test_export_is_a_snapshot_of_the_run_record(
 
     assert [c.number for c in pack.runs[0].checkpoints] == [1, 2]
     assert len(pack.runs[0].steps) == 12
+
+
+async def test_snapshots_travel_in_the_pack_and_are_checked_on_the_way_in(
+    source: World, target: World
+) -> None:
+    ep = source.episodes
+    await ep.start_run(T, "Keep the workspace", run_id="r1")
+    await ep.record_step(T, "r1", StepDraft(tool="edit", input="v1"))
+    files = [("src/app.py", b"print('v1')\n"), ("data/raw.bin", bytes(range(256)))]
+    done = await ep.checkpoint(T, "r1", CheckpointPatch(name="v1"), files=files)
+    data = await export_bytes(source, ["r1"])
+    names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+    assert sum(n.startswith("blobs/") for n in names) == 3  # two files and their manifest
+
+    await import_into(target, data)
+    checkpoint, entries = await target.episodes.snapshot(T, "r1")
+    assert checkpoint.checkpoint_id == done.checkpoint.checkpoint_id
+    assert await target.episodes.snapshot_files(T, entries) == dict(files)
+
+    # A pack whose blob was swapped, or that lost one, is refused before anything is written.
+    blob = next(n for n in names if n.startswith("blobs/"))
+    for change in ("swap", "drop"):
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(io.BytesIO(data)) as old, zipfile.ZipFile(buffer, "w") as new:
+            for info in old.infolist():
+                if info.filename == blob and change == "drop":
+                    continue
+                payload = b"tampered" if info.filename == blob else old.read(info)
+                new.writestr(info, payload)
+        with pytest.raises(InvalidArgumentError, match="pack: "):
+            read(buffer.getvalue())

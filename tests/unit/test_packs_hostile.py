@@ -236,7 +236,7 @@ CASES: list[Any] = [
     pytest.param(via(lambda e: without(e, "manifest.json")), {},
                  InvalidArgumentError, r"manifest.json is missing", id="no-manifest"),
     pytest.param(via(lambda e: edit_manifest(e, lambda m: m.update(format_version=99))), {},
-                 InvalidArgumentError, r"unknown format_version 99; this mcp-checkpoint reads 1",
+                 InvalidArgumentError, r"unknown format_version 99; this mcp-checkpoint reads 1, 2",
                  id="format-version"),
     pytest.param(via(lambda e: edit_manifest(e, lambda m: m.update(schema_version=7))), {},
                  InvalidArgumentError, r"unknown schema_version 7", id="schema-version"),
