@@ -145,7 +145,11 @@ class RehydrateSettings(_Group):
     step_max_tokens: int = Field(
         500, ge=32, description="Longest rendering of one step (longer ones are cut)."
     )
-    memories_k: int = Field(8, ge=0, description="Memories considered for a context.")
+    memories_k: int = Field(
+        8, ge=0,
+        description="Fewest memories considered for a context (more are fetched while they "
+        "could fill the budget); 0 leaves memories out.",
+    )
 
 
 class RedactionSettings(_Group):
