@@ -15,20 +15,26 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from mcp_checkpoint.config import Settings
+from mcp_checkpoint.core._limits import Limits
 from mcp_checkpoint.core.ledger import ChainBreak, verify_run
+from mcp_checkpoint.core.lexical import query_terms
 from mcp_checkpoint.core.models import (
+    BatchStatus,
     Checkpoint,
     Memory,
     MemoryId,
     MemoryKind,
     MemoryStatus,
+    Proposal,
     Run,
     RunId,
     RunStatus,
     Step,
+    StepStatus,
     Tenant,
 )
-from mcp_checkpoint.core.ports import Store
+from mcp_checkpoint.core.ports import DeletedRun, IdKind, StepQuery, Store
 from mcp_checkpoint.core.render import CHECKPOINT_FIELDS, render_checkpoint, render_json
 from mcp_checkpoint.errors import InvalidArgumentError, NotFoundError
 
@@ -37,6 +43,7 @@ __all__ = [
     "Curation",
     "FieldDiff",
     "RunFilter",
+    "StepHit",
     "TokenCurve",
     "VerifyStatus",
     "diff_checkpoints",
@@ -44,6 +51,9 @@ __all__ = [
 
 _SCAN_PAGE = 500
 _CHAIN_MAX = 50
+_CANDIDATES = 10
+SNIPPET_CHARS = 240
+"""Most characters of a step a search hit shows (its snippet)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,7 @@ class RunFilter:
     text: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    project: str | None = None
 
     @property
     def narrows(self) -> bool:
@@ -66,6 +77,8 @@ class RunFilter:
     def matches(self, run: Run) -> bool:
         """Whether ``run`` passes the filter."""
         if self.status is not None and run.status != self.status:
+            return False
+        if self.project is not None and run.project != self.project:
             return False
         if self.text and self.text.casefold() not in run.objective.casefold():
             return False
@@ -119,6 +132,43 @@ class VerifyStatus:
     message: str
 
 
+@dataclass(frozen=True)
+class StepHit:
+    """A step found by ``search_steps``: where it is, and a bounded snippet of its text
+    around the first word that matched."""
+
+    run_id: RunId
+    seq: int
+    episode: int
+    tool: str
+    status: StepStatus
+    created_at: datetime
+    score: float
+    snippet: str
+
+
+def snippet(text: str, words: list[str], width: int = SNIPPET_CHARS) -> str:
+    """At most ``width`` characters of ``text`` (whitespace collapsed) around the first of
+    ``words`` it holds, with an ellipsis where it was cut."""
+    flat = " ".join(text.split())
+    if len(flat) <= width:
+        return flat
+    lowered = flat.casefold()
+    found = [i for w in words if (i := lowered.find(w.casefold())) >= 0]
+    at = min(found) if found else 0
+    start = max(min(at - width // 4, len(flat) - width + 2), 0)
+    end = start + width - (1 if start else 0) - 1
+    return ("…" if start else "") + flat[start:end] + ("…" if end < len(flat) else "")
+
+
+def step_text(step: Step) -> str:
+    """What a step search reads of a step: tool, reasoning, input, output."""
+    return " ".join(
+        part for part in (step.tool, step.reasoning or "", render_json(step.input),
+                          render_json(step.output)) if part
+    )
+
+
 def diff_checkpoints(a: Checkpoint, b: Checkpoint) -> list[FieldDiff]:
     """Field by field, what changed from checkpoint ``a`` to ``b`` (lines as rendered in
     a context); fields equal in both are left out."""
@@ -143,10 +193,68 @@ def diff_checkpoints(a: Checkpoint, b: Checkpoint) -> list[FieldDiff]:
 
 
 class Curation:
-    """Read models over one store, per tenant."""
+    """Read models over one store, per tenant, and the curation acts that are not a rule
+    of the loop: deleting a run, searching steps, resolving abbreviated ids."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, settings: Settings | None = None) -> None:
         self._store = store
+        self._settings = settings if settings is not None else Settings()
+        self._limits = Limits(self._settings.limits)
+
+    # -- ids ------------------------------------------------------------------------------
+
+    async def resolve(self, tenant: Tenant, kind: IdKind, text: str) -> str:
+        """The one id of ``kind`` that is ``text`` or starts with it (as ``git`` takes a
+        commit prefix). NotFoundError when none does; InvalidArgumentError listing the
+        candidates when several do."""
+        if not text:
+            raise InvalidArgumentError(f"the {kind} id must not be empty")
+        found = await self._store.match_ids(tenant, kind, text, limit=_CANDIDATES + 1)
+        if text in found or len(found) == 1:
+            return text if text in found else found[0]
+        if not found:
+            raise NotFoundError(f"{kind} {text}: no {kind} id starts with it")
+        shown = ", ".join(found[:_CANDIDATES]) + (", …" if len(found) > _CANDIDATES else "")
+        raise InvalidArgumentError(
+            f"the {kind} id prefix {text!r} is ambiguous; it matches {shown}"
+        )
+
+    async def complete(self, tenant: Tenant, kind: IdKind, prefix: str, *, limit: int
+                       ) -> list[str]:
+        """Ids of ``kind`` that start with ``prefix``, in id order (completion)."""
+        return await self._store.match_ids(tenant, kind, prefix, limit=limit)
+
+    # -- curation acts --------------------------------------------------------------------
+
+    async def delete_run(self, tenant: Tenant, run_id: str) -> DeletedRun:
+        """Delete a run with its steps and checkpoints (see ``EpisodicStore.delete_run``)."""
+        return await self._store.delete_run(tenant, RunId(run_id))
+
+    async def search_steps(
+        self, tenant: Tenant, query: StepQuery, *, k: int = 10
+    ) -> list[StepHit]:
+        """Steps holding the words of ``query.text``, best first, each with a snippet of
+        at most ``SNIPPET_CHARS`` characters."""
+        self._limits.query("query", query.text)
+        if not query.text.strip():
+            raise InvalidArgumentError("query must not be empty")
+        self._limits.count("k", k, "max_search_k")
+        if query.since is not None and query.until is not None and query.since >= query.until:
+            raise InvalidArgumentError("since must be before until")
+        words = query_terms(query.text)
+        found = await self._store.search_steps(tenant, query, limit=k)
+        return [
+            StepHit(step.run_id, step.seq, step.episode, step.tool, step.status,
+                    step.created_at, round(score, 6), snippet(step_text(step), words))
+            for step, score in found
+        ]
+
+    async def batches(
+        self, tenant: Tenant, *, status: BatchStatus | None, limit: int, offset: int = 0
+    ) -> list[Proposal]:
+        """The tenant's memory batches, newest first."""
+        return await self._store.list_proposals(tenant, status=status, limit=limit,
+                                                offset=offset)
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -158,19 +266,21 @@ class Curation:
         Without text or dates this is one page of the store's list; with them, the list is
         read in pages and filtered until ``offset + limit`` runs matched (``until`` skips
         nothing the store orders before it, ``since`` stops the scan)."""
-        if limit < 1:
-            raise InvalidArgumentError("limit must be at least 1")
-        offset = max(offset, 0)
+        self._limits.page("limit", limit)
+        if offset < 0:
+            raise InvalidArgumentError("offset must not be negative")
         if not where.narrows:
             page = await self._store.list_runs(
-                tenant, status=where.status, limit=limit + 1, offset=offset
+                tenant, status=where.status, limit=limit + 1, offset=offset,
+                project=where.project,
             )
             return page[:limit], len(page) > limit
         found: list[Run] = []
         cursor = 0
         while len(found) <= offset + limit:
             page = await self._store.list_runs(
-                tenant, status=where.status, limit=_SCAN_PAGE, offset=cursor
+                tenant, status=where.status, limit=_SCAN_PAGE, offset=cursor,
+                project=where.project,
             )
             cursor += len(page)
             found += [run for run in page if where.matches(run)]
@@ -372,6 +482,7 @@ class Curation:
     ) -> tuple[list[Memory], str | None]:
         """Memories in id (so creation) order after the ``after`` id, filtered exactly by
         ``status``/``scope``/``kind``, and the cursor of the next page (None at the end)."""
+        self._limits.page("limit", limit)
         found: list[Memory] = []
         key = (tenant, MemoryId(after)) if after else None
         while len(found) < limit:

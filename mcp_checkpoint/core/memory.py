@@ -585,6 +585,19 @@ class MemoryService(MemorySearch):
 
     # -- search -------------------------------------------------------------------------
 
+    async def forget(self, tenant: Tenant, memory_id: str) -> None:
+        """Delete a memory for good, whatever its status, and its vector (NotFoundError if
+        unknown). Memories and batches that named it keep the id, which then resolves to
+        nothing: the view and the CLI say so."""
+        await self._store.delete_memory(tenant, MemoryId(memory_id))
+        if self._vectors is not None:
+            try:
+                await self._vectors.delete(tenant, [MemoryId(memory_id)])
+            except CheckpointError:
+                # Search reads memories back from the store, so an orphan vector finds
+                # nothing; reindex drops it.
+                logger.warning("could not drop the vector of a forgotten memory", exc_info=True)
+
     async def get_memory(self, tenant: Tenant, memory_id: str) -> Memory:
         """A memory, whatever its status (NotFoundError if unknown)."""
         return await self._store.get_memory(tenant, MemoryId(memory_id))

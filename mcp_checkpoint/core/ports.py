@@ -19,10 +19,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from mcp_checkpoint.core.models import (
     BatchId,
+    BatchStatus,
     Checkpoint,
     CheckpointContent,
     CheckpointId,
@@ -40,16 +41,22 @@ from mcp_checkpoint.core.models import (
     Step,
     StepAck,
     StepDraft,
+    StepStatus,
     Tenant,
 )
+
+IdKind = Literal["run", "checkpoint", "memory", "batch"]
+"""The kinds of id a person may abbreviate to a prefix (``Store.match_ids``)."""
 
 __all__ = [
     "BlobStore",
     "CheckpointRef",
     "CommitPlan",
+    "DeletedRun",
     "Distiller",
     "Embedder",
     "EpisodicStore",
+    "IdKind",
     "ImportRecords",
     "ImportedRun",
     "ImportedStep",
@@ -57,6 +64,7 @@ __all__ = [
     "MemoryStore",
     "MemoryUpdate",
     "PruneResult",
+    "StepQuery",
     "Store",
     "Tokenizer",
     "VectorIndex",
@@ -135,6 +143,28 @@ class PruneResult:
     def removed_anything(self) -> bool:
         """True when steps or checkpoints were (or would be) removed."""
         return self.steps_removed > 0 or bool(self.checkpoint_ids)
+
+
+@dataclass(frozen=True)
+class DeletedRun:
+    """What ``EpisodicStore.delete_run`` removed."""
+
+    run_id: RunId
+    steps: int
+    checkpoints: int
+
+
+@dataclass(frozen=True)
+class StepQuery:
+    """A search of the step ledger: the words of ``text``, and exact filters (None: any).
+    ``since``/``until`` bound the step's ``created_at``: ``since <= created_at < until``."""
+
+    text: str
+    run_id: RunId | None = None
+    tool: str | None = None
+    status: StepStatus | None = None
+    since: datetime | None = None
+    until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -378,6 +408,36 @@ class EpisodicStore(Protocol):
         if the tenant never had it."""
         ...
 
+    # -- curation (people look, search and delete) --------------------------------------
+
+    async def delete_run(self, tenant: Tenant, run_id: RunId) -> DeletedRun:
+        """Remove the run with its whole ledger (steps, their idempotency keys and their
+        search index), its checkpoints and the tombstones of pruned ones, in one
+        transaction; afterwards the run, its steps and its checkpoints are NotFoundError
+        and ``find_checkpoint`` answers None. Batches and memories the run wrote stay
+        (they are curated on their own). NotFoundError if there is no such run.
+        """
+        ...
+
+    async def search_steps(
+        self, tenant: Tenant, query: StepQuery, *, limit: int
+    ) -> list[tuple[Step, float]]:
+        """The tenant's steps whose tool, reasoning, input or output hold words of
+        ``query.text``, best first with a relevance score (higher is better), at most
+        ``limit``; the filters of ``query`` apply exactly. Any text is a valid query
+        (operators are not interpreted); a query with no searchable word returns [].
+        Steps removed by ``prune_run`` or ``delete_run`` are never found.
+        """
+        ...
+
+    async def match_ids(
+        self, tenant: Tenant, kind: IdKind, prefix: str, *, limit: int
+    ) -> list[str]:
+        """The tenant's ids of ``kind`` (runs, stored checkpoints, memories of any status,
+        batches) that start with ``prefix`` (case-sensitive), in id order, at most
+        ``limit``. An empty prefix matches every id."""
+        ...
+
 
 @runtime_checkable
 class MemoryStore(Protocol):
@@ -426,6 +486,21 @@ class MemoryStore(Protocol):
         """Memories ordered by (tenant, memory_id), after the ``after`` key, at most
         ``limit``: one tenant's, or every tenant's when ``tenant`` is None (reindexing).
         Only ``status`` memories unless it is None."""
+        ...
+
+    async def delete_memory(self, tenant: Tenant, memory_id: MemoryId) -> None:
+        """Remove the memory for good, whatever its status, in one transaction: it is no
+        longer found, listed or searched. Memories that name it in ``superseded_by`` and
+        batches that name it keep the id (provenance that now points at nothing).
+        NotFoundError if there is no such memory. Its vector is the vector index's
+        business."""
+        ...
+
+    async def list_proposals(
+        self, tenant: Tenant, *, status: BatchStatus | None, limit: int, offset: int
+    ) -> list[Proposal]:
+        """The tenant's batches, newest ``created_at`` first (ties: batch_id descending),
+        only ``status`` ones unless it is None, paginated."""
         ...
 
     async def search_lexical(

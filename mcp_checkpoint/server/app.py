@@ -19,6 +19,7 @@ from mcp_types import ServerCapabilities
 
 from mcp_checkpoint import __version__
 from mcp_checkpoint.config import Settings
+from mcp_checkpoint.core.curation import Curation
 from mcp_checkpoint.core.episodes import Episodes
 from mcp_checkpoint.core.memory import MemoryService
 from mcp_checkpoint.core.models import Tenant
@@ -27,6 +28,7 @@ from mcp_checkpoint.core.tokens import HeuristicTokenizer
 from mcp_checkpoint.embeddings import make_embedder
 from mcp_checkpoint.errors import AuthError, CheckpointError
 from mcp_checkpoint.server.auth import Remote, TenantBus, caller_middleware, current_caller
+from mcp_checkpoint.server.completion import register_completion
 from mcp_checkpoint.server.errors import (
     error_result,
     prompt_get_middleware,
@@ -64,6 +66,7 @@ class Services:
     tokenizer: Tokenizer
     episodes: Episodes
     memory: MemoryService
+    curation: Curation
     subscriptions: Subscriptions
     remote: bool = False
 
@@ -109,6 +112,7 @@ class Runtime:
             tokenizer=tokenizer,
             episodes=Episodes(store, tokenizer, settings, memory=memory, events=self.webhook),
             memory=memory,
+            curation=Curation(store, settings),
             subscriptions=Subscriptions(),
             remote=remote,
         )
@@ -223,5 +227,6 @@ def server_for(runtime: Runtime, remote: Remote | None = None) -> MCPServer[Serv
     register_tools(server)
     register_resources(server)
     register_prompts(server)
+    register_completion(server)
     runtime.services.subscriptions.install(server)
     return server

@@ -102,6 +102,41 @@ class Resources:
         })
 
     @staticmethod
+    async def checkpoints(
+        run_id: str, ctx: Context[Any, Any], offset: str | None = None, limit: str | None = None
+    ) -> str:
+        """The run's checkpoints, newest first (JSON: id, number, the steps each covers,
+        source, tokens, time, next actions); pass next_offset to read on. Read one whole at
+        checkpoint://{run_id}/{checkpoint_id}."""
+        s = services_of(ctx)
+        start = _int("offset", offset, 0)
+        size = _int("limit", limit, 50)
+        largest = s.settings.limits.max_page_size
+        if not 1 <= size <= largest or start < 0:
+            raise InvalidArgumentError(
+                f"limit must be between 1 and {largest} (limits.max_page_size) and offset "
+                "must not be negative"
+            )
+        run = await s.episodes.get_run(s.tenant(), run_id)
+        found = await s.store.list_checkpoints(s.tenant(), run.run_id, limit=size, offset=start)
+        return _dump({
+            "run_id": run.run_id,
+            "checkpoint_count": run.checkpoint_count,
+            "checkpoints": [
+                {
+                    "checkpoint_id": cp.checkpoint_id, "number": cp.number,
+                    "parent_id": cp.parent_id, "through_seq": cp.through_seq,
+                    "head_seq": cp.head_seq, "source": cp.source, "tokens": cp.tokens,
+                    "created_at": cp.created_at.isoformat(),
+                    "next_actions": cp.content.next_actions,
+                    "uri": f"checkpoint://{run.run_id}/{cp.checkpoint_id}",
+                }
+                for cp in found
+            ],
+            "next_offset": start + size if len(found) == size else None,
+        })
+
+    @staticmethod
     async def memory(memory_id: str, ctx: Context[Any, Any]) -> str:
         """One long-term memory, whatever its status, with its provenance (JSON):
         ``provenance`` resolves each of its source_refs (``found``, or ``pruned`` when
@@ -167,6 +202,7 @@ def register_resources(server: MCPServer[Any]) -> None:
         ("checkpoint://{run_id}/{checkpoint_id}", Resources.checkpoint, "checkpoint"),
         ("run://{run_id}", Resources.run, "run"),
         ("ledger://{run_id}{?cursor,limit}", Resources.ledger, "ledger"),
+        ("checkpoints://{run_id}{?offset,limit}", Resources.checkpoints, "checkpoints"),
         ("memory://{memory_id}", Resources.memory, "memory"),
         ("export://{run_id}", Resources.export, "export"),
         ("snapshot://{run_id}/{checkpoint_id}", Resources.snapshot, "snapshot"),

@@ -8,7 +8,8 @@ pass through ``guard_tool``; nothing here contains storage or ranking logic.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio
@@ -28,6 +29,7 @@ from mcp_types import (
 from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
+from mcp_checkpoint.core.curation import RunFilter
 from mcp_checkpoint.core.memory import snippet
 from mcp_checkpoint.core.models import (
     BatchStatus,
@@ -42,14 +44,17 @@ from mcp_checkpoint.core.models import (
     ProposalAnalysis,
     ProposalItem,
     Run,
+    RunId,
     RunStatus,
     StepAck,
     StepDraft,
+    StepStatus,
 )
 from mcp_checkpoint.core.models import (
     Context as PackedContext,
 )
-from mcp_checkpoint.errors import CheckpointError
+from mcp_checkpoint.core.ports import StepQuery
+from mcp_checkpoint.errors import CheckpointError, InvalidArgumentError
 from mcp_checkpoint.server._context import services_of
 from mcp_checkpoint.server._files import FileIn, resolve_files
 from mcp_checkpoint.server.errors import guard_tool
@@ -250,6 +255,65 @@ class SearchResultView(_Out):
     scope: str
     mode: str
     note: str
+
+
+class StepHitView(_Out):
+    """A step found by search_steps: read it whole at ledger://{run_id}?cursor={seq-1}."""
+
+    run_id: str
+    seq: int
+    episode: int
+    tool: str
+    status: StepStatus
+    created_at: datetime
+    score: float
+    snippet: str = Field(description="At most 240 characters of the step around a match.")
+
+
+class StepSearchView(_Out):
+    """Steps, best first."""
+
+    hits: list[StepHitView]
+    note: str
+
+
+class MemoryView(_Out):
+    """A long-term memory as listed (any status)."""
+
+    memory_id: str
+    content: str
+    kind: MemoryKind
+    scope: str
+    status: MemoryStatus
+    confidence: float
+    source_refs: list[str]
+    batch_id: str | None
+    run_id: str | None
+    superseded_by: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class MemoryList(_Out):
+    """A page of memories in creation order; pass next_after to read on."""
+
+    memories: list[MemoryView]
+    next_after: str | None
+
+
+class DeleteRunResult(_Out):
+    """What delete_run removed."""
+
+    run_id: str
+    steps_deleted: int
+    checkpoints_deleted: int
+
+
+class ForgetResult(_Out):
+    """The memory that forget_memory deleted."""
+
+    memory_id: str
+    forgotten: bool
 
 
 
@@ -561,12 +625,26 @@ class Tools:
         project: Annotated[
             str | None, Field(description="Only runs of this project.")
         ] = None,
+        since: Annotated[
+            datetime | None, Field(description="Only runs updated at or after this time.")
+        ] = None,
+        until: Annotated[
+            datetime | None, Field(description="Only runs updated before this time.")
+        ] = None,
     ) -> RunList:
         """Your runs, most recently updated first (find a run to rehydrate)."""
         s = services_of(ctx)
-        runs = await s.episodes.list_runs(
-            s.tenant(), status=status, limit=limit, offset=offset, project=project
-        )
+        if since is None and until is None:
+            runs = await s.episodes.list_runs(
+                s.tenant(), status=status, limit=limit, offset=offset, project=project
+            )
+        else:
+            runs, _ = await s.curation.find_runs(
+                s.tenant(),
+                RunFilter(status=status, project=project, since=_aware(since),
+                          until=_aware(until)),
+                limit=limit, offset=offset,
+            )
         return RunList(
             runs=[RunView.of(r) for r in runs],
             next_offset=offset + limit if len(runs) == limit else None,
@@ -638,10 +716,24 @@ class Tools:
         scope: Annotated[str | None, Field(description="Only this scope.")] = None,
         kind: Annotated[MemoryKind | None, Field(description="Only this kind.")] = None,
         k: Annotated[int, Field(description="How many hits at most.")] = 5,
+        since: Annotated[
+            datetime | None, Field(description="Only memories created at or after this time.")
+        ] = None,
+        until: Annotated[
+            datetime | None, Field(description="Only memories created before this time.")
+        ] = None,
     ) -> SearchResultView:
         """Search active long-term memories; every hit carries its provenance."""
         s = services_of(ctx)
-        found = await s.memory.search(s.tenant(), query, scope=scope, kind=kind, k=k)
+        lo, hi = _aware(since), _aware(until)
+        timed = lo is not None or hi is not None
+        # A time window filters the best hits of a wider search (at most max_search_k).
+        wide = max(k, s.settings.limits.max_search_k) if timed else k
+        found = await s.memory.search(s.tenant(), query, scope=scope, kind=kind, k=wide)
+        if timed:
+            kept = [h for h in found.hits if (lo is None or h.memory.created_at >= lo)
+                    and (hi is None or h.memory.created_at < hi)][:k]
+            found = replace(found, hits=kept, note=f"{found.note}; {len(kept)} in the window")
         return SearchResultView(
             hits=[
                 Hit(
@@ -664,6 +756,95 @@ class Tools:
             mode=found.mode,
             note=found.note,
         )
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """A time the caller gave, in UTC (a naive time is taken as UTC)."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+class CurationTools:
+    """Find, browse and delete (registered with the loop's tools)."""
+
+    @staticmethod
+    async def search_steps(
+        ctx: Context[Any, Any],
+        query: Annotated[str, Field(description="Words to find in steps (tool, reasoning, "
+                                    "input, output).")],
+        run_id: Annotated[str | None, Field(description="Only this run's steps.")] = None,
+        tool: Annotated[str | None, Field(description="Only steps of this tool.")] = None,
+        status: Annotated[StepStatus | None, Field(description="Only ok or error steps.")
+                          ] = None,
+        since: Annotated[datetime | None, Field(description="Recorded at or after.")] = None,
+        until: Annotated[datetime | None, Field(description="Recorded before.")] = None,
+        k: Annotated[int, Field(description="How many hits at most.")] = 10,
+    ) -> StepSearchView:
+        """Search what was done: the step ledgers of your runs, best match first. Each hit
+        names its run and seq with a short snippet."""
+        s = services_of(ctx)
+        hits = await s.curation.search_steps(
+            s.tenant(),
+            StepQuery(query, run_id=None if run_id is None else RunId(run_id), tool=tool,
+                      status=status, since=_aware(since), until=_aware(until)),
+            k=k,
+        )
+        note = f"{len(hits)} steps found" if hits else "no step matched the query"
+        return StepSearchView(
+            hits=[StepHitView(run_id=h.run_id, seq=h.seq, episode=h.episode, tool=h.tool,
+                              status=h.status, created_at=h.created_at, score=h.score,
+                              snippet=h.snippet) for h in hits],
+            note=note,
+        )
+
+    @staticmethod
+    async def list_memories(
+        ctx: Context[Any, Any],
+        scope: Annotated[str | None, Field(description="Only this scope.")] = None,
+        kind: Annotated[MemoryKind | None, Field(description="Only this kind.")] = None,
+        status: Annotated[
+            MemoryStatus | Literal["any"], Field(description="Only this status.")
+        ] = "active",
+        after: Annotated[
+            str | None, Field(description="next_after of the previous page.")
+        ] = None,
+        limit: Annotated[int, Field(description="Page size.")] = 20,
+    ) -> MemoryList:
+        """Browse long-term memories without a query, oldest first, by scope, kind and
+        status."""
+        s = services_of(ctx)
+        found, nxt = await s.curation.browse_memories(
+            s.tenant(), status=None if status == "any" else status, scope=scope, kind=kind,
+            after=after, limit=limit,
+        )
+        return MemoryList(
+            memories=[MemoryView.model_validate(m.model_dump(exclude={"version"}))
+                      for m in found],
+            next_after=nxt,
+        )
+
+    @staticmethod
+    async def delete_run(ctx: Context[Any, Any], run_id: RunIdArg) -> DeleteRunResult:
+        """Delete a run for good: its steps, checkpoints and search index. Memories it
+        wrote stay. Cannot be undone (export it first if in doubt)."""
+        s = services_of(ctx)
+        done = await s.curation.delete_run(s.tenant(), run_id)
+        return DeleteRunResult(run_id=done.run_id, steps_deleted=done.steps,
+                               checkpoints_deleted=done.checkpoints)
+
+    @staticmethod
+    async def forget_memory(
+        ctx: Context[Any, Any],
+        memory_id: Annotated[str, Field(description="The memory to delete.")],
+    ) -> ForgetResult:
+        """Delete a memory for good (not deprecate): it is no longer found or listed.
+        Cannot be undone."""
+        s = services_of(ctx)
+        if not memory_id:
+            raise InvalidArgumentError("memory_id must not be empty")
+        await s.memory.forget(s.tenant(), memory_id)
+        return ForgetResult(memory_id=memory_id, forgotten=True)
 
 
 def _ann(*, read_only: bool, destructive: bool, idempotent: bool, title: str) -> ToolAnnotations:
@@ -689,13 +870,17 @@ TOOL_ANNOTATIONS: dict[str, tuple[str, bool, bool, bool]] = {
     "propose_memory": ("Propose memories", False, False, False),
     "commit_memory": ("Commit a memory batch", False, True, False),
     "search_memory": ("Search memories", True, False, True),
+    "search_steps": ("Search steps", True, False, True),
+    "list_memories": ("List memories", True, False, True),
+    "delete_run": ("Delete a run", False, True, True),
+    "forget_memory": ("Forget a memory", False, True, True),
 }
 
 
 def register_tools(server: MCPServer[Any]) -> None:
     """Add every tool, guarded and annotated, to ``server``."""
     for name, (title, read_only, destructive, idempotent) in TOOL_ANNOTATIONS.items():
-        fn = getattr(Tools, name)
+        fn = getattr(Tools, name, None) or getattr(CurationTools, name)
         server.add_tool(
             guard_tool(fn),
             name=name,

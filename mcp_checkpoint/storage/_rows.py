@@ -387,3 +387,23 @@ def pruned_params(tenant: Tenant, plan: PrunePlan, run: Run) -> dict[str, Any]:
 def memory_write_params(tenant: Tenant, write: MemoryWrite) -> dict[str, Any]:
     """``_statements.UPDATE_MEMORY`` for ``write``."""
     return {**memory_row(tenant, write.memory), "expected_version": write.expected_version}
+
+
+def prefix_range(prefix: str) -> tuple[str, str | None]:
+    """The ids that start with ``prefix`` are those in ``[low, high)`` in code-point
+    (binary) order, ``high`` None meaning no upper bound: a range scan of an id index."""
+    if not prefix:
+        return "", None
+    last = ord(prefix[-1])
+    if last == 0x10FFFF:  # pragma: no cover - no id ends in the last code point
+        return prefix, None
+    return prefix, prefix[:-1] + chr(last + 1)
+
+
+ID_TABLES = {
+    "run": ("runs", "run_id"),
+    "checkpoint": ("checkpoints", "checkpoint_id"),
+    "memory": ("memories", "memory_id"),
+    "batch": ("proposals", "batch_id"),
+}
+"""Where each kind of id lives (``Store.match_ids``): its table and column."""

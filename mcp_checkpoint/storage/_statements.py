@@ -195,7 +195,9 @@ def list_runs(*, status: bool, project: bool) -> str:
 def list_steps(*, newest_first: bool) -> str:
     """Steps ``:after_seq < seq <= :until_seq`` of a run, at most ``:limit``."""
     return (
-        "SELECT * FROM steps WHERE tenant = :tenant AND run_id = :run_id "  # noqa: S608
+        # Named columns: PostgreSQL's steps also hold a search vector no page needs.
+        f"SELECT {', '.join(STEP_COLUMNS)} FROM steps "  # noqa: S608 - constant names
+        "WHERE tenant = :tenant AND run_id = :run_id "
         "AND seq > :after_seq AND seq <= :until_seq "
         f"ORDER BY seq {'DESC' if newest_first else 'ASC'} LIMIT :limit"
     )

@@ -41,6 +41,7 @@ from mcp_checkpoint.core.curation import Curation, RunFilter, diff_checkpoints
 from mcp_checkpoint.core.episodes import Episodes
 from mcp_checkpoint.core.memory import MemoryService
 from mcp_checkpoint.core.models import (
+    BatchStatus,
     MemoryKind,
     MemoryStatus,
     RunStatus,
@@ -82,6 +83,7 @@ _DETAIL = 4000
 _STATUSES: tuple[str, ...] = get_args(RunStatus)
 _KINDS: tuple[str, ...] = get_args(MemoryKind)
 _MEMORY_STATUSES: tuple[str, ...] = get_args(MemoryStatus)
+_BATCH_STATUSES: tuple[str, ...] = get_args(BatchStatus)
 
 
 class Backend(Protocol):
@@ -171,7 +173,7 @@ def build_ui_app(backend: Backend, *, verify: Verify | None) -> Starlette:
     must also name a loopback host, so a page of another site whose name an attacker
     re-pointed at 127.0.0.1 (DNS rebinding) cannot read the view)."""
     env = _environment()
-    curation = Curation(backend.store)
+    curation = Curation(backend.store, backend.settings)
     settings = backend.settings
 
     async def caller_of(request: Request) -> UiCaller | None:
@@ -407,10 +409,21 @@ def build_ui_app(backend: Backend, *, verify: Verify | None) -> Starlette:
     # -- batches ------------------------------------------------------------------------
 
     async def batches(request: Request, caller: UiCaller) -> Response:
-        wanted = (request.query_params.get("batch") or "").strip()
+        q = request.query_params
+        wanted = (q.get("batch") or "").strip()
         if wanted:
             return RedirectResponse(request.url_for("batch", batch_id=wanted), status_code=303)
-        return page(request, "batches.html", caller)
+        status = _choice(q.get("status", "pending"), "status",
+                         (*_BATCH_STATUSES, "any")) or "pending"
+        offset = max(_int(q.get("offset"), "offset", 0) or 0, 0)
+        found = await curation.batches(
+            Tenant(caller.tenant), status=None if status == "any" else status,  # type: ignore[arg-type]
+            limit=RUNS_PAGE + 1, offset=offset,
+        )
+        now = utc_now()
+        return page(request, "batches.html", caller, batches=found[:RUNS_PAGE],
+                    more=len(found) > RUNS_PAGE, offset=offset, page_size=RUNS_PAGE,
+                    status=status, statuses=(*_BATCH_STATUSES, "any"), now=now)
 
     async def batch_page(request: Request, caller: UiCaller) -> Response:
         tenant = Tenant(caller.tenant)

@@ -14,7 +14,7 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
-from mcp_types import ResourceUpdatedNotification
+from mcp_types import ResourceTemplateReference, ResourceUpdatedNotification
 
 from tests.e2e.conftest import server_env
 from tests.e2e.http_helpers import HttpServer, connect, make_token
@@ -102,6 +102,7 @@ async def test_tenant_b_cannot_see_or_touch_tenant_a(tmp_path: Path) -> None:
                 ("rehydrate", {"checkpoint_id": cp}),
                 ("update_run", {"status": "abandoned"}),
                 ("update_run", {"pinned": ["x"]}),
+                ("delete_run", {}),
             ]
             for tool, extra in run_tools:
                 foreign = await error_text(b, tool, {"run_id": run, **extra})
@@ -111,6 +112,9 @@ async def test_tenant_b_cannot_see_or_touch_tenant_a(tmp_path: Path) -> None:
             foreign = await error_text(b, "commit_memory", {"batch_id": batch})
             missing = await error_text(b, "commit_memory", {"batch_id": ghost_batch})
             same_shape(foreign, missing, batch, ghost_batch)
+            foreign = await error_text(b, "forget_memory", {"memory_id": memory})
+            missing = await error_text(b, "forget_memory", {"memory_id": ghost_memory})
+            same_shape(foreign, missing, memory, ghost_memory)
             replacement = {"op": "add", "content": "B's replacement"}
             ops: list[list[dict[str, Any]]] = [
                 [{"op": "update", "content": "B's text"}],
@@ -142,10 +146,11 @@ async def test_tenant_b_cannot_see_or_touch_tenant_a(tmp_path: Path) -> None:
                 "checkpoint://{run_id}/latest", "checkpoint://{run_id}/{checkpoint_id}",
                 "run://{run_id}", "ledger://{run_id}{?cursor,limit}", "memory://{memory_id}",
                 "export://{run_id}", "snapshot://{run_id}/{checkpoint_id}", "blob://{sha256}",
+                "checkpoints://{run_id}{?offset,limit}",
             }, "a new resource template must join this walk"
             for template in (
                 "checkpoint://{run}/latest", "run://{run}", "ledger://{run}", "export://{run}",
-                "snapshot://{run}/latest",
+                "snapshot://{run}/latest", "checkpoints://{run}",
             ):
                 foreign = await resource_error(b, template.format(run=run))
                 missing = await resource_error(b, template.format(run=ghost_run))
@@ -176,8 +181,19 @@ async def test_tenant_b_cannot_see_or_touch_tenant_a(tmp_path: Path) -> None:
             foreign = await prompt_error(b, "review_memory_batch", {"batch_id": batch})
             missing = await prompt_error(b, "review_memory_batch", {"batch_id": ghost_batch})
             same_shape(foreign, missing, batch, ghost_batch)
-            # -- lists and search never show A's items --------------------------------------
+            # -- lists, search and completion never show A's items --------------------------
             assert (await ok(b, "list_runs", {}))["runs"] == []
+            assert (await ok(b, "list_runs", {"since": "2000-01-01T00:00:00Z"}))["runs"] == []
+            assert (await ok(b, "search_steps", {"query": "a0 a1 a2"}))["hits"] == []
+            browsed = (await ok(b, "list_memories", {"status": "any"}))["memories"]
+            assert [m["memory_id"] for m in browsed] == [own_id]
+            for argument, prefix in (("run_id", run[:2]), ("memory_id", memory[:-6]),
+                                     ("checkpoint_id", cp[:3]), ("batch_id", batch[:-6])):
+                offered = await b.complete(
+                    ResourceTemplateReference(uri="run://{run_id}"),
+                    {"name": argument, "value": prefix},
+                )
+                assert offered.completion.values == [], argument
             hits = await ok(b, "search_memory", {"query": "deploy key rotates full moon"})
             assert [h["memory_id"] for h in hits["hits"]] == [own_id]  # only B's own
             # B's namespace is its own: A's run id is free for B (no conflict leak).
@@ -191,6 +207,7 @@ async def test_tenant_b_cannot_see_or_touch_tenant_a(tmp_path: Path) -> None:
 
         # A's data is untouched by everything B tried.
         async with connect(server.url, token_a) as a:
+            assert len((await ok(a, "search_steps", {"query": "a0 a1 a2"}))["hits"]) == 3
             mine = await ok(a, "list_runs", {})
             assert [(r["run_id"], r["status"], r["step_count"]) for r in mine["runs"]] == [
                 (run, "active", 3)

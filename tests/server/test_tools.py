@@ -26,6 +26,10 @@ TOOLS = {
     "propose_memory",
     "commit_memory",
     "search_memory",
+    "search_steps",
+    "list_memories",
+    "delete_run",
+    "forget_memory",
 }
 
 
@@ -51,11 +55,16 @@ async def test_tools_annotations_are_truthful(client: Client) -> None:
     listed = {tool.name: tool for tool in (await client.list_tools()).tools}
     hints = {name: tool.annotations for name, tool in listed.items()}
 
-    for name in ("rehydrate", "search_memory", "list_runs"):
+    reading = {"rehydrate", "search_memory", "list_runs", "search_steps", "list_memories"}
+    for name in reading:
         ann = hints[name]
         assert ann is not None
         assert ann.read_only_hint is True, name
-    for name in TOOLS - {"rehydrate", "search_memory", "list_runs"}:
+    for name in ("delete_run", "forget_memory"):
+        ann = hints[name]
+        assert ann is not None
+        assert ann.destructive_hint is True, name
+    for name in TOOLS - reading:
         ann = hints[name]
         assert ann is not None
         assert ann.read_only_hint is False, name

@@ -141,8 +141,10 @@ def test_browser_reviewing_a_batch_commits_the_accepted_items_only(
     page = context.new_page()
     with serve(settings) as base:
         page.goto(f"{base}/ui/batches")
-        page.fill("input[name=batch]", seeded.batch_id)
-        page.click("button[type=submit]")
+        listed = page.locator("#batches tbody tr")
+        assert listed.count() == 1  # the pending one; the two committed are not listed
+        assert seeded.batch_id in listed.inner_text()
+        listed.locator("a.mono").first.click()
         assert page.locator("#batch-status").inner_text() == "pending"
         assert "Near duplicates" in page.locator("#item-1").inner_text()
         page.screenshot(path=str(screenshots / "batch-pending.png"), full_page=True)

@@ -28,9 +28,10 @@ from psycopg import errors
 
 from mcp_checkpoint.config import PostgresSettings
 from mcp_checkpoint.core.ledger import append_step, retried_ack
-from mcp_checkpoint.core.lexical import rank_bm25
+from mcp_checkpoint.core.lexical import query_terms, rank_bm25
 from mcp_checkpoint.core.models import (
     BatchId,
+    BatchStatus,
     Checkpoint,
     Memory,
     MemoryId,
@@ -43,17 +44,21 @@ from mcp_checkpoint.core.models import (
     Tenant,
 )
 from mcp_checkpoint.core.plans import CheckpointMark, CheckpointPlan, CommitWrites, PrunePlan
-from mcp_checkpoint.core.ports import PruneResult
+from mcp_checkpoint.core.ports import DeletedRun, IdKind, PruneResult, StepQuery
 from mcp_checkpoint.errors import ConflictError, NotFoundError
 from mcp_checkpoint.storage import _statements as sql
 from mcp_checkpoint.storage._ints import int64
 from mcp_checkpoint.storage._rows import (
+    ID_TABLES,
+    STEP_COLUMNS,
     Row,
     checkpoint_row,
     covered_params,
+    iso,
     memory_row,
     memory_write_params,
     micros,
+    prefix_range,
     proposal_row,
     pruned_params,
     step_row,
@@ -61,6 +66,7 @@ from mcp_checkpoint.storage._rows import (
     to_memory,
     to_proposal,
     to_run,
+    to_step,
     tombstone_row,
 )
 from mcp_checkpoint.storage._sqlstore import Batch, SqlStore
@@ -77,6 +83,8 @@ from mcp_checkpoint.storage.postgres._sql import (
 from mcp_checkpoint.storage.postgres.blobs import PostgresBlobs
 
 __all__ = ["Conn", "PostgresStore", "mask_url"]
+
+_STEP_COLUMNS = ", ".join(STEP_COLUMNS)
 
 _RERANK_DEPTH = 200
 """Lexical matches (by ``ts_rank_cd``) re-scored by BM25 over the searched memories."""
@@ -375,6 +383,124 @@ class PostgresStore(PostgresBlobs, SqlStore):
             return await locked(conn)
 
         return await self._run(append, write=False)
+
+
+    # -- curation -----------------------------------------------------------------------
+
+    async def delete_run(self, tenant: Tenant, run_id: RunId) -> DeletedRun:
+        """Remove the run, its ledger (with its search vectors), its checkpoints and their
+        tombstones in one transaction (see the port)."""
+
+        async def delete(conn: Conn) -> DeletedRun:
+            found = await conn.execute(
+                "SELECT 1 FROM runs WHERE tenant = %s AND run_id = %s FOR UPDATE",
+                (tenant, run_id),
+            )
+            if await found.fetchone() is None:
+                raise NotFoundError(f"run {run_id}")
+            key = (tenant, run_id)
+            steps = await conn.execute(
+                "DELETE FROM steps WHERE tenant = %s AND run_id = %s", key
+            )
+            checkpoints = await conn.execute(
+                "DELETE FROM checkpoints WHERE tenant = %s AND run_id = %s", key
+            )
+            await conn.execute(
+                "DELETE FROM pruned_checkpoints WHERE tenant = %s AND run_id = %s", key
+            )
+            await conn.execute("DELETE FROM runs WHERE tenant = %s AND run_id = %s", key)
+            self._heads.pop(key, None)
+            return DeletedRun(run_id, max(steps.rowcount, 0), max(checkpoints.rowcount, 0))
+
+        return await self._run(delete, write=True)
+
+    async def search_steps(
+        self, tenant: Tenant, query: StepQuery, *, limit: int
+    ) -> list[tuple[Step, float]]:
+        """Full-text search of the steps' vectors (GIN index, migration 0006), ranked by
+        ``ts_rank_cd`` (see the port)."""
+        words = list(dict.fromkeys(query_terms(query.text)))
+        if not words or limit <= 0:
+            return []
+        # A word holds only letters, digits and "_": quoted, it is one tsquery operand.
+        terms = " | ".join(f"'{word}'" for word in words)
+        where = ["tsv @@ q.query", "tenant = %s"]
+        params: list[Any] = [terms, tenant]
+        for column, value in (("run_id", query.run_id), ("tool", query.tool),
+                              ("status", query.status)):
+            if value is not None:
+                where.append(f"{column} = %s")
+                params.append(value)
+        if query.since is not None:
+            where.append("created_at >= %s")
+            params.append(iso(query.since))
+        if query.until is not None:
+            where.append("created_at < %s")
+            params.append(iso(query.until))
+        statement = (
+            f"SELECT {_STEP_COLUMNS}, ts_rank_cd(tsv, q.query) AS score "  # noqa: S608
+            "FROM steps, to_tsquery('mcpck_english'::regconfig, %s) AS q(query) "
+            f"WHERE {' AND '.join(where)} ORDER BY score DESC, run_id, seq LIMIT %s"
+        )
+
+        async def select(conn: Conn) -> list[tuple[Step, float]]:
+            cursor = await conn.execute(statement, (*params, int64(limit)))
+            return [(to_step(row), float(row["score"])) for row in await cursor.fetchall()]
+
+        return await self._run(select, write=False)
+
+    async def match_ids(
+        self, tenant: Tenant, kind: IdKind, prefix: str, *, limit: int
+    ) -> list[str]:
+        """One range scan of the kind's (tenant, id) index, in byte order (the ids are
+        ``COLLATE "C"``; see the port)."""
+        table, column = ID_TABLES[kind]
+        low, high = prefix_range(prefix)
+        bound = "" if high is None else f" AND {column} < %s"
+        statement = (
+            f"SELECT {column} FROM {table} WHERE tenant = %s AND {column} >= %s"  # noqa: S608
+            f"{bound} ORDER BY {column} LIMIT %s"
+        )
+        params = (tenant, low, *(() if high is None else (high,)), int64(max(limit, 0)))
+
+        async def select(conn: Conn) -> list[str]:
+            cursor = await conn.execute(statement, params)
+            return [row[column] for row in await cursor.fetchall()]
+
+        return await self._run(select, write=False)
+
+    # -- memories (curation) --------------------------------------------------------
+
+    async def delete_memory(self, tenant: Tenant, memory_id: MemoryId) -> None:
+        """Remove the memory (its search vector is a column of its row)."""
+
+        async def delete(conn: Conn) -> None:
+            cursor = await conn.execute(
+                "DELETE FROM memories WHERE tenant = %s AND memory_id = %s", (tenant, memory_id)
+            )
+            if cursor.rowcount < 1:
+                raise NotFoundError(f"memory {memory_id}")
+
+        await self._run(delete, write=True)
+
+
+    async def list_proposals(
+        self, tenant: Tenant, *, status: BatchStatus | None, limit: int, offset: int
+    ) -> list[Proposal]:
+        """The tenant's batches, newest first (see the port)."""
+        if limit <= 0:
+            return []
+
+        async def select(conn: Conn) -> list[Proposal]:
+            cursor = await conn.execute(
+                "SELECT * FROM proposals WHERE tenant = %s "
+                "AND (%s::text IS NULL OR status = %s) "
+                "ORDER BY created_at DESC, batch_id DESC LIMIT %s OFFSET %s",
+                (tenant, status, status, int64(limit), int64(max(offset, 0))),
+            )
+            return [to_proposal(row) for row in await cursor.fetchall()]
+
+        return await self._run(select, write=False)
 
 
     # -- lexical search -----------------------------------------------------------------

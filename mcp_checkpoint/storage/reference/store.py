@@ -12,10 +12,11 @@ from collections import Counter
 from collections.abc import Callable, Container, Mapping, Sequence
 from datetime import datetime
 
-from mcp_checkpoint.core.ledger import append_step, retried_ack
+from mcp_checkpoint.core.ledger import append_step, canonical_json, retried_ack
 from mcp_checkpoint.core.lexical import query_terms, rank_bm25
 from mcp_checkpoint.core.models import (
     BatchId,
+    BatchStatus,
     Checkpoint,
     CheckpointContent,
     CheckpointId,
@@ -41,7 +42,15 @@ from mcp_checkpoint.core.plans import (
     plan_prune,
     target_ids,
 )
-from mcp_checkpoint.core.ports import CheckpointRef, CommitPlan, ImportRecords, PruneResult
+from mcp_checkpoint.core.ports import (
+    CheckpointRef,
+    CommitPlan,
+    DeletedRun,
+    IdKind,
+    ImportRecords,
+    PruneResult,
+    StepQuery,
+)
 from mcp_checkpoint.errors import ConflictError, NotFoundError
 
 __all__ = ["ReferenceStore"]
@@ -299,6 +308,62 @@ class ReferenceStore:
                     )
         return self._tombstones.get((tenant, checkpoint_id))
 
+    # -- curation -----------------------------------------------------------------------
+
+    async def delete_run(self, tenant: Tenant, run_id: RunId) -> DeletedRun:
+        self._run(tenant, run_id)
+        del self._runs[(tenant, run_id)]
+        steps = self._steps.pop((tenant, run_id), [])
+        checkpoints = self._checkpoints.pop((tenant, run_id), [])
+        for ack in [k for k in self._acks if k[0] == tenant and k[1] == run_id]:
+            del self._acks[ack]
+        for tomb in [k for k, ref in self._tombstones.items()
+                     if k[0] == tenant and ref.run_id == run_id]:
+            del self._tombstones[tomb]
+        return DeletedRun(run_id, len(steps), len(checkpoints))
+
+    async def search_steps(
+        self, tenant: Tenant, query: StepQuery, *, limit: int
+    ) -> list[tuple[Step, float]]:
+        pool: dict[str, Step] = {}
+        for (t, run_id), steps in self._steps.items():
+            if t != tenant or (query.run_id is not None and run_id != query.run_id):
+                continue
+            for step in steps:
+                if (
+                    (query.tool is None or step.tool == query.tool)
+                    and (query.status is None or step.status == query.status)
+                    and (query.since is None or step.created_at >= query.since)
+                    and (query.until is None or step.created_at < query.until)
+                ):
+                    pool[f"{run_id}\x00{step.seq:020d}"] = step
+        terms = set(query_terms(query.text))
+        counts = {
+            key: Counter(w for w in (w.casefold() for w in _WORD.findall(" ".join([
+                step.tool, step.reasoning or "", canonical_json(step.input),
+                canonical_json(step.output)]))) if w in terms)
+            for key, step in pool.items()
+        }
+        matching = Counter(term for tf in counts.values() for term in tf)
+        occurrences = [(k, term, n) for k, tf in counts.items() for term, n in tf.items()]
+        ranked = rank_bm25(len(pool), matching, occurrences, limit=max(limit, 0))
+        return [(pool[key], score) for key, score in ranked[: max(limit, 0)]]
+
+    async def match_ids(
+        self, tenant: Tenant, kind: IdKind, prefix: str, *, limit: int
+    ) -> list[str]:
+        ids: list[str]
+        if kind == "run":
+            ids = [r for t, r in self._runs if t == tenant]
+        elif kind == "checkpoint":
+            ids = [c.checkpoint_id for (t, _), cps in self._checkpoints.items() if t == tenant
+                   for c in cps]
+        elif kind == "memory":
+            ids = [m for t, m in self._memories if t == tenant]
+        else:
+            ids = [b for t, b in self._proposals if t == tenant]
+        return sorted(i for i in ids if i.startswith(prefix))[: max(limit, 0)]
+
     # -- memory -------------------------------------------------------------------------
 
     async def add_proposal(self, tenant: Tenant, proposal: Proposal) -> Proposal:
@@ -339,6 +404,19 @@ class ReferenceStore:
 
     async def get_memories(self, tenant: Tenant, memory_ids: Sequence[MemoryId]) -> list[Memory]:
         return [m for i in memory_ids if (m := self._memories.get((tenant, i))) is not None]
+
+    async def delete_memory(self, tenant: Tenant, memory_id: MemoryId) -> None:
+        if (tenant, memory_id) not in self._memories:
+            raise NotFoundError(f"memory {memory_id}")
+        del self._memories[(tenant, memory_id)]
+
+    async def list_proposals(
+        self, tenant: Tenant, *, status: BatchStatus | None, limit: int, offset: int
+    ) -> list[Proposal]:
+        found = [p for (t, _), p in self._proposals.items()
+                 if t == tenant and (status is None or p.status == status)]
+        found.sort(key=lambda p: (p.created_at, p.batch_id), reverse=True)
+        return found[max(offset, 0) : max(offset, 0) + max(limit, 0)]
 
     async def list_memories(
         self,

@@ -10,7 +10,7 @@ from typing import Any
 
 from mcp_checkpoint.storage.sqlite._db import Conn
 
-__all__ = ["Postings", "term_statistics"]
+__all__ = ["Postings", "fts_words", "term_statistics"]
 
 _CACHED_POSTINGS = 200_000
 """Most word matches the lexical search keeps between searches (tens of MB at most)."""
@@ -25,6 +25,14 @@ def _phrase(word: str) -> str:
     # A word holds only letters, digits and "_", so it never contains a double quote; one
     # that the tokenizer reduces to nothing (like "_") is an empty phrase and matches nothing.
     return f'"{word}"'
+
+
+
+
+def fts_words(words: Sequence[str]) -> str:
+    """An FTS5 query matching any of ``words`` (each quoted: never FTS5 syntax); "" for
+    none."""
+    return " OR ".join(_phrase(word) for word in dict.fromkeys(words))
 
 
 class Postings:

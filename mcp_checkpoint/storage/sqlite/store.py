@@ -18,9 +18,10 @@ from typing import Any
 
 from mcp_checkpoint.config import SqliteSettings
 from mcp_checkpoint.core.ledger import append_step, retried_ack
-from mcp_checkpoint.core.lexical import rank_bm25
+from mcp_checkpoint.core.lexical import query_terms, rank_bm25
 from mcp_checkpoint.core.models import (
     BatchId,
+    BatchStatus,
     Checkpoint,
     Memory,
     MemoryId,
@@ -33,10 +34,12 @@ from mcp_checkpoint.core.models import (
     Tenant,
 )
 from mcp_checkpoint.core.plans import CheckpointMark, CheckpointPlan, CommitWrites, PrunePlan
-from mcp_checkpoint.core.ports import PruneResult
+from mcp_checkpoint.core.ports import DeletedRun, IdKind, PruneResult, StepQuery
 from mcp_checkpoint.errors import ConflictError, NotFoundError
 from mcp_checkpoint.storage import _statements as sql
+from mcp_checkpoint.storage._ints import int64
 from mcp_checkpoint.storage._rows import (
+    ID_TABLES,
     Row,
     checkpoint_row,
     covered_params,
@@ -44,6 +47,7 @@ from mcp_checkpoint.storage._rows import (
     memory_row,
     memory_write_params,
     micros,
+    prefix_range,
     proposal_row,
     pruned_params,
     step_row,
@@ -52,11 +56,12 @@ from mcp_checkpoint.storage._rows import (
     to_memory,
     to_proposal,
     to_run,
+    to_step,
     tombstone_row,
 )
 from mcp_checkpoint.storage._sqlstore import Batch, SqlStore
 from mcp_checkpoint.storage.sqlite._db import Conn
-from mcp_checkpoint.storage.sqlite._lexical import Postings, term_statistics
+from mcp_checkpoint.storage.sqlite._lexical import Postings, fts_words, term_statistics
 from mcp_checkpoint.storage.sqlite.blobs import SqliteBlobs
 
 __all__ = ["SqliteStore"]
@@ -174,6 +179,10 @@ class SqliteStore(SqliteBlobs, SqlStore):
             if plan.run is None:
                 return plan.result
             conn.execute(sql.DELETE_STEPS_THROUGH, {**where, "seq": plan.steps_through})
+            conn.execute(  # their search rows (migration 0009) go with them
+                "DELETE FROM steps_fts WHERE tenant = ? AND run_id = ? AND seq <= ?",
+                (tenant, run_id, plan.steps_through),
+            )
             conn.executemany(
                 sql.INSERT_TOMBSTONE, [tombstone_row(tenant, ref, now) for ref in plan.tombstones]
             )
@@ -250,6 +259,114 @@ class SqliteStore(SqliteBlobs, SqlStore):
             return ack
 
         return await self._write_grouped(append)
+
+    # -- curation -----------------------------------------------------------------------
+
+    async def delete_run(self, tenant: Tenant, run_id: RunId) -> DeletedRun:
+        """Remove the run, its ledger, its search rows, its checkpoints and their
+        tombstones in one ``BEGIN IMMEDIATE`` transaction (see the port)."""
+
+        def delete(conn: Conn) -> DeletedRun:
+            self._load(conn, sql.RUN, {"tenant": tenant, "run_id": run_id}, f"run {run_id}")
+            key = (tenant, run_id)
+            conn.execute("DELETE FROM steps_fts WHERE tenant = ? AND run_id = ?", key)
+            steps = conn.execute(
+                "DELETE FROM steps WHERE tenant = ? AND run_id = ?", key
+            ).rowcount
+            checkpoints = conn.execute(
+                "DELETE FROM checkpoints WHERE tenant = ? AND run_id = ?", key
+            ).rowcount
+            conn.execute("DELETE FROM pruned_checkpoints WHERE tenant = ? AND run_id = ?", key)
+            conn.execute("DELETE FROM runs WHERE tenant = ? AND run_id = ?", key)
+            return DeletedRun(run_id, steps, checkpoints)
+
+        return await self._write(delete)
+
+    async def search_steps(
+        self, tenant: Tenant, query: StepQuery, *, limit: int
+    ) -> list[tuple[Step, float]]:
+        """FTS5's BM25 over the steps' text (see migration 0009), filtered and joined to
+        the steps that still exist (see the port)."""
+        match = fts_words(query_terms(query.text))
+        if not match or limit <= 0:
+            return []
+        where = ["steps_fts MATCH ?", "f.tenant = ?"]
+        params: list[Any] = [match, tenant]
+        for column, value in (("f.run_id", query.run_id), ("s.tool", query.tool),
+                              ("s.status", query.status)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if query.since is not None:
+            where.append("s.created_at >= ?")
+            params.append(iso(query.since))
+        if query.until is not None:
+            where.append("s.created_at < ?")
+            params.append(iso(query.until))
+        sql = (
+            "SELECT s.*, -bm25(steps_fts) AS score FROM steps_fts f "  # noqa: S608 - constant
+            "JOIN steps s ON s.tenant = f.tenant AND s.run_id = f.run_id AND s.seq = f.seq "
+            f"WHERE {' AND '.join(where)} ORDER BY bm25(steps_fts), s.run_id, s.seq LIMIT ?"
+        )
+
+        def select(conn: Conn) -> list[tuple[Step, float]]:
+            rows = conn.execute(sql, (*params, int64(limit))).fetchall()
+            return [(to_step(row), float(row["score"])) for row in rows]
+
+        return await self._read(select)
+
+    async def match_ids(
+        self, tenant: Tenant, kind: IdKind, prefix: str, *, limit: int
+    ) -> list[str]:
+        """One range scan of the kind's (tenant, id) index (see the port)."""
+        table, column = ID_TABLES[kind]
+        low, high = prefix_range(prefix)
+        bound = "" if high is None else f" AND {column} < ?"
+        sql = (
+            f"SELECT {column} FROM {table} WHERE tenant = ? AND {column} >= ?"  # noqa: S608
+            f"{bound} ORDER BY {column} LIMIT ?"
+        )
+        params = (tenant, low, *(() if high is None else (high,)), int64(max(limit, 0)))
+
+        def select(conn: Conn) -> list[str]:
+            return [row[0] for row in conn.execute(sql, params).fetchall()]
+
+        return await self._read(select)
+
+    # -- memories (curation) --------------------------------------------------------
+
+    async def delete_memory(self, tenant: Tenant, memory_id: MemoryId) -> None:
+        """Remove the memory (its search rows go with it: migration 0001's trigger)."""
+
+        def delete(conn: Conn) -> None:
+            gone = conn.execute(
+                "DELETE FROM memories WHERE tenant = ? AND memory_id = ?", (tenant, memory_id)
+            ).rowcount
+            if not gone:
+                raise NotFoundError(f"memory {memory_id}")
+
+        await self._write(delete)
+
+
+    async def list_proposals(
+        self, tenant: Tenant, *, status: BatchStatus | None, limit: int, offset: int
+    ) -> list[Proposal]:
+        """The tenant's batches, newest first (see the port)."""
+        if limit <= 0:
+            return []
+        sql = (
+            "SELECT * FROM proposals WHERE tenant = ? AND (? IS NULL OR status = ?) "
+            "ORDER BY created_at DESC, batch_id DESC LIMIT ? OFFSET ?"
+        )
+
+        def select(conn: Conn) -> list[Proposal]:
+            rows = conn.execute(
+                sql, (tenant, status, status, int64(limit), int64(max(offset, 0)))
+            ).fetchall()
+            return [to_proposal(row) for row in rows]
+
+        return await self._read(select)
+
 
     # -- lexical search -----------------------------------------------------------------
 
