@@ -3,7 +3,9 @@
     mcp-checkpoint serve                 run the MCP server on stdio (the default)
     mcp-checkpoint serve --transport http|sse [--host H --port P]   remote serving
     mcp-checkpoint tokens create|list|revoke   bearer tokens of a remote server
-    mcp-checkpoint runs list|show|verify inspect the store
+    mcp-checkpoint runs list|show|verify|log|export|checkpoints|delete   inspect and curate
+    mcp-checkpoint memories list|forget  browse and delete long-term memories
+    mcp-checkpoint ui                    a local web view of runs and memories
     mcp-checkpoint runs prune            retention: old steps/checkpoints of finished runs
     mcp-checkpoint reindex               embed memories after installing or changing a model
     mcp-checkpoint export|import         resume packs: move or back up runs and memories
@@ -32,7 +34,8 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 
 # The command-group modules, in the order ``--help`` lists them.
 COMMANDS: tuple[str, ...] = (
-    "serve", "tokens", "runs", "restore", "reindex", "packs", "doctor", "hooks", "bench"
+    "serve", "tokens", "runs", "memories", "restore", "ui", "reindex", "packs", "doctor",
+    "hooks", "bench",
 )
 
 

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from mcp_checkpoint.config import Settings
-    from mcp_checkpoint.core.ports import Store
+    from mcp_checkpoint.core.ports import IdKind, Store
 
-__all__ = ["out", "setup_logging", "with_store"]
+__all__ = ["confirm", "out", "resolve_ids", "setup_logging", "with_store"]
 
 T = TypeVar("T")
 
@@ -22,6 +22,32 @@ def out(text: str) -> None:
     from mcp_checkpoint._text import neutralise
 
     sys.stdout.write(neutralise(text) + "\n")
+
+
+
+def confirm(question: str, *, yes: bool) -> bool:
+    """True when ``--yes`` was given or the person at the terminal answers y. Without a
+    terminal to ask and without ``--yes``, nothing is confirmed."""
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        sys.stderr.write(f"{question} — not confirmed: pass --yes to run without a terminal\n")
+        return False
+    sys.stderr.write(f"{question} [y/N] ")
+    sys.stderr.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+async def resolve_ids(
+    store: Store, settings: Settings, tenant: str, kind: IdKind, texts: list[str]
+) -> list[str]:
+    """Each of ``texts`` as the one id of ``kind`` it names or starts with (as git takes
+    a commit prefix); an unknown or ambiguous prefix is an error naming the candidates."""
+    from mcp_checkpoint.core.curation import Curation
+    from mcp_checkpoint.core.models import Tenant
+
+    curation = Curation(store, settings)
+    return [await curation.resolve(Tenant(tenant), kind, text) for text in texts]
 
 
 def setup_logging(settings: Settings) -> None:

@@ -11,7 +11,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
-from mcp_checkpoint.cli._common import out
+from mcp_checkpoint.cli._common import out, resolve_ids
 from mcp_checkpoint.cli._progress import Progress
 
 if TYPE_CHECKING:
@@ -59,8 +59,10 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
         store = make_store(settings)
         await store.open()
         try:
+            tenant = Tenant(args.tenant or settings.tenant)
+            runs = await resolve_ids(store, settings, tenant, "run", args.runs)
             manifest = await export_pack(
-                store, Tenant(args.tenant or settings.tenant), args.runs, handle,
+                store, tenant, runs, handle,
                 limits=settings.limits, tool_version=__version__, created_at=utc_now(),
                 scopes=args.memories or (), embedding=embedding, progress=progress,
             )

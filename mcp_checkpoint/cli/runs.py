@@ -1,4 +1,5 @@
-"""``mcp-checkpoint runs list|show|verify|prune``: inspect the store, and retention."""
+"""``mcp-checkpoint runs list|show|verify|log|export|checkpoints|delete|prune``: inspect
+the store, curate it, and retention. Every RUN argument takes a unique id prefix."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from mcp_checkpoint.cli._common import out, with_store
+from mcp_checkpoint.cli._common import confirm, out, resolve_ids, with_store
 
 if TYPE_CHECKING:
     from mcp_checkpoint.config import Settings
@@ -59,7 +60,8 @@ def cmd_runs_show(settings: Settings, args: argparse.Namespace) -> int:
     async def body(store: Store) -> int:
         tenant = Tenant(args.tenant or settings.tenant)
         episodes = _episodes(settings, store)
-        run = await episodes.get_run(tenant, args.run_id)
+        [run_id] = await resolve_ids(store, settings, tenant, "run", [args.run_id])
+        run = await episodes.get_run(tenant, run_id)
         checkpoint = await episodes.latest_checkpoint(tenant, run)
         if args.json:
             out(json.dumps({
@@ -94,7 +96,8 @@ def cmd_runs_verify(settings: Settings, args: argparse.Namespace) -> int:
 
     async def body(store: Store) -> int:
         tenant = Tenant(args.tenant or settings.tenant)
-        run_id = RunId(args.run_id)
+        [found] = await resolve_ids(store, settings, tenant, "run", [args.run_id])
+        run_id = RunId(found)
         try:
             checked = await verify_run(store, tenant, run_id)
         except ChainBreak as exc:
@@ -132,9 +135,11 @@ def cmd_runs_prune(settings: Settings, args: argparse.Namespace) -> int:
     tenant = None if args.all_tenants else Tenant(args.tenant or settings.tenant)
 
     async def body(store: Store) -> int:
+        named = await resolve_ids(store, settings, tenant, "run", args.run_ids) if (
+            tenant is not None) else args.run_ids
         results = await prune_runs(
             store, policy, tenant=tenant, now=datetime.now(UTC), dry_run=dry_run,
-            run_ids=[RunId(r) for r in args.run_ids] or None,
+            run_ids=[RunId(r) for r in named] or None,
         )
         reclaimed: tuple[int, int] | None = None
         vacuum = getattr(store, "vacuum", None)
@@ -179,6 +184,183 @@ def cmd_runs_prune(settings: Settings, args: argparse.Namespace) -> int:
     return with_store(settings, body)
 
 
+def _since(text: str | None) -> tuple[int, datetime | None]:
+    """``--since``: a seq (show the steps after it), a duration ago (``10m``, ``2h``) or
+    an ISO time."""
+    from mcp_checkpoint.core.retention import parse_duration
+    from mcp_checkpoint.errors import InvalidArgumentError
+
+    if text is None:
+        return 0, None
+    if text.isdigit():
+        return int(text), None
+    try:
+        return 0, datetime.now(UTC) - parse_duration(text)
+    except InvalidArgumentError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidArgumentError(
+            f"--since {text!r}: give a step number, a duration (10m, 2h, 3d) or an ISO time"
+        ) from None
+    return 0, moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def cmd_runs_log(settings: Settings, args: argparse.Namespace) -> int:
+    """A readable timeline of a run: one line per step, checkpoints between them."""
+    import anyio
+
+    from mcp_checkpoint._text import one_line
+    from mcp_checkpoint.core.models import RunId, Tenant
+    from mcp_checkpoint.core.render import render_json
+
+    after, since = _since(args.since)
+    width = args.width
+
+    async def body(store: Store) -> int:
+        tenant = Tenant(args.tenant or settings.tenant)
+        [found] = await resolve_ids(store, settings, tenant, "run", [args.run_id])
+        run_id = RunId(found)
+        run = await store.get_run(tenant, run_id)
+        out(f"run {run.run_id} ({run.status}): {one_line(run.objective, 100)}")
+        marks: dict[int, list[str]] = {}
+        offset = 0
+        while True:  # checkpoints are few beside steps: their marks are read once
+            page = await store.list_checkpoints(tenant, run_id, limit=500, offset=offset)
+            for cp in page:
+                marks.setdefault(cp.head_seq, []).append(
+                    f"  ── checkpoint {cp.number} ({cp.checkpoint_id}, {cp.source}) covers "
+                    f"steps 1–{cp.through_seq}; next: "
+                    f"{one_line('; '.join(cp.content.next_actions[:2]) or '-', 80)}"
+                )
+            offset += len(page)
+            if len(page) < 500:
+                break
+        cursor = max(after, run.pruned_seq)
+        if run.pruned_seq > after:
+            out(f"  (steps 1–{run.pruned_seq} were removed by retention)")
+        while True:
+            steps = await store.get_steps(tenant, run_id, after_seq=cursor, limit=500)
+            for step in steps:
+                cursor = step.seq
+                if since is not None and step.created_at < since:
+                    continue
+                preview = one_line(
+                    f"{render_json(step.input)} → {render_json(step.output)}", width
+                )
+                out(f"#{step.seq:<6} {step.created_at:%Y-%m-%d %H:%M:%S}  "
+                    f"{one_line(step.tool, 24):<24} {step.status:<5} {step.tokens:>6}t  "
+                    f"{preview}")
+                for line in marks.pop(step.seq, []):
+                    out(line)
+            if len(steps) == 500:
+                continue
+            if not args.follow:
+                return 0
+            sys.stdout.flush()
+            await anyio.sleep(args.interval)
+            fresh = await store.list_checkpoints(tenant, run_id, limit=20, offset=0)
+            for cp in fresh:
+                if cp.head_seq > cursor and cp.head_seq not in marks:
+                    marks[cp.head_seq] = [
+                        f"  ── checkpoint {cp.number} ({cp.checkpoint_id}, {cp.source}) "
+                        f"covers steps 1–{cp.through_seq}"
+                    ]
+
+    try:
+        return with_store(settings, body)
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_runs_export(settings: Settings, args: argparse.Namespace) -> int:
+    """A human-readable record of a run in Markdown (to stdout or --output FILE)."""
+    from pathlib import Path
+
+    from mcp_checkpoint._text import neutralise
+    from mcp_checkpoint.core.curation import Curation
+    from mcp_checkpoint.core.models import Tenant
+
+    async def body(store: Store) -> int:
+        tenant = Tenant(args.tenant or settings.tenant)
+        [run_id] = await resolve_ids(store, settings, tenant, "run", [args.run_id])
+        chunks = Curation(store, settings).markdown(tenant, run_id)
+        if args.output is None:
+            async for chunk in chunks:
+                sys.stdout.write(neutralise(chunk))
+            return 0
+        target = Path(args.output)
+        partial = target.with_name(target.name + ".partial")
+        with partial.open("w", encoding="utf-8") as handle:
+            async for chunk in chunks:
+                handle.write(neutralise(chunk))
+        partial.replace(target)
+        sys.stderr.write(f"wrote {target}\n")
+        return 0
+
+    return with_store(settings, body)
+
+
+def cmd_runs_checkpoints(settings: Settings, args: argparse.Namespace) -> int:
+    """A run's checkpoints, newest first."""
+    from mcp_checkpoint._text import one_line
+    from mcp_checkpoint.core.models import RunId, Tenant
+
+    async def body(store: Store) -> int:
+        tenant = Tenant(args.tenant or settings.tenant)
+        [found] = await resolve_ids(store, settings, tenant, "run", [args.run_id])
+        run = await store.get_run(tenant, RunId(found))
+        checkpoints = await store.list_checkpoints(tenant, run.run_id, limit=args.limit,
+                                                   offset=args.offset)
+        if args.json:
+            out(json.dumps([c.model_dump(mode="json") for c in checkpoints], indent=1))
+            return 0
+        if not checkpoints:
+            out(f"run {run.run_id} has no checkpoint" + (
+                f" after the first {args.offset}" if args.offset else ""))
+            return 0
+        out(f"{'#':>4}  {'CHECKPOINT':<28} {'TAKEN (UTC)':<19}  {'COVERS':<12} {'SOURCE':<8} "
+            f"{'TOKENS':>6}  NEXT")
+        for c in checkpoints:
+            nxt = one_line("; ".join(c.content.next_actions[:2]) or "-", 60)
+            out(f"{c.number:>4}  {c.checkpoint_id:<28} {c.created_at:%Y-%m-%d %H:%M:%S}  "
+                f"{'1–' + str(c.through_seq):<12} {c.source:<8} {c.tokens:>6}  {nxt}")
+        if run.pruned_checkpoints:
+            out(f"(checkpoints 1–{run.pruned_checkpoints} were removed by retention)")
+        return 0
+
+    return with_store(settings, body)
+
+
+def cmd_runs_delete(settings: Settings, args: argparse.Namespace) -> int:
+    """Delete runs for good: steps, checkpoints, search index (asks unless --yes)."""
+    from mcp_checkpoint._text import one_line
+    from mcp_checkpoint.core.curation import Curation
+    from mcp_checkpoint.core.models import RunId, Tenant
+
+    async def body(store: Store) -> int:
+        tenant = Tenant(args.tenant or settings.tenant)
+        run_ids = list(dict.fromkeys(
+            await resolve_ids(store, settings, tenant, "run", args.run_ids)))
+        runs = [await store.get_run(tenant, RunId(r)) for r in run_ids]
+        for run in runs:
+            out(f"{run.run_id}: {run.step_count} steps, {run.checkpoint_count} checkpoints, "
+                f"{run.status} — {one_line(run.objective, 60)}")
+        question = (f"delete {len(runs)} run(s) with their steps and checkpoints for good? "
+                    "(memories they wrote stay)")
+        if not confirm(question, yes=args.yes):
+            out("nothing deleted")
+            return 1
+        curation = Curation(store, settings)
+        for run in runs:
+            done = await curation.delete_run(tenant, run.run_id)
+            out(f"deleted {done.run_id}: {done.steps} steps, {done.checkpoints} checkpoints")
+        return 0
+
+    return with_store(settings, body)
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``runs list|show|verify|prune``."""
     runs = sub.add_parser("runs", help="inspect runs")
@@ -190,7 +372,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ):
         p = runs_sub.add_parser(name, help=helptext)
         if name != "list":
-            p.add_argument("run_id", metavar="RUN")
+            p.add_argument("run_id", metavar="RUN", help="a run id or a unique prefix of one")
         else:
             p.add_argument("--status", choices=["active", "completed", "failed", "abandoned"])
             p.add_argument("--limit", type=int, default=50)
@@ -199,6 +381,42 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             p.add_argument("--json", action="store_true", help="print JSON")
         p.add_argument("--tenant", help="tenant (default: the configured one)")
         p.set_defaults(func=func)
+
+    log = runs_sub.add_parser("log", help="a run's steps as a readable timeline")
+    log.add_argument("run_id", metavar="RUN", help="a run id or a unique prefix of one")
+    log.add_argument("--since", metavar="SEQ|AGE|TIME",
+                     help="only steps after this seq, or newer than 10m/2h/3d or an ISO time")
+    log.add_argument("--follow", "-f", action="store_true",
+                     help="keep printing new steps as they are recorded (Ctrl-C stops)")
+    log.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
+    log.add_argument("--width", type=int, default=100, help="characters of input → output")
+    log.add_argument("--tenant", help="tenant (default: the configured one)")
+    log.set_defaults(func=cmd_runs_log)
+
+    export = runs_sub.add_parser("export", help="a run as a readable Markdown record")
+    export.add_argument("run_id", metavar="RUN", help="a run id or a unique prefix of one")
+    export.add_argument("--format", choices=["markdown"], default="markdown",
+                        help="markdown (a resume pack: mcp-checkpoint export RUN)")
+    export.add_argument("--output", "-o", metavar="FILE", help="write here, not to stdout")
+    export.add_argument("--tenant", help="tenant (default: the configured one)")
+    export.set_defaults(func=cmd_runs_export)
+
+    cps = runs_sub.add_parser("checkpoints", help="a run's checkpoints, newest first")
+    cps.add_argument("run_id", metavar="RUN", help="a run id or a unique prefix of one")
+    cps.add_argument("--limit", type=int, default=50)
+    cps.add_argument("--offset", type=int, default=0)
+    cps.add_argument("--json", action="store_true", help="print JSON")
+    cps.add_argument("--tenant", help="tenant (default: the configured one)")
+    cps.set_defaults(func=cmd_runs_checkpoints)
+
+    delete = runs_sub.add_parser(
+        "delete", help="delete runs for good (steps, checkpoints; asks unless --yes)"
+    )
+    delete.add_argument("run_ids", metavar="RUN", nargs="+",
+                        help="run ids or unique prefixes of them")
+    delete.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    delete.add_argument("--tenant", help="tenant (default: the configured one)")
+    delete.set_defaults(func=cmd_runs_delete)
 
     prune = runs_sub.add_parser(
         "prune",

@@ -11,7 +11,7 @@ only arranges what they keep for reading.
 from __future__ import annotations
 
 import difflib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -100,9 +100,10 @@ class CheckpointMark:
 
 @dataclass(frozen=True)
 class TokenCurve:
-    """Working-memory tokens over a run, sampled: ``points`` are (seq, working tokens
-    after that step), in seq order; ``marks`` the checkpoints shown (at most
-    ``max_marks``, the newest); ``sampled`` is False when every step is a point."""
+    """Working-memory tokens over a window of a run (steps ``first_seq..head_seq``),
+    sampled: ``points`` are (seq, working tokens after that step), in seq order; ``marks``
+    the checkpoints shown; ``marks_omitted`` the run's other checkpoints; ``sampled`` is
+    False when every step of the window is a point."""
 
     budget_tokens: int
     head_seq: int
@@ -110,6 +111,7 @@ class TokenCurve:
     marks: list[CheckpointMark] = field(default_factory=list)
     sampled: bool = False
     marks_omitted: int = 0
+    first_seq: int = 1
 
 
 @dataclass(frozen=True)
@@ -302,84 +304,82 @@ class Curation:
             newest_first=True,
         )
 
-    async def _step_at(self, tenant: Tenant, run_id: RunId, seq: int) -> Step | None:
-        found = await self._store.get_steps(
-            tenant, run_id, after_seq=seq - 1, until_seq=seq, limit=1
-        )
-        return found[0] if found else None
-
     async def token_curve(
-        self, tenant: Tenant, run: Run, *, samples: int = 60, max_marks: int = 40
+        self,
+        tenant: Tenant,
+        run: Run,
+        checkpoints: Sequence[Checkpoint] | None = None,
+        *,
+        samples: int = 60,
+        max_marks: int = 40,
     ) -> TokenCurve:
-        """Working-memory tokens after each of up to ``samples`` evenly spread steps (and
-        right after each checkpoint shown), and where the checkpoints were taken.
+        """Working-memory tokens over the episodes of ``checkpoints`` (a page of the run's
+        checkpoints, newest first; default: the newest ``max_marks``): after each of up to
+        ``samples`` evenly spread steps, and right after each checkpoint, with where the
+        checkpoints were taken.
 
         Working memory after step ``s`` is the tokens recorded since the checkpoint that
         was latest when ``s`` was recorded (``cum_tokens(s) - cum_tokens(through_seq)``
-        of checkpoint ``episode(s) - 1``). Reads O(samples + max_marks) rows."""
-        lo = run.pruned_seq + 1
-        if run.head_seq < lo:
+        of checkpoint ``episode(s) - 1``). The window runs from the oldest checkpoint's
+        ``through_seq`` (the first step when there is none) to the newest one's
+        ``head_seq`` — or to the run's head for the newest page — so every step in it
+        has its checkpoint at hand: at most two reads, whatever the length of the run."""
+        if checkpoints is None:
+            checkpoints = await self._store.list_checkpoints(
+                tenant, run.run_id, limit=max_marks, offset=0
+            )
+        newest_page = not checkpoints or checkpoints[0].checkpoint_id == run.latest_checkpoint_id
+        if checkpoints and checkpoints[-1].number > run.pruned_checkpoints + 1:
+            lo = max(checkpoints[-1].through_seq, run.pruned_seq + 1)
+        else:
+            lo = run.pruned_seq + 1
+        hi = run.head_seq if newest_page else checkpoints[0].head_seq
+        if hi < lo:
             return TokenCurve(run.budget_tokens, run.head_seq)
-        span = run.head_seq - lo + 1
+        span = hi - lo + 1
         if span <= samples:
-            seqs = list(range(lo, run.head_seq + 1))
+            seqs = list(range(lo, hi + 1))
         else:
             seqs = sorted({lo + (span - 1) * i // (samples - 1) for i in range(samples)})
-        checkpoints = await self._store.list_checkpoints(
-            tenant, run.run_id, limit=max_marks, offset=0
-        )
         by_number = {cp.number: cp for cp in checkpoints}
         marks = [
             CheckpointMark(cp.checkpoint_id, cp.number, cp.head_seq, cp.through_seq)
             for cp in reversed(checkpoints)
         ]
-        cum: dict[int, int] = {0: 0}
-        if run.pruned_seq:
-            cum[run.pruned_seq] = run.pruned_tokens
-        if run.latest_checkpoint_id is not None:
-            cum[run.covered_seq] = run.covered_tokens
-
-        async def cum_at(seq: int) -> int | None:
-            if seq not in cum:
-                step = await self._step_at(tenant, run.run_id, seq)
-                if step is None:
-                    return None
-                cum[seq] = step.cum_tokens
-            return cum[seq]
-
-        points: list[tuple[int, int]] = []
-        wanted = sorted({*seqs, *(m.head_seq for m in marks if m.head_seq >= lo)})
+        wanted = {*seqs, *(m.head_seq for m in marks), *(m.through_seq for m in marks)}
+        read = await self._store.step_points(
+            tenant, run.run_id, sorted(s for s in wanted if s > run.pruned_seq)
+        )
+        cum: dict[int, int] = {0: 0, run.pruned_seq: run.pruned_tokens}
         episodes: dict[int, int] = {}
-        for seq in wanted:
-            step = await self._step_at(tenant, run.run_id, seq)
-            if step is None:
+        for seq, episode, cumulative in read:
+            cum[seq] = cumulative
+            episodes[seq] = episode
+        points: list[tuple[int, int]] = []
+        for seq in seqs:
+            if seq not in episodes:
                 continue
-            cum[seq] = step.cum_tokens
-            episodes[seq] = step.episode
-        for seq in sorted(episodes):
-            previous = by_number.get(episodes[seq] - 1)
             if episodes[seq] == 1:
                 base: int | None = 0
-            elif previous is None:
-                continue  # an older checkpoint than the ones listed: no base to read
             else:
-                base = await cum_at(previous.through_seq)
+                previous = by_number.get(episodes[seq] - 1)
+                base = None if previous is None else cum.get(previous.through_seq)
             if base is not None:
                 points.append((seq, cum[seq] - base))
         # Right after a checkpoint, working memory is what it left: steps after through_seq.
         for mark in marks:
-            top = await cum_at(mark.head_seq)
-            base = await cum_at(mark.through_seq)
+            top, base = cum.get(mark.head_seq), cum.get(mark.through_seq)
             if top is not None and base is not None:
                 points.append((mark.head_seq, top - base))
         points.sort(key=lambda p: (p[0], -p[1]))
         return TokenCurve(
             budget_tokens=run.budget_tokens,
-            head_seq=run.head_seq,
+            head_seq=hi,
             points=points,
             marks=marks,
             sampled=span > samples,
             marks_omitted=max(run.checkpoint_count - run.pruned_checkpoints - len(marks), 0),
+            first_seq=lo,
         )
 
     async def verify(self, tenant: Tenant, run_id: str) -> VerifyStatus:

@@ -430,6 +430,14 @@ class EpisodicStore(Protocol):
         """
         ...
 
+    async def step_points(
+        self, tenant: Tenant, run_id: RunId, seqs: Sequence[int]
+    ) -> list[tuple[int, int, int]]:
+        """``(seq, episode, cum_tokens)`` of the run's steps among ``seqs`` that exist, in
+        seq order: one read however many (a plot samples a long run with it).
+        NotFoundError if there is no such run."""
+        ...
+
     async def match_ids(
         self, tenant: Tenant, kind: IdKind, prefix: str, *, limit: int
     ) -> list[str]:

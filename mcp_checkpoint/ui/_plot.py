@@ -45,7 +45,7 @@ def plot(curve: TokenCurve) -> Plot:
     """Scale ``curve`` into the box: seq on x (1..head), tokens on y (0..max of the
     budget and the highest point, plus headroom)."""
     right, bottom = WIDTH - _RIGHT, HEIGHT - _BOTTOM
-    lo = min((p[0] for p in curve.points), default=1)
+    lo = curve.first_seq
     hi = max(curve.head_seq, lo + 1)
     top_value = max([curve.budget_tokens, *(p[1] for p in curve.points)]) * 1.1 or 1
 

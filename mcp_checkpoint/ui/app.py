@@ -272,11 +272,11 @@ def build_ui_app(backend: Backend, *, verify: Verify | None) -> Starlette:
         run = await backend.episodes.get_run(tenant, request.path_params["run_id"])
         before = _int(q.get("before"), "before")
         steps = await curation.timeline(tenant, run, before_seq=before, limit=TIMELINE_PAGE)
-        curve = await curation.token_curve(tenant, run)
         cp_offset = max(_int(q.get("cp_offset"), "cp_offset", 0) or 0, 0)
         checkpoints = await backend.store.list_checkpoints(
             tenant, run.run_id, limit=21, offset=cp_offset
         )
+        curve = await curation.token_curve(tenant, run, checkpoints[:20])
         return page(
             request, "run.html", caller, run=run, steps=steps, plot=plot(curve), curve=curve,
             checkpoints=checkpoints[:20], more_checkpoints=len(checkpoints) > 20,

@@ -202,3 +202,16 @@ async def test_match_ids_by_prefix_per_kind_and_tenant(store: Store, clock: Cloc
     assert await store.match_ids(TENANT_A, "batch", "b-", limit=10) == ["b-seed"]
     assert await store.match_ids(TENANT_A, "run", "nope", limit=10) == []
     assert await store.match_ids(TENANT_B, "memory", "mem_", limit=10) == []
+
+
+async def test_step_points_reads_the_asked_steps_in_one_go(store: Store, clock: Clock) -> None:
+    await store.create_run(TENANT_A, make_run("r1"))
+    for i in range(6):
+        await append(store, "r1", draft(i), now=clock(), tokens=10 + i)
+        if i == 2:
+            await _checkpoint(store, TENANT_A, "r1", "c1", None, clock)
+    points = await store.step_points(TENANT_A, RunId("r1"), [6, 1, 4, 99, 4])
+    assert points == [(1, 1, 10), (4, 2, 10 + 11 + 12 + 13), (6, 2, 75)]
+    assert await store.step_points(TENANT_A, RunId("r1"), []) == []
+    with pytest.raises(NotFoundError):
+        await store.step_points(TENANT_B, RunId("r1"), [1])

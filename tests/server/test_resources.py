@@ -40,6 +40,7 @@ async def test_resource_templates_are_listed(client: Client) -> None:
         "checkpoint://{run_id}/latest",
         "checkpoint://{run_id}/{checkpoint_id}",
         "run://{run_id}",
+        "checkpoints://{run_id}{?offset,limit}",
         "ledger://{run_id}{?cursor,limit}",
         "memory://{memory_id}",
         "export://{run_id}",

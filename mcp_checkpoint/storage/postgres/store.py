@@ -449,6 +449,28 @@ class PostgresStore(PostgresBlobs, SqlStore):
 
         return await self._run(select, write=False)
 
+    async def step_points(
+        self, tenant: Tenant, run_id: RunId, seqs: Sequence[int]
+    ) -> list[tuple[int, int, int]]:
+        """Primary-key lookups in one statement (see the port)."""
+        wanted = sorted({int64(s) for s in seqs})
+
+        async def select(conn: Conn) -> list[tuple[int, int, int]]:
+            found = await conn.execute(
+                "SELECT 1 FROM runs WHERE tenant = %s AND run_id = %s", (tenant, run_id)
+            )
+            if await found.fetchone() is None:
+                raise NotFoundError(f"run {run_id}")
+            cursor = await conn.execute(
+                "SELECT seq, episode, cum_tokens FROM steps WHERE tenant = %s "
+                "AND run_id = %s AND seq = ANY(%s) ORDER BY seq",
+                (tenant, run_id, wanted),
+            )
+            return [(int(r["seq"]), int(r["episode"]), int(r["cum_tokens"]))
+                    for r in await cursor.fetchall()]
+
+        return await self._run(select, write=False)
+
     async def match_ids(
         self, tenant: Tenant, kind: IdKind, prefix: str, *, limit: int
     ) -> list[str]:

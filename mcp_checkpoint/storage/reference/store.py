@@ -349,6 +349,14 @@ class ReferenceStore:
         ranked = rank_bm25(len(pool), matching, occurrences, limit=max(limit, 0))
         return [(pool[key], score) for key, score in ranked[: max(limit, 0)]]
 
+    async def step_points(
+        self, tenant: Tenant, run_id: RunId, seqs: Sequence[int]
+    ) -> list[tuple[int, int, int]]:
+        self._run(tenant, run_id)
+        wanted = set(seqs)
+        return [(s.seq, s.episode, s.cum_tokens)
+                for s in self._steps.get((tenant, run_id), []) if s.seq in wanted]
+
     async def match_ids(
         self, tenant: Tenant, kind: IdKind, prefix: str, *, limit: int
     ) -> list[str]:

@@ -315,6 +315,30 @@ class SqliteStore(SqliteBlobs, SqlStore):
 
         return await self._read(select)
 
+    async def step_points(
+        self, tenant: Tenant, run_id: RunId, seqs: Sequence[int]
+    ) -> list[tuple[int, int, int]]:
+        """Primary-key lookups in one read (see the port)."""
+        wanted = sorted({int64(s) for s in seqs})
+
+        def select(conn: Conn) -> list[tuple[int, int, int]]:
+            self._load(conn, sql.RUN, {"tenant": tenant, "run_id": run_id}, f"run {run_id}")
+            out: list[tuple[int, int, int]] = []
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                out += [
+                    (row[0], row[1], row[2])
+                    for row in conn.execute(
+                        "SELECT seq, episode, cum_tokens FROM steps "  # noqa: S608 - marks
+                        f"WHERE tenant = ? AND run_id = ? AND seq IN ({marks}) ORDER BY seq",
+                        (tenant, run_id, *chunk),
+                    )
+                ]
+            return out
+
+        return await self._read(select)
+
     async def match_ids(
         self, tenant: Tenant, kind: IdKind, prefix: str, *, limit: int
     ) -> list[str]:
