@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mcp_checkpoint.cli._common import out, with_store
+from mcp_checkpoint.cli._common import out, resolve_ids, with_store
 
 if TYPE_CHECKING:
     from mcp_checkpoint.config import Settings
@@ -34,7 +34,11 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
     async def body(store: Store) -> int:
         episodes = Episodes(store, HeuristicTokenizer(), settings)
         tenant = Tenant(args.tenant or settings.tenant)
-        checkpoint, entries = await episodes.snapshot(tenant, args.run_id, args.checkpoint)
+        [run_id] = await resolve_ids(store, settings, tenant, "run", [args.run_id])
+        [checkpoint_id] = await resolve_ids(
+            store, settings, tenant, "checkpoint", [args.checkpoint]
+        ) if args.checkpoint else [None]
+        checkpoint, entries = await episodes.snapshot(tenant, run_id, checkpoint_id)
         present, blocked = survey(target, [e.path for e in entries]) if target.exists() else (
             {e.path: None for e in entries}, {})
         plan = plan_restore([e for e in entries if e.path not in blocked], present,
@@ -45,7 +49,7 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
             target.mkdir(parents=True, exist_ok=True)
             apply_writes(target, {e.path: data[e.path] for e in writes})
         summary = {
-            "run_id": args.run_id,
+            "run_id": run_id,
             "checkpoint_id": checkpoint.checkpoint_id,
             "name": checkpoint.content.name,
             "target": str(target),
