@@ -215,7 +215,7 @@ class Curation:
         if text in found or len(found) == 1:
             return text if text in found else found[0]
         if not found:
-            raise NotFoundError(f"{kind} {text}: no {kind} id starts with it")
+            raise NotFoundError(f"{kind} {text} (no {kind} id starts with it)")
         shown = ", ".join(found[:_CANDIDATES]) + (", …" if len(found) > _CANDIDATES else "")
         raise InvalidArgumentError(
             f"the {kind} id prefix {text!r} is ambiguous; it matches {shown}"

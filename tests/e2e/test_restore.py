@@ -128,7 +128,9 @@ def test_restore_of_an_unknown_run_or_a_checkpoint_without_files_says_so(
 ) -> None:
     seed(data_dir)
     assert main(["restore", "nope", "--target", str(tmp_path / "x")]) == 1
-    assert capsys.readouterr().err == "mcp-checkpoint: not_found: run nope\n"
+    assert capsys.readouterr().err == (
+        "mcp-checkpoint: not_found: run nope (no run id starts with it)\n"
+    )
     settings = Settings(data_dir=data_dir)
 
     async def plain() -> str:
