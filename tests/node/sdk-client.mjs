@@ -112,6 +112,17 @@ try {
     const hits = await call('search_memory', { query: 'TypeScript SDK ajv' });
     check(hits.hits.length >= 1, 'search_memory finds the committed memory');
     const memoryId = hits.hits[0].memory_id;
+    const found = await call('search_steps', { query: 'step', run_id: 'ts1', k: 5 });
+    check(found.hits.length >= 1 && found.hits[0].run_id === 'ts1', 'search_steps finds the steps');
+    const listed = await call('list_memories', { limit: 5 });
+    check(listed.memories.some((m) => m.memory_id === memoryId), 'list_memories lists the memory');
+    await call('start_run', { objective: 'a run to delete', run_id: 'ts2' });
+    const deleted = await call('delete_run', { run_id: 'ts2' });
+    check(deleted.run_id === 'ts2', 'delete_run deleted ts2');
+    const doomed = await call('propose_memory', { items: [{ content: 'a memory to forget' }] });
+    const doomedDone = await call('commit_memory', { batch_id: doomed.batch_id });
+    const forgotten = await call('forget_memory', { memory_id: doomedDone.memory_ids['0'] });
+    check(forgotten.forgotten === true, 'forget_memory forgot it');
     await call('update_run', { run_id: 'ts1', status: 'completed', expected_version: updated.version + 0 });
 
     // Every tool the server lists was called (a new tool needs a line above).
@@ -133,7 +144,8 @@ try {
     const files = JSON.parse(snapshot.contents[0].text).files;
     check(files.length === 1 && files[0].path === 'notes/plan.md', 'the snapshot holds the file');
     const values = { run_id: 'ts1', checkpoint_id: cp.checkpoint_id, memory_id: memoryId,
-                     name: 'checkpoint', cursor: '0', limit: '2', sha256: files[0].sha256 };
+                     name: 'checkpoint', cursor: '0', offset: '0', limit: '2',
+                     sha256: files[0].sha256 };
     for (const template of (await client.listResourceTemplates()).resourceTemplates) {
         const parsed = new UriTemplate(template.uriTemplate);
         const unknown = parsed.variableNames.filter((v) => !(v in values));
