@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 from mcp_checkpoint.cli._common import confirm, out, resolve_ids, with_store
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from mcp_checkpoint.config import Settings
     from mcp_checkpoint.core.episodes import Episodes
     from mcp_checkpoint.core.ports import Store
@@ -187,6 +189,8 @@ def cmd_runs_prune(settings: Settings, args: argparse.Namespace) -> int:
 def _since(text: str | None) -> tuple[int, datetime | None]:
     """``--since``: a seq (show the steps after it), a duration ago (``10m``, ``2h``) or
     an ISO time."""
+    from datetime import UTC, datetime
+
     from mcp_checkpoint.core.retention import parse_duration
     from mcp_checkpoint.errors import InvalidArgumentError
 
