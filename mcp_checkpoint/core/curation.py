@@ -36,6 +36,7 @@ from mcp_checkpoint.core.models import (
 )
 from mcp_checkpoint.core.ports import DeletedRun, IdKind, StepQuery, Store
 from mcp_checkpoint.core.render import CHECKPOINT_FIELDS, render_checkpoint, render_json
+from mcp_checkpoint.core.snapshots import collect_garbage
 from mcp_checkpoint.errors import InvalidArgumentError, NotFoundError
 
 __all__ = [
@@ -229,8 +230,11 @@ class Curation:
     # -- curation acts --------------------------------------------------------------------
 
     async def delete_run(self, tenant: Tenant, run_id: str) -> DeletedRun:
-        """Delete a run with its steps and checkpoints (see ``EpisodicStore.delete_run``)."""
-        return await self._store.delete_run(tenant, RunId(run_id))
+        """Delete a run with its steps and checkpoints (see ``EpisodicStore.delete_run``),
+        and the workspace-snapshot blobs no other checkpoint refers to."""
+        deleted = await self._store.delete_run(tenant, RunId(run_id))
+        await collect_garbage(self._store, tenant)
+        return deleted
 
     async def search_steps(
         self, tenant: Tenant, query: StepQuery, *, k: int = 10

@@ -71,3 +71,28 @@ async def test_snapshots_dedup_list_their_manifests_and_collect_garbage(
     await store.put_blobs(TENANT_A, dict([blob(b"orphan")]), now=clock())
     assert await snapshots.collect_garbage(TENANT_A) == 1
     assert len(await store.list_blobs(TENANT_A)) == 11 + 2  # 11 distinct files, 2 manifests
+
+
+async def test_deleting_a_run_removes_the_blobs_only_its_snapshots_kept(
+    store: Store, clock: Clock
+) -> None:
+    from mcp_checkpoint.config import Settings
+    from mcp_checkpoint.core.curation import Curation
+    from mcp_checkpoint.core.episodes import Episodes
+    from mcp_checkpoint.core.models import CheckpointPatch, StepDraft
+    from mcp_checkpoint.core.tokens import HeuristicTokenizer
+
+    episodes = Episodes(store, HeuristicTokenizer(), Settings(), clock=clock)
+    for run_id, mine in (("r1", b"only r1 keeps this"), ("r2", b"only r2 keeps this")):
+        await episodes.start_run(TENANT_A, "snapshots", run_id=run_id)
+        await episodes.record_step(TENANT_A, run_id, StepDraft(tool="edit"))
+        await episodes.checkpoint(TENANT_A, run_id, CheckpointPatch(),
+                                  files=[("shared.txt", b"both keep this"), ("own.txt", mine)])
+    assert len(await store.list_blobs(TENANT_A)) == 3 + 2  # shared, two own, two manifests
+
+    await Curation(store).delete_run(TENANT_A, "r1")
+
+    left = await store.list_blobs(TENANT_A)
+    assert len(left) == 3  # r2's manifest, the shared file and r2's own file
+    _, files = await episodes.snapshot(TENANT_A, "r2")
+    assert (await episodes.snapshot_files(TENANT_A, files))["shared.txt"] == b"both keep this"
