@@ -325,11 +325,17 @@ def cmd_runs_checkpoints(settings: Settings, args: argparse.Namespace) -> int:
                 f" after the first {args.offset}" if args.offset else ""))
             return 0
         out(f"{'#':>4}  {'CHECKPOINT':<28} {'TAKEN (UTC)':<19}  {'COVERS':<12} {'SOURCE':<8} "
-            f"{'TOKENS':>6}  NEXT")
+            f"{'TOKENS':>6} {'FILES':>5}  NAME [STAGE] / NEXT")
         for c in checkpoints:
-            nxt = one_line("; ".join(c.content.next_actions[:2]) or "-", 60)
+            content = c.content
+            label = " ".join(
+                part for part in (content.name, f"[{content.stage}]" if content.stage else None)
+                if part
+            ) or "; ".join(content.next_actions[:2]) or "-"
+            files = str(content.snapshot.files) if content.snapshot is not None else "-"
             out(f"{c.number:>4}  {c.checkpoint_id:<28} {c.created_at:%Y-%m-%d %H:%M:%S}  "
-                f"{'1–' + str(c.through_seq):<12} {c.source:<8} {c.tokens:>6}  {nxt}")
+                f"{'1–' + str(c.through_seq):<12} {c.source:<8} {c.tokens:>6} {files:>5}  "
+                f"{one_line(label, 60)}")
         if run.pruned_checkpoints:
             out(f"(checkpoints 1–{run.pruned_checkpoints} were removed by retention)")
         return 0

@@ -147,3 +147,12 @@ def test_restore_of_an_unknown_run_or_a_checkpoint_without_files_says_so(
     assert main(["restore", "r1", "--checkpoint", bare, "--target", str(tmp_path / "x")]) == 1
     assert f"checkpoint {bare} kept no files" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_runs_checkpoints_lists_names_and_snapshot_sizes(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, second = seed(data_dir)
+    assert main(["runs", "checkpoints", "r1"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert [(row[1], row[-2], row[-1]) for row in rows] == [(second, "3", "v2"), (first, "3", "v1")]
