@@ -132,3 +132,13 @@ def test_the_distribution_name_license_and_install_hints_agree_with_pyproject() 
     assert set(project["optional-dependencies"]) >= {"embeddings", "postgres", "qdrant"}
     assert project["license"] == "MIT"
     assert (ROOT / "LICENSE").read_text(encoding="utf-8").startswith("MIT License")
+
+
+def test_the_product_never_imports_the_benchmarks() -> None:
+    # bench/ lives in the checkout only; cli/bench.py reaches it by name, at run time.
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(m for m in _imports(path) if m.split(".")[0] == "bench")
+        for path in PACKAGE.rglob("*.py")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+    assert not (PACKAGE / "bench").exists()
