@@ -56,7 +56,8 @@ def cmd_runs_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_runs_show(settings: Settings, args: argparse.Namespace) -> int:
-    """Show one run, its latest checkpoint and the head of its ledger."""
+    """Show one run, its statistics, its latest checkpoint and the head of its ledger."""
+    from mcp_checkpoint.core.curation import Curation
     from mcp_checkpoint.core.models import Tenant
 
     async def body(store: Store) -> int:
@@ -65,10 +66,22 @@ def cmd_runs_show(settings: Settings, args: argparse.Namespace) -> int:
         [run_id] = await resolve_ids(store, settings, tenant, "run", [args.run_id])
         run = await episodes.get_run(tenant, run_id)
         checkpoint = await episodes.latest_checkpoint(tenant, run)
+        stats = await Curation(store, settings).step_stats(tenant, run_id)
+        duration = run.updated_at - run.created_at
         if args.json:
             out(json.dumps({
                 "run": run.model_dump(mode="json"),
                 "latest_checkpoint": checkpoint.model_dump(mode="json") if checkpoint else None,
+                "stats": {
+                    "steps_by_tool_and_status": [
+                        {"tool": s.tool, "status": s.status, "steps": s.steps,
+                         "tokens": s.tokens} for s in stats
+                    ],
+                    "tokens": run.head_tokens,
+                    "checkpoints": run.checkpoint_count,
+                    "episodes": run.episode,
+                    "duration_seconds": round(duration.total_seconds(), 3),
+                },
             }, indent=1))
             return 0
         out(f"run {run.run_id} ({run.status})")
@@ -82,6 +95,14 @@ def cmd_runs_show(settings: Settings, args: argparse.Namespace) -> int:
                  f"1–{run.pruned_checkpoints} (runs prune)")
         out(f"  created:     {run.created_at:%Y-%m-%d %H:%M:%S} UTC, "
              f"updated {run.updated_at:%Y-%m-%d %H:%M:%S} UTC")
+        out(f"  duration:    {_duration(duration.total_seconds())}, {run.episode} episodes, "
+            f"{run.head_tokens} tokens recorded")
+        if stats:
+            out("  steps by tool and status:")
+            for s in stats[:15]:
+                out(f"    {s.steps:>7}  {s.tool} ({s.status}), {s.tokens} tokens")
+            if len(stats) > 15:
+                out(f"    ... and {len(stats) - 15} more tool/status pairs (--json lists all)")
         if checkpoint is not None:
             out(f"  latest checkpoint covers steps 1–{checkpoint.through_seq}:")
             for action in checkpoint.content.next_actions[:5]:
@@ -89,6 +110,17 @@ def cmd_runs_show(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     return with_store(settings, body)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d {hours}h {minutes}m"
+    if hours:
+        return f"{hours}h {minutes}m {secs}s"
+    return f"{minutes}m {secs}s" if minutes else f"{seconds:.1f}s"
 
 
 def cmd_runs_verify(settings: Settings, args: argparse.Namespace) -> int:

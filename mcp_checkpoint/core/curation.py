@@ -34,7 +34,7 @@ from mcp_checkpoint.core.models import (
     StepStatus,
     Tenant,
 )
-from mcp_checkpoint.core.ports import DeletedRun, IdKind, StepQuery, Store
+from mcp_checkpoint.core.ports import DeletedRun, IdKind, StepQuery, StepStat, Store
 from mcp_checkpoint.core.render import CHECKPOINT_FIELDS, render_checkpoint, render_json
 from mcp_checkpoint.core.snapshots import collect_garbage
 from mcp_checkpoint.errors import InvalidArgumentError, NotFoundError
@@ -228,6 +228,10 @@ class Curation:
         return await self._store.match_ids(tenant, kind, prefix, limit=limit)
 
     # -- curation acts --------------------------------------------------------------------
+
+    async def step_stats(self, tenant: Tenant, run_id: str) -> list[StepStat]:
+        """The run's stored steps counted by tool and status, with their tokens."""
+        return await self._store.step_stats(tenant, RunId(run_id))
 
     async def delete_run(self, tenant: Tenant, run_id: str) -> DeletedRun:
         """Delete a run with its steps and checkpoints (see ``EpisodicStore.delete_run``),

@@ -65,6 +65,7 @@ __all__ = [
     "MemoryUpdate",
     "PruneResult",
     "StepQuery",
+    "StepStat",
     "Store",
     "Tokenizer",
     "VectorIndex",
@@ -152,6 +153,16 @@ class DeletedRun:
     run_id: RunId
     steps: int
     checkpoints: int
+
+
+@dataclass(frozen=True)
+class StepStat:
+    """How many stored steps of a run share a tool and a status, and their tokens."""
+
+    tool: str
+    status: str
+    steps: int
+    tokens: int
 
 
 @dataclass(frozen=True)
@@ -409,6 +420,11 @@ class EpisodicStore(Protocol):
         ...
 
     # -- curation (people look, search and delete) --------------------------------------
+
+    async def step_stats(self, tenant: Tenant, run_id: RunId) -> list[StepStat]:
+        """Counts and tokens of the run's stored steps by (tool, status), most steps first
+        (ties by tool, then status). NotFoundError if there is no such run."""
+        ...
 
     async def delete_run(self, tenant: Tenant, run_id: RunId) -> DeletedRun:
         """Remove the run with its whole ledger (steps, their idempotency keys and their

@@ -45,7 +45,13 @@ from mcp_checkpoint.core.plans import (
     plan_prune,
     target_ids,
 )
-from mcp_checkpoint.core.ports import CheckpointRef, CommitPlan, ImportRecords, PruneResult
+from mcp_checkpoint.core.ports import (
+    CheckpointRef,
+    CommitPlan,
+    ImportRecords,
+    PruneResult,
+    StepStat,
+)
 from mcp_checkpoint.errors import ConflictError, NotFoundError
 from mcp_checkpoint.storage import _statements as sql
 from mcp_checkpoint.storage._ints import INT64_MAX, int64
@@ -213,6 +219,14 @@ class SqlStore(ABC):
             "limit": int64(max(limit, 0)),
         }, run=run_id)
         return [to_step(row) for row in rows]
+
+    async def step_stats(self, tenant: Tenant, run_id: RunId) -> list[StepStat]:
+        """See ``EpisodicStore.step_stats``."""
+        rows = await self._select(sql.STEP_STATS, {"tenant": tenant, "run_id": run_id},
+                                  run=run_id)
+        stats = [StepStat(str(r["tool"]), str(r["status"]), int(r["steps"]), int(r["tokens"]))
+                 for r in rows]
+        return sorted(stats, key=lambda s: (-s.steps, s.tool, s.status))
 
     # -- checkpoints --------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ __all__ = [
     "RUN_AND_THROUGH_TOKENS",
     "RUN_EXISTS",
     "SEEN_KEY",
+    "STEP_STATS",
     "UPDATE_MEMORY",
     "UPDATE_RUN",
     "list_memories",
@@ -190,6 +191,12 @@ def list_runs(*, status: bool, project: bool) -> str:
         f"SELECT * FROM runs WHERE {' AND '.join(where)} "  # noqa: S608 - constants
         "ORDER BY updated_us DESC, run_id DESC LIMIT :limit OFFSET :offset"
     )
+
+
+STEP_STATS = (
+    "SELECT tool, status, COUNT(*) AS steps, SUM(tokens) AS tokens FROM steps "
+    "WHERE tenant = :tenant AND run_id = :run_id GROUP BY tool, status"
+)
 
 
 def list_steps(*, newest_first: bool) -> str:

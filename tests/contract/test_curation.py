@@ -215,3 +215,29 @@ async def test_step_points_reads_the_asked_steps_in_one_go(store: Store, clock: 
     assert await store.step_points(TENANT_A, RunId("r1"), []) == []
     with pytest.raises(NotFoundError):
         await store.step_points(TENANT_B, RunId("r1"), [1])
+
+
+async def test_step_stats_count_steps_and_tokens_by_tool_and_status(
+    store: Store, clock: Clock
+) -> None:
+    from mcp_checkpoint.config import Settings
+    from mcp_checkpoint.core.episodes import Episodes
+    from mcp_checkpoint.core.models import StepDraft
+    from mcp_checkpoint.core.tokens import HeuristicTokenizer
+
+    episodes = Episodes(store, HeuristicTokenizer(), Settings(), clock=clock)
+    await episodes.start_run(TENANT_A, "stats", run_id="r1")
+    acks = []
+    for tool, status in [("bash", "ok"), ("bash", "error"), ("edit", "ok"), ("bash", "ok")]:
+        acks.append(await episodes.record_step(
+            TENANT_A, "r1", StepDraft(tool=tool, status=status, output=f"{tool} {status}")))
+    stats = await store.step_stats(TENANT_A, RunId("r1"))
+    assert [(s.tool, s.status, s.steps) for s in stats] == [
+        ("bash", "ok", 2), ("bash", "error", 1), ("edit", "ok", 1)
+    ]
+    run = await store.get_run(TENANT_A, RunId("r1"))
+    assert sum(s.tokens for s in stats) == run.head_tokens
+    with pytest.raises(NotFoundError):
+        await store.step_stats(TENANT_B, RunId("r1"))
+    await store.create_run(TENANT_A, make_run("empty"))
+    assert await store.step_stats(TENANT_A, RunId("empty")) == []

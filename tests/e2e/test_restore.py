@@ -156,3 +156,18 @@ def test_runs_checkpoints_lists_names_and_snapshot_sizes(
     assert main(["runs", "checkpoints", "r1"]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
     assert [(row[1], row[-2], row[-1]) for row in rows] == [(second, "3", "v2"), (first, "3", "v1")]
+
+
+def test_runs_show_gives_stats_by_tool_and_status(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed(data_dir)
+    assert main(["runs", "show", "r1"]) == 0
+    text = capsys.readouterr().out
+    assert "steps by tool and status:" in text and "2  edit (ok)" in text
+    assert ", 3 episodes, " in text  # two checkpoints: the third episode runs
+    assert main(["runs", "show", "r1", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)["stats"]
+    assert stats["steps_by_tool_and_status"][0] == {
+        "tool": "edit", "status": "ok", "steps": 2, "tokens": stats["tokens"]}
+    assert stats["checkpoints"] == 2 and stats["duration_seconds"] >= 0

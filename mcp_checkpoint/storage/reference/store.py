@@ -50,6 +50,7 @@ from mcp_checkpoint.core.ports import (
     ImportRecords,
     PruneResult,
     StepQuery,
+    StepStat,
 )
 from mcp_checkpoint.errors import ConflictError, NotFoundError
 
@@ -309,6 +310,17 @@ class ReferenceStore:
         return self._tombstones.get((tenant, checkpoint_id))
 
     # -- curation -----------------------------------------------------------------------
+
+    async def step_stats(self, tenant: Tenant, run_id: RunId) -> list[StepStat]:
+        """See ``EpisodicStore.step_stats``."""
+        self._run(tenant, run_id)
+        counts: dict[tuple[str, str], list[int]] = {}
+        for step in self._steps[(tenant, run_id)]:
+            entry = counts.setdefault((step.tool, step.status), [0, 0])
+            entry[0] += 1
+            entry[1] += step.tokens
+        stats = [StepStat(t, s, n, k) for (t, s), (n, k) in counts.items()]
+        return sorted(stats, key=lambda s: (-s.steps, s.tool, s.status))
 
     async def delete_run(self, tenant: Tenant, run_id: RunId) -> DeletedRun:
         self._run(tenant, run_id)
