@@ -47,7 +47,7 @@ def node_clients() -> Path:
             pytest.fail(reason)
         pytest.skip(reason)
     done = subprocess.run(
-        [npm, "ci", "--no-audit", "--no-fund", "--registry=https://registry.npmjs.org/"],
+        [npm, "ci", "--no-audit", "--no-fund"],
         cwd=NODE_DIR, capture_output=True, text=True, timeout=INSTALL_TIMEOUT, check=False,
     )
     if done.returncode != 0 or not _installed():
