@@ -191,7 +191,10 @@ def main() -> None:
     if args.backend == "postgres" and not args.store_url:
         parser.error("--backend postgres needs --store-url")
     with tempfile.TemporaryDirectory() as tmp:
-        extra: dict[str, Any] = {"store_url": args.store_url} if args.backend == "postgres" else {}
+        # Seeding writes the whole run in one transaction: longer than a request may take.
+        extra: dict[str, Any] = {
+            "store_url": args.store_url, "postgres": {"operation_timeout_s": 900},
+        } if args.backend == "postgres" else {}
         settings = Settings(data_dir=Path(tmp), **extra)
         results = anyio.run(measure, args, settings, Path(tmp))
     results["machine_load"] = Path("/proc/loadavg").read_text(encoding="utf-8").split()[:3]
