@@ -347,7 +347,13 @@ async def _spawned(stateless: bool, replicas: int, workers: int
     with tempfile.TemporaryDirectory(prefix="mcpck-load-") as tmp:
         data = Path(tmp) / "data"
         token, _ = TokenFile(data).create("bench", ["read", "write"], name="bench load")
-        env = {**os.environ, "MCP_CHECKPOINT_DATA_DIR": str(data),
+        # One token drives every client: the per-token quotas (made for many callers
+        # sharing a server) are lifted, or the benchmark would measure its own 429s.
+        env = {"MCP_CHECKPOINT_HTTP__REQUESTS_PER_SECOND_PER_TOKEN": "0",
+               "MCP_CHECKPOINT_HTTP__MAX_CONCURRENT_REQUESTS_PER_TOKEN": "0",
+               "MCP_CHECKPOINT_HTTP__MAX_SESSIONS_PER_TOKEN": "0",
+               "MCP_CHECKPOINT_HTTP__MAX_SESSIONS_PER_TENANT": "0",
+               **os.environ, "MCP_CHECKPOINT_DATA_DIR": str(data),
                "MCP_CHECKPOINT_LOG_LEVEL": "WARNING"}
         command = [sys.executable, "-m", "mcp_checkpoint", "serve", "--transport", "http",
                    "--port", "0", *(["--stateless"] if stateless or workers > 1 else []),

@@ -510,6 +510,46 @@ class HttpSettings(_Group):
     sse_retry_ms: int = Field(
         1000, ge=0, description="The SSE 'retry' hint: how long a client waits to reconnect."
     )
+    # -- connection limits (see docs/remote-hosting.md: which ones a proxy also sets) ------
+    max_header_bytes: int = Field(
+        65_536, ge=4096,
+        description="Bytes of a request's line and headers; more is answered 431 and closed.",
+    )
+    header_timeout_seconds: float = Field(
+        10, gt=0, description="Time a client has to send a request's headers (else 408)."
+    )
+    keep_alive_timeout_seconds: int = Field(
+        65, ge=1,
+        description="An idle keep-alive connection is closed after this long (above the 60 s "
+        "idle timeout of common proxies and load balancers, so they close first).",
+    )
+    max_connections: int = Field(
+        1000, ge=16,
+        description="Open connections; at the cap a new one evicts the connection that has "
+        "waited longest for its headers (lowered to fit the process's file limit).",
+    )
+    # -- quotas per caller (0 = no limit) ------------------------------------------------
+    max_sessions_per_token: int = Field(
+        100, ge=0, description="Open streamable-HTTP sessions of one token (429 beyond)."
+    )
+    max_sessions_per_tenant: int = Field(
+        1000, ge=0, description="Open streamable-HTTP sessions of one tenant (429 beyond)."
+    )
+    requests_per_second_per_token: float = Field(
+        100, ge=0, description="Sustained request rate of one token (token bucket; 429)."
+    )
+    request_burst_per_token: int = Field(
+        400, ge=1, description="Requests one token may send at once above the sustained rate."
+    )
+    max_concurrent_requests_per_token: int = Field(
+        64, ge=0, description="Requests of one token in flight at once (429 beyond)."
+    )
+    max_subscriptions_per_session: int = Field(
+        100, ge=0, description="resources/subscribe URIs one session may hold."
+    )
+    max_subscription_uri_chars: int = Field(
+        2048, ge=64, description="Characters of a subscribed resource URI."
+    )
 
 
 class JwtSettings(_Group):

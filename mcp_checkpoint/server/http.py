@@ -45,6 +45,7 @@ from mcp_checkpoint.config import Settings
 from mcp_checkpoint.core.models import Tenant
 from mcp_checkpoint.core.ports import Store
 from mcp_checkpoint.errors import CheckpointError, ConfigError
+from mcp_checkpoint.server._quotas import Quotas
 from mcp_checkpoint.server.app import Runtime, server_for
 from mcp_checkpoint.server.auth import (
     CallerToken,
@@ -312,6 +313,13 @@ def build_http_app(
         inner = server.sse_app(transport_security=security, host=options.host)
     # Innermost user middleware: runs after the SDK's AuthenticationMiddleware set the user.
     inner.user_middleware.append(Middleware(_ScopeGate))
+    stateful = options.transport == "http" and not options.stateless
+    inner.user_middleware.append(Middleware(
+        Quotas, settings=settings.http,
+        # The SDK keeps no count per caller; its table of live sessions says which of the
+        # sessions a caller opened still count.
+        live_sessions=(lambda: server.session_manager._server_instances) if stateful else None,
+    ))
     # Outermost: around the SDK's authentication, inside the inner app's 500 handler.
     inner.user_middleware.insert(0, Middleware(_TokenFileGuard))
 
@@ -481,6 +489,20 @@ def serve_http(settings: Settings, options: HttpOptions, *, insecure_public: boo
     return _supervise(settings, options, socks)
 
 
+def connection_cap(wanted: int) -> int:
+    """``wanted``, lowered to leave room below the process's open-file limit (sockets,
+    the store's files and the model's are file descriptors too)."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):  # pragma: no cover - not on this system
+        return wanted
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(16, min(wanted, soft - 128))
+
+
 async def _check_store(settings: Settings) -> None:
     from mcp_checkpoint.storage import make_store
 
@@ -503,11 +525,20 @@ def _serve(settings: Settings, options: HttpOptions, sock: socket.socket,
            *, worker: int | None) -> None:
     import uvicorn
 
+    from mcp_checkpoint.server._http_guard import GuardLimits, guarded_protocol
+
     app = build_http_app(settings, options, worker=worker)
+    http = settings.http
     config = uvicorn.Config(
         app,
         log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=int(settings.http.shutdown_timeout_seconds),
+        timeout_graceful_shutdown=int(http.shutdown_timeout_seconds),
+        timeout_keep_alive=http.keep_alive_timeout_seconds,
+        http=guarded_protocol(GuardLimits(
+            max_header_bytes=http.max_header_bytes,
+            header_timeout=http.header_timeout_seconds,
+            max_connections=connection_cap(http.max_connections),
+        )),
         server_header=False,
         lifespan="on",
         access_log=settings.log_level == "DEBUG",
