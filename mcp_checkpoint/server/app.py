@@ -113,7 +113,10 @@ class Runtime:
             episodes=Episodes(store, tokenizer, settings, memory=memory, events=self.webhook),
             memory=memory,
             curation=Curation(store, settings),
-            subscriptions=Subscriptions(),
+            subscriptions=Subscriptions(
+                max_per_connection=settings.http.max_subscriptions_per_session,
+                max_uri_chars=settings.http.max_subscription_uri_chars,
+            ),
             remote=remote,
         )
         self._users = 0

@@ -9,9 +9,9 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.server import MCPServer
-from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.shared.subscriptions import ResourceUpdated
-from mcp_types import ResourceUpdatedNotification
+from mcp_types import INVALID_PARAMS, ResourceUpdatedNotification
 
 from tests.server.conftest import call, record, start_run
 
@@ -106,3 +106,39 @@ async def test_modern_listener_receives_resource_updated_on_checkpoint(
                 event = await anext(aiter(events))
 
     assert event == ResourceUpdated(uri="checkpoint://r1/latest")
+
+
+def _runtime_server(tmp_path: Any, **http: Any) -> tuple[Any, MCPServer[Any]]:
+    from mcp_checkpoint.config import Settings
+    from mcp_checkpoint.server.app import Runtime, server_for
+
+    runtime = Runtime(Settings(store_url="memory://", data_dir=tmp_path, http=http))
+    return runtime, server_for(runtime)
+
+
+async def test_legacy_subscriptions_are_dropped_when_the_session_ends(tmp_path: Any) -> None:
+    runtime, server = _runtime_server(tmp_path)
+    subscriptions = runtime.services.subscriptions
+    for _ in range(2):
+        async with Client(server, mode="legacy") as client:
+            for n in range(20):
+                await subscribe(client, f"checkpoint://r{n}/latest")
+            assert len(subscriptions) == 20
+        assert len(subscriptions) == 0  # the session ended: nothing is kept for it
+
+
+async def test_subscriptions_per_session_and_uri_length_are_capped(tmp_path: Any) -> None:
+    _, server = _runtime_server(tmp_path, max_subscriptions_per_session=3,
+                                max_subscription_uri_chars=100)
+    async with Client(server, mode="legacy") as client:
+        for n in range(3):
+            await subscribe(client, f"checkpoint://r{n}/latest")
+        await subscribe(client, "checkpoint://r0/latest")  # again: not a new one
+        with pytest.raises(MCPError) as too_many:
+            await subscribe(client, "checkpoint://r9/latest")
+        assert too_many.value.error.code == INVALID_PARAMS
+        assert too_many.value.error.message.startswith("payload_too_large: this session holds 3")
+        with pytest.raises(MCPError) as too_long:
+            await subscribe(client, "checkpoint://" + "r" * 200 + "/latest")
+        assert too_long.value.error.message.startswith("payload_too_large: the URI has")
+        await client.call_tool("list_runs", {})  # the session still works
