@@ -42,7 +42,11 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         mask_url(settings.store_url) if settings.store_url else settings.sqlite_path,
     )
     try:
-        server.run("stdio")
+        import anyio
+
+        from mcp_checkpoint.server._stdio import run_stdio
+
+        anyio.run(run_stdio, server)
     except BaseException as exc:
         # The store opens inside the SDK's task group: a store that cannot open (corrupt,
         # unreachable) arrives wrapped in exception groups. Unwrapped, main prints its one
