@@ -45,6 +45,7 @@ from mcp_checkpoint.config import Settings
 from mcp_checkpoint.core.models import Tenant
 from mcp_checkpoint.core.ports import Store
 from mcp_checkpoint.errors import CheckpointError, ConfigError
+from mcp_checkpoint.server._draining import Draining, StopSignal, draining_server
 from mcp_checkpoint.server._quotas import Quotas
 from mcp_checkpoint.server.app import Runtime, server_for
 from mcp_checkpoint.server.auth import (
@@ -278,10 +279,12 @@ def build_http_app(
     store: Store | None = None,
     jwks_client: Any | None = None,
     worker: int | None = None,
+    stop: StopSignal | None = None,
 ) -> Starlette:
     """The ASGI app serving MCP over ``options.transport`` plus ``/healthz`` and
     ``/metrics``. ``jwks_client`` replaces the JWKS fetcher (tests). ``worker``: this
-    process's index under ``serve --workers N`` (its metrics are shared with the others)."""
+    process's index under ``serve --workers N`` (its metrics are shared with the others).
+    ``stop``: set when the server is stopping (new requests get 503, see ``_draining``)."""
     metrics = Metrics() if settings.http.metrics != "off" else None
     shared = (
         WorkerMetrics(metrics, metrics_dir(settings), worker)
@@ -390,6 +393,11 @@ def build_http_app(
     routes.append(Mount("/ui", app=_ui_app(runtime, verifier)))
     routes.append(Mount("/", app=inner))
     middleware = [Middleware(_TokenFileGuard)]
+    if stop is not None:
+        middleware.insert(0, Middleware(
+            Draining, stop=stop,
+            stream_path=endpoint_path(options.transport) if options.transport == "http" else None,
+        ))
     if metrics is not None:
         middleware.insert(0, Middleware(_CountResponses, metrics=metrics))
     return Starlette(
@@ -527,7 +535,8 @@ def _serve(settings: Settings, options: HttpOptions, sock: socket.socket,
 
     from mcp_checkpoint.server._http_guard import GuardLimits, guarded_protocol
 
-    app = build_http_app(settings, options, worker=worker)
+    stop = StopSignal()
+    app = build_http_app(settings, options, worker=worker, stop=stop)
     http = settings.http
     config = uvicorn.Config(
         app,
@@ -547,7 +556,7 @@ def _serve(settings: Settings, options: HttpOptions, sock: socket.socket,
     # installed: a no-op one makes a graceful stop exit 0 instead of dying by the signal.
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        draining_server(config, stop).run(sockets=[sock])
     finally:
         signal.signal(signal.SIGTERM, previous)
 
