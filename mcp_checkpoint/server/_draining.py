@@ -1,11 +1,12 @@
 """A graceful stop in which every accepted request gets its real answer.
 
 On SIGTERM uvicorn stops accepting connections and waits for the open ones to close
-before the application shuts down, for at most ``http.shutdown_timeout_seconds``; then it
-cancels what is still running. A streamable-HTTP session's standalone GET stream (server
-notifications) never ends by itself, so it held the wait until the timeout, and the
-requests still in flight then were cancelled after their 200 headers had gone out: the
-client got an empty body for a call the server had carried out.
+before the application shuts down, for at most ``http.shutdown_timeout_seconds``. But
+sse-starlette (the SDK's SSE responses) ends every SSE response as soon as uvicorn is told
+to exit: a request in flight had sent its 200 headers and its answer was cut, so the
+client got an empty body for a call the server had carried out. ``serve`` turns that
+drain off for streamable HTTP; then a session's standalone GET stream (notifications),
+which never ends by itself, would hold the stop until the timeout.
 
 ``Draining`` fixes both halves from the moment the stop is requested (``StopSignal.set``,
 called from uvicorn's signal handling): a new request is answered 503 with

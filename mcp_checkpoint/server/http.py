@@ -537,6 +537,14 @@ def _serve(settings: Settings, options: HttpOptions, sock: socket.socket,
 
     stop = StopSignal()
     app = build_http_app(settings, options, worker=worker, stop=stop)
+    if options.transport == "http":
+        # sse-starlette ends every SSE response the moment uvicorn is told to exit: the
+        # streamed answers of requests still in flight were cut to empty 200s. Draining
+        # ends the notification streams itself and lets the answers finish. (The SSE
+        # transport's stream carries the answers, so it keeps sse-starlette's drain.)
+        from sse_starlette.sse import AppStatus
+
+        AppStatus.disable_automatic_graceful_drain()
     http = settings.http
     config = uvicorn.Config(
         app,

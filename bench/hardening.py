@@ -1,0 +1,381 @@
+"""Hardening benchmarks (issue 16), from a source checkout:
+
+    python -m bench.hardening propose [--mode lexical|hybrid] [--sizes 100,10000]
+    python -m bench.hardening healthz [--items 100] [--chars 8000]
+    python -m bench.hardening flood [--seconds 10]
+    python -m bench.hardening halfopen [--count 19000]
+
+``propose``: propose_memory p50 (5 items) at each size of the store, in process on SQLite
+(LoCoMo turns as memories when ``--data`` names locomo-dev.json, else synthetic text).
+``healthz``: how much one propose_memory of ``--items`` items of ``--chars`` characters
+delays ``/healthz`` of the same server (probed every 10 ms). ``flood``: record_step p99 of
+one tenant alone, then while another tenant's token floods ``initialize``. ``halfopen``:
+``/healthz`` latency from a new connection while ``--count`` connections sit in the
+middle of their headers. Servers listen on 127.0.0.1 only; every loop is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+
+ACCEPT = "application/json, text/event-stream"
+_LISTENING = re.compile(r"serving .* on (http://127\.0\.0\.1:\d+)(/\w+)")
+
+
+def _texts(data: Path | None, n: int, seed: int = 7) -> list[str]:
+    rng = random.Random(seed)
+    turns: list[str] = []
+    if data is not None and data.is_file():
+        for conv in json.loads(data.read_text(encoding="utf-8")):
+            for key, session in conv["conversation"].items():
+                if isinstance(session, list):
+                    turns += [f"{t['speaker']}: {t['text']}" for t in session
+                              if isinstance(t, dict) and t.get("text")]
+                    _ = key
+    if not turns:
+        words = [f"w{i}" for i in range(6000)]
+        weights = [1 / (i + 1) for i in range(len(words))]
+        turns = [" ".join(rng.choices(words, weights, k=rng.randint(10, 30))) for _ in range(500)]
+    return [f"{turns[i % len(turns)]} (note {i})" for i in range(n)]
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
+
+
+# -- propose --------------------------------------------------------------------------
+
+
+async def _propose(args: argparse.Namespace) -> dict[str, Any]:
+    from mcp_checkpoint.config import Settings
+    from mcp_checkpoint.core.memory import MemoryService
+    from mcp_checkpoint.core.models import ProposalItem, Tenant
+    from mcp_checkpoint.embeddings import make_embedder
+    from mcp_checkpoint.storage import make_store, make_vector_index
+
+    tenant = Tenant("bench")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    texts = _texts(args.data, max(sizes) + args.reps * 5 + 100)
+    probes = texts[max(sizes):]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="mcpck-propose-") as tmp:
+        provider = "sentence-transformers" if args.mode == "hybrid" else "none"
+        settings = Settings(data_dir=Path(tmp), embeddings={"provider": provider})
+        store = make_store(settings)
+        embedder = make_embedder(settings)
+        vectors = make_vector_index(settings, store) if embedder is not None else None
+        await store.open()
+        if vectors is not None:
+            await vectors.open()
+        if embedder is not None:
+            embedder.start()
+            await embedder.embed(["warm up"])
+        service = MemoryService(store, settings, embedder=embedder, vectors=vectors)
+        have = 0
+        try:
+            for size in sizes:
+                while have < size:
+                    batch = texts[have:min(size, have + 100)]
+                    staged = await service.propose(
+                        tenant, [ProposalItem(content=t) for t in batch])
+                    await service.commit(tenant, staged.batch_id)
+                    have += len(batch)
+                times = []
+                for rep in range(args.reps):
+                    items = [ProposalItem(content=t) for t in probes[rep * 5:rep * 5 + 5]]
+                    started = time.perf_counter()
+                    await service.propose(tenant, items)
+                    times.append(time.perf_counter() - started)
+                row = {"memories": size, "p50_ms": _ms(statistics.median(times)),
+                       "p90_ms": _ms(sorted(times)[int(len(times) * 0.9)])}
+                rows.append(row)
+                print(f"{args.mode}: {size} memories: propose(5) p50 {row['p50_ms']} ms, "
+                      f"p90 {row['p90_ms']} ms", flush=True)
+        finally:
+            if vectors is not None:
+                await vectors.close()
+            await store.close()
+    ratio = rows[-1]["p50_ms"] / rows[0]["p50_ms"]
+    print(f"ratio p50 {rows[-1]['memories']} / {rows[0]['memories']}: {ratio:.2f} "
+          f"(target <= 1.5)")
+    return {"mode": args.mode, "rows": rows, "ratio": round(ratio, 3)}
+
+
+# -- a spawned server -------------------------------------------------------------------
+
+
+class _Server:
+    def __init__(self, tmp: Path, *args: str, **env: str) -> None:
+        self.tmp = tmp
+        self.args = args
+        self.env = {**os.environ, "MCP_CHECKPOINT_DATA_DIR": str(tmp / "data"),
+                    "MCP_CHECKPOINT_LOG_LEVEL": "INFO", **env}
+        self.url = ""
+        self.base = ""
+        self.process: Any = None
+
+    async def __aenter__(self) -> _Server:
+        log = self.tmp / "server.log"
+        with log.open("wb") as err:
+            self.process = await anyio.open_process(
+                [sys.executable, "-m", "mcp_checkpoint", "serve", "--transport", "http",
+                 "--port", "0", *self.args], env=self.env, stderr=err)
+        with anyio.fail_after(120):
+            while not (found := _LISTENING.search(log.read_text(errors="replace"))) or \
+                    "startup complete" not in log.read_text(errors="replace"):
+                await anyio.sleep(0.1)
+        self.base = found.group(1)
+        self.url = self.base + found.group(2)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.process.terminate()
+        with anyio.move_on_after(30):
+            await self.process.wait()
+        if self.process.returncode is None:
+            self.process.kill()
+
+
+def _token(data: Path, tenant: str, scopes: list[str]) -> str:
+    from mcp_checkpoint.server.tokens import TokenFile
+
+    return TokenFile(data).create(tenant, scopes)[0]
+
+
+async def _session(http: httpx2.AsyncClient, url: str, token: str) -> dict[str, str]:
+    auth = {"Authorization": f"Bearer {token}", "Accept": ACCEPT}
+    opened = await http.post(url, headers=auth, json={
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                   "clientInfo": {"name": "bench", "version": "1"}}})
+    opened.raise_for_status()
+    headers = {**auth, "mcp-session-id": opened.headers["mcp-session-id"],
+               "mcp-protocol-version": "2025-11-25"}
+    await http.post(url, headers=headers,
+                    json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+    return headers
+
+
+async def _call(http: httpx2.AsyncClient, url: str, headers: dict[str, str], name: str,
+                arguments: dict[str, Any]) -> httpx2.Response:
+    return await http.post(url, headers=headers, json={
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": name, "arguments": arguments}})
+
+
+# -- healthz ----------------------------------------------------------------------------
+
+
+async def _healthz(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="mcpck-healthz-") as tmp:
+        token = _token(Path(tmp) / "data", "bench", ["read", "write"])
+        async with _Server(Path(tmp), MCP_CHECKPOINT_EMBEDDINGS__PROVIDER="none") as server, \
+                httpx2.AsyncClient(timeout=120) as http:
+            headers = await _session(http, server.url, token)
+            body = " ".join(_texts(args.data, 400))
+            items = [{"content": f"item {i}: {body}"[:args.chars]} for i in range(args.items)]
+
+            async def probe(seconds: float) -> list[float]:
+                found = []
+                end = time.monotonic() + seconds
+                async with httpx2.AsyncClient(base_url=server.base, timeout=30) as prober:
+                    while time.monotonic() < end:
+                        started = time.perf_counter()
+                        (await prober.get("/healthz")).raise_for_status()
+                        found.append(time.perf_counter() - started)
+                        await anyio.sleep(0.01)
+                return found
+
+            alone = await probe(3)
+            during: list[float] = []
+            took: list[float] = []
+
+            async def propose() -> None:
+                started = time.perf_counter()
+                answer = await _call(http, server.url, headers, "propose_memory",
+                                     {"items": items})
+                took.append(time.perf_counter() - started)
+                answer.raise_for_status()
+
+            async with anyio.create_task_group() as tg:
+                async def probing() -> None:
+                    during.extend(await probe(0.5))
+                    while not took:
+                        during.extend(await probe(0.2))
+                tg.start_soon(probing)
+                await anyio.sleep(0.2)
+                await propose()
+    base = statistics.median(alone)
+    worst = max(during)
+    print(f"/healthz alone: p50 {_ms(base)} ms, max {_ms(max(alone))} ms; during a "
+          f"propose_memory of {args.items} x {args.chars} chars ({_ms(took[0])} ms): max "
+          f"{_ms(worst)} ms -> delay {_ms(worst - base)} ms (target <= 50)")
+    return {"alone_p50_ms": _ms(base), "alone_max_ms": _ms(max(alone)),
+            "during_max_ms": _ms(worst), "delay_ms": _ms(worst - base),
+            "propose_ms": _ms(took[0])}
+
+
+# -- flood ------------------------------------------------------------------------------
+
+
+async def _flood(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="mcpck-flood-") as tmp:
+        data = Path(tmp) / "data"
+        flooder = _token(data, "flood", ["read"])
+        normal = _token(data, "normal", ["read", "write"])
+        async with _Server(Path(tmp), MCP_CHECKPOINT_EMBEDDINGS__PROVIDER="none") as server, \
+                httpx2.AsyncClient(timeout=60) as http:
+
+            async def normal_mix(seconds: float, tag: str) -> tuple[list[float], int]:
+                headers = await _session(http, server.url, normal)
+                await _call(http, server.url, headers, "start_run",
+                            {"objective": "bench", "run_id": tag})
+                times: list[float] = []
+                errors = 0
+                end = time.monotonic() + seconds
+
+                async def client(n: int) -> None:
+                    nonlocal errors
+                    i = 0
+                    while time.monotonic() < end and i < 100_000:
+                        i += 1
+                        started = time.perf_counter()
+                        answer = await _call(http, server.url, headers, "record_step",
+                                             {"run_id": tag, "tool": f"c{n}-{i}"})
+                        times.append(time.perf_counter() - started)
+                        if answer.status_code != 200 or '"isError":true' in answer.text:
+                            errors += 1
+
+                async with anyio.create_task_group() as tg:
+                    for n in range(4):
+                        tg.start_soon(client, n)
+                return times, errors
+
+            alone, alone_errors = await normal_mix(args.seconds, "alone")
+            statuses: dict[int, int] = {}
+            stop = anyio.Event()
+
+            async def flood() -> None:
+                async with httpx2.AsyncClient(timeout=30) as other:
+                    for _ in range(1_000_000):
+                        if stop.is_set():
+                            return
+                        answer = await other.post(server.url, headers={
+                            "Authorization": f"Bearer {flooder}", "Accept": ACCEPT,
+                        }, json={"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                                 "params": {"protocolVersion": "2025-11-25",
+                                            "capabilities": {},
+                                            "clientInfo": {"name": "flood", "version": "1"}}})
+                        statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(4):
+                    tg.start_soon(flood)
+                flooded, flooded_errors = await normal_mix(args.seconds, "flooded")
+                stop.set()
+
+    def p99(values: list[float]) -> float:
+        return sorted(values)[max(0, int(len(values) * 0.99) - 1)]
+
+    ratio = p99(flooded) / p99(alone)
+    print(f"normal tenant record_step alone: p99 {_ms(p99(alone))} ms ({len(alone)} calls, "
+          f"{alone_errors} errors); while another token floods initialize: p99 "
+          f"{_ms(p99(flooded))} ms ({len(flooded)} calls, {flooded_errors} errors); "
+          f"ratio {ratio:.2f} (target <= 2); flood answers by status {statuses}")
+    return {"alone_p99_ms": _ms(p99(alone)), "flooded_p99_ms": _ms(p99(flooded)),
+            "ratio": round(ratio, 3), "errors": flooded_errors + alone_errors,
+            "flood_statuses": statuses}
+
+
+# -- half-open connections ---------------------------------------------------------------
+
+
+async def _halfopen(args: argparse.Namespace) -> dict[str, Any]:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    count = min(args.count, hard - 200)
+    with tempfile.TemporaryDirectory(prefix="mcpck-halfopen-") as tmp:
+        async with _Server(Path(tmp), "--no-auth",
+                           MCP_CHECKPOINT_EMBEDDINGS__PROVIDER="none") as server:
+            host, port = server.base.removeprefix("http://").split(":")
+            socks: list[socket.socket] = []
+            started = time.monotonic()
+            failed = 0
+            try:
+                for _ in range(count):
+                    sock = socket.socket()
+                    sock.setblocking(False)
+                    try:
+                        sock.connect_ex((host, int(port)))
+                        socks.append(sock)
+                    except OSError:
+                        sock.close()
+                        failed += 1
+                await anyio.sleep(1)
+                for sock in socks:
+                    try:
+                        sock.send(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                    except OSError:
+                        pass
+                opened = time.monotonic() - started
+                latencies = []
+                for _ in range(5):
+                    begun = time.perf_counter()
+                    async with httpx2.AsyncClient(base_url=server.base, timeout=10) as http:
+                        status = (await http.get("/healthz")).status_code
+                    latencies.append((time.perf_counter() - begun, status))
+                    await anyio.sleep(0.2)
+            finally:
+                for sock in socks:
+                    sock.close()
+    worst = max(t for t, _ in latencies)
+    print(f"{len(socks)} half-open connections opened in {opened:.1f} s ({failed} failed); "
+          f"/healthz from a new connection: {[(_ms(t), s) for t, s in latencies]} "
+          f"-> worst {_ms(worst)} ms (target < 1000)")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return {"connections": len(socks), "healthz_ms": [_ms(t) for t, _ in latencies],
+            "statuses": [s for _, s in latencies], "worst_ms": _ms(worst)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one hardening benchmark; print its figures (and ``--json`` them)."""
+    parser = argparse.ArgumentParser(prog="python -m bench.hardening")
+    parser.add_argument("which", choices=["propose", "healthz", "flood", "halfopen"])
+    parser.add_argument("--mode", choices=["lexical", "hybrid"], default="lexical")
+    parser.add_argument("--sizes", default="100,10000")
+    parser.add_argument("--reps", type=int, default=30)
+    parser.add_argument("--items", type=int, default=100)
+    parser.add_argument("--chars", type=int, default=8000)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--count", type=int, default=19_000)
+    parser.add_argument("--data", type=Path,
+                        default=Path("/work/shared/data/locomo/locomo-dev.json"))
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    run = {"propose": _propose, "healthz": _healthz, "flood": _flood,
+           "halfopen": _halfopen}[args.which]
+    report = asyncio.run(run(args))
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
