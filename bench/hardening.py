@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -138,7 +139,7 @@ class _Server:
         with anyio.fail_after(120):
             while not (found := _LISTENING.search(log.read_text(errors="replace"))) or \
                     "startup complete" not in log.read_text(errors="replace"):
-                await anyio.sleep(0.1)
+                await anyio.sleep(0.1)  # noqa: ASYNC110 - polling a log file, not an event
         self.base = found.group(1)
         self.url = self.base + found.group(2)
         return self
@@ -330,10 +331,8 @@ async def _halfopen(args: argparse.Namespace) -> dict[str, Any]:
                         failed += 1
                 await anyio.sleep(1)
                 for sock in socks:
-                    try:
+                    with contextlib.suppress(OSError):
                         sock.send(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-                    except OSError:
-                        pass
                 opened = time.monotonic() - started
                 latencies = []
                 for _ in range(5):

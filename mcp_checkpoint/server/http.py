@@ -544,7 +544,7 @@ def _serve(settings: Settings, options: HttpOptions, sock: socket.socket,
         # transport's stream carries the answers, so it keeps sse-starlette's drain.)
         from sse_starlette.sse import AppStatus
 
-        AppStatus.disable_automatic_graceful_drain()
+        AppStatus.disable_automatic_graceful_drain()  # type: ignore[no-untyped-call]
     http = settings.http
     config = uvicorn.Config(
         app,
