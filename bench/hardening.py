@@ -139,7 +139,7 @@ class _Server:
         with anyio.fail_after(120):
             while not (found := _LISTENING.search(log.read_text(errors="replace"))) or \
                     "startup complete" not in log.read_text(errors="replace"):
-                await anyio.sleep(0.1)  # noqa: ASYNC110 - polling a log file, not an event
+                await anyio.sleep(0.1)
         self.base = found.group(1)
         self.url = self.base + found.group(2)
         return self
