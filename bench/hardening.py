@@ -137,9 +137,13 @@ class _Server:
                 [sys.executable, "-m", "mcp_checkpoint", "serve", "--transport", "http",
                  "--port", "0", *self.args], env=self.env, stderr=err)
         with anyio.fail_after(120):
-            while not (found := _LISTENING.search(log.read_text(errors="replace"))) or \
-                    "startup complete" not in log.read_text(errors="replace"):
+            for _ in range(10_000):  # polling the server's log for readiness
+                text = log.read_text(errors="replace")
+                found = _LISTENING.search(text)
+                if found is not None and "startup complete" in text:
+                    break
                 await anyio.sleep(0.1)
+        assert found is not None
         self.base = found.group(1)
         self.url = self.base + found.group(2)
         return self
