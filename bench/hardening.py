@@ -143,7 +143,8 @@ class _Server:
                 if found is not None and "startup complete" in text:
                     break
                 await anyio.sleep(0.1)
-        assert found is not None
+        if found is None:
+            raise RuntimeError("the server did not start")
         self.base = found.group(1)
         self.url = self.base + found.group(2)
         return self
