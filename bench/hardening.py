@@ -28,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,7 @@ def _ms(seconds: float) -> float:
 async def _propose(args: argparse.Namespace) -> dict[str, Any]:
     from mcp_checkpoint.config import Settings
     from mcp_checkpoint.core.memory import MemoryService
-    from mcp_checkpoint.core.models import ProposalItem, Tenant
+    from mcp_checkpoint.core.models import BatchId, Proposal, ProposalItem, Tenant
     from mcp_checkpoint.embeddings import make_embedder
     from mcp_checkpoint.storage import make_store, make_vector_index
 
@@ -91,9 +92,14 @@ async def _propose(args: argparse.Namespace) -> dict[str, Any]:
         try:
             for size in sizes:
                 while have < size:
-                    batch = texts[have:min(size, have + 100)]
-                    staged = await service.propose(
-                        tenant, [ProposalItem(content=t) for t in batch])
+                    # Seeded as staged batches without analysis (the analysis is what is
+                    # measured, not what builds the store), committed as usual.
+                    batch = texts[have:min(size, have + 1000)]
+                    now = datetime.now(UTC)
+                    staged = await store.add_proposal(tenant, Proposal(
+                        batch_id=BatchId(f"seed-{have}"), run_id=None, status="pending",
+                        items=[ProposalItem(content=t) for t in batch], created_at=now,
+                        expires_at=now + timedelta(hours=1)))
                     await service.commit(tenant, staged.batch_id)
                     have += len(batch)
                 times = []
