@@ -35,6 +35,7 @@ class SectionSpec:
     share: float | None = None
     contiguous: bool = False
     fill: int = 0  # pass two: lower fills first
+    sep: str = "\n"  # between the section's items (", " shows them on one line)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def _render(specs: Sequence[SectionSpec], chosen: dict[str, list[Item]]) -> str:
             lines.append("")
         if spec.title is not None:
             lines.append(spec.title)
-        lines.extend(item.text for item in sorted(items, key=lambda it: it.order))
+        lines.append(spec.sep.join(item.text for item in sorted(items, key=lambda it: it.order)))
     return "\n".join(lines)
 
 

@@ -105,7 +105,7 @@ def merge_checkpoint(
 
 # A path with a directory part (a/b.py, /x/y, ./z) or a bare file name with a known extension.
 _PATH = re.compile(
-    r"(?<![\w/.-])(?:\.{0,2}/)?(?:[\w.@+-]+/)+[\w.@+-]*\w"
+    r"(?<![\w/.:-])(?:\.{0,2}/)?(?:[\w.@+-]+/)+[\w.@+-]*\w"
     r"|(?<![\w/.-])[\w-]+\.(?:py|pyi|js|jsx|ts|tsx|md|rst|txt|json|ya?ml|toml|cfg|ini|c|h|cc|cpp"
     r"|hpp|rs|go|java|kt|rb|php|sh|sql|html|css|lock|csv)\b"
 )
@@ -116,18 +116,39 @@ _IDENT = re.compile(
 )
 
 
-def extract_artifacts(texts: Iterable[str], limit: int) -> list[Artifact]:
-    """File paths and code identifiers mentioned in ``texts``: paths first, then the most
-    frequent identifiers; at most ``limit``, deterministic order.
+_URL = re.compile(r"\bhttps?://[^\s'\"<>()\[\]{}`\\]+")
+# A path is a name, not prose like "and/or", "Y/n" or "it/s": rooted (/, ./, ../, ~/), at
+# least two slashes deep, or ending in a file extension.
+_PATHLIKE = re.compile(r"^(?:\.{0,2}/|~/)|/.*/|\.[A-Za-z]\w*$")
+
+
+def extract_artifacts(
+    texts: Iterable[str], limit: int, primary: Iterable[str] = ()
+) -> list[Artifact]:
+    """File paths, URLs and code identifiers mentioned in ``primary`` and ``texts``: paths
+    first, then URLs, then identifiers; within each kind, those ``primary`` (what the
+    agent acted on: its commands, edits, requests) names first, then by frequency, then
+    first seen; at most ``limit``, deterministic order.
     """
+    first = list(primary)
+    everything = [*first, *texts]
     paths: Counter[str] = Counter()
+    urls: Counter[str] = Counter()
     idents: Counter[str] = Counter()
     first_seen: dict[str, int] = {}
     position = 0
-    for text in texts:
+    acted: set[str] = set()
+    for n, text in enumerate(everything):
+        if n == len(first):
+            acted = {*paths, *urls, *idents}
+        for match in _URL.finditer(text):
+            token = match.group(0).rstrip(".,;:!?'\")]}")
+            urls[token] += 1
+            first_seen.setdefault(token, position)
+            position += 1
         for match in _PATH.finditer(text):
             token = match.group(0).rstrip(".")
-            if len(token) > 2 and "://" not in token:
+            if len(token) > 2 and "://" not in token and _PATHLIKE.search(token):
                 paths[token] += 1
                 first_seen.setdefault(token, position)
                 position += 1
@@ -137,14 +158,37 @@ def extract_artifacts(texts: Iterable[str], limit: int) -> list[Artifact]:
                 idents[token] += 1
                 first_seen.setdefault(token, position)
                 position += 1
-    ranked_paths = sorted(paths, key=lambda t: (-paths[t], first_seen[t]))
-    ranked_idents = sorted(
-        (t for t in idents if not any(t in p for p in paths)),
-        key=lambda t: (-idents[t], first_seen[t]),
-    )
+    if len(everything) == len(first):
+        acted = {*paths, *urls, *idents}
+
+    def ranked(found: Counter[str]) -> list[str]:
+        return sorted(found, key=lambda t: (t not in acted, -found[t], first_seen[t]))
+
+    ranked_paths = ranked(paths)
+    ranked_idents = [t for t in ranked(idents) if not any(t in p for p in (*paths, *urls))]
     found = [Artifact(kind="file", value=p) for p in ranked_paths]
+    found += [Artifact(kind="url", value=u) for u in ranked(urls)]
     found += [Artifact(kind="identifier", value=i) for i in ranked_idents]
     return found[:limit]
+
+
+# A line that reports an error (not a warning): ``...Error: ...``, ``FAILED ...``,
+# ``error: ...``, ``fatal: ...``.
+_ERROR_LINE = re.compile(
+    r"^\s*(?:\S*(?:Error|Exception)\b:?.*|FAILED\b.*"
+    r"|.*\b(?:error|fatal|panic)(?:\[\w+\])?:.*|.*Segmentation fault.*)$"
+)
+
+
+def _error_line(value: JsonValue, width: int = 160) -> str:
+    """The last line of a failed step's output that reports an error (where a traceback
+    or a test run says what failed), else its first line."""
+    text = render_json(value).strip()
+    for line in reversed(text.splitlines()[-200:]):
+        if len(line) < 400 and _ERROR_LINE.match(line) and re.search(r"[A-Za-z]{3}", line):
+            line = " ".join(line.split())
+            return line if len(line) <= width else line[: width - 1] + "…"
+    return _first_line(value, width)
 
 
 def _first_line(value: JsonValue, width: int = 160) -> str:
@@ -186,17 +230,16 @@ class RulesDistiller:
         for step in ordered[-3:]:
             outcome = _first_line(step.output) or "(no output)"
             progress.append(f"#{step.seq} {step.tool}: {outcome}")
+        inputs = [render_json(step.input) for step in ordered]
         texts = [
-            part
-            for step in ordered
-            for part in (render_json(step.input), render_json(step.output), step.reasoning or "")
+            part for step in ordered for part in (render_json(step.output), step.reasoning or "")
         ]
-        errors = [f"#{s.seq} {s.tool}: {_first_line(s.output) or 'failed'}" for s in failed[-5:]]
+        errors = [f"#{s.seq} {s.tool}: {_error_line(s.output) or 'failed'}" for s in failed[-5:]]
         return CheckpointPatch(
             progress=progress,
             state={"last_seq": last, "last_tool": ordered[-1].tool},
             errors=errors if errors else None,
-            auto_artifacts=extract_artifacts(texts, self._artifacts),
+            auto_artifacts=extract_artifacts(texts, self._artifacts, primary=inputs),
         )
 
 

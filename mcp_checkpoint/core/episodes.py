@@ -50,6 +50,7 @@ from mcp_checkpoint.core.redact import Redactor
 from mcp_checkpoint.core.render import (
     CHECKPOINT_FIELDS,
     block,
+    clip_middle,
     render_checkpoint,
     render_memory,
     render_step,
@@ -73,6 +74,9 @@ _STEP_PAGE = 64
 # A step larger than this is prepared (redacted, counted, hashed) on a worker thread.
 _INLINE_STEP_BYTES = 16_384
 _DISTILL_STEPS = 200
+_OBJECTIVE_SHARE = 0.2  # of a context's budget the objective keeps (head and tail)
+_OBJECTIVE_MIN_TOKENS = 48
+_EXTRACTED_SHARE = 0.3  # of a context's budget the server's extracted artifacts take early
 _MEMORY_SHARE = 0.15  # of a context's budget that memories take before the newest steps
 _MEMORY_MIN_TOKENS = 16  # memory candidates fetched: as many as could fill the budget...
 _MAX_MEMORIES = 128  # ...up to this many
@@ -643,7 +647,7 @@ class Episodes:
             checkpoint = await self.latest_checkpoint(tenant, run)
         floor = checkpoint.through_seq if checkpoint else 0
 
-        specs, items = self._run_items(run)
+        specs, items, objective_cut = self._run_items(run, budget)
         if checkpoint is not None:
             specs_cp, items_cp = self._checkpoint_items(checkpoint)
             specs += specs_cp
@@ -681,6 +685,21 @@ class Episodes:
 
         extracted = [it for it in items if it.section == "cp.auto_artifacts"]
         items = [it for it in items if it.section != "cp.auto_artifacts"]
+        # The rules write progress, state and errors from the steps' own output: those are
+        # no more what a model wrote than the extracted artifacts are.
+        by_rules = (
+            {"cp.progress", "cp.state", "cp.errors"}
+            if checkpoint is not None and checkpoint.source == "rules"
+            else set()
+        )
+        if extracted and self._written_fits(specs, items, budget, by_rules):
+            # All a model wrote fits its share: the extracted artifacts (compact paths, ids,
+            # URLs) take theirs before the raw steps, and fill before them too.
+            specs = [
+                replace(spec, share=_EXTRACTED_SHARE) if spec.name == "cp.auto_artifacts"
+                else spec
+                for spec in specs
+            ]
         used = cost(items) + min(cost(memory_items), int(budget * _MEMORY_SHARE))
         steps, step_items = await self._step_items(
             tenant, run, floor, upper, max(budget - used, 0), "steps"
@@ -714,14 +733,18 @@ class Episodes:
                 f"ledger://{block(run.run_id)})",
                 share=0.45,
                 contiguous=True,
+                fill=1,
             )
         )
         # Sections show in the order of ``specs``; items are in priority order: run,
-        # checkpoint, steps, memories (most relevant first), what the server extracted
-        # (best first: trimmed before anything a model wrote), covered steps.
-        items += step_items + memory_items + extracted + earlier_items
+        # checkpoint, what the server extracted (best first: trimmed before anything a
+        # model wrote, kept before raw step output), steps, memories (most relevant
+        # first), covered steps.
+        items += extracted + step_items + memory_items + earlier_items
 
         packed = packing.pack(specs, items, budget, self._tok)
+        if objective_cut and "objective" not in packed.cut:
+            packed.cut.append("objective")
         # Candidates fetched beyond memories_k only fill spare room: leaving them out
         # drops nothing a caller asked for.
         shown_memories = set(packed.included.get("memories", []))
@@ -770,10 +793,35 @@ class Episodes:
             tokenizer=self._tok.name,
         )
 
-    def _run_items(self, run: Run) -> tuple[list[packing.SectionSpec], list[packing.Item]]:
+    @staticmethod
+    def _written_fits(
+        specs: Sequence[packing.SectionSpec],
+        items: Sequence[packing.Item],
+        budget: int,
+        ignore: set[str],
+    ) -> bool:
+        """Whether every item but the extracted ones, the steps and the ``ignore``d
+        sections fits in pass one (each section within its share, all of them within half
+        the budget)."""
+        spent: dict[str, int] = {}
+        for it in items:
+            if it.section in ignore:
+                continue
+            spent[it.section] = spent.get(it.section, 0) + (it.tokens or 0) + 3
+        for spec in specs:
+            if spec.share is not None and spent.get(spec.name, 0) > spec.share * budget:
+                return False
+        return sum(spent.values()) <= budget // 2
+
+    def _run_items(
+        self, run: Run, budget: int
+    ) -> tuple[list[packing.SectionSpec], list[packing.Item], bool]:
+        # A long objective keeps its head and tail within a share of a small budget.
+        room = max(int(budget * _OBJECTIVE_SHARE), _OBJECTIVE_MIN_TOKENS)
+        objective = clip_middle(run.objective, room, self._tok)
         header = (
             f"# Resume: run {block(run.run_id)} ({run.status}, step {run.head_seq}, "
-            f"episode {run.episode})\nObjective: {block(run.objective)}"
+            f"episode {run.episode})\nObjective: {block(objective)}"
         )
         specs = [
             packing.SectionSpec("objective", None),
@@ -787,7 +835,7 @@ class Episodes:
                 packing.Item(name, f"- {block(text)}", i, i)
                 for i, text in enumerate(getattr(run, name))
             ]
-        return specs, items
+        return specs, items, objective != run.objective
 
     def _checkpoint_items(
         self, checkpoint: Checkpoint
@@ -809,7 +857,7 @@ class Episodes:
             [name for name, _ in CHECKPOINT_FIELDS].index("auto_artifacts") + 1,
             packing.SectionSpec(
                 "cp.auto_artifacts", f"### {dict(CHECKPOINT_FIELDS)['auto_artifacts']}",
-                share=0.0, fill=1,
+                share=0.0, fill=1, sep=", ",
             ),
         )
         items = [packing.Item("checkpoint", title, "checkpoint")]
@@ -823,8 +871,11 @@ class Episodes:
             items += [packing.Item(f"cp.{name}", line, i, i) for i, line in newest_first]
         # What the server extracted comes last, best first: trimmed before anything a model
         # wrote.
-        lines = rendered.get("auto_artifacts", [])
-        items += [packing.Item("cp.auto_artifacts", line, i, i) for i, line in enumerate(lines)]
+        # Shown on one line, comma-separated: a few tokens each.
+        items += [
+            packing.Item("cp.auto_artifacts", block(a.value), i, i)
+            for i, a in enumerate(checkpoint.content.auto_artifacts)
+        ]
         return specs, items
 
     async def _step_items(

@@ -23,6 +23,7 @@ from mcp_checkpoint.core.ports import Tokenizer
 __all__ = [
     "CHECKPOINT_FIELDS",
     "block",
+    "clip_middle",
     "fit",
     "neutralize",
     "render_checkpoint",
@@ -88,6 +89,26 @@ def block(text: str) -> str:
 def fit(text: str, budget: int, tokenizer: Tokenizer) -> str:
     """``text`` if it is within ``budget`` tokens, else its longest prefix that is."""
     return text if tokenizer.count(text) <= budget else tokenizer.truncate(text, budget)
+
+
+def clip_middle(text: str, max_tokens: int, tokenizer: Tokenizer) -> str:
+    """``text`` if it is within ``max_tokens``, else its head and its tail (the head gets
+    the larger part) around a `` … `` marker, within ``max_tokens``."""
+    if tokenizer.count(text) <= max_tokens:
+        return text
+    marker = " … "
+    room = max(max_tokens - tokenizer.count(marker), 0)
+    head_room = room - room // 3
+    head = tokenizer.truncate(text[: (head_room + 1) * _MAX_CHARS_PER_TOKEN], head_room)
+    rest = text[len(head) :]
+    tail = _tail(rest, room - tokenizer.count(head), tokenizer)
+    clipped = head.rstrip() + marker + tail.lstrip()
+    while tokenizer.count(clipped) > max_tokens and tail:
+        tail = tail[len(tail) // 8 + 1 :]
+        clipped = head.rstrip() + marker + tail.lstrip()
+    return clipped if tokenizer.count(clipped) <= max_tokens else tokenizer.truncate(
+        clipped, max_tokens
+    )
 
 
 def render_json(value: JsonValue | Any) -> str:

@@ -101,3 +101,11 @@ def test_pack_tops_up_with_what_the_per_item_estimates_left_out() -> None:
     packed = pack(specs, items, 30, TOK)
     assert TOK.count(packed.text) == packed.tokens <= 30
     assert len(packed.included["notes"]) > 30 // 2 - 2  # more than the estimate allows
+
+
+def test_pack_a_section_with_a_separator_shows_its_items_on_one_line() -> None:
+    specs = [SectionSpec("head", None), SectionSpec("found", "## Found", sep=", ")]
+    items = [Item("head", "Objective: x", required=True)]
+    items += [Item("found", f"src/m{i}.py", i, i) for i in range(3)]
+    packed = pack(specs, items, 100, TOK)
+    assert packed.text == "Objective: x\n\n## Found\nsrc/m0.py, src/m1.py, src/m2.py"

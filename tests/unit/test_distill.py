@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from mcp_checkpoint.config import CheckpointSettings
-from mcp_checkpoint.core.distill import merge_auto_artifacts, merge_checkpoint
+from mcp_checkpoint.core.distill import (
+    extract_artifacts,
+    merge_auto_artifacts,
+    merge_checkpoint,
+)
 from mcp_checkpoint.core.models import Artifact, CheckpointContent, CheckpointPatch
 from mcp_checkpoint.core.render import render_checkpoint
 
@@ -60,3 +64,29 @@ def test_merge_auto_artifacts_drops_repeats_across_checkpoints() -> None:
         [a("commit", "abc1234"), a("file", "x.py")], [a("file", "x.py")], [], 10
     )
     assert [x.value for x in merged] == ["x.py", "abc1234"]
+
+
+# -- extraction -----------------------------------------------------------------------------
+
+
+def test_extract_artifacts_skips_slashed_words_and_keeps_urls() -> None:
+    found = extract_artifacts(
+        ["Proceed? Y/n at 45.3it/s, 0/9999 and/or", "GET https://example.org/api/v1?q=2 ok",
+         "see ./run.sh and /etc/hosts and lib/a/b"],
+        30,
+    )
+    values = {x.value: x.kind for x in found}
+    assert not {"Y/n", "it/s", "0/9999", "and/or", "45.3it/s"} & values.keys()
+    assert values["https://example.org/api/v1?q=2"] == "url"
+    assert values["./run.sh"] == values["/etc/hosts"] == values["lib/a/b"] == "file"
+    assert "example.org/api/v1" not in values  # a URL's path is not a file path
+
+
+def test_extract_artifacts_ranks_what_the_agent_acted_on_first() -> None:
+    outputs = ["docs/x.md docs/x.md docs/x.md http://w3.org/ns http://w3.org/ns"]
+    found = extract_artifacts(outputs, 30, primary=["cat src/main.py; curl http://h/a"])
+    files = [x.value for x in found if x.kind == "file"]
+    urls = [x.value for x in found if x.kind == "url"]
+    assert files == ["src/main.py", "docs/x.md"]
+    assert urls == ["http://h/a", "http://w3.org/ns"]
+

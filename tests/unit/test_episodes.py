@@ -471,3 +471,48 @@ async def test_rehydrate_trims_extracted_artifacts_before_what_a_model_wrote(
             assert all(w in ctx.context for w in written), budget
             assert "merge the PR" in ctx.context, budget
     assert shown_extracted > 0
+
+
+async def test_rules_errors_keep_the_last_error_line_of_a_failed_step(
+    episodes: Episodes,
+) -> None:
+    await episodes.start_run(T, "x", run_id="r1")
+    out = "Traceback (most recent call last):\n  File \"x.py\", line 3\nKeyError: 'k'\ndone"
+    await episodes.record_step(T, "r1", step(1, status="error", output=out))
+    result = await episodes.checkpoint(T, "r1", CheckpointPatch())
+    assert result.checkpoint.content.errors == ["#1 bash: KeyError: 'k'"]
+
+
+async def test_rehydrate_shows_extracted_artifacts_before_raw_steps_of_a_rules_checkpoint(
+    episodes: Episodes,
+) -> None:
+    await episodes.start_run(T, "x", run_id="r1")
+    await record(episodes, "r1", 6)
+    await episodes.checkpoint(T, "r1", CheckpointPatch())  # by rules
+    bulky = StepDraft(tool="bash", input={"cmd": "make"}, output="compiler noise " * 60)
+    for _ in range(3):
+        await episodes.record_step(T, "r1", bulky)
+
+    ctx = await episodes.rehydrate(T, "r1", budget_tokens=160)
+    assert ctx.tokens <= 160
+    # The compact list of touched paths (one line, comma-separated) outranks step bodies.
+    found = ctx.context.split("### Found in the steps\n")[1].split("\n")[0]
+    assert "src/pkg/mod1.py, " in found or "src/pkg/mod6.py, " in found
+    shown = [i for i in range(1, 7) if f"src/pkg/mod{i}.py" in found]
+    assert len(shown) >= 4
+
+
+async def test_rehydrate_keeps_head_and_tail_of_a_long_objective_within_a_share(
+    episodes: Episodes,
+) -> None:
+    objective = "START of the task " + "background detail " * 100 + "the END"
+    await episodes.start_run(T, objective, run_id="r1")
+    await record(episodes, "r1", 20)
+    ctx = await episodes.rehydrate(T, "r1", budget_tokens=500)
+    head = ctx.context.split("\n\n")[0]
+    assert "START of the task" in head and "the END" in head and " … " in head
+    assert episodes._tok.count(head) <= 0.2 * 500 + 30  # the share, plus the header line
+    assert ctx.steps_included  # the rest of the budget went to the work
+    assert any(d.section == "objective" for d in ctx.dropped)
+    roomy = await episodes.rehydrate(T, "r1", budget_tokens=4000)
+    assert objective in " ".join(roomy.context.split())

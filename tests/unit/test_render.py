@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mcp_checkpoint.core.models import Step
-from mcp_checkpoint.core.render import neutralize, render_step
+from mcp_checkpoint.core.render import clip_middle, neutralize, render_step
 from mcp_checkpoint.core.tokens import HeuristicTokenizer
 
 TOK = HeuristicTokenizer()
@@ -63,3 +63,12 @@ def test_neutralize_marks_control_characters_and_normalizes_breaks() -> None:
     assert neutralize("a\u00a0b\u3000c") == "a b c"
     assert neutralize("\u202eevil\u202c") == "\ufffdevil\ufffd"  # bidi overrides
     assert neutralize("👩\u200d💻 café") == "👩\u200d💻 café"  # joiners and text kept
+
+
+def test_clip_middle_keeps_head_and_tail_within_the_budget() -> None:
+    text = "HEAD-START " + "filler words here " * 400 + "TAIL-END"
+    clipped = clip_middle(text, 60, TOK)
+    assert TOK.count(clipped) <= 60
+    assert clipped.startswith("HEAD-START") and clipped.endswith("TAIL-END")
+    assert " … " in clipped
+    assert clip_middle("short text", 60, TOK) == "short text"
