@@ -5,7 +5,9 @@ did not write one — through MCP sampling when the client offers it (the server
 
 from __future__ import annotations
 
+import builtins
 import json
+import keyword
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -116,6 +118,9 @@ _IDENT = re.compile(
 )
 
 
+# A name the agent's own code or commands call (``Solver(``, ``.decode(``), builtins aside.
+_CALL = re.compile(r"(?<!\w)([A-Za-z_]\w{2,})\(")
+_NOT_NAMES = frozenset(dir(builtins)) | frozenset(keyword.kwlist)
 _URL = re.compile(r"\bhttps?://[^\s'\"<>()\[\]{}`\\]+")
 # A path is a name, not prose like "and/or", "Y/n" or "it/s": rooted (/, ./, ../, ~/), at
 # least two slashes deep, or ending in a file extension.
@@ -125,7 +130,8 @@ _PATHLIKE = re.compile(r"^(?:\.{0,2}/|~/)|/.*/|\.[A-Za-z]\w*$")
 def extract_artifacts(
     texts: Iterable[str], limit: int, primary: Iterable[str] = ()
 ) -> list[Artifact]:
-    """File paths, URLs and code identifiers mentioned in ``primary`` and ``texts``: paths
+    """File paths, URLs and code identifiers mentioned in ``primary`` and ``texts`` (and
+    the names ``primary`` calls): paths
     first, then URLs, then identifiers; within each kind, those ``primary`` (what the
     agent acted on: its commands, edits, requests) names first, then by frequency, then
     first seen; at most ``limit``, deterministic order.
@@ -152,9 +158,11 @@ def extract_artifacts(
                 paths[token] += 1
                 first_seen.setdefault(token, position)
                 position += 1
-        for match in _IDENT.finditer(text):
-            token = match.group(0)
-            if token not in paths and len(token) > 3:
+        names = [m.group(0) for m in _IDENT.finditer(text) if len(m.group(0)) > 3]
+        if n < len(first):
+            names += [m.group(1) for m in _CALL.finditer(text) if m.group(1) not in _NOT_NAMES]
+        for token in names:
+            if token not in paths:
                 idents[token] += 1
                 first_seen.setdefault(token, position)
                 position += 1

@@ -90,3 +90,10 @@ def test_extract_artifacts_ranks_what_the_agent_acted_on_first() -> None:
     assert files == ["src/main.py", "docs/x.md"]
     assert urls == ["http://h/a", "http://w3.org/ns"]
 
+
+
+def test_extract_artifacts_keeps_the_names_the_agents_code_calls() -> None:
+    edit = "s = Solver()\nr = remote('h', 1)\nprint(r.recvline().decode())"
+    found = [x.value for x in extract_artifacts(["Solver( in prose output"], 30, primary=[edit])]
+    assert {"Solver", "remote", "decode", "r.recvline"} <= set(found)
+    assert "print" not in found  # builtins name nothing of the work
