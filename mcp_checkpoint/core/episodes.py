@@ -77,6 +77,7 @@ _DISTILL_STEPS = 200
 _OBJECTIVE_SHARE = 0.2  # of a context's budget the objective keeps (head and tail)
 _OBJECTIVE_MIN_TOKENS = 48
 _EXTRACTED_SHARE = 0.3  # of a context's budget the server's extracted artifacts take early
+_RULES_PROGRESS_SHARE = 0.1  # of a context's budget a rules checkpoint's progress takes early
 _MEMORY_SHARE = 0.15  # of a context's budget that memories take before the newest steps
 _MEMORY_MIN_TOKENS = 16  # memory candidates fetched: as many as could fill the budget...
 _MAX_MEMORIES = 128  # ...up to this many
@@ -700,7 +701,22 @@ class Episodes:
                 else spec
                 for spec in specs
             ]
-        used = cost(items) + min(cost(memory_items), int(budget * _MEMORY_SHARE))
+        if by_rules:
+            # The rules' progress lines (a count of tools, a step's first output line) fill
+            # after the extracted artifacts and the newest steps, not before.
+            specs = [
+                replace(spec, share=_RULES_PROGRESS_SHARE, fill=2) if spec.name == "cp.progress"
+                else spec
+                for spec in specs
+            ]
+        # A section with a share is sure of no more than its share: count that much, so
+        # the steps fetched can fill what its overflow would not get.
+        shares = {spec.name: spec.share for spec in specs if spec.share is not None}
+        used = sum(
+            min(cost([it for it in items if it.section == name]), int(budget * shares[name]))
+            if name in shares else cost([it for it in items if it.section == name])
+            for name in {it.section for it in items}
+        ) + min(cost(memory_items), int(budget * _MEMORY_SHARE))
         steps, step_items = await self._step_items(
             tenant, run, floor, upper, max(budget - used, 0), "steps"
         )

@@ -516,3 +516,21 @@ async def test_rehydrate_keeps_head_and_tail_of_a_long_objective_within_a_share(
     assert any(d.section == "objective" for d in ctx.dropped)
     roomy = await episodes.rehydrate(T, "r1", budget_tokens=4000)
     assert objective in " ".join(roomy.context.split())
+
+
+async def test_rehydrate_fills_a_rules_checkpoints_progress_after_extracted_and_steps(
+    episodes: Episodes,
+) -> None:
+    await episodes.start_run(T, "x", run_id="r1")
+    for start in range(1, 40, 3):  # many rules checkpoints: a long progress history
+        await record(episodes, "r1", 3, start=start)
+        await episodes.checkpoint(T, "r1", CheckpointPatch())
+    await record(episodes, "r1", 1, start=40)
+
+    ctx = await episodes.rehydrate(T, "r1", budget_tokens=300)
+    assert ctx.tokens <= 300, ctx.context
+    assert ctx.steps_included == [40], ctx.context  # the newest step outranks old progress
+    found = ctx.context.split("### Found in the steps\n")[1].split("\n")[0]
+    assert len(found.split(", ")) >= 8
+    progress = ctx.context.split("### Progress\n")[1].split("\n\n")[0].splitlines()
+    assert 0 < len(progress) < 13 * 4  # some, within its share: not the whole history
