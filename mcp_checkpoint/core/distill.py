@@ -5,22 +5,30 @@ did not write one — through MCP sampling when the client offers it (the server
 
 from __future__ import annotations
 
-import builtins
 import json
-import keyword
-import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from pydantic import JsonValue, ValidationError
 
 from mcp_checkpoint.config import CheckpointSettings
+from mcp_checkpoint.core.artifacts import GIT_COMMAND, Finder, merge_ranked, select
 from mcp_checkpoint.core.models import (
     Artifact,
     CheckpointContent,
     CheckpointPatch,
     Run,
     Step,
+)
+from mcp_checkpoint.core.outcomes import (
+    Outcome,
+    command_of,
+    error_entry,
+    is_thought,
+    open_actions,
+    outcome,
+    parse_error,
+    unresolved,
 )
 from mcp_checkpoint.core.ports import Tokenizer
 from mcp_checkpoint.core.render import render_json, render_step
@@ -29,12 +37,17 @@ __all__ = [
     "SAMPLING_SYSTEM_PROMPT",
     "DistillError",
     "RulesDistiller",
+    "check_sampled",
     "extract_artifacts",
     "merge_auto_artifacts",
     "merge_checkpoint",
     "parse_patch",
     "sampling_prompt",
+    "settle_errors",
 ]
+
+_MAX_ERRORS = 5
+_THOUGHT_CHARS = 300
 
 class DistillError(Exception):
     """A distiller could not produce content (the caller falls back to rules)."""
@@ -56,15 +69,10 @@ def merge_auto_artifacts(
     model_written: Sequence[str],
     keep: int,
 ) -> list[Artifact]:
-    """The extracted artifacts of a new checkpoint: ``new`` (best first) before
-    ``previous``, without repeats or values a model already wrote, at most ``keep``."""
-    seen = set(model_written)
-    merged: list[Artifact] = []
-    for artifact in (*new, *previous):
-        if artifact.value not in seen:
-            seen.add(artifact.value)
-            merged.append(artifact)
-    return merged[:keep]
+    """The extracted artifacts of a new checkpoint: within each kind ``new`` (best first)
+    before ``previous``, without repeats or values a model already wrote, each kind within
+    its share of ``keep`` (see ``core.artifacts.select``)."""
+    return merge_ranked(new, previous, model_written, keep)
 
 
 def merge_checkpoint(
@@ -105,114 +113,54 @@ def merge_checkpoint(
     )
 
 
-# A path with a directory part (a/b.py, /x/y, ./z) or a bare file name with a known extension.
-_PATH = re.compile(
-    r"(?<![\w/.:-])(?:\.{0,2}/)?(?:[\w.@+-]+/)+[\w.@+-]*\w"
-    r"|(?<![\w/.-])[\w-]+\.(?:py|pyi|js|jsx|ts|tsx|md|rst|txt|json|ya?ml|toml|cfg|ini|c|h|cc|cpp"
-    r"|hpp|rs|go|java|kt|rb|php|sh|sql|html|css|lock|csv)\b"
-)
-# Identifiers that are names, not words: snake_case with an underscore, camelCase, CamelCase
-# with an inner capital, or dotted.paths.
-_IDENT = re.compile(
-    r"\b(?:[A-Za-z_]\w*_\w+|[a-z]+[A-Z]\w*|[A-Z][a-z0-9]+[A-Z]\w*|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)\b"
-)
-
-
-# A name the agent's own code or commands call (``Solver(``, ``.decode(``), builtins aside.
-_CALL = re.compile(r"(?<!\w)([A-Za-z_]\w{2,})\(")
-_NOT_NAMES = frozenset(dir(builtins)) | frozenset(keyword.kwlist)
-_URL = re.compile(r"\bhttps?://[^\s'\"<>()\[\]{}`\\]+")
-# A path is a name, not prose like "and/or", "Y/n" or "it/s": rooted (/, ./, ../, ~/), at
-# least two slashes deep, or ending in a file extension.
-_PATHLIKE = re.compile(r"^(?:\.{0,2}/|~/)|/.*/|\.[A-Za-z]\w*$")
-
-
 def extract_artifacts(
-    texts: Iterable[str], limit: int, primary: Iterable[str] = ()
+    steps: Sequence[Step], limit: int, results: Sequence[Outcome] | None = None
 ) -> list[Artifact]:
-    """File paths, URLs and code identifiers mentioned in ``primary`` and ``texts`` (and
-    the names ``primary`` calls): paths
-    first, then URLs, then identifiers; within each kind, those ``primary`` (what the
-    agent acted on: its commands, edits, requests) names first, then by frequency, then
-    first seen; at most ``limit``, deterministic order.
-    """
-    first = list(primary)
-    everything = [*first, *texts]
-    paths: Counter[str] = Counter()
-    urls: Counter[str] = Counter()
-    idents: Counter[str] = Counter()
-    first_seen: dict[str, int] = {}
-    position = 0
-    acted: set[str] = set()
-    for n, text in enumerate(everything):
-        if n == len(first):
-            acted = {*paths, *urls, *idents}
-        for match in _URL.finditer(text):
-            token = match.group(0).rstrip(".,;:!?'\")]}")
-            urls[token] += 1
-            first_seen.setdefault(token, position)
-            position += 1
-        for match in _PATH.finditer(text):
-            token = match.group(0).rstrip(".")
-            if len(token) > 2 and "://" not in token and _PATHLIKE.search(token):
-                paths[token] += 1
-                first_seen.setdefault(token, position)
-                position += 1
-        names = [m.group(0) for m in _IDENT.finditer(text) if len(m.group(0)) > 3]
-        if n < len(first):
-            names += [m.group(1) for m in _CALL.finditer(text) if m.group(1) not in _NOT_NAMES]
-        for token in names:
-            if token not in paths:
-                idents[token] += 1
-                first_seen.setdefault(token, position)
-                position += 1
-    if len(everything) == len(first):
-        acted = {*paths, *urls, *idents}
-
-    def ranked(found: Counter[str]) -> list[str]:
-        return sorted(found, key=lambda t: (t not in acted, -found[t], first_seen[t]))
-
-    ranked_paths = ranked(paths)
-    ranked_idents = [t for t in ranked(idents) if not any(t in p for p in (*paths, *urls))]
-    found = [Artifact(kind="file", value=p) for p in ranked_paths]
-    found += [Artifact(kind="url", value=u) for u in ranked(urls)]
-    found += [Artifact(kind="identifier", value=i) for i in ranked_idents]
-    return found[:limit]
+    """The files, commits, URLs, test ids, tickets and identifiers ``steps`` name, ranked
+    (see ``core.artifacts``), at most ``limit``; ``results`` (each step's ``outcome``)
+    marks the failing lines, which rank higher."""
+    finder = Finder()
+    for index, step in enumerate(steps):
+        command = render_json(step.input)
+        git = bool(GIT_COMMAND.search(command))
+        finder.add_text(command, step.seq, typed=True, git=git)
+        finder.add_text(step.reasoning or "", step.seq, typed=True)
+        finder.add_text(render_json(step.output), step.seq, git=git)
+        if results is not None and results[index].failed:
+            finder.add_text("\n".join(results[index].lines), step.seq, failing=True)
+    return select(finder.ranked(), limit)
 
 
-# A line that reports an error (not a warning): ``...Error: ...``, ``FAILED ...``,
-# ``error: ...``, ``fatal: ...``.
-_ERROR_LINE = re.compile(
-    r"^\s*(?:\S*(?:Error|Exception)\b:?.*|FAILED\b.*"
-    r"|.*\b(?:error|fatal|panic)(?:\[\w+\])?:.*|.*Segmentation fault.*)$"
-)
+def _outcome_line(step: Step, result: Outcome) -> str:
+    """A progress entry for one step: what it ran and what came of it; a thought (or a
+    step with reasoning and no output) keeps its reasoning."""
+    reasoning = " ".join((step.reasoning or "").split())
+    if is_thought(step) or (not render_json(step.output).strip() and reasoning):
+        said = reasoning or render_json(step.input)
+        return f"#{step.seq} {step.tool}: {_cut(said, _THOUGHT_CHARS)}"
+    command = command_of(step)
+    head = f"#{step.seq} {step.tool}"
+    if command and command != step.tool:
+        head += " `" + command.replace("`", "'") + "`"
+    said = " | ".join(result.lines) or "(no output)"
+    return f"{head}: {'failed: ' if result.failed else ''}{said}"
 
 
-def _error_line(value: JsonValue, width: int = 160) -> str:
-    """The last line of a failed step's output that reports an error (where a traceback
-    or a test run says what failed), else its first line."""
-    text = render_json(value).strip()
-    for line in reversed(text.splitlines()[-200:]):
-        if len(line) < 400 and _ERROR_LINE.match(line) and re.search(r"[A-Za-z]{3}", line):
-            line = " ".join(line.split())
-            return line if len(line) <= width else line[: width - 1] + "…"
-    return _first_line(value, width)
-
-
-def _first_line(value: JsonValue, width: int = 160) -> str:
-    text = render_json(value).strip()
-    line = text.splitlines()[0] if text else ""
-    return line if len(line) <= width else line[: width - 1] + "…"
+def _cut(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 class RulesDistiller:
-    """Deterministic distillation: tools used, files and identifiers touched, errors, and
-    the last outcomes. Never fails; needs no model.
+    """Deterministic distillation: tools used, the last outcomes (a thought keeps its
+    reasoning), the errors no later step settled (their failing lines), the planned
+    actions the steps did not yet do, and the files, commits, URLs, tests, tickets and
+    names the steps touched. Never fails; needs no model.
     """
 
     name = "rules"
 
-    def __init__(self, limits: CheckpointSettings, artifacts_per_checkpoint: int = 30) -> None:
+    def __init__(self, limits: CheckpointSettings, artifacts_per_checkpoint: int = 60) -> None:
         self._limits = limits
         self._artifacts = artifacts_per_checkpoint
 
@@ -227,28 +175,65 @@ class RulesDistiller:
         if not steps:
             return CheckpointPatch()
         ordered = sorted(steps, key=lambda s: s.seq)
+        results = [outcome(step) for step in ordered]
         first, last = ordered[0].seq - omitted_steps, ordered[-1].seq
         tools = Counter(step.tool for step in ordered)
-        failed = [step for step in ordered if step.status == "error"]
+        failed = sum(1 for r in results if r.failed)
         used = ", ".join(f"{tool}×{n}" for tool, n in tools.most_common(6))
         summary = f"Steps {first}–{last}: {len(ordered) + omitted_steps} steps ({used})"
         if failed:
-            summary += f", {len(failed)} failed"
+            summary += f", {failed} failed"
         progress = [summary]
-        for step in ordered[-3:]:
-            outcome = _first_line(step.output) or "(no output)"
-            progress.append(f"#{step.seq} {step.tool}: {outcome}")
-        inputs = [render_json(step.input) for step in ordered]
-        texts = [
-            part for step in ordered for part in (render_json(step.output), step.reasoning or "")
-        ]
-        errors = [f"#{s.seq} {s.tool}: {_error_line(s.output) or 'failed'}" for s in failed[-5:]]
-        return CheckpointPatch(
+        progress += [_outcome_line(s, r) for s, r in zip(ordered[-3:], results[-3:], strict=True)]
+        errors = settle_errors(previous.errors if previous else [], ordered, results)
+        patch = CheckpointPatch(
             progress=progress,
             state={"last_seq": last, "last_tool": ordered[-1].tool},
-            errors=errors if errors else None,
-            auto_artifacts=extract_artifacts(texts, self._artifacts, primary=inputs),
+            errors=errors if errors or (previous and previous.errors) else None,
+            auto_artifacts=extract_artifacts(ordered, self._artifacts, results),
         )
+        planned = previous.next_actions if previous else []
+        remaining = open_actions(planned, ordered, results)
+        if remaining != planned:
+            patch = patch.model_copy(update={"next_actions": remaining})
+        return patch
+
+
+def settle_errors(
+    previous: Sequence[str], steps: Sequence[Step], results: Sequence[Outcome] | None = None
+) -> list[str]:
+    """``previous`` errors and the failures among ``steps`` (their failing lines), minus
+    what a later step settled (the same command or tests passing), newest last, at most
+    five."""
+    results = list(results) if results is not None else [outcome(s) for s in steps]
+    notes = [parse_error(text) for text in previous]
+    notes += [
+        parse_error(error_entry(s, r)) for s, r in zip(steps, results, strict=True) if r.failed
+    ]
+    return [note.text for note in unresolved(notes, steps, results)][-_MAX_ERRORS:]
+
+
+def check_sampled(
+    patch: CheckpointPatch,
+    previous: CheckpointContent | None,
+    steps: Sequence[Step],
+    ruled: CheckpointPatch,
+) -> CheckpointPatch:
+    """The checks rules distillation keeps, applied to a client model's distillation:
+    errors a later step settled are dropped (the rules' errors stand in when it wrote
+    none), and planned actions carried over from ``previous`` that the steps did are
+    dropped."""
+    ordered = sorted(steps, key=lambda s: s.seq)
+    results = [outcome(step) for step in ordered]
+    update: dict[str, object] = {}
+    if patch.errors is None:
+        update["errors"] = ruled.errors
+    else:
+        notes = [parse_error(text) for text in patch.errors]
+        update["errors"] = [n.text for n in unresolved(notes, ordered, results)]
+    if patch.next_actions is None and ruled.next_actions is not None:
+        update["next_actions"] = ruled.next_actions
+    return patch.model_copy(update=update)
 
 
 SAMPLING_SYSTEM_PROMPT = (

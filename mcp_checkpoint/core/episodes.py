@@ -21,6 +21,7 @@ from mcp_checkpoint.core.distill import (
     SAMPLING_SYSTEM_PROMPT,
     DistillError,
     RulesDistiller,
+    check_sampled,
     merge_checkpoint,
     parse_patch,
     sampling_prompt,
@@ -529,8 +530,8 @@ class Episodes:
             if sampled is not None:
                 try:
                     patch = parse_patch(sampled)
-                    patch = patch.model_copy(update={"errors": patch.errors or ruled.errors})
                     self._check_patch(patch)
+                    patch = check_sampled(patch, prev_content, steps, ruled)
                     source = "sampling"
                 except (DistillError, CheckpointError) as exc:
                     patch = ruled

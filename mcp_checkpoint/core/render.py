@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import JsonValue
 
+from mcp_checkpoint.core.artifacts import render_artifacts
 from mcp_checkpoint.core.models import CheckpointContent, Memory, Step, StepDraft
 from mcp_checkpoint.core.ports import Tokenizer
 
@@ -241,7 +242,7 @@ def render_checkpoint(content: CheckpointContent) -> dict[str, list[str]]:
     if content.artifacts:
         out["artifacts"] = [f"- {block(a)}" for a in content.artifacts]
     if content.auto_artifacts:
-        out["auto_artifacts"] = [f"- {block(a.value)}" for a in content.auto_artifacts]
+        out["auto_artifacts"] = render_artifacts(content.auto_artifacts, show=block)
     if content.next_actions:
         out["next_actions"] = [
             f"{i}. {block(a)}" for i, a in enumerate(content.next_actions, 1)

@@ -227,7 +227,9 @@ async def test_checkpoint_without_content_distils_by_rules(episodes: Episodes) -
     found = {a.value: a.kind for a in content.auto_artifacts}
     assert found["src/pkg/mod1.py"] == "file" and found["src/pkg/mod5.py"] == "file"
     assert content.artifacts == []  # no model wrote any
-    assert content.errors == ["#5 bash: Traceback: KeyError in src/pkg/mod5.py"]
+    assert content.errors == [
+        "#5 bash `cat src/pkg/mod5.py`: Traceback: KeyError in src/pkg/mod5.py"
+    ]
 
 
 async def test_checkpoint_model_content_still_keeps_touched_paths(episodes: Episodes) -> None:
