@@ -128,7 +128,9 @@ class CheckpointSettings(_Group):
         le=1,
         description="Share of the run's budget that working-memory tokens may fill.",
     )
-    trigger_on_error: bool = Field(True, description="An error step makes a checkpoint due.")
+    trigger_on_error: bool = Field(
+        True, description="An error step makes a checkpoint due until one covers it."
+    )
     max_progress_items: int = Field(
         40, ge=1, description="Progress entries kept when checkpoints merge (oldest drop)."
     )

@@ -104,6 +104,7 @@ class LocalBackend:
             "through_seq": cp.through_seq,
             "source": cp.source,
             "note": done.distill_note,
+            "created": done.created,
         }
 
     async def context(

@@ -7,7 +7,8 @@ the language or its standard library already names (``m.group``, ``s.encode``,
 ``re.compile``, ``print``, ``__init__``). Within a kind, what the agent typed itself (its
 commands, edits, reasoning), defined, or saw fail ranks above what it merely read; ties go
 to the more recent. No kind can crowd out the others: each has a share of the slots, and
-the slots a kind leaves unused go to the others.
+the slots a kind leaves unused go to the others. A long output is read at its head and
+its tail, where what it names mostly sits, so the cost of a step is bounded.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ _LABELS: dict[ArtifactKind, str] = {
     "identifier": "names",
 }
 _MAX_VALUE_CHARS = 300
+_HEAD_CHARS = 16_000
+_TAIL_CHARS = 8_000
 _CHUNK_ITEMS = 8
 
 # -- URLs ----------------------------------------------------------------------------------
@@ -58,9 +61,11 @@ _COMMIT_FORMS = (
     re.compile(rf"(?<![\w.])({_HEX})\.\.\.?({_HEX})(?![\w.])"),  # push / fetch / ranges
     re.compile(rf"\bHEAD is now at ({_HEX})\b"),
     re.compile(rf"^(?:\* )?({_HEX}) (?=\S)", re.MULTILINE),  # log --oneline (git steps)
-    re.compile(rf"\bgit \w[\w-]* (?:[^\n]* )?({_HEX})\b"),  # git show/revert/checkout HASH
+    re.compile(rf"\bgit \w[\w-]*(?: [^\n]{{0,200}}?)? ({_HEX})\b"),  # git show/revert/checkout HASH
 )
 _ONELINE = 4  # index of the --oneline form: only believed in the output of a git command
+# A substring each form needs (a form whose hint is absent is not tried).
+_COMMIT_HINTS = ("[", "commit ", "..", "HEAD is now at", "", "git ")
 GIT_COMMAND = re.compile(r"(?<![\w-])git\s+\w")
 
 # -- tests ---------------------------------------------------------------------------------
@@ -71,14 +76,18 @@ _TEST_FORMS = (
     # cargo test / libtest: test tests::name ... FAILED
     re.compile(r"^test ([\w:]+) \.\.\. (?:FAILED|ok|ignored)", re.MULTILINE),
     # go test: --- FAIL: TestName
-    re.compile(r"^\s*--- (?:FAIL|PASS|SKIP): (\w+)", re.MULTILINE),
+    re.compile(r"^[ \t]*--- (?:FAIL|PASS|SKIP): (\w+)", re.MULTILINE),
     # unittest: FAIL: test_name (module.Class.test_name)
     re.compile(r"^(?:FAIL|ERROR): (\w+) \(([\w.]+)\)", re.MULTILINE),
 )
 
+_TEST_HINTS: tuple[tuple[str, ...], ...] = (
+    ("::",), (" ... ",), ("--- ",), ("FAIL: ", "ERROR: "),
+)
+
 # -- tickets -------------------------------------------------------------------------------
 
-_TICKET = re.compile(r"(?<![\w-])([A-Z][A-Z0-9]{1,9})-([1-9]\d{0,5})(?![\w-]|\.\d)")
+_TICKET = re.compile(r"\b([A-Z][A-Z0-9]{1,9})-([1-9]\d{0,5})(?![\w-]|\.\d)")
 # Upper-case prefixes that name standards, encodings and algorithms, not trackers.
 
 
@@ -93,9 +102,9 @@ _NOT_TICKETS = _words(
 )
 _HASH_TICKET = re.compile(
     r"(?:(?<![\w#&])(?:issues?|prs?|pull(?: request)?|bugs?|tickets?|fix(?:es|ed)?|"
-    r"close[sd]?|resolve[sd]?|refs?|see|gh)\s*(#\d{1,6})\b)"
+    r"close[sd]?|resolve[sd]?|refs?|see|gh) ?(#\d{1,6})\b)"
     r"|\((#\d{1,6})\)"
-    r"|(?<![\w/])([\w.-]+/[\w.-]+#\d{1,6})\b",
+    r"|(?<![\w./-])([\w.-]+/[\w.-]+#\d{1,6})\b",
     re.IGNORECASE,
 )
 
@@ -110,24 +119,22 @@ _EXTENSIONS = (
     "exe|bin|elf|o|a|wasm|pdf|png|jpe?g|gif|svg|ico|pcapng|pcap|enc|out|asm|s|traj"
 )
 _HAS_EXT = re.compile(rf"\.(?:{_EXTENSIONS})$", re.IGNORECASE)
-_SLASHED = re.compile(r"(?<![\w.~/@-])(?:~|\.{1,2})?/?[\w.+@-]+(?:/[\w.+@-]+)+/?")
-_FILE_NAME = re.compile(
-    rf"(?<![\w./@-])[\w+-]+(?:\.[\w+-]+)*\.(?:{_EXTENSIONS})(?![\w/-])", re.IGNORECASE
-)
 _FILE_NAMES = frozenset({"Makefile", "Dockerfile", "Gemfile", "Rakefile", "Procfile"})
-_BARE_FILE = re.compile(r"(?<![\w./-])(Makefile|Dockerfile|Gemfile|Rakefile|Procfile)(?![\w.])")
 
 # -- identifiers ---------------------------------------------------------------------------
 
-_SNAKE = re.compile(r"(?<![\w$])_?[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+_?(?![\w$])")
-_CAMEL = re.compile(r"(?<![\w$])[a-z][a-z0-9]*(?:[A-Z][a-z0-9]*)+(?![\w$])")
-_PASCAL = re.compile(r"(?<![\w$])[A-Z][a-z0-9]+(?:[A-Z]+[a-z0-9]*)+(?![\w$])")
+# Word-like tokens (paths, file names, dotted names), with a "(" when called.
+_TOKEN = re.compile(r"[\w.+@~/-]+\(?")
+_SEPARATORS = str.maketrans({"+": ".", "@": ".", "~": ".", "-": "."})
+_FILE_TOKEN = re.compile(rf"[\w+-]+(?:\.[\w+-]+)*\.(?:{_EXTENSIONS})", re.IGNORECASE)
+_SNAKE = re.compile(r"_?[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+_?")
+_CAMEL = re.compile(r"[a-z][a-z0-9]*(?:[A-Z][a-z0-9]*)+")
+_PASCAL = re.compile(r"[A-Z][a-z0-9]+(?:[A-Z]+[a-z0-9]*)+")
+_PLAIN_NAME = re.compile(r"[A-Za-z_]\w{2,}")
 _DEFINED = re.compile(
     r"\b(?:def|class|function|fn|func|struct|enum|trait|interface|type|module|impl)\s+"
     r"([A-Za-z_]\w*)"
 )
-_CALLED = re.compile(r"(?<![\w$])([A-Za-z_]\w{2,})\(")
-_DUNDER = re.compile(r"^__\w+__$")
 # Names every program uses: Python builtins and keywords, and methods of the standard
 # types and modules that a model knows without being told.
 _COMMON = frozenset(
@@ -180,7 +187,8 @@ def _is_name(name: str) -> bool:
     return (
         3 <= len(name) <= _MAX_NAME_CHARS
         and name not in _COMMON
-        and not _DUNDER.match(name)
+        and not (name.startswith("__") and name.endswith("__"))
+        and not name.replace("_", "").isdigit()
         and _has_letter(name)
     )
 
@@ -231,23 +239,29 @@ class Finder:
         ``git``: the step ran git (its output may list commits by hash)."""
         if not text:
             return
+        if len(text) > _HEAD_CHARS + _TAIL_CHARS:  # read a long output at both ends
+            text = text[:_HEAD_CHARS] + "\n" + text[-_TAIL_CHARS:]
         bonus = (2.0 if typed else 0.0) + (2.0 if failing else 0.0)
         rest = text
-        for pattern in (_URL, _SCP_GIT):
-            for match in pattern.finditer(rest):
-                url = match.group(0).rstrip(_URL_TRAILING)
-                if url.endswith(")") and url.count("(") < url.count(")"):
-                    url = url[:-1]
-                self._add("url", url, step, bonus + 1.0)
-            rest = pattern.sub(" ", rest)
+        # Cheap substring tests first: most texts hold no URL, hash, test id or ticket, and
+        # a pattern not tried costs nothing.
+        if "://" in rest or "git@" in rest:
+            for pattern in (_URL, _SCP_GIT):
+                for match in pattern.finditer(rest):
+                    url = match.group(0).rstrip(_URL_TRAILING)
+                    if url.endswith(")") and url.count("(") < url.count(")"):
+                        url = url[:-1]
+                    self._add("url", url, step, bonus + 1.0)
+                rest = pattern.sub(" ", rest)
         for index, pattern in enumerate(_COMMIT_FORMS):
-            if index == _ONELINE and not git:
-                continue
-            for match in pattern.finditer(rest):
-                for value in match.groups():
-                    if value and _has_letter(value) and any(c.isdigit() for c in value):
-                        self._add("commit", value, step, bonus + 1.0)
+            if (git if index == _ONELINE else _COMMIT_HINTS[index] in rest):
+                for match in pattern.finditer(rest):
+                    for value in match.groups():
+                        if value and _has_letter(value) and any(c.isdigit() for c in value):
+                            self._add("commit", value, step, bonus + 1.0)
         for index, pattern in enumerate(_TEST_FORMS):
+            if not any(hint in rest for hint in _TEST_HINTS[index]):
+                continue
             for match in pattern.finditer(rest):
                 if index == len(_TEST_FORMS) - 1:  # unittest: name (module.Class[.name])
                     name, where = match.group(1), match.group(2)
@@ -259,33 +273,60 @@ class Finder:
                 failed = "FAIL" in line or "ERROR" in line or "FAIL" in match.group(0)
                 self._add("test", value, step, bonus + (2.0 if failed else 0.0))
         for match in _TICKET.finditer(rest):
-            if match.group(1) not in _NOT_TICKETS:
+            after_dash = rest[match.start() - 1 : match.start()] == "-"
+            if match.group(1) not in _NOT_TICKETS and not after_dash:
                 self._add("ticket", match.group(0), step, bonus + 1.0)
-        for match in _HASH_TICKET.finditer(rest):
-            value = next(g for g in match.groups() if g)
-            self._add("ticket", value, step, bonus + 1.0)
-        for pattern in (_SLASHED, _FILE_NAME, _BARE_FILE):
-            for match in pattern.finditer(rest):
-                path = match.group(0).rstrip(".:,;")
-                if pattern is _SLASHED and not _keep_path(path):
-                    continue
-                path = path.removeprefix("./")
-                if len(path) > 2 and "::" not in path:
-                    self._add("file", path.rstrip("/") or path, step, bonus)
-            rest = pattern.sub(" ", rest)
+        if "#" in rest:
+            for match in _HASH_TICKET.finditer(rest):
+                value = next(g for g in match.groups() if g)
+                self._add("ticket", value, step, bonus + 1.0)
         for match in _DEFINED.finditer(rest):
             name = match.group(1)
             if _is_name(name):
                 self._add("identifier", name, step, bonus + 2.0)
-        for pattern in (_SNAKE, _CAMEL, _PASCAL):
-            for match in pattern.finditer(rest):
-                name = match.group(0)
-                if _is_name(name):
-                    self._add("identifier", name, step, bonus)
-        for match in _CALLED.finditer(rest):
-            name = match.group(1)
-            if _is_name(name) and name not in self._seen:
-                self._add("identifier", name, step, bonus - 0.5)
+        self._add_tokens(rest, step, bonus)
+
+    def _add_tokens(self, text: str, step: int, bonus: float) -> None:
+        """Files and identifiers, from one pass over the text's word-like tokens: a token
+        with a slash is a path (if ``_keep_path``), one with a file extension a file name,
+        else its parts may be names (snake_case, camelCase, PascalCase, or called)."""
+        for token in _TOKEN.findall(text):
+            called = token.endswith("(")
+            word = token[:-1] if called else token
+            if not called and word.isalpha() and (word.islower() or word.istitle()):
+                continue  # a plain word: the common case, settled first
+            if "/" in word:
+                path = word.rstrip(".:,;-")
+                if _keep_path(path):
+                    path = path.removeprefix("./")
+                    if len(path) > 2:
+                        self._add("file", path.rstrip("/") or path, step, bonus)
+                continue
+            if "." in word and _FILE_TOKEN.fullmatch(word.rstrip(".")):
+                self._add("file", word.rstrip("."), step, bonus)
+                continue
+            if word in _FILE_NAMES:
+                self._add("file", word, step, bonus)
+                continue
+            parts = [word] if word.isidentifier() else word.translate(_SEPARATORS).split(".")
+            for index, part in enumerate(parts):
+                if len(part) < 3 or not _is_name(part):
+                    continue
+                if "_" in part:
+                    shaped = _SNAKE.fullmatch(part) is not None
+                elif part.islower() or part.isupper() or part.isdigit():
+                    shaped = False
+                else:
+                    shaped = bool(_CAMEL.fullmatch(part) or _PASCAL.fullmatch(part))
+                if shaped:
+                    self._add("identifier", part, step, bonus)
+                elif (
+                    called
+                    and index == len(parts) - 1
+                    and part not in self._seen
+                    and _PLAIN_NAME.fullmatch(part)
+                ):
+                    self._add("identifier", part, step, bonus - 0.5)
 
     def ranked(self) -> dict[ArtifactKind, list[str]]:
         """Each kind's values, best first: score, then the most recent, then the first

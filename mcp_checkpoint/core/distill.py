@@ -37,6 +37,7 @@ __all__ = [
     "SAMPLING_SYSTEM_PROMPT",
     "DistillError",
     "RulesDistiller",
+    "carry_over",
     "check_sampled",
     "extract_artifacts",
     "merge_auto_artifacts",
@@ -213,16 +214,36 @@ def settle_errors(
     return [note.text for note in unresolved(notes, steps, results)][-_MAX_ERRORS:]
 
 
-def check_sampled(
+def carry_over(
     patch: CheckpointPatch,
     previous: CheckpointContent | None,
     steps: Sequence[Step],
     ruled: CheckpointPatch,
 ) -> CheckpointPatch:
-    """The checks rules distillation keeps, applied to a client model's distillation:
-    errors a later step settled are dropped (the rules' errors stand in when it wrote
-    none), and planned actions carried over from ``previous`` that the steps did are
-    dropped."""
+    """``patch`` (whoever wrote it) with the rules' extracted artifacts, and, for the lists
+    it leaves as they were, what ``steps`` settled taken out: the previous errors a later
+    step settled, the previous next actions the steps did."""
+    update: dict[str, object] = {"auto_artifacts": ruled.auto_artifacts}
+    if patch.next_actions is None and ruled.next_actions is not None:
+        update["next_actions"] = ruled.next_actions
+    if patch.errors is None and previous is not None and previous.errors:
+        ordered = sorted(steps, key=lambda s: s.seq)
+        results = [outcome(step) for step in ordered]
+        notes = [parse_error(text) for text in previous.errors]
+        kept = [n.text for n in unresolved(notes, ordered, results)]
+        if kept != previous.errors:
+            update["errors"] = kept
+    return patch.model_copy(update=update)
+
+
+def check_sampled(
+    patch: CheckpointPatch,
+    steps: Sequence[Step],
+    ruled: CheckpointPatch,
+) -> CheckpointPatch:
+    """The error check of rules distillation, applied to a client model's distillation:
+    the errors it lists that a later step settled are dropped, and the rules' errors stand
+    in when it lists none. (``carry_over`` then applies to it as to any content.)"""
     ordered = sorted(steps, key=lambda s: s.seq)
     results = [outcome(step) for step in ordered]
     update: dict[str, object] = {}
@@ -231,8 +252,6 @@ def check_sampled(
     else:
         notes = [parse_error(text) for text in patch.errors]
         update["errors"] = [n.text for n in unresolved(notes, ordered, results)]
-    if patch.next_actions is None and ruled.next_actions is not None:
-        update["next_actions"] = ruled.next_actions
     return patch.model_copy(update=update)
 
 

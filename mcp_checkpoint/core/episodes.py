@@ -21,6 +21,7 @@ from mcp_checkpoint.core.distill import (
     SAMPLING_SYSTEM_PROMPT,
     DistillError,
     RulesDistiller,
+    carry_over,
     check_sampled,
     merge_checkpoint,
     parse_patch,
@@ -109,13 +110,15 @@ class CheckpointResult:
     working_steps: int
     working_tokens: int
     distill_note: str | None = None
+    created: bool = True  # False: nothing new to distil, ``checkpoint`` is the latest
 
 
 def step_ack(cfg: CheckpointSettings, run: Run, step: Step) -> StepAck:
     """The acknowledgement of ``step``, given the run just after it was appended: working
-    memory, and whether (and why) a checkpoint is due under ``cfg``."""
+    memory, and whether (and why) a checkpoint is due under ``cfg``. An error anywhere in
+    working memory keeps a checkpoint due (reason ``error``) until one covers it."""
     reason: str | None = None
-    if cfg.trigger_on_error and step.status == "error":
+    if cfg.trigger_on_error and (step.status == "error" or run.error_seq > run.covered_seq):
         reason = "error"
     elif run.working_tokens >= cfg.trigger_token_share * run.budget_tokens:
         reason = "tokens"
@@ -504,6 +507,10 @@ class Episodes:
         ``through_seq`` — also concurrently — stay in working memory. ``files`` (path,
         bytes) are kept with the checkpoint as a workspace snapshot; the patch's name,
         stage and notes label this checkpoint whoever distils.
+
+        With no content, no files and no step after the latest checkpoint (up to
+        ``through_seq``), nothing is distilled: the latest checkpoint comes back unchanged,
+        ``created`` False, with a note saying so.
         """
         self._check_patch(patch)
         labels = {"name": patch.name, "stage": patch.stage, "notes": patch.notes}
@@ -521,6 +528,23 @@ class Episodes:
         note: str | None = None
         source: CheckpointSource = "model"
         previous = await self.latest_checkpoint(tenant, run)
+        nothing_new = (
+            patch.is_empty()
+            and checked_files is None
+            and all(value is None for value in labels.values())
+            and target <= run.covered_seq
+        )
+        if nothing_new and previous is not None:
+            return CheckpointResult(
+                checkpoint=previous,
+                working_steps=run.working_steps,
+                working_tokens=run.working_tokens,
+                distill_note=(
+                    f"no steps since checkpoint {previous.number} (through step "
+                    f"{previous.through_seq}): returned it unchanged"
+                ),
+                created=False,
+            )
         prev_content = previous.content if previous else None
         steps, omitted = await self._covered_steps(tenant, run, target)
         ruled = await self._rules.distill(run, prev_content, steps, omitted)
@@ -531,7 +555,7 @@ class Episodes:
                 try:
                     patch = parse_patch(sampled)
                     self._check_patch(patch)
-                    patch = check_sampled(patch, prev_content, steps, ruled)
+                    patch = check_sampled(patch, steps, ruled)
                     source = "sampling"
                 except (DistillError, CheckpointError) as exc:
                     patch = ruled
@@ -540,8 +564,9 @@ class Episodes:
             elif sampling_note is not None:
                 note = f"{sampling_note}; distilled by rules instead"
         # Whoever distilled, the files and names the covered steps touched are kept, apart
-        # from what a model wrote (a context trims them first).
-        patch = patch.model_copy(update={"auto_artifacts": ruled.auto_artifacts, **labels})
+        # from what a model wrote (a context trims them first), and what the steps settled
+        # leaves the lists carried over from the previous checkpoint.
+        patch = carry_over(patch, prev_content, steps, ruled).model_copy(update=labels)
         snapshot = (
             await self._snapshots.store(tenant, checked_files, now=self._clock())
             if checked_files is not None

@@ -89,6 +89,7 @@ def append_step(
         "step_count": run.step_count + 1,
         "head_hash": step.hash,
         "head_tokens": step.cum_tokens,
+        "error_seq": seq if draft.status == "error" else run.error_seq,
         "updated_at": now,
     })
     return step, after

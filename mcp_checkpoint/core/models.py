@@ -97,6 +97,9 @@ class Run(_Frozen):
     pruned_seq: int = Field(
         0, description="Retention removed steps 1..pruned_seq (0: none removed)."
     )
+    error_seq: int = Field(
+        0, description="seq of the newest step recorded with status error (0: none)."
+    )
     pruned_hash: str | None = Field(
         None,
         description="Hash of step pruned_seq: the anchor the remaining ledger chains from.",

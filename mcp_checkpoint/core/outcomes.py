@@ -36,8 +36,13 @@ _COMMAND_CHARS = 80
 _LINE_CHARS = 200
 _ERROR_CHARS = 400
 _MAX_FAILED_IDS = 3
+_MAX_LINE_CHARS = 2000
+_HEAD_CHARS = 8_000
+_TAIL_CHARS = 32_000
 
-_TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\s*File \"[^\"]+\", line \d+", re.M)
+_TRACEBACK = re.compile(
+    r"Traceback \(most recent call last\)|^[ \t]*File \"[^\"\n]+\", line \d+", re.M
+)
 _EXCEPTION_LINE = re.compile(
     r"^(?:E\s+)?((?:[A-Za-z_][\w]*\.)*[A-Z]\w*(?:Error|Exception|Exit|Interrupt|Failure|Fault"
     r"|Warning|Timeout|Refused|NotFound|Denied)(?::\s.*|:?)$)"
@@ -45,9 +50,9 @@ _EXCEPTION_LINE = re.compile(
 _PYTEST_FAILED = re.compile(r"^(?:FAILED|ERROR) (\S+)(?: - (.*))?$")
 _TEST_FAILED = re.compile(
     r"^test ([\w:]+) \.\.\. FAILED$"  # cargo / libtest
-    r"|^\s*--- FAIL: (\w+)"  # go test
+    r"|^[ \t]*--- FAIL: (\w+)"  # go test
     r"|^(?:FAIL|ERROR): (\w+ \([\w.]+\))"  # unittest
-    r"|^\s*(?:✕|×|✗) (.+?)(?: \(\d+ ?m?s\))?$"  # jest / vitest / mocha
+    r"|^[ \t]*(?:✕|×|✗) (.+?)(?: \(\d+ ?m?s\))?$"  # jest / vitest / mocha
 )
 _SUMMARY = re.compile(
     r"^=+ (.*\b\d+ (?:failed|passed|errors?)\b.*) =+$"  # pytest
@@ -115,19 +120,27 @@ class Outcome:
 
 
 def _lines(text: str) -> list[str]:
-    return [line.rstrip() for line in _clean(text).splitlines() if line.strip()]
+    """The non-empty lines of ``text`` that could say something (a line of thousands of
+    characters is data, not a message)."""
+    return [
+        line.rstrip()
+        for line in _clean(text).splitlines()
+        if line.strip() and len(line) <= _MAX_LINE_CHARS
+    ]
 
 
 def outcome(step: Step) -> Outcome:
     """Read a step's output: whether it failed, and the lines that say so (the last
     exception line, FAILED ids, a tool's error line, a non-zero exit code)."""
     text = render_json(step.output)
+    if len(text) > _HEAD_CHARS + _TAIL_CHARS:  # what a failure says sits at the end
+        text = text[:_HEAD_CHARS] + "\n" + text[-_TAIL_CHARS:]
     lines = _lines(text)
     failed_ids: list[str] = []
     key: list[str] = []
-    passed_ids = re.findall(r"^(\S+::\S+) PASSED\b", text, re.M)
+    passed_ids = re.findall(r"^(\S{1,300}::\S{1,300}) PASSED\b", text, re.M)
     passed_ids += re.findall(r"^test ([\w:]+) \.\.\. ok$", text, re.M)
-    passed_ids += re.findall(r"^\s*--- PASS: (\w+)", text, re.M)
+    passed_ids += re.findall(r"^[ \t]*--- PASS: (\w+)", text, re.M)
     summary = ""
     for line in lines:
         found = _PYTEST_FAILED.match(line)
@@ -278,10 +291,10 @@ def unresolved(
 
 # -- planned actions that later steps did -------------------------------------------------
 
-_GIT = r"(?<![\w-])git\s+(?:-\S+\s+(?:\S+\s+)?)*"
+_GIT = r"(?<![\w-])git\s+(?:-\S+\s+){0,6}"
 _INTENTS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
     (
-        re.compile(r"\b(?:open|create|submit|file|raise|send|make|push)\b.*\b(?:PR|pull "
+        re.compile(r"\b(?:open|create|submit|file|raise|send|make|push)\b.{0,200}\b(?:PR|pull "
                    r"request|merge request|MR)\b|\b(?:PR|pull request)\b", re.I),
         re.compile(r"\bgh\s+pr\s+create\b|\bglab\s+mr\s+create\b|/pull/\d+|/merge_requests/\d+"),
     ),
@@ -301,9 +314,10 @@ _INTENTS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
                    r"|gem|go)\s+(?:install|add|get|i)\b"),
     ),
 )
-_COMMIT_AND = re.compile(r"\b(?:commit|push)\b.*\b(?:and|then)\b", re.I)
+_COMMIT_AND = re.compile(r"\b(?:commit|push)\b.{0,200}?\b(?:and|then)\b", re.I)
 _RUN_TESTS = re.compile(
-    r"\b(?:run|rerun|re-run|execute|check)\b.*\b(?:tests?|test suite|pytest|specs?)\b", re.I
+    r"\b(?:run|rerun|re-run|execute|check)\b.{0,200}?\b(?:tests?|test suite|pytest|specs?)\b",
+    re.I,
 )
 _QUOTED = re.compile(r"`([^`]{3,})`")
 _CREATE = re.compile(r"\b(?:create|add|write|new)\b", re.I)

@@ -1075,12 +1075,14 @@ def _imported_run(item: PackRun, cfg: CheckpointSettings, counter: _Counter) -> 
         through = checkpoint.through_seq
         covered.append((through, item.steps[through - 1].cum_tokens if through else 0))
     steps: list[ImportedStep] = []
+    error_seq = 0
     for step in item.steps:
         covered_seq, covered_tokens = covered[step.episode - 1]
+        error_seq = step.seq if step.status == "error" else error_seq
         then = run.model_copy(update={
             "head_seq": step.seq, "head_tokens": step.cum_tokens,
             "checkpoint_count": step.episode - 1, "covered_seq": covered_seq,
-            "covered_tokens": covered_tokens,
+            "covered_tokens": covered_tokens, "error_seq": error_seq,
         })
         draft = StepDraft(
             tool=step.tool, input=step.input, output=step.output, reasoning=step.reasoning,

@@ -148,6 +148,11 @@ class CheckpointResultView(_Out):
     working_tokens: int
     content: CheckpointContent
     note: str | None = None
+    created: bool = Field(
+        True,
+        description="False when there was nothing new to distil and this is the latest "
+        "checkpoint, returned unchanged.",
+    )
 
 
 class MemoryItemIn(BaseModel):
@@ -573,7 +578,8 @@ class Tools:
             sampling_note=note, files=snapshot,
         )
         cp: Checkpoint = result.checkpoint
-        await s.subscriptions.checkpoint_created(ctx, s.tenant(), cp.run_id)
+        if result.created:
+            await s.subscriptions.checkpoint_created(ctx, s.tenant(), cp.run_id)
         return CheckpointResultView(
             checkpoint_id=cp.checkpoint_id,
             run_id=cp.run_id,
@@ -585,6 +591,7 @@ class Tools:
             working_tokens=result.working_tokens,
             content=cp.content,
             note=result.distill_note,
+            created=result.created,
         )
 
     @staticmethod

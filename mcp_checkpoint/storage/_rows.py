@@ -120,6 +120,7 @@ def run_row(tenant: Tenant, run: Run) -> dict[str, Any]:
         "pruned_hash": run.pruned_hash,
         "pruned_tokens": run.pruned_tokens,
         "pruned_checkpoints": run.pruned_checkpoints,
+        "error_seq": run.error_seq,
     }
 
 
@@ -128,7 +129,7 @@ RUN_COLUMNS = (
     "budget_tokens", "created_at", "updated_at", "updated_us", "head_seq", "step_count",
     "head_hash", "head_tokens", "checkpoint_count", "latest_checkpoint_id", "covered_seq",
     "covered_tokens", "version", "pruned_seq", "pruned_hash", "pruned_tokens",
-    "pruned_checkpoints", "project",
+    "pruned_checkpoints", "project", "error_seq",
 )
 
 
@@ -272,6 +273,7 @@ def to_run(row: Row) -> Run:
         pruned_hash=row["pruned_hash"],
         pruned_tokens=row["pruned_tokens"],
         pruned_checkpoints=row["pruned_checkpoints"],
+        error_seq=row["error_seq"],
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from mcp import Client
 from mcp_types import TextContent
@@ -329,3 +330,17 @@ async def test_rehydrate_text_block_is_the_context_within_the_budget(client: Cli
     assert block.text.startswith("# Resume: run r1")
     assert '"dropped"' not in block.text
     assert len(o200k.encode_ordinary(block.text)) <= structured["tokens"] <= 500
+
+
+async def test_checkpoint_with_nothing_new_returns_the_latest_with_a_note(client: Client) -> None:
+    await start_run(client)
+    await record(client, n=2)
+    first = await call(client, "checkpoint", {"run_id": "r1"})
+    again = await call(client, "checkpoint", {"run_id": "r1"})
+    assert first["created"] is True and again["created"] is False
+    assert again["checkpoint_id"] == first["checkpoint_id"] and again["number"] == 1
+    assert "no steps since checkpoint 1" in again["note"]
+    listed = {tool.name: tool for tool in (await client.list_tools()).tools}
+    schema = listed["checkpoint"].output_schema
+    assert schema is not None and "created" in schema["properties"]
+    jsonschema.validate(again, schema)

@@ -9,6 +9,7 @@ import anyio
 from mcp_checkpoint.config import CheckpointSettings
 from mcp_checkpoint.core.distill import (
     RulesDistiller,
+    carry_over,
     check_sampled,
     extract_artifacts,
     merge_auto_artifacts,
@@ -306,7 +307,27 @@ def test_check_sampled_drops_settled_errors_and_done_actions() -> None:
     sampled = CheckpointPatch(
         progress=["fixed it"], errors=["#1 bash `python reproduce.py`: KeyError: 'retries'"]
     )
-    checked = check_sampled(sampled, previous, steps, ruled)
+    checked = carry_over(check_sampled(sampled, steps, ruled), previous, steps, ruled)
     assert checked.errors == []
     assert checked.next_actions == []
     assert checked.progress == ["fixed it"]
+
+
+def test_model_content_that_leaves_lists_as_they_were_loses_what_the_steps_settled() -> None:
+    previous = CheckpointContent(
+        next_actions=["Commit the fix", "Write the release notes"],
+        errors=["#1 bash `python reproduce.py`: KeyError: 'retries'", "flaky CI on macOS"],
+    )
+    steps = [
+        st(2, "bash", "python reproduce.py", "3"),
+        st(3, "bash", 'git commit -am "fix"', GIT_COMMIT),
+    ]
+    ruled = anyio.run(RulesDistiller(CheckpointSettings()).distill, RUN, previous, steps, 0)
+    written = carry_over(CheckpointPatch(progress=["fixed"]), previous, steps, ruled)
+    assert written.next_actions == ["Write the release notes"]
+    assert written.errors == ["flaky CI on macOS"]
+    assert written.auto_artifacts == ruled.auto_artifacts
+    # What the model wrote itself stands.
+    own = carry_over(CheckpointPatch(next_actions=["Commit the fix"], errors=[]), previous,
+                     steps, ruled)
+    assert own.next_actions == ["Commit the fix"] and own.errors == []

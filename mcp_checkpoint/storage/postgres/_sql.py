@@ -35,7 +35,7 @@ HEAD_AND_KEY = (
 MOVE_HEAD_AND_INSERT = (
     "WITH head AS ("  # noqa: S608 - constant names
     " UPDATE runs SET head_seq = %(seq)s, step_count = %(step_count)s,"
-    " head_hash = %(hash)s, head_tokens = %(cum_tokens)s,"
+    " head_hash = %(hash)s, head_tokens = %(cum_tokens)s, error_seq = %(error_seq)s,"
     " updated_at = %(created_at)s, updated_us = %(us)s"
     " WHERE tenant = %(tenant)s AND run_id = %(run_id)s AND head_seq = %(prev_seq)s"
     " AND head_hash = %(prev_hash)s"

@@ -312,6 +312,7 @@ class PostgresStore(PostgresBlobs, SqlStore):
                 **step_row(tenant, step, request_hash, ack.model_dump_json()),
                 "prev_seq": run.head_seq, "checkpoints": run.checkpoint_count,
                 "version": run.version, "step_count": after.step_count, "us": micros(now),
+                "error_seq": after.error_seq,
             })
 
         async def write(conn: Conn, ack: StepAck, after: Run, values: dict[str, Any]) -> bool:

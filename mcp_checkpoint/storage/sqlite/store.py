@@ -68,7 +68,8 @@ __all__ = ["SqliteStore"]
 
 _MOVE_HEAD = (
     "UPDATE runs SET head_seq = :head_seq, step_count = :step_count, head_hash = :head_hash, "
-    "head_tokens = :head_tokens, updated_at = :updated_at, updated_us = :updated_us "
+    "head_tokens = :head_tokens, error_seq = :error_seq, updated_at = :updated_at, "
+    "updated_us = :updated_us "
     "WHERE tenant = :tenant AND run_id = :run_id AND head_seq = :expected_head"
 )
 _MEMORIES = (
@@ -252,7 +253,8 @@ class SqliteStore(SqliteBlobs, SqlStore):
             cursor = conn.execute(_MOVE_HEAD, {
                 **where, "head_seq": after.head_seq, "step_count": after.step_count,
                 "head_hash": after.head_hash, "head_tokens": after.head_tokens,
-                "updated_at": iso(now), "updated_us": micros(now), "expected_head": run.head_seq,
+                "error_seq": after.error_seq, "updated_at": iso(now),
+                "updated_us": micros(now), "expected_head": run.head_seq,
             })
             if cursor.rowcount != 1:  # pragma: no cover - the write lock rules it out
                 raise ConflictError(f"run {run_id} moved on; try again")
