@@ -51,6 +51,12 @@ _CHUNK_ITEMS = 8
 _URL = re.compile(r"\b(?:https?|wss?|ftp|ssh|git|file)://[^\s'\"<>()\[\]{}`|\\^]+")
 _SCP_GIT = re.compile(r"\bgit@[\w.-]+:[\w./-]+\.git\b")
 _URL_TRAILING = ".,;:!?*'\""
+# Hosts whose URLs are document boilerplate (XML namespaces, DTDs, schema ids), not places
+# the work went.
+_BOILERPLATE_HOSTS = (
+    "www.w3.org/", "schemas.xmlsoap.org/", "schemas.microsoft.com/", "json-schema.org/",
+    "xmlns.com/", "purl.org/", "ns.adobe.com/",
+)
 
 # -- commits -------------------------------------------------------------------------------
 
@@ -118,7 +124,7 @@ _EXTENSIONS = (
     "patch|diff|pem|key|crt|pub|der|db|sqlite|parquet|zip|tar|gz|tgz|bz2|xz|whl|so|dll|"
     "exe|bin|elf|o|a|wasm|pdf|png|jpe?g|gif|svg|ico|pcapng|pcap|enc|out|asm|s|traj"
 )
-_HAS_EXT = re.compile(rf"\.(?:{_EXTENSIONS})$", re.IGNORECASE)
+_HAS_EXT = re.compile(rf"\.(?:{_EXTENSIONS})$")
 _FILE_NAMES = frozenset({"Makefile", "Dockerfile", "Gemfile", "Rakefile", "Procfile"})
 
 # -- identifiers ---------------------------------------------------------------------------
@@ -126,7 +132,7 @@ _FILE_NAMES = frozenset({"Makefile", "Dockerfile", "Gemfile", "Rakefile", "Procf
 # Word-like tokens (paths, file names, dotted names), with a "(" when called.
 _TOKEN = re.compile(r"[\w.+@~/-]+\(?")
 _SEPARATORS = str.maketrans({"+": ".", "@": ".", "~": ".", "-": "."})
-_FILE_TOKEN = re.compile(rf"[\w+-]+(?:\.[\w+-]+)*\.(?:{_EXTENSIONS})", re.IGNORECASE)
+_FILE_TOKEN = re.compile(rf"[\w+-]+(?:\.[\w+-]+)*\.(?:{_EXTENSIONS})")
 _SNAKE = re.compile(r"_?[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+_?")
 _CAMEL = re.compile(r"[a-z][a-z0-9]*(?:[A-Z][a-z0-9]*)+")
 _PASCAL = re.compile(r"[A-Z][a-z0-9]+(?:[A-Z]+[a-z0-9]*)+")
@@ -251,7 +257,8 @@ class Finder:
                     url = match.group(0).rstrip(_URL_TRAILING)
                     if url.endswith(")") and url.count("(") < url.count(")"):
                         url = url[:-1]
-                    self._add("url", url, step, bonus + 1.0)
+                    if not any(host in url for host in _BOILERPLATE_HOSTS):
+                        self._add("url", url, step, bonus + 1.0)
                 rest = pattern.sub(" ", rest)
         for index, pattern in enumerate(_COMMIT_FORMS):
             if (git if index == _ONELINE else _COMMIT_HINTS[index] in rest):

@@ -764,6 +764,7 @@ class Episodes:
                 packing.SectionSpec(
                     "earlier",
                     "## Earlier steps (covered by the checkpoint; newest kept)",
+                    share=0.0,  # pass two only, after what the server extracted
                     contiguous=True,
                     fill=2,
                 )
