@@ -482,7 +482,7 @@ async def test_rules_errors_keep_the_last_error_line_of_a_failed_step(
     out = "Traceback (most recent call last):\n  File \"x.py\", line 3\nKeyError: 'k'\ndone"
     await episodes.record_step(T, "r1", step(1, status="error", output=out))
     result = await episodes.checkpoint(T, "r1", CheckpointPatch())
-    assert result.checkpoint.content.errors == ["#1 bash: KeyError: 'k'"]
+    assert result.checkpoint.content.errors == ["#1 bash `cat src/pkg/mod1.py`: KeyError: 'k'"]
 
 
 async def test_rehydrate_shows_extracted_artifacts_before_raw_steps_of_a_rules_checkpoint(
