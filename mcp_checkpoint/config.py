@@ -8,11 +8,12 @@ in ``cli/`` and passed down explicitly; nothing else looks at the environment.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
@@ -131,6 +132,26 @@ class CheckpointSettings(_Group):
     trigger_on_error: bool = Field(
         True, description="An error step makes a checkpoint due until one covers it."
     )
+    trigger_tools: list[str] = Field(
+        [],
+        description="Tool names whose step makes a checkpoint due (e.g. [\"git_commit\"]).",
+    )
+    trigger_output_patterns: list[str] = Field(
+        [],
+        description="Regular expressions: a step whose output matches one makes a "
+        "checkpoint due (e.g. [\"tests? passed\", \"^Merged\"]).",
+    )
+
+    @field_validator("trigger_output_patterns")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"trigger_output_patterns: {pattern!r} is not a regular "
+                                 f"expression ({exc})") from None
+        return patterns
     max_progress_items: int = Field(
         40, ge=1, description="Progress entries kept when checkpoints merge (oldest drop)."
     )

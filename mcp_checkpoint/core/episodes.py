@@ -7,7 +7,9 @@ keeps identity, ordering and atomicity.
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -113,13 +115,32 @@ class CheckpointResult:
     created: bool = True  # False: nothing new to distil, ``checkpoint`` is the latest
 
 
+@functools.lru_cache(maxsize=16)
+def _patterns(sources: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+    return tuple(re.compile(source, re.MULTILINE) for source in sources)
+
+
+def _triggered(cfg: CheckpointSettings, step: Step) -> bool:
+    """Whether the declarative triggers (tool names, output patterns) fire on ``step``."""
+    if step.tool in cfg.trigger_tools:
+        return True
+    if not cfg.trigger_output_patterns or step.output is None:
+        return False
+    text = step.output if isinstance(step.output, str) else canonical_json(step.output)
+    return any(p.search(text) for p in _patterns(tuple(cfg.trigger_output_patterns)))
+
+
 def step_ack(cfg: CheckpointSettings, run: Run, step: Step) -> StepAck:
     """The acknowledgement of ``step``, given the run just after it was appended: working
     memory, and whether (and why) a checkpoint is due under ``cfg``. An error anywhere in
-    working memory keeps a checkpoint due (reason ``error``) until one covers it."""
+    working memory keeps a checkpoint due (reason ``error``) until one covers it. A step of
+    one of ``cfg.trigger_tools``, or whose output matches one of
+    ``cfg.trigger_output_patterns``, makes one due (reason ``trigger``)."""
     reason: str | None = None
     if cfg.trigger_on_error and (step.status == "error" or run.error_seq > run.covered_seq):
         reason = "error"
+    elif _triggered(cfg, step):
+        reason = "trigger"
     elif run.working_tokens >= cfg.trigger_token_share * run.budget_tokens:
         reason = "tokens"
     elif run.working_steps >= cfg.trigger_steps:

@@ -165,7 +165,7 @@ class StepAck(_Frozen):
     working_tokens: int
     budget_tokens: int
     checkpoint_due: bool
-    due_reason: Literal["steps", "tokens", "error"] | None = None
+    due_reason: Literal["steps", "tokens", "error", "trigger"] | None = None
     duplicate: bool = Field(False, description="True when this answers a retried call.")
 
 

@@ -536,3 +536,22 @@ async def test_rehydrate_fills_a_rules_checkpoints_progress_after_extracted_and_
     assert len(found.split(", ")) >= 8
     progress = ctx.context.split("### Progress\n")[1].split("\n\n")[0].splitlines()
     assert 0 < len(progress) < 13 * 4  # some, within its share: not the whole history
+
+
+async def test_declarative_triggers_make_a_checkpoint_due_by_tool_or_output(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings(data_dir=tmp_path, checkpoint={
+        "trigger_tools": ["git_commit"], "trigger_output_patterns": [r"^\d+ passed"],
+    })
+    episodes = Episodes(ReferenceStore(), WordTokenizer(), settings, clock=FakeClock())
+    await episodes.start_run(T, "x", run_id="r1")
+    plain = await episodes.record_step(T, "r1", step(1))
+    committed = await episodes.record_step(T, "r1", StepDraft(tool="git_commit", input="-m fix"))
+    passed = await episodes.record_step(
+        T, "r1", StepDraft(tool="bash", output="collected 3 items\n3 passed in 0.1s"))
+    structured = await episodes.record_step(
+        T, "r1", StepDraft(tool="bash", output={"log": "12 passed"}))
+    assert (plain.checkpoint_due, plain.due_reason) == (False, None)
+    assert (committed.due_reason, passed.due_reason) == ("trigger", "trigger")
+    assert structured.due_reason is None  # JSON output: the pattern's ^ sees '{"log"...'
+    with pytest.raises(ValueError, match="not a regular expression"):
+        Settings(data_dir=tmp_path, checkpoint={"trigger_output_patterns": ["(unclosed"]})
