@@ -131,6 +131,12 @@ class LoopMachine(RuleBasedStateMachine):
             return
         assert out is not None, _text(result)
         expected = run.head_seq if through is None else through
+        if not content and expected <= run.covered_seq and run.checkpoints:
+            # Nothing new to distil: the latest checkpoint comes back, none is made.
+            assert out["created"] is False
+            assert out["checkpoint_id"] == run.checkpoints[-1]
+            assert out["number"] == len(run.checkpoints)
+            return
         assert out["through_seq"] == expected
         assert out["number"] == len(run.checkpoints) + 1
         assert out["working_steps"] == run.head_seq - expected

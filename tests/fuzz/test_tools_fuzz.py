@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from hypothesis import given, reject
 from hypothesis import strategies as st
+from mcp.shared.exceptions import MCPError
 
 from tests.fuzz._harness import FuzzServer, Unsendable, check_db, dump, live_server
 from tests.fuzz._strategies import (
@@ -294,8 +295,12 @@ def test_fuzz_arguments_of_any_shape(fuzz: FuzzServer, tool: str, args: Any) -> 
         result = fuzz.call(tool, args if isinstance(args, dict) else {"value": args})
     except Unsendable:
         reject()
-    if tool in fuzz.schemas:
-        fuzz.judge(tool, result)
+    except MCPError as exc:
+        # An unknown tool is a protocol error (-32602) with a coded message, as the spec asks.
+        assert tool not in fuzz.schemas, exc
+        assert exc.error.code == -32602
+        assert exc.error.message.startswith(f"not_found: tool {tool!r} does not exist")
     else:
-        assert result.is_error
+        assert tool in fuzz.schemas, result
+        fuzz.judge(tool, result)
     check_db(fuzz.db_path)
