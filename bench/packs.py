@@ -38,9 +38,9 @@ from mcp_checkpoint.core.models import (
     StepDraft,
     Tenant,
 )
-from mcp_checkpoint.core.packs import apply_import, export_pack, plan_import, read_pack
 from mcp_checkpoint.core.ports import ImportedRun, ImportedStep, ImportRecords
 from mcp_checkpoint.core.tokens import HeuristicTokenizer
+from mcp_checkpoint.packs import apply_import, export_pack, plan_import, read_pack
 from mcp_checkpoint.storage.sqlite import SqliteStore
 
 __all__ = ["add_arguments", "main"]

@@ -1,5 +1,5 @@
 """``mcp-checkpoint export`` and ``mcp-checkpoint import``: resume packs on the command line
-(the logic is ``core.packs``; this module parses, reports and shows progress).
+(the logic is ``mcp_checkpoint.packs``; this module parses, reports and shows progress).
 
     mcp-checkpoint export RUN... [--memories SCOPE] -o pack.zip
     mcp-checkpoint import pack.zip [--apply] [--rename] [--json]
@@ -32,9 +32,9 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     from mcp_checkpoint import __version__
     from mcp_checkpoint.core._ids import utc_now
     from mcp_checkpoint.core.models import Tenant
-    from mcp_checkpoint.core.packs import export_pack
     from mcp_checkpoint.embeddings import make_embedder
     from mcp_checkpoint.errors import InvalidArgumentError
+    from mcp_checkpoint.packs import export_pack
     from mcp_checkpoint.storage import make_store
 
     if not args.runs and not args.memories:
@@ -98,7 +98,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     import anyio
 
     from mcp_checkpoint.core.models import Tenant
-    from mcp_checkpoint.core.packs import apply_import, plan_import, read_pack
+    from mcp_checkpoint.packs import apply_import, plan_import, read_pack
     from mcp_checkpoint.storage import make_store
 
     progress = Progress(args.progress)

@@ -589,7 +589,7 @@ class Store(EpisodicStore, MemoryStore, BlobStore, Protocol):
         Runs, steps, checkpoints, proposals and memories keep every field they carry (ids,
         ``seq``, ``episode``, hashes, token totals, numbers, parents, statuses, versions,
         ``superseded_by``, timestamps); nothing is re-derived or checked for consistency
-        (``core.packs`` verified the records before). A step's ``idempotency_key`` is
+        (``packs`` verified the records before). A step's ``idempotency_key`` is
         registered with its ``request_hash`` and ``ack``: a later ``append_step`` with that
         key behaves as if the step had been appended here. Imported memories are searchable
         by ``search_lexical`` at once (vectors are the vector index's business).

@@ -17,7 +17,7 @@ async def export_run_pack(services: Services, run_id: str) -> bytes:
     unknown run; PayloadTooLargeError naming limits.max_export_resource_bytes when the pack
     would be larger (export it with `mcp-checkpoint export` instead)."""
     from mcp_checkpoint import __version__
-    from mcp_checkpoint.core.packs import export_pack  # the zip writer: only when asked
+    from mcp_checkpoint.packs import export_pack  # the zip writer: only when asked
 
     limits = services.settings.limits
     embedder = services.embedder

@@ -47,7 +47,6 @@ from mcp_checkpoint.core.models import (
     RunStatus,
     Tenant,
 )
-from mcp_checkpoint.core.packs import export_pack
 from mcp_checkpoint.core.ports import Embedder, Store
 from mcp_checkpoint.core.render import render_json
 from mcp_checkpoint.errors import (
@@ -58,6 +57,7 @@ from mcp_checkpoint.errors import (
     NotFoundError,
     PayloadTooLargeError,
 )
+from mcp_checkpoint.packs import export_pack
 from mcp_checkpoint.ui._plot import plot
 from mcp_checkpoint.ui._security import (
     CSRF_COOKIE,

@@ -12,7 +12,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import BlobResourceContents
 
 from mcp_checkpoint.config import Settings
-from mcp_checkpoint.core.packs import read_pack
+from mcp_checkpoint.packs import read_pack
 from mcp_checkpoint.server.app import build_server
 from tests.server.conftest import call, record, start_run
 

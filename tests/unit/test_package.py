@@ -31,7 +31,7 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("layer", ["core", "storage", "embeddings"])
+@pytest.mark.parametrize("layer", ["core", "storage", "embeddings", "packs"])
 def test_layers_below_the_server_never_import_the_mcp_sdk(layer: str) -> None:
     offenders = {
         str(path.relative_to(ROOT)): sorted(m for m in _imports(path)
@@ -47,7 +47,8 @@ def test_core_imports_no_driver_and_no_backend() -> None:
         str(path.relative_to(ROOT)): sorted(
             m for m in _imports(path)
             if m.split(".")[0] in DRIVERS or m.startswith(("mcp_checkpoint.storage",
-                                                            "mcp_checkpoint.embeddings"))
+                                                            "mcp_checkpoint.embeddings",
+                                                            "mcp_checkpoint.packs"))
         )
         for path in (PACKAGE / "core").rglob("*.py")
     }

@@ -20,20 +20,20 @@ from mcp_checkpoint.core.models import (
     StepDraft,
     Tenant,
 )
-from mcp_checkpoint.core.packs import (
-    FORMAT_VERSION,
-    Pack,
-    apply_import,
-    export_pack,
-    plan_import,
-    read_pack,
-)
 from mcp_checkpoint.core.ports import ImportRecords
 from mcp_checkpoint.errors import (
     ConflictError,
     InvalidArgumentError,
     NotFoundError,
     PayloadTooLargeError,
+)
+from mcp_checkpoint.packs import (
+    FORMAT_VERSION,
+    Pack,
+    apply_import,
+    export_pack,
+    plan_import,
+    read_pack,
 )
 from mcp_checkpoint.storage.reference.store import ReferenceStore
 from tests.unit.conftest import FakeClock, T, WordTokenizer

@@ -20,8 +20,8 @@ from mcp_checkpoint.config import Settings, SqliteSettings
 from mcp_checkpoint.core.episodes import Episodes
 from mcp_checkpoint.core.memory import MemoryService
 from mcp_checkpoint.core.models import CheckpointPatch, ProposalItem, StepDraft
-from mcp_checkpoint.core.packs import apply_import, export_pack, plan_import, read_pack
 from mcp_checkpoint.errors import CheckpointError, InvalidArgumentError, PayloadTooLargeError
+from mcp_checkpoint.packs import apply_import, export_pack, plan_import, read_pack
 from mcp_checkpoint.storage.reference.store import ReferenceStore
 from mcp_checkpoint.storage.sqlite import SqliteStore
 from tests.unit.conftest import FakeClock, T, WordTokenizer
