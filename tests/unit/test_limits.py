@@ -91,10 +91,11 @@ async def test_each_limit_is_enforced_with_its_setting_named(
 
 
 def test_every_limit_setting_is_named_by_some_check() -> None:
+    package = Path(__file__).parents[2] / "mcp_checkpoint"
     source = "".join(
-        (Path(__file__).parents[2] / "mcp_checkpoint" / path).read_text(encoding="utf-8")
-        for path in ("core/_limits.py", "core/episodes.py", "core/memory.py", "core/packs.py",
-                     "server/_packs.py")
+        path.read_text(encoding="utf-8")
+        for path in [*package.glob("core/*.py"), *package.glob("packs/*.py"),
+                     package / "server" / "_packs.py"]
     )
     unnamed = [name for name in LimitSettings.model_fields
                if f"limits.{name}" not in source and f'"{name}"' not in source]
