@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from mcp_checkpoint.core._ids import utc_now
 
 if TYPE_CHECKING:
-    from mcp_checkpoint.server.app import Services
+    from mcp_checkpoint.server.services import Services
 
 
 async def export_run_pack(services: Services, run_id: str) -> bytes:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -22,12 +21,11 @@ from mcp_checkpoint.config import Settings
 from mcp_checkpoint.core.curation import Curation
 from mcp_checkpoint.core.episodes import Episodes
 from mcp_checkpoint.core.memory import MemoryService
-from mcp_checkpoint.core.models import Tenant
-from mcp_checkpoint.core.ports import Embedder, Store, Tokenizer, VectorIndex
+from mcp_checkpoint.core.ports import Store
 from mcp_checkpoint.core.tokens import HeuristicTokenizer
 from mcp_checkpoint.embeddings import make_embedder
-from mcp_checkpoint.errors import AuthError, CheckpointError
-from mcp_checkpoint.server.auth import Remote, TenantBus, caller_middleware, current_caller
+from mcp_checkpoint.errors import CheckpointError
+from mcp_checkpoint.server.auth import Remote, TenantBus, caller_middleware
 from mcp_checkpoint.server.completion import register_completion
 from mcp_checkpoint.server.errors import (
     error_result,
@@ -37,12 +35,13 @@ from mcp_checkpoint.server.errors import (
 from mcp_checkpoint.server.metrics import Metrics, instrument_store, metrics_middleware
 from mcp_checkpoint.server.prompts import register_prompts
 from mcp_checkpoint.server.resources import register_resources
+from mcp_checkpoint.server.services import Services
 from mcp_checkpoint.server.subscriptions import Subscriptions
 from mcp_checkpoint.server.tools import register_tools
 from mcp_checkpoint.server.webhooks import WebhookSink
 from mcp_checkpoint.storage import make_store, make_vector_index
 
-__all__ = ["Runtime", "Services", "build_server", "server_for"]
+__all__ = ["Runtime", "build_server", "server_for"]
 
 logger = logging.getLogger("mcp_checkpoint.server")
 
@@ -53,33 +52,6 @@ checkpoint_due, call checkpoint with your own distillation (progress, state, dec
 next_actions, ...) -> after a context reset or in a new session, call rehydrate(run_id) and
 continue from the context it returns. Long-term knowledge: propose_memory, review the
 analysis, then commit_memory. Read guide://protocol for the full protocol."""
-
-
-@dataclass
-class Services:
-    """What tools, resources and prompts reach through the lifespan context."""
-
-    settings: Settings
-    store: Store
-    vectors: VectorIndex | None
-    embedder: Embedder | None
-    tokenizer: Tokenizer
-    episodes: Episodes
-    memory: MemoryService
-    curation: Curation
-    subscriptions: Subscriptions
-    remote: bool = False
-
-    def tenant(self) -> Tenant:
-        """The caller's tenant: on HTTP/SSE the authenticated caller's (the middleware sets
-        it per request; none set is refused, never defaulted), on stdio the configured
-        local tenant."""
-        caller = current_caller()
-        if caller is not None:
-            return Tenant(caller.tenant)
-        if self.remote:
-            raise AuthError("this request carries no authenticated caller")
-        return Tenant(self.settings.tenant)
 
 
 class Runtime:

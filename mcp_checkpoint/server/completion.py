@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from mcp.server import MCPServer
     from mcp.server.context import ServerRequestContext
 
-    from mcp_checkpoint.server.app import Services
+    from mcp_checkpoint.server.services import Services
 
 __all__ = ["ID_ARGUMENTS", "register_completion"]
 

@@ -20,7 +20,7 @@ from pydantic import Field
 from mcp_checkpoint._assets import asset_dir
 from mcp_checkpoint.core.render import block, fit
 from mcp_checkpoint.errors import BackendError, CheckpointError, InvalidArgumentError
-from mcp_checkpoint.server._context import services_of
+from mcp_checkpoint.server.services import services_of
 
 if TYPE_CHECKING:
     from mcp.server import MCPServer

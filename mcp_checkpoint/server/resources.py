@@ -16,9 +16,9 @@ from mcp.server.mcpserver import Context
 from mcp_checkpoint._assets import asset_dir
 from mcp_checkpoint.core.retention import resolve_refs
 from mcp_checkpoint.errors import InvalidArgumentError, NotFoundError
-from mcp_checkpoint.server._context import services_of
 from mcp_checkpoint.server._packs import export_run_pack
 from mcp_checkpoint.server.errors import guard_resource
+from mcp_checkpoint.server.services import services_of
 from mcp_checkpoint.server.tools import RunView
 
 if TYPE_CHECKING:

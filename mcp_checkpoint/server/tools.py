@@ -55,14 +55,14 @@ from mcp_checkpoint.core.models import (
 )
 from mcp_checkpoint.core.ports import StepQuery
 from mcp_checkpoint.errors import CheckpointError, InvalidArgumentError
-from mcp_checkpoint.server._context import services_of
 from mcp_checkpoint.server._files import FileIn, resolve_files
 from mcp_checkpoint.server.errors import guard_tool
+from mcp_checkpoint.server.services import services_of
 
 if TYPE_CHECKING:
     from mcp.server import MCPServer
 
-    from mcp_checkpoint.server.app import Services
+    from mcp_checkpoint.server.services import Services
 
 
 __all__ = ["register_tools"]

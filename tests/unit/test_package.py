@@ -55,6 +55,63 @@ def test_core_imports_no_driver_and_no_backend() -> None:
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
+def _module_imports(path: Path) -> set[str]:
+    """What a module imports when it is loaded or type-checked: its top-level imports,
+    those under ``if TYPE_CHECKING:`` and ``try:`` included, not those inside functions
+    (which are lazy on purpose)."""
+    found: set[str] = set()
+
+    def visit(nodes: list[ast.stmt]) -> None:
+        for node in nodes:
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.update(f"{node.module}.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.If):
+                visit(node.body)
+                visit(node.orelse)
+            elif isinstance(node, ast.Try):
+                visit(node.body)
+                for handler in node.handlers:
+                    visit(handler.body)
+                visit(node.orelse)
+                visit(node.finalbody)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")).body)
+    return found
+
+
+def test_no_import_circle_in_the_package_not_even_a_type_only_one() -> None:
+    modules = {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in PACKAGE.rglob("*.py")
+    }
+
+    def owner(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph = {
+        name: {m for m in map(owner, _module_imports(path)) if m is not None and m != name}
+        for name, path in modules.items()
+    }
+    circles: list[list[str]] = []
+    done: set[str] = set()
+    for start in sorted(graph):  # a circle through ``start`` is a path back to it
+        stack, seen = [(start, [start])], {start}
+        while stack:
+            name, trail = stack.pop()
+            for nxt in sorted(graph[name]):
+                if nxt == start:
+                    circles.append(trail)
+                elif nxt not in seen and nxt not in done:
+                    seen.add(nxt)
+                    stack.append((nxt, [*trail, nxt]))
+        done.add(start)
+    assert circles[:3] == []
+
+
 @pytest.mark.parametrize("name", list(_schemas.MODELS))
 def test_shipped_schemas_match_the_models(name: str) -> None:
     shipped = (asset_dir("resources") / "schemas" / f"{name}.json").read_text(encoding="utf-8")
