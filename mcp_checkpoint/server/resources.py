@@ -19,7 +19,7 @@ from mcp_checkpoint.errors import InvalidArgumentError, NotFoundError
 from mcp_checkpoint.server._packs import export_run_pack
 from mcp_checkpoint.server.errors import guard_resource
 from mcp_checkpoint.server.services import services_of
-from mcp_checkpoint.server.tools import RunView
+from mcp_checkpoint.server.views import RunView
 
 if TYPE_CHECKING:
     from mcp.server import MCPServer

@@ -12,38 +12,22 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import anyio
-from mcp.server.mcpserver import Context, Resolve, Sample
-from mcp.shared.exceptions import MCPError
-from mcp.shared.message import ServerMessageMetadata
+from mcp.server.mcpserver import Context
 from mcp_types import (
-    REQUEST_TIMEOUT,
     CallToolResult,
-    CreateMessageRequest,
-    CreateMessageRequestParams,
-    CreateMessageResult,
-    SamplingMessage,
     TextContent,
     ToolAnnotations,
 )
-from mcp_types.version import is_version_at_least
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from mcp_checkpoint.core.curation import RunFilter
-from mcp_checkpoint.core.memory import snippet
 from mcp_checkpoint.core.models import (
-    BatchStatus,
     Checkpoint,
-    CheckpointContent,
     CheckpointPatch,
-    CheckpointSource,
     MemoryKind,
     MemoryOp,
     MemoryStatus,
-    Proposal,
-    ProposalAnalysis,
     ProposalItem,
-    Run,
     RunId,
     RunStatus,
     StepAck,
@@ -54,15 +38,29 @@ from mcp_checkpoint.core.models import (
     Context as PackedContext,
 )
 from mcp_checkpoint.core.ports import StepQuery
-from mcp_checkpoint.errors import CheckpointError, InvalidArgumentError
+from mcp_checkpoint.errors import InvalidArgumentError
 from mcp_checkpoint.server._files import FileIn, resolve_files
+from mcp_checkpoint.server._sampling import Sampled, _input_required_flow, _sample_legacy
 from mcp_checkpoint.server.errors import guard_tool
 from mcp_checkpoint.server.services import services_of
+from mcp_checkpoint.server.views import (
+    CheckpointResultView,
+    CommitResult,
+    DeleteRunResult,
+    ForgetResult,
+    Hit,
+    MemoryList,
+    MemoryView,
+    ProposalView,
+    RunList,
+    RunView,
+    SearchResultView,
+    StepHitView,
+    StepSearchView,
+)
 
 if TYPE_CHECKING:
     from mcp.server import MCPServer
-
-    from mcp_checkpoint.server.services import Services
 
 
 __all__ = ["register_tools"]
@@ -70,89 +68,6 @@ __all__ = ["register_tools"]
 logger = logging.getLogger("mcp_checkpoint.server")
 
 RunIdArg = Annotated[str, Field(description="The run's id (from start_run or list_runs).")]
-
-
-class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class RunView(_Out):
-    """A run's state: its objective and where its ledger and checkpoints stand."""
-
-    run_id: str
-    objective: str
-    acceptance_criteria: list[str]
-    constraints: list[str]
-    pinned: list[str]
-    status: RunStatus
-    project: str | None = Field(None, description="The project the run belongs to, if known.")
-    budget_tokens: int
-    step_count: int
-    head_seq: int
-    episode: int
-    latest_checkpoint_id: str | None
-    covered_seq: int
-    pruned_seq: int = Field(0, description="Retention removed steps 1..pruned_seq.")
-    working_steps: int
-    working_tokens: int
-    version: int = Field(
-        description="Bumped by every change of status or pinned items; pass it to "
-        "update_run as expected_version to refuse a change made since you read it."
-    )
-    created_at: datetime
-    updated_at: datetime
-
-    @classmethod
-    def of(cls, run: Run) -> RunView:
-        """The view of a stored run."""
-        return cls(
-            run_id=run.run_id,
-            objective=run.objective,
-            acceptance_criteria=run.acceptance_criteria,
-            constraints=run.constraints,
-            pinned=run.pinned,
-            status=run.status,
-            project=run.project,
-            budget_tokens=run.budget_tokens,
-            step_count=run.step_count,
-            head_seq=run.head_seq,
-            pruned_seq=run.pruned_seq,
-            episode=run.episode,
-            latest_checkpoint_id=run.latest_checkpoint_id,
-            covered_seq=run.covered_seq,
-            working_steps=run.working_steps,
-            working_tokens=run.working_tokens,
-            version=run.version,
-            created_at=run.created_at,
-            updated_at=run.updated_at,
-        )
-
-
-class RunList(_Out):
-    """A page of runs, most recently updated first."""
-
-    runs: list[RunView]
-    next_offset: int | None
-
-
-class CheckpointResultView(_Out):
-    """A stored checkpoint and the working memory left after it."""
-
-    checkpoint_id: str
-    run_id: str
-    number: int
-    through_seq: int
-    source: CheckpointSource
-    tokens: int
-    working_steps: int
-    working_tokens: int
-    content: CheckpointContent
-    note: str | None = None
-    created: bool = Field(
-        True,
-        description="False when there was nothing new to distil and this is the latest "
-        "checkpoint, returned unchanged.",
-    )
 
 
 class MemoryItemIn(BaseModel):
@@ -178,251 +93,6 @@ class MemoryItemIn(BaseModel):
     superseded_by: str | None = Field(
         None, description="supersede: the replacing memory id, or '#N' for item N of this batch."
     )
-
-
-class ProposedItemView(_Out):
-    """One staged item as propose_memory answers it: its text only as a snippet (the caller
-    sent it), the analysis in full (which is bounded: a few related memories, snippets)."""
-
-    index: int
-    op: MemoryOp
-    kind: MemoryKind
-    scope: str
-    content_snippet: str | None = Field(
-        None, description="The start of the item's content (the whole text is staged)."
-    )
-    target_id: str | None = None
-    superseded_by: str | None = None
-    target_version: int | None = None
-    analysis: ProposalAnalysis | None
-
-
-class ProposalView(_Out):
-    """A staged batch: review each item's analysis, then commit_memory(batch_id)."""
-
-    batch_id: str
-    run_id: str | None
-    status: BatchStatus
-    items: list[ProposedItemView]
-    expires_at: datetime
-
-    @classmethod
-    def of(cls, proposal: Proposal) -> ProposalView:
-        """The bounded view of a stored proposal."""
-        return cls(
-            batch_id=proposal.batch_id,
-            run_id=proposal.run_id,
-            status=proposal.status,
-            expires_at=proposal.expires_at,
-            items=[
-                ProposedItemView(
-                    index=i, op=item.op, kind=item.kind, scope=item.scope,
-                    content_snippet=None if item.content is None else snippet(item.content),
-                    target_id=item.target_id, superseded_by=item.superseded_by,
-                    target_version=item.target_version, analysis=item.analysis,
-                )
-                for i, item in enumerate(proposal.items)
-            ],
-        )
-
-
-class CommitResult(_Out):
-    """What a commit wrote."""
-
-    batch_id: str
-    status: BatchStatus
-    accepted: list[int]
-    rejected: list[int]
-    memory_ids: dict[str, str] = Field(description="New memory id by item index (adds).")
-
-
-class Hit(_Out):
-    """A memory found by search, with its provenance."""
-
-    memory_id: str
-    content: str
-    score: float
-    kind: MemoryKind
-    scope: str
-    status: MemoryStatus
-    confidence: float
-    source_refs: list[str]
-    batch_id: str | None
-    run_id: str | None
-    created_at: datetime
-    scores: dict[str, Any]
-
-
-class SearchResultView(_Out):
-    """Hits, best first; an empty list says what was searched."""
-
-    hits: list[Hit]
-    scope: str
-    mode: str
-    note: str
-
-
-class StepHitView(_Out):
-    """A step found by search_steps: read it whole at ledger://{run_id}?cursor={seq-1}."""
-
-    run_id: str
-    seq: int
-    episode: int
-    tool: str
-    status: StepStatus
-    created_at: datetime
-    score: float
-    snippet: str = Field(description="At most 240 characters of the step around a match.")
-
-
-class StepSearchView(_Out):
-    """Steps, best first."""
-
-    hits: list[StepHitView]
-    note: str
-
-
-class MemoryView(_Out):
-    """A long-term memory as listed (any status)."""
-
-    memory_id: str
-    content: str
-    kind: MemoryKind
-    scope: str
-    status: MemoryStatus
-    confidence: float
-    source_refs: list[str]
-    batch_id: str | None
-    run_id: str | None
-    superseded_by: str | None
-    created_at: datetime
-    updated_at: datetime
-
-
-class MemoryList(_Out):
-    """A page of memories in creation order; pass next_after to read on."""
-
-    memories: list[MemoryView]
-    next_after: str | None
-
-
-class DeleteRunResult(_Out):
-    """What delete_run removed."""
-
-    run_id: str
-    steps_deleted: int
-    checkpoints_deleted: int
-
-
-class ForgetResult(_Out):
-    """The memory that forget_memory deleted."""
-
-    memory_id: str
-    forgotten: bool
-
-
-
-async def ask_model_to_distil(
-    ctx: Context[Any, Any],
-    run_id: str,
-    through_seq: int | None = None,
-    progress: list[str] | None = None,
-    state: dict[str, JsonValue] | None = None,
-    decisions: list[str] | None = None,
-    next_actions: list[str] | None = None,
-    open_questions: list[str] | None = None,
-    errors: list[str] | None = None,
-    artifacts: list[str] | None = None,
-) -> Sample | None:
-    """Resolver of ``checkpoint`` under the 2026-07-28 flow: when the caller wrote no
-    content and its client can sample, ask the client's model to distil (the request rides
-    the tool's answer, ``InputRequiredResult``, so every transport carries it). None
-    otherwise: under older flows the tool body asks itself (``_sample_legacy``), so a
-    transport without a back-channel or a failing client falls back to rules."""
-    given = (progress, state, decisions, next_actions, open_questions, errors, artifacts)
-    caps = ctx.client_capabilities
-    if not _input_required_flow(ctx):
-        return None
-    if any(v is not None for v in given) or caps is None or caps.sampling is None:
-        return None
-    s = services_of(ctx)
-    try:
-        request = await s.episodes.sampling_request(s.tenant(), run_id, through_seq=through_seq)
-    except CheckpointError:
-        return None  # the tool body reports the error (unknown run, bad through_seq)
-    if request is None:
-        return None
-    message = SamplingMessage(role="user", content=TextContent(type="text", text=request.text))
-    return Sample([message], max_tokens=request.max_tokens, system_prompt=request.system_prompt)
-
-
-Sampled = Annotated[CreateMessageResult | None, Resolve(ask_model_to_distil)]
-
-
-def _input_required_flow(ctx: Context[Any, Any]) -> bool:
-    """Whether the protocol carries sampling inside the tool's answer (2026-07-28 on)."""
-    version = ctx.protocol_version
-    return version is not None and is_version_at_least(version, "2026-07-28")
-
-
-def _shown(text: str, limit: int = 200) -> str:
-    """The client's own error text as a note may quote it: one line, bounded."""
-    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
-async def _sample_legacy(
-    ctx: Context[Any, Any], s: Services, run_id: str, through_seq: int | None
-) -> tuple[str | None, str | None]:
-    """Ask the client's model over the connection's back-channel (protocol 2025-11-25 and
-    older): ``(answer, None)``, or ``(None, why not)`` when the client does not offer
-    sampling, the transport cannot carry a request from the server (JSON responses,
-    stateless HTTP), or the client's sampling fails or does not answer within
-    ``sampling.timeout_seconds``. Never raises for the client's sake: rules take over."""
-    caps = ctx.client_capabilities
-    session = ctx.session
-    if caps is not None and caps.sampling is None:
-        return None, "the client does not offer sampling"
-    if not session.can_send_request:
-        return None, (
-            "this transport cannot carry a request from the server to the client "
-            "(stateless or JSON-response HTTP), so the client's model was not asked"
-        )
-    if caps is None:
-        return None, "the client does not offer sampling"
-    try:
-        request = await s.episodes.sampling_request(s.tenant(), run_id, through_seq=through_seq)
-    except CheckpointError:
-        return None, None  # the checkpoint itself reports the error (unknown run, ...)
-    if request is None:
-        return None, None
-    params = CreateMessageRequestParams(
-        messages=[
-            SamplingMessage(role="user", content=TextContent(type="text", text=request.text))
-        ],
-        max_tokens=request.max_tokens,
-        system_prompt=request.system_prompt,
-    )
-    timeout = s.settings.sampling.timeout_seconds
-    try:
-        with anyio.fail_after(timeout + 1):  # a backstop; the request's own timeout fires first
-            result = await session.send_request(
-                CreateMessageRequest(params=params),
-                CreateMessageResult,
-                request_read_timeout_seconds=timeout,
-                metadata=ServerMessageMetadata(related_request_id=ctx.request_context.request_id),
-            )
-    except TimeoutError:
-        return None, f"the client's sampling did not answer within {timeout:g} s"
-    except MCPError as exc:
-        if exc.error.code == REQUEST_TIMEOUT:
-            return None, f"the client's sampling did not answer within {timeout:g} s"
-        return None, f"the client's sampling failed: {_shown(exc.error.message)}"
-    except ValidationError:
-        return None, "the client's sampling answered with an invalid result"
-    if not isinstance(result.content, TextContent):
-        return None, "the client's model answered without text"
-    return result.content.text, None
 
 
 class Tools:
