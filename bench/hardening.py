@@ -164,7 +164,7 @@ class _Server:
 
 
 def _token(data: Path, tenant: str, scopes: list[str]) -> str:
-    from mcp_checkpoint.server.tokens import TokenFile
+    from mcp_checkpoint.server.bearer import TokenFile
 
     return TokenFile(data).create(tenant, scopes)[0]
 

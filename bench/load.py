@@ -342,7 +342,7 @@ async def _spawned(stateless: bool, replicas: int, workers: int
     """``replicas`` local ``serve --transport http`` processes (each with ``workers``
     worker processes) sharing a temporary data dir (and the store it or the environment
     names); (urls, token, pids)."""
-    from mcp_checkpoint.server.tokens import TokenFile
+    from mcp_checkpoint.server.bearer import TokenFile
 
     with tempfile.TemporaryDirectory(prefix="mcpck-load-") as tmp:
         data = Path(tmp) / "data"

@@ -18,7 +18,7 @@ __all__ = ["register"]
 
 def cmd_tokens_create(settings: Settings, args: argparse.Namespace) -> int:
     """Create a bearer token; print it once (only its hash is stored)."""
-    from mcp_checkpoint.server.tokens import TokenFile, parse_scopes
+    from mcp_checkpoint.server.bearer import TokenFile, parse_scopes
 
     token, record = TokenFile(settings.data_dir).create(
         args.tenant, parse_scopes(args.scope), name=args.name
@@ -37,7 +37,7 @@ def cmd_tokens_create(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_tokens_list(settings: Settings, args: argparse.Namespace) -> int:
     """List tokens (ids, tenants, scopes; never the secrets)."""
-    from mcp_checkpoint.server.tokens import TokenFile, dump_record
+    from mcp_checkpoint.server.bearer import TokenFile, dump_record
 
     records = TokenFile(settings.data_dir).records()
     if not args.all:
@@ -58,7 +58,7 @@ def cmd_tokens_list(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_tokens_revoke(settings: Settings, args: argparse.Namespace) -> int:
     """Revoke a token by id (a running server refuses it from its next request)."""
-    from mcp_checkpoint.server.tokens import TokenFile
+    from mcp_checkpoint.server.bearer import TokenFile
 
     record = TokenFile(settings.data_dir).revoke(args.token_id)
     out(f"revoked {record.token_id} (tenant {record.tenant})")

@@ -27,7 +27,7 @@ def cmd_ui(settings: Settings, args: argparse.Namespace) -> int:
 
     verify: Verify | None = None
     if not is_loopback(args.host):
-        from mcp_checkpoint.server.tokens import TokenFile
+        from mcp_checkpoint.server.bearer import TokenFile
 
         tokens = TokenFile(settings.data_dir)
 

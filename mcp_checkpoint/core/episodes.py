@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import anyio
 
 from mcp_checkpoint.config import CheckpointSettings, Settings
-from mcp_checkpoint.core import budget as packing
+from mcp_checkpoint.core import packing
 from mcp_checkpoint.core._ids import Clock, new_id, utc_now
 from mcp_checkpoint.core._limits import Limits
 from mcp_checkpoint.core.distill import (

@@ -36,7 +36,7 @@ from mcp.server.subscriptions import InMemorySubscriptionBus, ServerEvent
 from mcp.shared.exceptions import MCPError
 
 from mcp_checkpoint.config import JwtSettings
-from mcp_checkpoint.server.tokens import SCOPES, TokenFile, valid_tenant
+from mcp_checkpoint.server.bearer import SCOPES, TokenFile, valid_tenant
 
 if TYPE_CHECKING:
     import jwt  # PyJWT (and its cryptography) is imported by the verifier, not at start-up

@@ -55,9 +55,9 @@ from mcp_checkpoint.server.auth import (
     LocalTokenVerifier,
     Remote,
 )
+from mcp_checkpoint.server.bearer import TokenFile, TokenFileError
 from mcp_checkpoint.server.metrics import Metrics, WorkerMetrics
 from mcp_checkpoint.server.resume import install_session_event_stores
-from mcp_checkpoint.server.tokens import TokenFile, TokenFileError
 
 __all__ = ["HttpOptions", "build_http_app", "is_loopback", "serve_http"]
 

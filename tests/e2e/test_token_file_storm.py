@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from mcp_checkpoint.server.tokens import TokenFile
+from mcp_checkpoint.server.bearer import TokenFile
 
 pytestmark = pytest.mark.e2e
 
 _WORKER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from mcp_checkpoint.server.tokens import TokenFile
+    from mcp_checkpoint.server.bearer import TokenFile
 
     data, start, ids = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3].split(",")
     while not start.exists():  # every worker starts writing at the same moment

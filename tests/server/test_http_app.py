@@ -87,7 +87,7 @@ def test_metrics_text_is_prometheus_exposition() -> None:
 async def test_a_broken_token_file_answers_503_without_a_traceback(
     tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from mcp_checkpoint.server.tokens import TokenFile
+    from mcp_checkpoint.server.bearer import TokenFile
 
     token, _ = TokenFile(tmp_path).create("acme", ["read"])
     path = tmp_path / "tokens.json"

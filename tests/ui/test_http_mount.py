@@ -6,8 +6,8 @@ from pathlib import Path
 
 from starlette.testclient import TestClient
 
+from mcp_checkpoint.server.bearer import TokenFile
 from mcp_checkpoint.server.http import HttpOptions, build_http_app
-from mcp_checkpoint.server.tokens import TokenFile
 from tests.ui.conftest import seeded_settings
 
 

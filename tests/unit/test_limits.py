@@ -111,7 +111,7 @@ async def test_a_run_id_with_a_trailing_newline_or_space_is_refused(run_id: str)
 
 
 def test_token_tenant_with_a_trailing_newline_is_refused(tmp_path: Path) -> None:
-    from mcp_checkpoint.server.tokens import TokenFile
+    from mcp_checkpoint.server.bearer import TokenFile
 
     with pytest.raises(InvalidArgumentError, match="tenant"):
         TokenFile(tmp_path).create("acme\n", ["read"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mcp_checkpoint.errors import InvalidArgumentError, NotFoundError
-from mcp_checkpoint.server.tokens import TokenFile, parse_scopes
+from mcp_checkpoint.server.bearer import TokenFile, parse_scopes
 
 
 def test_token_is_stored_only_as_its_hash(tmp_path: Path) -> None:

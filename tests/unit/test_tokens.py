@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcp_checkpoint.core.budget import Item, SectionSpec, pack
+from mcp_checkpoint.core.packing import Item, SectionSpec, pack
 from mcp_checkpoint.core.tokens import HeuristicTokenizer
 
 TOK = HeuristicTokenizer()
