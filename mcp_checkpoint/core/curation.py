@@ -61,7 +61,8 @@ SNIPPET_CHARS = 240
 class RunFilter:
     """Which runs a person asked for: all of them when every field is None/empty.
 
-    ``text`` matches the objective case-insensitively; ``since``/``until`` bound
+    ``text`` matches the objective case-insensitively (both lower-cased, as the store
+    compares them); ``since``/``until`` bound
     ``updated_at`` (``since <= updated_at < until``)."""
 
     status: RunStatus | None = None
@@ -81,7 +82,7 @@ class RunFilter:
             return False
         if self.project is not None and run.project != self.project:
             return False
-        if self.text and self.text.casefold() not in run.objective.casefold():
+        if self.text and self.text.lower() not in run.objective.lower():
             return False
         if self.since is not None and run.updated_at < self.since:
             return False
@@ -271,33 +272,20 @@ class Curation:
     async def find_runs(
         self, tenant: Tenant, where: RunFilter, *, limit: int, offset: int = 0
     ) -> tuple[list[Run], bool]:
-        """Runs passing ``where``, newest ``updated_at`` first, and whether more follow.
-
-        Without text or dates this is one page of the store's list; with them, the list is
-        read in pages and filtered until ``offset + limit`` runs matched (``until`` skips
-        nothing the store orders before it, ``since`` stops the scan)."""
+        """Runs passing ``where``, newest ``updated_at`` first, and whether more follow:
+        one page of the store's list, filtered by the database (objective text included,
+        so a page costs the same however many runs the tenant has)."""
         self._limits.page("limit", limit)
         if offset < 0:
             raise InvalidArgumentError("offset must not be negative")
-        if not where.narrows:
-            page = await self._store.list_runs(
-                tenant, status=where.status, limit=limit + 1, offset=offset,
-                project=where.project,
-            )
-            return page[:limit], len(page) > limit
-        found: list[Run] = []
-        cursor = 0
-        while len(found) <= offset + limit:
-            page = await self._store.list_runs(
-                tenant, status=where.status, limit=_SCAN_PAGE, offset=cursor,
-                project=where.project,
-            )
-            cursor += len(page)
-            found += [run for run in page if where.matches(run)]
-            older = where.since is not None and page and page[-1].updated_at < where.since
-            if len(page) < _SCAN_PAGE or older:
-                break
-        return found[offset : offset + limit], len(found) > offset + limit
+        if where.text:
+            self._limits.query("text", where.text)
+        page = await self._store.list_runs(
+            tenant, status=where.status, limit=limit + 1, offset=offset,
+            project=where.project, text=where.text or None, since=where.since,
+            until=where.until,
+        )
+        return page[:limit], len(page) > limit
 
     async def timeline(
         self, tenant: Tenant, run: Run, *, before_seq: int | None, limit: int

@@ -247,9 +247,15 @@ class EpisodicStore(Protocol):
         limit: int,
         offset: int,
         project: str | None = None,
+        text: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[Run]:
         """The tenant's runs, newest ``updated_at`` first (ties: run_id descending),
-        paginated. ``status`` and ``project`` filter exactly when given."""
+        paginated. ``status`` and ``project`` filter exactly when given; ``text`` keeps
+        the runs whose objective contains it ignoring case (both lower-cased, as
+        ``str.lower`` does); ``since``/``until`` bound ``updated_at``
+        (``since <= updated_at < until``). The database filters (and pages) the runs."""
         ...
 
     async def update_run(

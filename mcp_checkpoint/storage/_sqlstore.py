@@ -84,6 +84,10 @@ class SqlStore(ABC):
     _COLLATE = ""
     """What makes ids compare bytewise in ORDER BY and comparisons, where they would not."""
 
+    _OBJECTIVE_HOLDS = "instr(lower(objective), :text) > 0"
+    """The condition that a run's lower-cased objective holds ``:text`` (lower-cased by
+    ``str.lower``): a backend names its Unicode-aware lower-casing here."""
+
     # -- what a backend supplies ----------------------------------------------------------
 
     @abstractmethod
@@ -161,14 +165,23 @@ class SqlStore(ABC):
         limit: int,
         offset: int,
         project: str | None = None,
+        text: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[Run]:
-        """The tenant's runs, newest ``updated_at`` first (ties by run_id), paginated."""
+        """The tenant's runs, newest ``updated_at`` first (ties by run_id), filtered and
+        paginated by the database (see the port)."""
         if limit <= 0:
             return []
         rows = await self._select(
-            sql.list_runs(status=status is not None, project=project is not None),
-            {"tenant": tenant, "status": status, "project": project, "limit": int64(limit),
-             "offset": int64(max(offset, 0))},
+            sql.list_runs(status=status is not None, project=project is not None,
+                          text=self._OBJECTIVE_HOLDS if text else None,
+                          since=since is not None, until=until is not None),
+            {"tenant": tenant, "status": status, "project": project,
+             "text": text.lower() if text else None,
+             "since_us": None if since is None else micros(since),
+             "until_us": None if until is None else micros(until),
+             "limit": int64(limit), "offset": int64(max(offset, 0))},
         )
         return [to_run(row) for row in rows]
 

@@ -181,12 +181,19 @@ UPDATE_MEMORY = (
 # -- listings, built from the filters given ------------------------------------------------
 
 
-def list_runs(*, status: bool, project: bool) -> str:
-    """A page of a tenant's runs, newest first; filtered by ``:status`` and ``:project``
-    when those are given."""
+def list_runs(
+    *, status: bool, project: bool, text: str | None = None, since: bool = False,
+    until: bool = False,
+) -> str:
+    """A page of a tenant's runs, newest first; filtered by ``:status``, ``:project`` and
+    the ``:since_us``/``:until_us`` bounds of ``updated_us`` when those are given, and by
+    ``text``: the backend's condition that the objective holds ``:text`` (lower-cased)."""
     where = ["tenant = :tenant"]
     where += ["status = :status"] if status else []
     where += ["project = :project"] if project else []
+    where += [text] if text else []
+    where += ["updated_us >= :since_us"] if since else []
+    where += ["updated_us < :until_us"] if until else []
     return (
         f"SELECT * FROM runs WHERE {' AND '.join(where)} "  # noqa: S608 - constants
         "ORDER BY updated_us DESC, run_id DESC LIMIT :limit OFFSET :offset"

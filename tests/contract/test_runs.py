@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -122,6 +123,39 @@ async def test_list_runs_filters_by_project_and_status(store: Store, clock: Cloc
     assert [r.run_id for r in of_a] == ["r3", "r1"]
     assert [r.run_id for r in active_of_a] == ["r1"]
     assert [r.run_id for r in every] == ["r3", "r4", "r2", "r1"]
+
+
+async def test_list_runs_filters_by_objective_text_and_dates_in_pages(
+    store: Store, clock: Clock
+) -> None:
+    objectives = {
+        "r1": "Fix the LOGIN page", "r2": "write docs", "r3": "Été: login retry",
+        "r4": "100% of_the login_tests", "r5": "ÉTÉ plans", "r6": "relogin flow",
+    }
+    times = {}
+    for run_id, objective in objectives.items():
+        times[run_id] = clock()
+        await store.create_run(TENANT_A, make_run(run_id, now=times[run_id]).model_copy(
+            update={"objective": objective}))
+    await store.create_run(TENANT_B, make_run("b1", now=clock()).model_copy(
+        update={"objective": "login elsewhere"}))
+
+    async def ids(**kwargs: Any) -> list[str]:
+        runs = await store.list_runs(TENANT_A, **{"status": None, **kwargs})
+        return [r.run_id for r in runs]
+
+    assert await ids(limit=10, offset=0, text="Login") == ["r6", "r4", "r3", "r1"]
+    assert await ids(limit=2, offset=0, text="login") == ["r6", "r4"]
+    assert await ids(limit=2, offset=2, text="login") == ["r3", "r1"]
+    # Unicode letters fold too; LIKE wildcards are plain characters.
+    assert await ids(limit=10, offset=0, text="été") == ["r5", "r3"]
+    assert await ids(limit=10, offset=0, text="0% of_") == ["r4"]
+    assert await ids(limit=10, offset=0, text="_x") == []
+    assert await ids(limit=10, offset=0, since=times["r2"], until=times["r5"]) == [
+        "r4", "r3", "r2"]
+    assert await ids(limit=10, offset=0, text="login", since=times["r3"]) == [
+        "r6", "r4", "r3"]
+    assert await ids(limit=10, offset=0, text="login", status="completed") == []
 
 
 async def test_list_runs_shows_only_the_tenants_runs(store: Store) -> None:

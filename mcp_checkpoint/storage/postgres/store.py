@@ -113,6 +113,8 @@ class PostgresStore(PostgresBlobs, SqlStore):
     ``PostgresDatabase`` for the connection model)."""
 
     _COLLATE = ' COLLATE "C"'
+    # lower() follows the database's ctype (C.UTF-8, en_US.UTF-8...: Unicode-aware).
+    _OBJECTIVE_HOLDS = "strpos(lower(objective), :text) > 0"
 
     def __init__(self, url: str, settings: PostgresSettings) -> None:
         """Remember where the database is; nothing connects until :meth:`open`."""

@@ -108,12 +108,19 @@ class ReferenceStore:
         limit: int,
         offset: int,
         project: str | None = None,
+        text: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[Run]:
+        needle = text.lower() if text else None
         runs = [
             r for (t, _), r in self._runs.items()
             if t == tenant
             and (status is None or r.status == status)
             and (project is None or r.project == project)
+            and (needle is None or needle in r.objective.lower())
+            and (since is None or r.updated_at >= since)
+            and (until is None or r.updated_at < until)
         ]
         runs.sort(key=lambda r: (r.updated_at, r.run_id), reverse=True)
         return runs[max(offset, 0) : max(offset, 0) + max(limit, 0)]

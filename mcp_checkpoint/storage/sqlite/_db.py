@@ -323,6 +323,8 @@ class SqliteDatabase:
             # synchronous is a Literal of the settings model; never free text.
             conn.execute(f"PRAGMA synchronous = {settings.synchronous}")
             conn.execute("PRAGMA foreign_keys = ON")
+            # Unicode lower-casing for SQL (run filters compare lower-cased text).
+            conn.create_function("mcpck_lower", 1, _lower, deterministic=True)
             apply_migrations(conn)
         except BaseException:
             conn.close()
@@ -421,6 +423,11 @@ class SqliteDatabase:
 
 
 _NEW_FILE_SECONDS = 60.0
+
+
+def _lower(text: str | None) -> str | None:
+    """``mcpck_lower(x)``: ``str.lower`` of a text (NULL stays NULL)."""
+    return text.lower() if isinstance(text, str) else None
 
 
 def _refuse_an_emptied_file(path: Path) -> None:

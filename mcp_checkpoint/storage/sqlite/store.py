@@ -84,6 +84,9 @@ class SqliteStore(SqliteBlobs, SqlStore):
     """A :class:`~mcp_checkpoint.core.ports.Store` in one SQLite file (see ``SqliteDatabase``
     for the connection model)."""
 
+    # SQLite's own lower() folds ASCII only: str.lower, registered on every connection.
+    _OBJECTIVE_HOLDS = "instr(mcpck_lower(objective), :text) > 0"
+
     def __init__(self, path: Path, settings: SqliteSettings) -> None:
         """Remember where the file lives; nothing is touched until :meth:`open`."""
         super().__init__(path, settings)
