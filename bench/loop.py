@@ -49,6 +49,7 @@ from mcp_checkpoint import __version__
 from mcp_checkpoint.config import Settings, SqliteSettings
 from mcp_checkpoint.core.episodes import Episodes
 from mcp_checkpoint.core.models import CheckpointPatch, RunId, StepDraft, Tenant
+from mcp_checkpoint.core.redact import Redactor
 from mcp_checkpoint.core.render import step_tokens
 from mcp_checkpoint.core.tokens import HeuristicTokenizer
 from mcp_checkpoint.errors import CheckpointError
@@ -394,6 +395,7 @@ class Driver:
         self.tally = tally
         self.budget = budget
         self.tok = HeuristicTokenizer()
+        self.redactor = Redactor()  # the server's default: it counts the step it stores
         self._pairs = 0
 
     async def start(self, run_id: str, objective: str, group: str, *, names: bool) -> LoopRun:
@@ -419,7 +421,12 @@ class Driver:
         if timed:
             self.tally.lat.record_step.append(record_ms)
             self.tally.lat.noop.append(noop_ms)
-        run.cum_tokens.append(run.cum_tokens[-1] + step_tokens(step.draft(), self.tok))
+        draft = step.draft()
+        stored = draft.model_copy(update={
+            "input": self.redactor.json(draft.input), "output": self.redactor.json(draft.output),
+            "reasoning": self.redactor.text(draft.reasoning) if draft.reasoning else draft.reasoning,
+        })
+        run.cum_tokens.append(run.cum_tokens[-1] + step_tokens(stored, self.tok))
         if ack["seq"] != run.head_seq:
             raise BenchError(f"{run.run_id}: expected seq {run.head_seq}, got {ack['seq']}")
         # The server's working memory must be exactly our raw count since the checkpoint.

@@ -46,7 +46,7 @@ DEFAULT_PATTERNS: tuple[tuple[str, str, int], ...] = (
     (
         "cli_flag",
         r"(?i)(?:^|(?<=\s))--?(?:passw(?:or)?d|token|secret|api-?key|access-token|auth-token)"
-        r"(?:=|\s+)[\"']?([^\s\"']{4,})",
+        r"(?:=|[ \t]+)[\"']?([^\s\"']{4,})",
         1,
     ),
     (
@@ -56,7 +56,8 @@ DEFAULT_PATTERNS: tuple[tuple[str, str, int], ...] = (
         r"[A-Za-z0-9_.-]*(?:passw(?:or)?d|pwd|secret|api[_-]?key|apikey|access[_-]?key|"
         r"private[_-]?key|auth[_-]?token|access[_-]?token|refresh[_-]?token|token|"
         r"credentials?)[\"']?"
-        r"(?:\s*(?:=>|[:=])\s*|\s+(?=[\"']))[\"']?"
+        # on the same line: "Password:" at the end of a line is a prompt, not a value
+        r"(?:[ \t]*(?:=>|[:=])[ \t]*|[ \t]+(?=[\"']))[\"']?"
         # not a type annotation (password: str, token: Optional[str])
         r"(?!(?:str|int|bool|bytes|float|None|Optional|Secret\w*|Any|typing)\b)"
         r"([^\s\"',;}\]]{4,})",

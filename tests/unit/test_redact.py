@@ -64,6 +64,9 @@ NON_SECRETS = [
     pytest.param("https://docs.python.org/3/library/re.html#re.sub", id="plain-url"),
     pytest.param("sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
                  id="digest"),
+    # a prompt at the end of a line: what follows on the next line is not its value
+    pytest.param("Password: \nLogin incorrect\nlogin: ", id="prompt-then-next-line"),
+    pytest.param("token =\nrefresh_after_reboot()", id="assignment-split-across-lines"),
 ]
 
 
