@@ -22,7 +22,9 @@ file (nothing here knows the shared data):
 - ``error``: the last error line an observation showed (``...Error: ...``, ``FAILED ...``,
   ``Traceback``...; not warnings), as its text;
 - ``identifier``: names written by edits (the body of a multi-line action, a heredoc or
-  a redirect; without its terminator line and Python's builtins);
+  a redirect; without its terminator line, Python's builtins and the methods of its
+  built-in types — ``''.join(``, ``b.decode(``, ``xs.sort(`` name nothing of the work
+  that a model could not write back, and the product leaves them out as noise);
 - ``commit``: hexadecimal commit ids in the output of git commands;
 - ``url``: URLs the actions used.
 
@@ -64,7 +66,12 @@ _ERROR_LINE = re.compile(
     r"|.*\b(?:error|fatal|panic)(?:\[\w+\])?:.*|.*Segmentation fault.*)$"
 )
 _WARNING = re.compile(r"^\s*\W*(?:warning|warn|deprecat)", re.IGNORECASE)
-_BUILTINS = frozenset(dir(builtins))
+_BUILTINS = frozenset(dir(builtins)) | frozenset(
+    name
+    for kind in (str, bytes, bytearray, list, dict, set, frozenset, tuple, int, float, complex)
+    for name in dir(kind)
+    if not name.startswith("_")
+)
 _HEX = re.compile(r"(?<![0-9A-Za-z])[0-9a-f]{7,40}(?![0-9A-Za-z])")
 _EDIT_FIRST_WORDS = {"edit", "create", "insert", "append", "str_replace", "write"}
 

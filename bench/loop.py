@@ -422,9 +422,10 @@ class Driver:
             self.tally.lat.record_step.append(record_ms)
             self.tally.lat.noop.append(noop_ms)
         draft = step.draft()
+        red = self.redactor
         stored = draft.model_copy(update={
-            "input": self.redactor.json(draft.input), "output": self.redactor.json(draft.output),
-            "reasoning": self.redactor.text(draft.reasoning) if draft.reasoning else draft.reasoning,
+            "input": red.json(draft.input), "output": red.json(draft.output),
+            "reasoning": red.text(draft.reasoning) if draft.reasoning else draft.reasoning,
         })
         run.cum_tokens.append(run.cum_tokens[-1] + step_tokens(stored, self.tok))
         if ack["seq"] != run.head_seq:

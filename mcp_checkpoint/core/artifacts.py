@@ -48,7 +48,9 @@ _CHUNK_ITEMS = 8
 
 # -- URLs ----------------------------------------------------------------------------------
 
-_URL = re.compile(r"\b(?:https?|wss?|ftp|ssh|git|file)://[^\s'\"<>()\[\]{}`|\\^]+")
+# A "|" belongs to a URL (a quoted CGI argument such as "?ls%20%2e|"): a shell pipe
+# stands after a space.
+_URL = re.compile(r"\b(?:https?|wss?|ftp|ssh|git|file)://[^\s'\"<>()\[\]{}`\\^]+")
 _SCP_GIT = re.compile(r"\bgit@[\w.-]+:[\w./-]+\.git\b")
 _URL_TRAILING = ".,;:!?*'\""
 # Hosts whose URLs are document boilerplate (XML namespaces, DTDs, schema ids), not places
@@ -137,9 +139,15 @@ _SNAKE = re.compile(r"_?[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+_?")
 _CAMEL = re.compile(r"[a-z][a-z0-9]*(?:[A-Z][a-z0-9]*)+")
 _PASCAL = re.compile(r"[A-Z][a-z0-9]+(?:[A-Z]+[a-z0-9]*)+")
 _PLAIN_NAME = re.compile(r"[A-Za-z_]\w{2,}")
+# A definition starts its line (after indentation and modifiers) and its name is followed
+# by what code puts there ("(", "<", ":", "{", "=", "[", an end of line, or extends /
+# implements): prose such as "the function converts a number" or "a type error" is not one.
 _DEFINED = re.compile(
-    r"\b(?:def|class|function|fn|func|struct|enum|trait|interface|type|module|impl)\s+"
-    r"([A-Za-z_]\w*)"
+    r"^[ \t]*(?:(?:export|default|pub(?:\([\w:]+\))?|public|private|protected|static|abstract|"
+    r"final|async|unsafe|data|sealed|open|internal)\s+)*"
+    r"(?:def|class|function\*?|fn|func|struct|enum|trait|interface|type|module|impl)\s+"
+    r"([A-Za-z_]\w*)(?=[ \t]*(?:[(<:{=\[]|$|extends\b|implements\b|struct\b|interface\b|for\b))",
+    re.MULTILINE,
 )
 # Names every program uses: Python builtins and keywords, and methods of the standard
 # types and modules that a model knows without being told.

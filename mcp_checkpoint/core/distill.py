@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from pydantic import JsonValue, ValidationError
 
@@ -31,7 +32,7 @@ from mcp_checkpoint.core.outcomes import (
     unresolved,
 )
 from mcp_checkpoint.core.ports import Tokenizer
-from mcp_checkpoint.core.render import render_json, render_step
+from mcp_checkpoint.core.render import render_step, render_value
 
 __all__ = [
     "SAMPLING_SYSTEM_PROMPT",
@@ -49,6 +50,7 @@ __all__ = [
 
 _MAX_ERRORS = 5
 _THOUGHT_CHARS = 300
+_FAILURE_CHARS = 240  # the newest earlier failure in a progress summary
 
 class DistillError(Exception):
     """A distiller could not produce content (the caller falls back to rules)."""
@@ -122,22 +124,35 @@ def extract_artifacts(
     marks the failing lines, which rank higher."""
     finder = Finder()
     for index, step in enumerate(steps):
-        command = render_json(step.input)
+        command = _strings(step.input)
         git = bool(GIT_COMMAND.search(command))
         finder.add_text(command, step.seq, typed=True, git=git)
         finder.add_text(step.reasoning or "", step.seq, typed=True)
-        finder.add_text(render_json(step.output), step.seq, git=git)
+        finder.add_text(_strings(step.output), step.seq, git=git)
         if results is not None and results[index].failed:
             finder.add_text("\n".join(results[index].lines), step.seq, failing=True)
     return select(finder.ranked(), limit)
+
+
+def _strings(value: Any) -> str:
+    """The text a JSON value carries, one string per line: its strings unescaped, its
+    numbers; not its keys (``file_path``, ``tool_use_id`` name the client's fields, not
+    the work)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return "\n".join(filter(None, (_strings(v) for v in value.values())))
+    if isinstance(value, list):
+        return "\n".join(filter(None, (_strings(v) for v in value)))
+    return "" if value is None or isinstance(value, bool) else str(value)
 
 
 def _outcome_line(step: Step, result: Outcome) -> str:
     """A progress entry for one step: what it ran and what came of it; a thought (or a
     step with reasoning and no output) keeps its reasoning."""
     reasoning = " ".join((step.reasoning or "").split())
-    if is_thought(step) or (not render_json(step.output).strip() and reasoning):
-        said = reasoning or render_json(step.input)
+    if is_thought(step) or (not render_value(step.output).strip() and reasoning):
+        said = reasoning or render_value(step.input)
         return f"#{step.seq} {step.tool}: {_cut(said, _THOUGHT_CHARS)}"
     command = command_of(step)
     head = f"#{step.seq} {step.tool}"
@@ -184,6 +199,13 @@ class RulesDistiller:
         summary = f"Steps {first}–{last}: {len(ordered) + omitted_steps} steps ({used})"
         if failed:
             summary += f", {failed} failed"
+            # The newest failure before the steps listed below: what went wrong last stays
+            # in the history even once a later step settled it.
+            earlier = [
+                (s, r) for s, r in zip(ordered[:-3], results[:-3], strict=True) if r.failed
+            ]
+            if earlier:
+                summary += f" (the last: {_cut(error_entry(*earlier[-1]), _FAILURE_CHARS)})"
         progress = [summary]
         progress += [_outcome_line(s, r) for s, r in zip(ordered[-3:], results[-3:], strict=True)]
         errors = settle_errors(previous.errors if previous else [], ordered, results)

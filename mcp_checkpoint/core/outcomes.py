@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mcp_checkpoint.core.models import Step
-from mcp_checkpoint.core.render import render_json
+from mcp_checkpoint.core.render import render_value
 
 __all__ = [
     "ErrorNote",
@@ -103,7 +103,7 @@ def command_of(step: Step) -> str:
         value = next(
             (value[k] for k in _COMMAND_KEYS if isinstance(value.get(k), str)), value
         )
-    rendered = render_json(value).strip()
+    rendered = render_value(value).strip()
     first = rendered.splitlines()[0] if rendered else ""
     return _cut(first, _COMMAND_CHARS)
 
@@ -132,7 +132,7 @@ def _lines(text: str) -> list[str]:
 def outcome(step: Step) -> Outcome:
     """Read a step's output: whether it failed, and the lines that say so (the last
     exception line, FAILED ids, a tool's error line, a non-zero exit code)."""
-    text = render_json(step.output)
+    text = render_value(step.output)
     if len(text) > _HEAD_CHARS + _TAIL_CHARS:  # what a failure says sits at the end
         text = text[:_HEAD_CHARS] + "\n" + text[-_TAIL_CHARS:]
     lines = _lines(text)
@@ -261,7 +261,7 @@ def _settles(note: ErrorNote, step: Step, result: Outcome) -> bool:
     if note.command and command_of(step) == note.command:
         return True
     if note.tests:
-        command = render_json(step.input)
+        command = render_value(step.input)
         shown = set(result.passed_tests)
         for test in note.tests:
             if test in shown:
@@ -328,9 +328,9 @@ def _done(action: str, steps: Sequence[Step], results: Sequence[Outcome]) -> boo
     done_steps = [(s, r) for s, r in zip(steps, results, strict=True) if not r.failed]
     if not done_steps:
         return False
-    commands = [render_json(s.input) for s, _ in done_steps]
+    commands = [render_value(s.input) for s, _ in done_steps]
     outputs = [
-        c + "\n" + render_json(s.output) for c, (s, _) in zip(commands, done_steps, strict=True)
+        c + "\n" + render_value(s.output) for c, (s, _) in zip(commands, done_steps, strict=True)
     ]
     wanted: list[bool] = []
     pr_intent = _INTENTS[0][0].search(action) is not None

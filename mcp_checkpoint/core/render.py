@@ -31,6 +31,7 @@ __all__ = [
     "render_json",
     "render_memory",
     "render_step",
+    "render_value",
     "step_tokens",
 ]
 
@@ -121,6 +122,27 @@ def render_json(value: JsonValue | Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
+def render_value(value: JsonValue | Any) -> str:
+    """A step's input or output as a reader sees it: a string as it is; a JSON object as
+    ``key: value`` lines, its strings unescaped (a multi-line string after its ``key:``
+    line, such strings last), other values as compact JSON; an empty object as nothing.
+    A tool's structured input (``{"command": ...}``, ``{"file_path": ..., "new_string":
+    ...}``) then reads as the text it carries, not as JSON escapes (``\\n`` glued to the
+    next word)."""
+    if not isinstance(value, dict):
+        return render_json(value)
+    short: list[str] = []
+    long: list[str] = []
+    for key, item in value.items():
+        if isinstance(item, str) and "\n" in item:
+            long.append(f"{key}:\n{item}")
+        elif isinstance(item, str):
+            short.append(f"{key}: {item}")
+        else:
+            short.append(f"{key}: {render_json(item)}")
+    return "\n".join(short + long)
+
+
 def _fence(text: str) -> str:
     """A backtick fence longer than any backtick run in ``text`` (so it cannot close it)."""
     longest = max((len(run) for run in _BACKTICKS_RE.findall(text)), default=0)
@@ -134,8 +156,8 @@ def _step_parts(
     longer than any backtick run in any field)."""
     fields = [
         (label, neutralize(value))
-        for label, value in (("why", reasoning or ""), ("in", render_json(inp)),
-                             ("out", render_json(out)))
+        for label, value in (("why", reasoning or ""), ("in", render_value(inp)),
+                             ("out", render_value(out)))
         if value
     ]
     fence = _fence("".join(value for _, value in fields))

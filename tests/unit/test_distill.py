@@ -251,6 +251,33 @@ def test_artifacts_leave_out_standard_library_noise() -> None:
         assert not_a_path not in {a.value for a in found}
 
 
+def test_a_structured_input_is_read_as_the_text_it_carries() -> None:
+    # A client hook records {"command": ..., "description": ...}: its JSON escapes must
+    # not glue "\\n" to the next name, and its keys are not names of the work.
+    script = "cat > solve.py <<'EOF'\nimport requests\nflag_value = fetch_flag()\nEOF"
+    steps = [st(1, "Bash", {"command": script, "description": "write the solver"},
+                {"stdout": "", "stderr": "Traceback (most recent call last):\n"
+                 "ValueError: chr() arg not in range(0x110000)"}, status="error")]
+    values = {a.value for a in extract_artifacts(steps, 60, [outcome(s) for s in steps])}
+    assert {"flag_value", "fetch_flag", "solve.py"} <= values
+    assert not {"nimport", "nflag_value", "description", "stdout", "stderr"} & values
+    assert outcome(steps[0]).lines[-1] == "ValueError: chr() arg not in range(0x110000)"
+
+
+def test_prose_about_functions_and_types_defines_no_name() -> None:
+    said = ("Since the chr() function converts a number to a byte, a type error is raised.\n"
+            "def decode_block(data):\n    pass\nexport default function RenderPage() {}")
+    values = {a.value for a in extract_artifacts([st(1, "thought", None, reasoning=said)], 60)}
+    assert {"decode_block", "RenderPage"} <= values
+    assert not {"converts", "error"} & values
+
+
+def test_a_url_keeps_a_pipe_it_carries() -> None:
+    url = "http://web.example.org:8000/cgi-bin/file.pl?ls%20%2e|"
+    found = extract_artifacts([st(1, "bash", f"curl '{url}' | head", "ok")], 60)
+    assert url in {a.value for a in found if a.kind == "url"}
+
+
 def test_no_kind_crowds_out_the_others() -> None:
     many_files = "\n".join(f"src/pkg/module_{i}/impl.py" for i in range(200))
     steps = [st(1, "bash", "find src", many_files),
