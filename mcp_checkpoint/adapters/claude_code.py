@@ -215,11 +215,10 @@ def to_record(event: HookEvent) -> dict[str, Any] | None:
         message = p.get("last_assistant_message")
         record: dict[str, Any] = {**base, "kind": "due"}
         if isinstance(message, str) and message.strip():
-            digest = _sha256(f"{event.session_id}\n{message}".encode())
             record["step"] = {
-                "key": _key("msg", digest[:40]),
+                "key": _thought_key(event.session_id, message),
                 "tool": "thought",
-                "reasoning": _clip(message),
+                "reasoning": _clip(message.strip()),
             }
         return record
     if event.name == "SessionEnd":
@@ -487,6 +486,13 @@ def cached_context(
     return True, text if isinstance(text, str) else None
 
 
+def _thought_key(session_id: str, text: str) -> str:
+    """The idempotency key of what the assistant said: by its text, so that the message
+    Stop reports and the same message read from the transcript at PreCompact are one
+    step, not two."""
+    return _key("msg", _sha256(f"{session_id}\n{text.strip()}".encode())[:40])
+
+
 def _transcript_thoughts(path: str | None, limit_bytes: int = 256 * 1024) -> list[tuple[str, str]]:
     """(uuid, text) of the assistant's text messages at the end of a transcript (JSON lines,
     newest last), so PreCompact keeps what the model said since the last hook event. A file
@@ -546,10 +552,14 @@ async def _slow(event: HookEvent, budget: int | None, spool: Spool, stdout: IO[s
             run = await applier.run_of(event.session_id, event.project, create=False)
             if run is None:
                 return
-            for uuid, text in _transcript_thoughts(event.transcript_path):
+            for _, text in _transcript_thoughts(event.transcript_path):
                 await applier._record(
                     run,
-                    StepDraft(tool="thought", reasoning=text, idempotency_key=_key("msg", uuid)),
+                    StepDraft(
+                        tool="thought",
+                        reasoning=_clip(text.strip()),
+                        idempotency_key=_thought_key(event.session_id, text),
+                    ),
                 )
             await applier.checkpoint(run.run_id)
             run = await applier.episodes.get_run(applier.tenant, run.run_id)

@@ -154,12 +154,14 @@ def _step_parts(
 ) -> tuple[str, str]:
     """A step's text and the fence of its multi-line fields (one fence for the step,
     longer than any backtick run in any field)."""
-    fields = [
-        (label, neutralize(value))
+    # Blank lines around a field and a field of whitespace alone say nothing: a command
+    # ending in a newline stays on its label's line instead of opening a fenced block.
+    shown = (
+        (label, neutralize(value).lstrip("\n").rstrip())
         for label, value in (("why", reasoning or ""), ("in", render_value(inp)),
                              ("out", render_value(out)))
-        if value
-    ]
+    )
+    fields = [(label, value) for label, value in shown if value.strip()]
     fence = _fence("".join(value for _, value in fields))
     lines = [f"[#{seq}] {block(tool)} ({status})"]
     for label, value in fields:

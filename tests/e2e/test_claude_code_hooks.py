@@ -127,6 +127,10 @@ async def test_precompact_checkpoints_and_compact_start_prints_it(tmp_path: Path
     await hook(event("UserPromptSubmit", prompt="Refactor checkout"), env)
     for n in range(4):
         await hook(tool_use(n), env)
+    # Stop reports the same message the transcript holds: one step, not two.
+    await hook(event("Stop", stop_hook_active=False,
+                     last_assistant_message="Plan: next I will wire apply_discount into "
+                     "checkout().\n"), env)
 
     code, out, _ = await hook({**event("PreCompact", trigger="auto", custom_instructions=None),
                                "transcript_path": str(transcript)}, env)

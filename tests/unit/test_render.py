@@ -72,3 +72,21 @@ def test_clip_middle_keeps_head_and_tail_within_the_budget() -> None:
     assert clipped.startswith("HEAD-START") and clipped.endswith("TAIL-END")
     assert " … " in clipped
     assert clip_middle("short text", 60, TOK) == "short text"
+
+
+def test_blank_fields_and_a_trailing_newline_cost_no_fenced_block() -> None:
+    step = make_step("42\n", inp="python solve.py\n", tokens=1).model_copy(
+        update={"reasoning": "\n\n"})
+
+    text, _ = render_step(step, TOK, 500)
+
+    assert text == "[#7] bash (error)\n  in: python solve.py\n  out: 42"
+
+
+def test_a_structured_input_reads_as_key_value_lines_with_its_text_unescaped() -> None:
+    inp = {"description": "write the solver", "command": "cat > a.py <<'EOF'\nx = 1\nEOF"}
+
+    text, _ = render_step(make_step({}, inp=inp, tokens=1), TOK, 500)
+
+    assert "description: write the solver\ncommand:\ncat > a.py <<'EOF'\nx = 1\nEOF" in text
+    assert "\\n" not in text and "out:" not in text
