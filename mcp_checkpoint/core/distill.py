@@ -6,6 +6,7 @@ did not write one — through MCP sampling when the client offers it (the server
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -124,7 +125,7 @@ def extract_artifacts(
     marks the failing lines, which rank higher."""
     finder = Finder()
     for index, step in enumerate(steps):
-        command = _strings(step.input)
+        command = _TERMINATOR.sub("", _strings(step.input))
         git = bool(GIT_COMMAND.search(command))
         finder.add_text(command, step.seq, typed=True, git=git)
         finder.add_text(step.reasoning or "", step.seq, typed=True)
@@ -132,6 +133,11 @@ def extract_artifacts(
         if results is not None and results[index].failed:
             finder.add_text("\n".join(results[index].lines), step.seq, failing=True)
     return select(finder.ranked(), limit)
+
+
+# The last line of a multi-line command that is a lone word closes what the command wrote
+# (a heredoc's ``EOF``, an editor's ``end_of_edit``): a delimiter, not a name of the work.
+_TERMINATOR = re.compile(r"(?<=\n)[ \t]*[A-Za-z_]\w*[ \t]*\n*\Z")
 
 
 def _strings(value: Any) -> str:

@@ -264,6 +264,12 @@ def test_a_structured_input_is_read_as_the_text_it_carries() -> None:
     assert outcome(steps[0]).lines[-1] == "ValueError: chr() arg not in range(0x110000)"
 
 
+def test_the_delimiter_closing_an_edit_is_not_a_name() -> None:
+    edit = st(1, "edit", "edit 1:1\nretry_budget = 3\nend_of_edit\n", "File updated.")
+    values = {a.value for a in extract_artifacts([edit], 60)}
+    assert "retry_budget" in values and "end_of_edit" not in values
+
+
 def test_prose_about_functions_and_types_defines_no_name() -> None:
     said = ("Since the chr() function converts a number to a byte, a type error is raised.\n"
             "def decode_block(data):\n    pass\nexport default function RenderPage() {}")
