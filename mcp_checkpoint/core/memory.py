@@ -25,7 +25,6 @@ from mcp_checkpoint.config import Settings
 from mcp_checkpoint.core._ids import Clock, new_id, utc_now
 from mcp_checkpoint.core._limits import Limits
 from mcp_checkpoint.core._neardup import batch_neighbours, jaccard, words
-from mcp_checkpoint.core.episodes import MemorySearch
 from mcp_checkpoint.core.events import DomainEvent, EventSink
 from mcp_checkpoint.core.fusion import CANDIDATES, fuse
 from mcp_checkpoint.core.lexical import STOPWORDS
@@ -52,6 +51,7 @@ from mcp_checkpoint.core.ports import (
     VectorIndex,
     VectorItem,
 )
+from mcp_checkpoint.core.rehydrate import MemorySearch
 from mcp_checkpoint.errors import (
     CheckpointError,
     ConfigError,
