@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -103,16 +104,24 @@ async def _propose(args: argparse.Namespace) -> dict[str, Any]:
                     await service.commit(tenant, staged.batch_id)
                     have += len(batch)
                 times = []
+                found = 0
                 for rep in range(args.reps):
                     items = [ProposalItem(content=t) for t in probes[rep * 5:rep * 5 + 5]]
                     started = time.perf_counter()
-                    await service.propose(tenant, items)
+                    staged = await service.propose(tenant, items)
                     times.append(time.perf_counter() - started)
+                    # A probe repeats a stored turn (another note number) once the store
+                    # holds every turn: the analysis must name a stored memory for it.
+                    found += sum(
+                        any(r.memory_id is not None for r in (*a.duplicates, *a.conflicts))
+                        for a in (item.analysis for item in staged.items) if a is not None)
                 row = {"memories": size, "p50_ms": _ms(statistics.median(times)),
-                       "p90_ms": _ms(sorted(times)[int(len(times) * 0.9)])}
+                       "p90_ms": _ms(sorted(times)[int(len(times) * 0.9)]),
+                       "stored_related_found": found, "items": args.reps * 5}
                 rows.append(row)
                 print(f"{args.mode}: {size} memories: propose(5) p50 {row['p50_ms']} ms, "
-                      f"p90 {row['p90_ms']} ms", flush=True)
+                      f"p90 {row['p90_ms']} ms; items naming a stored near duplicate or "
+                      f"conflict: {found} of {args.reps * 5}", flush=True)
         finally:
             if vectors is not None:
                 await vectors.close()
@@ -183,10 +192,16 @@ async def _session(http: httpx2.AsyncClient, url: str, token: str) -> dict[str, 
     return headers
 
 
+_REQUEST_IDS = itertools.count(1)
+
+
 async def _call(http: httpx2.AsyncClient, url: str, headers: dict[str, str], name: str,
                 arguments: dict[str, Any]) -> httpx2.Response:
+    # A distinct JSON-RPC id per call: the server answers each request on the stream of
+    # its id, so concurrent calls of one session that share an id wait for each other's
+    # answers (this is what stalled the flood client before).
     return await http.post(url, headers=headers, json={
-        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "jsonrpc": "2.0", "id": next(_REQUEST_IDS), "method": "tools/call",
         "params": {"name": name, "arguments": arguments}})
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -71,11 +71,20 @@ _RELATED = 0.35
 _RECENT_VECTORS = 2048
 _RELATED_COSINE = 0.75  # MiniLM: unrelated chat turns of one topic often reach 0.6
 _CANDIDATES = 8
-# The stored near duplicates of an item are looked up with at most this many of its words,
-# the longest first (longer words are rarer: Zipf's law of abbreviation). A near duplicate
-# holds most of the item's words, so any few of them find it; and the lookup no longer
-# walks the postings of every common word, whose lists grow with the store.
-_QUERY_WORDS = 8
+# How an item's stored near duplicates are found without walking postings lists that grow
+# with the store (see lookup_words): a near duplicate holds most of the item's words, so
+# it holds the item's rare words, and a rare word has few holders whatever the store
+# holds. The item's _COUNTED longest words (longer words are rarer: Zipf's law of
+# abbreviation) have their holders counted, no further than _COUNT_CAP each; the
+# _QUERY_WORDS rarest held by fewer than _PER_WORD are looked up (every holder read), and
+# the memories holding the most of them are candidates; so are the newest memories
+# holding all of the item's _ALL_WORDS rarest held words (an item made of common words
+# only still finds its copies: together, common words are rare).
+_COUNTED = 12
+_COUNT_CAP = 256
+_PER_WORD = 64
+_QUERY_WORDS = 4
+_ALL_WORDS = 4
 SNIPPET_CHARS = 160
 """Characters of a related memory's (or item's) text that an analysis shows."""
 _LISTED = 5  # duplicates, and conflicts, listed per item
@@ -95,12 +104,36 @@ def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
 
-def _lookup_query(text: str) -> str:
-    """The words an item's stored near duplicates are looked up with (see _QUERY_WORDS)."""
-    found = [w for w in dict.fromkeys(w.casefold() for w in _WORD.findall(text))
-             if w not in STOPWORDS]
+def counted_words(text: str) -> list[str]:
+    """The words of ``text`` whose holders are counted to pick the lookup words: its
+    ``_COUNTED`` longest distinct casefolded words, stopwords left out unless fewer than
+    ``_ALL_WORDS`` others remain (ties keep their first-seen order)."""
+    every = list(dict.fromkeys(w.casefold() for w in _WORD.findall(text)))
+    found = [w for w in every if w not in STOPWORDS]
+    if len(found) < _ALL_WORDS:
+        found = every  # "You too!": its stopwords are most of what it says
     found.sort(key=len, reverse=True)  # stable: equal lengths keep their first-seen order
-    return " ".join(found[:_QUERY_WORDS])
+    return found[:_COUNTED]
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """How one item's stored near duplicates are looked up: the memories holding the
+    most of ``rare`` (every holder of each is read), and the newest holding all of
+    ``all_of``."""
+
+    rare: list[str]
+    all_of: list[str]
+
+
+def lookup_words(words: Sequence[str], held: Mapping[str, int], per_word: int) -> Lookup:
+    """Order ``words`` (longest first) by how many memories hold each (``held``; ties
+    keep their order), leaving out those no memory holds (they find nothing): the first
+    ``_QUERY_WORDS`` held by fewer than ``per_word`` are ``rare``, the first
+    ``_ALL_WORDS`` of all are ``all_of``."""
+    ranked = sorted((w for w in words if held.get(w, 0) > 0), key=lambda w: held[w])
+    rare = [w for w in ranked if held[w] < per_word]
+    return Lookup(rare=rare[:_QUERY_WORDS], all_of=ranked[:_ALL_WORDS])
 
 
 def _contradicts(a: str, b: str) -> bool:
@@ -377,17 +410,28 @@ class MemoryService(MemorySearch):
                 return found, embedded, f"cosine similarity ({embedder.model_id})"
             except CheckpointError:
                 logger.warning("proposal analysis falls back to word overlap", exc_info=True)
-        queries = await anyio.to_thread.run_sync(lambda: [_lookup_query(t) for t in texts])
+        counted = await anyio.to_thread.run_sync(lambda: [counted_words(t) for t in texts])
+        held = await self._store.word_counts(
+            tenant, list(dict.fromkeys(w for found in counted for w in found)), cap=_COUNT_CAP
+        )
         lexical: list[list[RelatedMemory]] = []
-        for item, query in zip(items, queries, strict=True):
-            candidates = (
-                await self._store.search_lexical(tenant, query, limit=_CANDIDATES)
-                if query else []
-            )
+        for item, mine in zip(items, counted, strict=True):
+            lookup = lookup_words(mine, held, _PER_WORD)
+            candidates: dict[MemoryId, Memory] = {}
+            if lookup.rare:
+                for m in await self._store.sharing_words(
+                    tenant, lookup.rare, per_word=_PER_WORD, limit=_CANDIDATES
+                ):
+                    candidates[m.memory_id] = m
+            if lookup.all_of:
+                for m in await self._store.holding_all(
+                    tenant, lookup.all_of, limit=_CANDIDATES
+                ):
+                    candidates.setdefault(m.memory_id, m)
             # similarity -1: not computed yet; _decide measures word overlap off the loop.
             lexical.append([
                 RelatedMemory(memory_id=m.memory_id, similarity=-1.0, content=m.content)
-                for m, _ in candidates
+                for m in candidates.values()
                 if m.memory_id != item.target_id
             ])
         return lexical, None, "word overlap (lexical only)"

@@ -552,6 +552,36 @@ class MemoryStore(Protocol):
         """
         ...
 
+    async def word_counts(
+        self, tenant: Tenant, words: Sequence[str], *, cap: int
+    ) -> dict[str, int]:
+        """For each of ``words``, how many memories hold it (a word matches as it does in
+        ``search_lexical``), counted no further than ``cap``: every word asked is a key,
+        its value at most ``cap`` and at least ``min(n, cap)`` for the ``n`` active
+        memories of the tenant holding it. A store whose lexical index is shared may count
+        every memory it indexes (other tenants', other statuses): the count measures what
+        looking the word up costs. The cost grows with ``cap`` and the number of words,
+        not with how many memories hold a word."""
+        ...
+
+    async def sharing_words(
+        self, tenant: Tenant, words: Sequence[str], *, per_word: int, limit: int
+    ) -> list[Memory]:
+        """At most ``limit`` of the tenant's active memories holding any of ``words`` (a
+        word matches as it does in ``search_lexical``), those holding the most of them
+        first, then the most recently stored. Each word is looked up among the
+        ``per_word`` most recently stored active memories holding it and no further: the
+        cost grows with ``len(words) * per_word``, not with the store."""
+        ...
+
+    async def holding_all(
+        self, tenant: Tenant, words: Sequence[str], *, limit: int
+    ) -> list[Memory]:
+        """The ``limit`` most recently stored of the tenant's active memories that hold
+        every one of ``words`` (a word matches as it does in ``search_lexical``), newest
+        first; [] for no words."""
+        ...
+
 
 @runtime_checkable
 class BlobStore(Protocol):

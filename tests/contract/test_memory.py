@@ -661,3 +661,88 @@ async def test_search_lexical_ignores_stopwords_unless_the_query_has_nothing_els
 
     assert [m.memory_id for m, _ in found] == ["m2"]
     assert [m.memory_id for m, _ in only_stopwords] == ["m1"]
+
+
+# -- near-duplicate lookups (bounded) -------------------------------------------------------
+
+
+async def test_word_counts_are_capped_and_cover_every_word(store: Store, clock: Clock) -> None:
+    await seed_memories(store, [new_memory(f"m{i}", f"alpha kiwi note {i}") for i in range(5)]
+                        + [new_memory("m9", "mango alpha")])
+    await seed_memories(store, [new_memory("m1", "mango")], batch_id="b-other",
+                        tenant=TENANT_B)
+
+    counts = await store.word_counts(TENANT_A, ["alpha", "kiwi", "mango", "papaya"], cap=3)
+
+    assert set(counts) == {"alpha", "kiwi", "mango", "papaya"}
+    assert counts["alpha"] == 3 and counts["kiwi"] == 3  # 6 and 5 holders, counted to 3
+    # at least the tenant's own holders; a shared index may count tenant B's too
+    assert 1 <= counts["mango"] <= 2
+    assert counts["papaya"] == 0
+    assert await store.word_counts(TENANT_A, ["alpha"], cap=0) == {"alpha": 0}
+
+
+async def test_sharing_words_ranks_by_words_shared_and_reads_only_the_newest_holders(
+    store: Store, clock: Clock
+) -> None:
+    await seed_memories(store, [
+        new_memory("m0", "alpha beta gamma"),
+        new_memory("m1", "alpha beta"),
+        new_memory("m2", "alpha"),
+        new_memory("m3", "alpha"),
+        new_memory("m4", "delta"),
+    ])
+    await seed_memories(store, [new_memory("m9", "alpha beta gamma")], batch_id="b-other",
+                        tenant=TENANT_B)
+
+    every = await store.sharing_words(TENANT_A, ["alpha", "beta", "gamma"], per_word=10,
+                                      limit=10)
+    newest = await store.sharing_words(TENANT_A, ["alpha", "beta", "gamma"], per_word=2,
+                                       limit=10)
+
+    assert [m.memory_id for m in every] == ["m0", "m1", "m3", "m2"]
+    # alpha is read among its two newest holders only (m3, m2), so m1 shares beta alone
+    # and m0 beta and gamma; ties go to the newest
+    assert [m.memory_id for m in newest] == ["m0", "m3", "m2", "m1"]
+    assert [m.memory_id for m in await store.sharing_words(
+        TENANT_A, ["alpha"], per_word=2, limit=10)] == ["m3", "m2"]
+    assert [m.memory_id for m in await store.sharing_words(
+        TENANT_A, ["alpha", "beta", "gamma"], per_word=10, limit=1)] == ["m0"]
+    assert await store.sharing_words(TENANT_A, [], per_word=10, limit=10) == []
+
+
+async def test_sharing_words_and_holding_all_skip_inactive_memories(
+    store: Store, clock: Clock
+) -> None:
+    await seed_memories(store, [new_memory("m1", "alpha beta"), new_memory("m2", "alpha beta")])
+    await store.add_proposal(TENANT_A, make_proposal("b2", ["-"]))
+    await store.commit_proposal(TENANT_A, CommitPlan(
+        batch_id=BatchId("b2"), accepted=[0], rejected=[],
+        status_changes=[MemoryStatusChange(memory_id=M1, expected_version=1, status="deprecated")],
+    ), now=clock())
+
+    shared = await store.sharing_words(TENANT_A, ["alpha"], per_word=10, limit=10)
+    both = await store.holding_all(TENANT_A, ["alpha", "beta"], limit=10)
+
+    assert [m.memory_id for m in shared] == ["m2"]
+    assert [m.memory_id for m in both] == ["m2"]
+
+
+async def test_holding_all_finds_the_newest_memories_holding_every_word(
+    store: Store, clock: Clock
+) -> None:
+    await seed_memories(store, [
+        new_memory("m0", "alpha beta gamma"),
+        new_memory("m1", "alpha gamma"),
+        new_memory("m2", "gamma beta alpha delta"),
+        new_memory("m3", "beta"),
+    ])
+    await seed_memories(store, [new_memory("m9", "alpha beta gamma")], batch_id="b-other",
+                        tenant=TENANT_B)
+
+    found = await store.holding_all(TENANT_A, ["alpha", "beta", "gamma"], limit=10)
+
+    assert [m.memory_id for m in found] == ["m2", "m0"]
+    assert [m.memory_id for m in await store.holding_all(
+        TENANT_A, ["alpha", "beta", "gamma"], limit=1)] == ["m2"]
+    assert await store.holding_all(TENANT_A, [], limit=10) == []

@@ -229,3 +229,18 @@ async def test_tenants_do_not_see_each_other(memory: MemoryService) -> None:
     assert (await memory.search(other, "secret")).hits == []
     with pytest.raises(NotFoundError):
         await memory.get_memory(other, mid)
+
+
+def test_lookup_words_prefers_rare_words_and_leaves_out_unheld_ones() -> None:
+    from mcp_checkpoint.core.memory import counted_words, lookup_words
+
+    words = counted_words("Priya: the staging deploy of kestrel moved to port 8080")
+    held = {"priya": 3, "staging": 900, "deploy": 900, "kestrel": 12, "moved": 40,
+            "port": 70, "8080": 0}
+
+    found = lookup_words(words, held, per_word=64)
+
+    assert "the" not in words and "of" not in words  # stopwords are not counted
+    assert found.rare == ["priya", "kestrel", "moved"]  # fewest holders first, under 64
+    assert found.all_of == ["priya", "kestrel", "moved", "port"]  # 8080: held by none
+    assert counted_words("Nate: You too!") == ["nate", "you", "too"]  # nothing but these

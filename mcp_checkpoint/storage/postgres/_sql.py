@@ -11,10 +11,13 @@ from mcp_checkpoint.storage._statements import psycopg
 
 __all__ = [
     "HEAD_AND_KEY",
+    "HOLDING_ALL",
     "LOCKED_MEMORIES",
     "MEMORY_COLUMNS",
     "MOVE_HEAD_AND_INSERT",
     "SEARCH",
+    "SHARING_WORDS",
+    "WORD_COUNTS",
     "pg",
 ]
 
@@ -95,3 +98,58 @@ FROM best CROSS JOIN query CROSS JOIN (
 ORDER BY best.rank DESC, best.memory_id
 """  # noqa: S608 - constant fragments; every value is a bound parameter
 
+
+# A word as the memories' text search configuration reads it (a stopword reads as nothing:
+# numnode 0, and it matches no memory, without the notice an empty tsquery raises).
+_WORD_QUERY = "plainto_tsquery('mcpck_english'::regconfig, w.word)"
+
+# For each word, how many of the tenant's active memories hold it, counted up to a cap.
+WORD_COUNTS = f"""
+SELECT w.word, (
+    SELECT count(*) FROM (
+        SELECT 1 FROM memories AS m, {_WORD_QUERY} AS q
+        WHERE numnode(q) > 0 AND m.tsv @@ q
+          AND m.tenant = %(tenant)s AND m.status = 'active'
+        LIMIT %(cap)s
+    ) AS held
+) AS held
+FROM unnest(%(words)s::text[]) AS w(word)
+"""  # noqa: S608 - constant fragments; every value is a bound parameter
+
+# The tenant's active memories holding the most of the words, each word looked up among
+# its newest holders only.
+SHARING_WORDS = f"""
+WITH hits AS (
+    SELECT h.memory_id
+    FROM (SELECT DISTINCT word FROM unnest(%(words)s::text[]) AS u(word)) AS w,
+    LATERAL (
+        SELECT m.memory_id FROM memories AS m, {_WORD_QUERY} AS q
+        WHERE numnode(q) > 0 AND m.tsv @@ q
+          AND m.tenant = %(tenant)s AND m.status = 'active'
+        ORDER BY m.created_at DESC, m.memory_id DESC
+        LIMIT %(per_word)s
+    ) AS h
+),
+ranked AS (SELECT memory_id AS held_id, count(*) AS held FROM hits GROUP BY memory_id)
+SELECT {MEMORY_COLUMNS} FROM (
+    SELECT m.*, ranked.held FROM ranked
+    JOIN memories AS m ON m.tenant = %(tenant)s AND m.memory_id = ranked.held_id
+) AS found
+ORDER BY held DESC, created_at DESC, memory_id DESC
+LIMIT %(limit)s
+"""  # noqa: S608 - constant fragments; every value is a bound parameter
+
+# The tenant's newest active memories holding every one of the words.
+HOLDING_ALL = f"""
+SELECT {MEMORY_COLUMNS} FROM memories AS m
+WHERE m.tenant = %(tenant)s AND m.status = 'active' AND m.tsv @@ (
+    SELECT tsquery_and_all FROM (
+        SELECT string_agg(q::text, ' & ')::tsquery AS tsquery_and_all
+        FROM unnest(%(words)s::text[]) AS w(word),
+             {_WORD_QUERY} AS q
+        WHERE numnode(q) > 0
+    ) AS combined
+)
+ORDER BY m.created_at DESC, m.memory_id DESC
+LIMIT %(limit)s
+"""  # noqa: S608 - constant fragments; every value is a bound parameter

@@ -74,10 +74,13 @@ from mcp_checkpoint.storage._urls import mask_url
 from mcp_checkpoint.storage.postgres._db import Conn
 from mcp_checkpoint.storage.postgres._sql import (
     HEAD_AND_KEY,
+    HOLDING_ALL,
     LOCKED_MEMORIES,
     MEMORY_COLUMNS,
     MOVE_HEAD_AND_INSERT,
     SEARCH,
+    SHARING_WORDS,
+    WORD_COUNTS,
     pg,
 )
 from mcp_checkpoint.storage.postgres.blobs import PostgresBlobs
@@ -552,5 +555,55 @@ class PostgresStore(PostgresBlobs, SqlStore):
                              limit=limit)
             memories = {row["memory_id"]: row for row in found}
             return [(to_memory(memories[memory_id]), score) for memory_id, score in best]
+
+        return await self._run(select, write=False)
+
+    async def word_counts(
+        self, tenant: Tenant, words: Sequence[str], *, cap: int
+    ) -> dict[str, int]:
+        """See ``MemoryStore.word_counts``: each count stops at ``cap`` rows."""
+        asked = list(dict.fromkeys(words))
+        if cap <= 0 or not asked:
+            return dict.fromkeys(asked, 0)
+
+        async def select(conn: Conn) -> dict[str, int]:
+            rows = await (await conn.execute(
+                WORD_COUNTS, {"tenant": tenant, "words": asked, "cap": int64(cap)}
+            )).fetchall()
+            return {row["word"]: int(row["held"]) for row in rows}
+
+        return await self._run(select, write=False)
+
+    async def sharing_words(
+        self, tenant: Tenant, words: Sequence[str], *, per_word: int, limit: int
+    ) -> list[Memory]:
+        """See ``MemoryStore.sharing_words``: the newest holders by ``created_at``."""
+        asked = list(dict.fromkeys(words))
+        if per_word <= 0 or limit <= 0 or not asked:
+            return []
+
+        async def select(conn: Conn) -> list[Memory]:
+            rows = await (await conn.execute(SHARING_WORDS, {
+                "tenant": tenant, "words": asked, "per_word": int64(per_word),
+                "limit": int64(limit),
+            })).fetchall()
+            return [to_memory(row) for row in rows]
+
+        return await self._run(select, write=False)
+
+    async def holding_all(
+        self, tenant: Tenant, words: Sequence[str], *, limit: int
+    ) -> list[Memory]:
+        """See ``MemoryStore.holding_all``: the words' tsqueries AND-ed (stopwords drop out,
+        as they do in search)."""
+        asked = list(dict.fromkeys(words))
+        if limit <= 0 or not asked:
+            return []
+
+        async def select(conn: Conn) -> list[Memory]:
+            rows = await (await conn.execute(
+                HOLDING_ALL, {"tenant": tenant, "words": asked, "limit": int64(limit)}
+            )).fetchall()
+            return [to_memory(row) for row in rows]
 
         return await self._run(select, write=False)

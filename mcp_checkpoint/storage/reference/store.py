@@ -485,6 +485,49 @@ class ReferenceStore:
         ranked = rank_bm25(len(pool), matching, occurrences, limit=limit)
         return [(pool[MemoryId(i)], score) for i, score in ranked]
 
+    def _holding(self, tenant: Tenant, word: str) -> list[Memory]:
+        """The tenant's active memories holding ``word``, most recently stored first."""
+        word = word.casefold()
+        return [
+            m for (t, _), m in reversed(self._memories.items())
+            if t == tenant and m.status == "active"
+            and word in {w.casefold() for w in _WORD.findall(m.content)}
+        ]
+
+    async def word_counts(
+        self, tenant: Tenant, words: Sequence[str], *, cap: int
+    ) -> dict[str, int]:
+        """See ``MemoryStore.word_counts``."""
+        return {w: min(len(self._holding(tenant, w)), max(cap, 0)) for w in words}
+
+    async def sharing_words(
+        self, tenant: Tenant, words: Sequence[str], *, per_word: int, limit: int
+    ) -> list[Memory]:
+        """See ``MemoryStore.sharing_words``."""
+        order = {key: at for at, key in enumerate(self._memories)}
+        hits: Counter[MemoryId] = Counter()
+        found: dict[MemoryId, Memory] = {}
+        for word in dict.fromkeys(words):
+            for memory in self._holding(tenant, word)[: max(per_word, 0)]:
+                hits[memory.memory_id] += 1
+                found[memory.memory_id] = memory
+        ranked = sorted(hits, key=lambda i: (-hits[i], -order[(tenant, i)]))
+        return [found[i] for i in ranked[: max(limit, 0)]]
+
+    async def holding_all(
+        self, tenant: Tenant, words: Sequence[str], *, limit: int
+    ) -> list[Memory]:
+        """See ``MemoryStore.holding_all``."""
+        wanted = {w.casefold() for w in words}
+        if not wanted:
+            return []
+        found = [
+            m for (t, _), m in reversed(self._memories.items())
+            if t == tenant and m.status == "active"
+            and wanted <= {w.casefold() for w in _WORD.findall(m.content)}
+        ]
+        return found[: max(limit, 0)]
+
     # -- blobs --------------------------------------------------------------------------
 
     async def put_blobs(self, tenant: Tenant, blobs: Mapping[str, bytes], *, now: datetime) -> int:

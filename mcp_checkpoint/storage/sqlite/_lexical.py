@@ -10,7 +10,14 @@ from typing import Any
 
 from mcp_checkpoint.storage.sqlite._db import Conn
 
-__all__ = ["Postings", "fts_words", "term_statistics"]
+__all__ = [
+    "Postings",
+    "all_holders",
+    "fts_words",
+    "holders",
+    "term_statistics",
+    "word_count",
+]
 
 _CACHED_POSTINGS = 200_000
 """Most word matches the lexical search keeps between searches (tens of MB at most)."""
@@ -26,6 +33,10 @@ def _phrase(word: str) -> str:
     # that the tokenizer reduces to nothing (like "_") is an empty phrase and matches nothing.
     return f'"{word}"'
 
+
+def _string(word: str) -> str:
+    """Any text as one FTS5 string (a phrase of its tokens): double quotes doubled."""
+    return '"' + word.replace('"', '""') + '"'
 
 
 
@@ -126,3 +137,37 @@ def _postings(
         (_phrase(word), *params),
     ).fetchall()
     return tuple((memory_id, max(1, marks // 2)) for memory_id, marks in rows)
+
+
+# The tenant's active memories holding a word, newest first, at most a limit of them: the
+# match stays outermost (CROSS JOIN) and FTS5 walks its doclist backwards, so the walk stops
+# at the limit instead of reading every memory that holds a common word.
+_HOLDERS = (
+    "SELECT memories_fts.rowid FROM memories_fts "
+    "CROSS JOIN memories AS m ON m.id = memories_fts.rowid "
+    "WHERE memories_fts MATCH ? AND m.tenant = ? AND m.status = 'active' "
+    "ORDER BY memories_fts.rowid DESC LIMIT ?"
+)
+
+
+def word_count(conn: Conn, word: str, cap: int) -> int:
+    """How many entries the index holds for ``word`` (memories of every tenant and
+    status: what walking the word's doclist costs), counted up to ``cap``. Counting in
+    FTS5 alone, without reading each memory's row, makes this a fraction of a lookup."""
+    row = conn.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)",
+        (_string(word), cap),
+    ).fetchone()
+    return int(row[0])
+
+
+def holders(conn: Conn, tenant: str, word: str, limit: int) -> list[int]:
+    """The row ids of the ``limit`` newest active memories of the tenant holding ``word``."""
+    return [row[0] for row in conn.execute(_HOLDERS, (_string(word), tenant, limit))]
+
+
+def all_holders(conn: Conn, tenant: str, words: Sequence[str], limit: int) -> list[int]:
+    """The row ids of the ``limit`` newest active memories of the tenant holding every one
+    of ``words`` (FTS5 intersects the words' doclists in row id order and stops there)."""
+    query = " AND ".join(_string(w) for w in dict.fromkeys(words))
+    return [row[0] for row in conn.execute(_HOLDERS, (query, tenant, limit))] if query else []

@@ -11,6 +11,7 @@ triggers, and scored by ``core.lexical.rank_bm25`` (see ``_lexical``).
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -61,7 +62,14 @@ from mcp_checkpoint.storage._rows import (
 )
 from mcp_checkpoint.storage._sqlstore import Batch, SqlStore
 from mcp_checkpoint.storage.sqlite._db import Conn
-from mcp_checkpoint.storage.sqlite._lexical import Postings, fts_words, term_statistics
+from mcp_checkpoint.storage.sqlite._lexical import (
+    Postings,
+    all_holders,
+    fts_words,
+    holders,
+    term_statistics,
+    word_count,
+)
 from mcp_checkpoint.storage.sqlite.blobs import SqliteBlobs
 
 __all__ = ["SqliteStore"]
@@ -78,6 +86,16 @@ _MEMORIES = (
 _SEARCHED = (
     "m.tenant = ? AND m.status = ? AND (? IS NULL OR m.scope = ?) AND (? IS NULL OR m.kind = ?)"
 )
+
+
+def _by_rowid(conn: Conn, rowids: Sequence[int]) -> list[Memory]:
+    """The memories of these row ids, in that order."""
+    rows = conn.execute(
+        "SELECT * FROM memories WHERE id IN (SELECT value FROM json_each(?))",
+        (to_json(list(rowids)),),
+    ).fetchall()
+    found = {row["id"]: to_memory(row) for row in rows}
+    return [found[rowid] for rowid in rowids if rowid in found]
 
 
 class SqliteStore(SqliteBlobs, SqlStore):
@@ -422,3 +440,42 @@ class SqliteStore(SqliteBlobs, SqlStore):
             return [(found[MemoryId(memory_id)], score) for memory_id, score in best]
 
         return await self._read(select)
+
+    async def word_counts(
+        self, tenant: Tenant, words: Sequence[str], *, cap: int
+    ) -> dict[str, int]:
+        """See ``MemoryStore.word_counts``: the FTS5 index holds every tenant's memories,
+        whatever their status, and counts them all (up to ``cap``): a word common among
+        other tenants' memories is as costly to look up as a common word of one's own."""
+        asked = list(dict.fromkeys(words))
+        if cap <= 0:
+            return dict.fromkeys(asked, 0)
+        return await self._read(lambda conn: {w: word_count(conn, w, cap) for w in asked})
+
+    async def sharing_words(
+        self, tenant: Tenant, words: Sequence[str], *, per_word: int, limit: int
+    ) -> list[Memory]:
+        """See ``MemoryStore.sharing_words``: the newest holders of each word by row id
+        (the order memories were stored in), counted per memory."""
+        asked = list(dict.fromkeys(words))
+        if per_word <= 0 or limit <= 0 or not asked:
+            return []
+
+        def select(conn: Conn) -> list[Memory]:
+            hits: Counter[int] = Counter()
+            for word in asked:
+                hits.update(holders(conn, tenant, word, per_word))
+            best = sorted(hits, key=lambda rowid: (-hits[rowid], -rowid))[:limit]
+            return _by_rowid(conn, best)
+
+        return await self._read(select)
+
+    async def holding_all(
+        self, tenant: Tenant, words: Sequence[str], *, limit: int
+    ) -> list[Memory]:
+        """See ``MemoryStore.holding_all``: one FTS5 AND query, newest row ids first."""
+        if limit <= 0 or not words:
+            return []
+        return await self._read(
+            lambda conn: _by_rowid(conn, all_holders(conn, tenant, words, limit))
+        )
