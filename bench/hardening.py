@@ -1,18 +1,20 @@
 """Hardening benchmarks (issue 16), from a source checkout:
 
     python -m bench.hardening propose [--mode lexical|hybrid] [--sizes 100,10000]
+                                      [--store-url URL]
     python -m bench.hardening healthz [--items 100] [--chars 8000]
     python -m bench.hardening flood [--seconds 10] [--clients 4] [--flood-clients 4]
     python -m bench.hardening halfopen [--count 20000]
 
 ``propose``: propose_memory p50 (5 items) at each size of the store, in process on SQLite
-(LoCoMo turns as memories when ``--data`` names locomo-dev.json, else synthetic text).
-``healthz``: how much one propose_memory of ``--items`` items of ``--chars`` characters
-delays ``/healthz`` of the same server (probed every 10 ms). ``flood``: record_step p99 of
-one tenant alone, then while another tenant's token floods ``initialize`` from a process
-of its own (``flooder``). ``halfopen``:
-``/healthz`` latency from a new connection while ``--count`` connections sit in the
-middle of their headers. Servers listen on 127.0.0.1 only; every loop is bounded.
+or on the empty PostgreSQL database ``--store-url`` names (LoCoMo turns as memories when
+``--data`` names locomo-dev.json, else synthetic text). ``healthz``: how much one
+propose_memory of ``--items`` items of ``--chars`` characters delays ``/healthz`` of the
+same server (probed every 10 ms). ``flood``: record_step p99 of one tenant alone, then
+while another tenant's token floods ``initialize`` from a process of its own
+(``flooder``). ``halfopen``: ``/healthz`` latency from a new connection while ``--count``
+connections sit in the middle of their headers. Servers listen on 127.0.0.1 only; every
+loop is bounded.
 """
 
 from __future__ import annotations
@@ -79,7 +81,8 @@ async def _propose(args: argparse.Namespace) -> dict[str, Any]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="mcpck-propose-") as tmp:
         provider = "sentence-transformers" if args.mode == "hybrid" else "none"
-        settings = Settings(data_dir=Path(tmp), embeddings={"provider": provider})
+        settings = Settings(data_dir=Path(tmp), embeddings={"provider": provider},
+                            store_url=args.store_url)
         store = make_store(settings)
         embedder = make_embedder(settings)
         vectors = make_vector_index(settings, store) if embedder is not None else None
@@ -421,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--count", type=int, default=20_000)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--store-url", default=None,
+                        help="propose: a PostgreSQL URL (an empty database) instead of SQLite")
     parser.add_argument("--flood-clients", type=int, default=4)
     parser.add_argument("--url", default="")
     parser.add_argument("--token", default="")
