@@ -66,7 +66,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _env(data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_CHECKPOINT_")}
+    # PYTHONDONTWRITEBYTECODE is dropped: an installed package has its bytecode compiled
+    # (pip compiles at install), as the SDK the bare server imports has; the warm-up run
+    # writes it for a checkout, so both sides start from bytecode, not from source.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("MCP_CHECKPOINT_") and k != "PYTHONDONTWRITEBYTECODE"}
     env["MCP_CHECKPOINT_DATA_DIR"] = str(data_dir)
     return env
 

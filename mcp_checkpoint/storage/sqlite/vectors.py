@@ -20,23 +20,18 @@ import sqlite3
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-
-import numpy as np
-import numpy.typing as npt
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from mcp_checkpoint.core.models import MemoryId, MemoryKind, Tenant
 from mcp_checkpoint.core.ports import VectorItem
-from mcp_checkpoint.storage._vectors import (
-    FLOAT32_LE,
-    Matrix,
-    Space,
-    batch_dimension,
-    build_matrix,
-    check_space,
-    unique_items,
-    unit,
-)
 from mcp_checkpoint.storage.sqlite.store import SqliteStore
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from mcp_checkpoint.storage._vectors import Matrix, Space
 
 __all__ = ["SqliteVectorIndex"]
 
@@ -64,6 +59,14 @@ class _Cached:
     epoch: int
 
 
+def _shared() -> ModuleType:
+    """``storage._vectors`` (and so numpy), imported on the first vector operation rather
+    than with the server: numpy is a tenth of a second of start-up."""
+    from mcp_checkpoint.storage import _vectors
+
+    return _vectors
+
+
 def _space_of(conn: _Conn) -> Space | None:
     row = conn.execute(_SPACE).fetchone()
     return None if row is None else (str(row[0]), int(row[1]))
@@ -83,7 +86,8 @@ def _load(conn: _Conn, tenant: Tenant, space: Space, generation: int) -> Matrix:
         "WHERE tenant = ? AND model_id = ? AND dim = ? ORDER BY memory_id",
         (tenant, model_id, dim),
     ).fetchall()
-    return build_matrix(space, generation, [tuple(row) for row in rows])
+    matrix: Matrix = _shared().build_matrix(space, generation, [tuple(row) for row in rows])
+    return matrix
 
 
 class SqliteVectorIndex:
@@ -121,20 +125,22 @@ class SqliteVectorIndex:
     async def upsert(self, tenant: Tenant, model_id: str, items: Sequence[VectorItem]) -> None:
         """Store or replace vectors in one transaction; InvalidArgumentError, with nothing
         written, if ``model_id`` or a vector's length differs from the index's space."""
-        dimension = batch_dimension(model_id, items)
+        shared = _shared()
+        dimension = shared.batch_dimension(model_id, items)
         if dimension is None:  # nothing to write; a foreign model_id is still refused
-            check_space(await self.space(), model_id, None, what="upsert")
+            shared.check_space(await self.space(), model_id, None, what="upsert")
             return
+        np = shared.np
         rows = [
             (
                 tenant, item.memory_id, model_id, dimension, item.scope, item.kind,
-                np.asarray(item.vector, dtype=FLOAT32_LE).tobytes(),
+                np.asarray(item.vector, dtype=shared.FLOAT32_LE).tobytes(),
             )
-            for item in unique_items(items)
+            for item in shared.unique_items(items)
         ]
 
         def write(conn: _Conn) -> None:
-            check_space(_space_of(conn), model_id, dimension, what="upsert")
+            shared.check_space(_space_of(conn), model_id, dimension, what="upsert")
             conn.executemany(_UPSERT, rows)
 
         try:
@@ -154,7 +160,8 @@ class SqliteVectorIndex:
     ) -> list[tuple[MemoryId, float]]:
         """The ``limit`` nearest of the tenant's vectors by exact cosine, best first, ties by
         memory_id; [] when the index is empty."""
-        query = unit(vector, what="the query vector").astype(np.float32)
+        shared = _shared()
+        query = shared.unit(vector, what="the query vector").astype(shared.np.float32)
         matrix = await self._matrix(tenant, model_id, query, what="query")
         if matrix is None:
             return []
@@ -166,7 +173,8 @@ class SqliteVectorIndex:
         """Exact cosine of ``vector`` to each of ``memory_ids`` the tenant has a vector for,
         from the same cached matrix as :meth:`query` (so the same scores); {} when the index
         is empty."""
-        query = unit(vector, what="the query vector").astype(np.float32)
+        shared = _shared()
+        query = shared.unit(vector, what="the query vector").astype(shared.np.float32)
         matrix = await self._matrix(tenant, model_id, query, what="similarities")
         if matrix is None:
             return {}
@@ -203,7 +211,7 @@ class SqliteVectorIndex:
         space, verified = await self._store.transact(read, write=False)
         if space is None:
             return None
-        check_space(space, model_id, query.size, what=what)
+        _shared().check_space(space, model_id, query.size, what=what)
         if verified is None:  # pragma: no cover - read() returns one whenever the space fits
             return None
         self._remember(key, verified)
