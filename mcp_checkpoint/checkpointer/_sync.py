@@ -8,7 +8,9 @@ thread runs no loop (a plain script: no thread hop per call), else in a backgrou
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import contextlib
+import contextvars
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, TypeVar
@@ -35,6 +37,7 @@ class _Loop:
             asyncio.get_running_loop()
         except RuntimeError:
             self._runner: asyncio.Runner | None = asyncio.Runner()
+            self._context = contextvars.copy_context()  # one for every call, as Runner's
             self._portal_cm: AbstractContextManager[BlockingPortal] | None = None
             self._portal: BlockingPortal | None = None
         else:  # this thread already runs a loop: ours goes to a thread of its own
@@ -44,7 +47,7 @@ class _Loop:
 
     def run(self, make: Callable[[], Awaitable[T]]) -> T:
         if self._runner is not None:
-            return self._runner.run(_await(make))
+            return _run_task(self._runner.get_loop(), _await(make), self._context)
         portal = self._portal
         if portal is None:
             raise RuntimeError("the checkpointer's loop is closed")
@@ -59,6 +62,24 @@ class _Loop:
 
 async def _await(make: Callable[[], Awaitable[T]]) -> T:
     return await make()
+
+
+def _run_task(
+    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], context: contextvars.Context
+) -> T:
+    """``coro`` run to completion on ``loop``. ``asyncio.Runner.run`` costs a SIGINT
+    handler swap per call (about 60 us, a fifth of a ``record``); instead, an interrupt
+    (Ctrl-C) that arrives while the task waits cancels it and lets it finish (a pending
+    write rolls back) before the interrupt goes on, as ``Runner.run`` would do."""
+    task = loop.create_task(coro, context=context)
+    try:
+        return loop.run_until_complete(task)
+    except BaseException:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                loop.run_until_complete(task)
+        raise
 
 
 class Checkpointer:

@@ -87,6 +87,15 @@ _NEEDLES: dict[str, tuple[str, ...]] = {
     "assignment": ("passw", "pwd", "secret", "api", "access", "private", "token", "credential"),
 }
 
+_ALL_NEEDLES = tuple(sorted({n for needles in _NEEDLES.values() for n in needles}))
+
+
+def _present(text: str) -> set[str]:
+    """The needles that occur in ``text``, case-insensitively."""
+    lowered = text.lower()
+    return {n for n in _ALL_NEEDLES if n in lowered}
+
+
 # A JSON key that names a secret: its string value is redacted whatever it looks like.
 _SECRET_KEY = re.compile(
     r"(?i)^[A-Za-z0-9_.-]*(?:passw(?:or)?d|pwd|secret|api[_-]?key|apikey|access[_-]?key|"
@@ -101,22 +110,24 @@ class Redactor:
     def __init__(self, extra: Iterable[str] = (), *, enabled: bool = True) -> None:
         self.enabled = enabled
         compiled = [
-            (kind, re.compile(p), g, _NEEDLES.get(kind, ())) for kind, p, g in DEFAULT_PATTERNS
+            (kind, re.compile(p), g, frozenset(_NEEDLES.get(kind, ())))
+            for kind, p, g in DEFAULT_PATTERNS
         ]
-        compiled += [("custom", re.compile(p), 0, ()) for p in extra]
+        compiled += [("custom", re.compile(p), 0, frozenset()) for p in extra]
         self._patterns = compiled
 
     def text(self, text: str) -> str:
         """``text`` with every secret replaced by ``[REDACTED:<kind>]``."""
         if not self.enabled or not text:
             return text
-        lowered = text.lower()
+        # Each distinct needle is looked for once (not once per pattern that names it).
+        present = _present(text)
         for kind, pattern, group, needles in self._patterns:
-            if needles and not any(n in lowered for n in needles):
+            if needles and present.isdisjoint(needles):
                 continue  # cannot match: none of its literal parts is there
             redacted = pattern.sub(_replacer(kind, group), text)
             if redacted is not text:
-                text, lowered = redacted, redacted.lower()
+                text, present = redacted, _present(redacted)
         return text
 
     def json(self, value: Any) -> Any:

@@ -268,6 +268,31 @@ def test_when_sqlite_ends_the_transaction_the_earlier_writes_run_again_alone(
     conn.close()
 
 
+def test_a_group_of_one_needs_no_savepoint_and_a_failure_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    conn = sqlite3.connect(tmp_path / "raw.db", isolation_level=None)
+    conn.execute("CREATE TABLE t (v INTEGER)")
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+
+    def insert(c: sqlite3.Connection) -> int:
+        c.execute("INSERT INTO t VALUES (1)")
+        return 1
+
+    def fails(c: sqlite3.Connection) -> int:
+        c.execute("INSERT INTO t VALUES (2)")
+        raise ValueError("refused")
+
+    assert SqliteStore._run_group(conn, [insert]) == [1]
+    assert statements == ["BEGIN IMMEDIATE", "INSERT INTO t VALUES (1)", "COMMIT"]
+    [outcome] = SqliteStore._run_group(conn, [fails])
+    assert isinstance(outcome, ValueError)
+    assert conn.execute("SELECT v FROM t").fetchall() == [(1,)]
+    assert not conn.in_transaction
+    conn.close()
+
+
 async def test_a_step_recorded_on_a_closed_store_is_a_backend_error(
     tmp_path: Path, clock: Clock
 ) -> None:

@@ -214,3 +214,32 @@ def test_the_example_runs_an_unbounded_task_across_episodes_within_the_budget(
     assert max(o200k(c) for c in contexts) <= budget
     # The model finished from its checkpoints alone: the last context says all were done.
     assert "continue with module 340" in contexts[-1]
+
+
+def test_an_interrupt_while_a_sync_call_waits_cancels_it_and_lets_it_finish() -> None:
+    import asyncio
+    import contextvars
+
+    from mcp_checkpoint.checkpointer._sync import _run_task
+
+    loop = asyncio.new_event_loop()
+    finished: list[str] = []
+
+    async def waits() -> None:
+        try:
+            await asyncio.sleep(10)
+        finally:
+            finished.append("cleaned up")
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    try:
+        loop.call_later(0.01, interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            _run_task(loop, waits(), contextvars.copy_context())
+        assert finished == ["cleaned up"]
+        assert not asyncio.all_tasks(loop)
+        assert _run_task(loop, asyncio.sleep(0, result=7), contextvars.copy_context()) == 7
+    finally:
+        loop.close()

@@ -257,6 +257,8 @@ class SqliteDatabase:
         """Run ``fns`` in one ``BEGIN IMMEDIATE`` transaction, a savepoint each; the outcome
         of each: its result, its (translated) error, or ``ALONE`` to run it on its own.
         Raises the driver's error if the transaction cannot begin."""
+        if len(fns) == 1:
+            return [SqliteDatabase._run_alone(conn, fns[0])]
         conn.execute("BEGIN IMMEDIATE")
         outcomes: list[Any] = []
         done: list[int] = []  # the writes that wait for the COMMIT
@@ -299,6 +301,25 @@ class SqliteDatabase:
                 outcomes[i] = failure
             outcomes.extend([failure] * (len(fns) - len(outcomes)))
         return outcomes
+
+    @staticmethod
+    def _run_alone(conn: Conn, fn: Callable[[Conn], Any]) -> Any:
+        """A group of one write (a lone writer's every step): the same outcome as in
+        :meth:`_run_group`, in a transaction of its own without the savepoint (two
+        statements fewer). Raises the driver's error if the transaction cannot begin."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            if not isinstance(exc, Exception):
+                raise
+            # A failed COMMIT too: its caller is answered with the error, never a success.
+            return _caught(exc) if isinstance(exc, sqlite3.Error) else exc
+        return result
 
     def _connect(self) -> sqlite3.Connection:
         self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
