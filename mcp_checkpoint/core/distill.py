@@ -125,7 +125,7 @@ def extract_artifacts(
     marks the failing lines, which rank higher."""
     finder = Finder()
     for index, step in enumerate(steps):
-        command = _TERMINATOR.sub("", _strings(step.input))
+        command = _strings(step.input, typed=True)
         git = bool(GIT_COMMAND.search(command))
         finder.add_text(command, step.seq, typed=True, git=git)
         finder.add_text(step.reasoning or "", step.seq, typed=True)
@@ -140,16 +140,16 @@ def extract_artifacts(
 _TERMINATOR = re.compile(r"(?<=\n)[ \t]*[A-Za-z_]\w*[ \t]*\n*\Z")
 
 
-def _strings(value: Any) -> str:
+def _strings(value: Any, *, typed: bool = False) -> str:
     """The text a JSON value carries, one string per line: its strings unescaped, its
     numbers; not its keys (``file_path``, ``tool_use_id`` name the client's fields, not
-    the work)."""
+    the work). ``typed``: what the agent wrote, each string without its closing word."""
     if isinstance(value, str):
-        return value
+        return _TERMINATOR.sub("", value) if typed else value
     if isinstance(value, dict):
-        return "\n".join(filter(None, (_strings(v) for v in value.values())))
+        value = list(value.values())
     if isinstance(value, list):
-        return "\n".join(filter(None, (_strings(v) for v in value)))
+        return "\n".join(filter(None, (_strings(v, typed=typed) for v in value)))
     return "" if value is None or isinstance(value, bool) else str(value)
 
 

@@ -134,10 +134,12 @@ def render_value(value: JsonValue | Any) -> str:
     short: list[str] = []
     long: list[str] = []
     for key, item in value.items():
-        if isinstance(item, str) and "\n" in item:
-            long.append(f"{key}:\n{item}")
-        elif isinstance(item, str):
-            short.append(f"{key}: {item}")
+        if isinstance(item, str):
+            text = item.lstrip("\n").rstrip()  # a trailing newline is no second line
+            if "\n" in text:
+                long.append(f"{key}:\n{text}")
+            else:
+                short.append(f"{key}: {text.strip()}")
         else:
             short.append(f"{key}: {render_json(item)}")
     return "\n".join(short + long)

@@ -265,9 +265,10 @@ def test_a_structured_input_is_read_as_the_text_it_carries() -> None:
 
 
 def test_the_delimiter_closing_an_edit_is_not_a_name() -> None:
-    edit = st(1, "edit", "edit 1:1\nretry_budget = 3\nend_of_edit\n", "File updated.")
-    values = {a.value for a in extract_artifacts([edit], 60)}
-    assert "retry_budget" in values and "end_of_edit" not in values
+    body = "edit 1:1\nretry_budget = 3\nend_of_edit\n"
+    for inp in (body, {"command": body, "description": "edit"}):
+        values = {a.value for a in extract_artifacts([st(1, "edit", inp, "File updated.")], 60)}
+        assert "retry_budget" in values and "end_of_edit" not in values
 
 
 def test_prose_about_functions_and_types_defines_no_name() -> None:

@@ -90,3 +90,5 @@ def test_a_structured_input_reads_as_key_value_lines_with_its_text_unescaped() -
 
     assert "description: write the solver\ncommand:\ncat > a.py <<'EOF'\nx = 1\nEOF" in text
     assert "\\n" not in text and "out:" not in text
+    oneliner, _ = render_step(make_step({}, inp={"command": "ls -la\n"}, tokens=1), TOK, 500)
+    assert oneliner == "[#7] bash (error)\n  in: command: ls -la"
