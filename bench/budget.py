@@ -38,7 +38,7 @@ from typing import Any
 from mcp import Client
 from mcp_types import TextContent
 
-from bench.loop import load_trajectories
+from bench._trajectories import load_trajectories
 from mcp_checkpoint import Settings, build_server
 
 __all__ = ["add_arguments", "main"]

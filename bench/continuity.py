@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._client import BenchError
-from bench.loop import (
+from bench._trajectories import (
     Trajectory,
     _occurs,
     extract,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from bench._trajectories import load_trajectories
 from bench.continuity import facts_of, survived
-from bench.loop import load_trajectories
 
 pytestmark = pytest.mark.e2e
 
