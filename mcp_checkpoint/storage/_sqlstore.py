@@ -19,6 +19,7 @@ from typing import Any
 from mcp_checkpoint.core.lexical import query_terms
 from mcp_checkpoint.core.models import (
     BatchId,
+    BatchStatus,
     Checkpoint,
     CheckpointContent,
     CheckpointId,
@@ -48,6 +49,7 @@ from mcp_checkpoint.core.plans import (
 from mcp_checkpoint.core.ports import (
     CheckpointRef,
     CommitPlan,
+    IdKind,
     ImportRecords,
     PruneResult,
     StepStat,
@@ -56,11 +58,13 @@ from mcp_checkpoint.errors import ConflictError, NotFoundError
 from mcp_checkpoint.storage import _statements as sql
 from mcp_checkpoint.storage._ints import INT64_MAX, int64
 from mcp_checkpoint.storage._rows import (
+    ID_TABLES,
     Row,
     checkpoint_row,
     iso,
     memory_row,
     micros,
+    prefix_range,
     proposal_row,
     run_row,
     step_row,
@@ -315,6 +319,20 @@ class SqlStore(ABC):
             int(rows[0]["through_seq"]), pruned=bool(rows[0]["pruned"]),
         )
 
+    # -- ids --------------------------------------------------------------------------
+
+    async def match_ids(
+        self, tenant: Tenant, kind: IdKind, prefix: str, *, limit: int
+    ) -> list[str]:
+        """One range scan of the kind's (tenant, id) index, in the ids' byte order (see the
+        port)."""
+        table, column = ID_TABLES[kind]
+        low, high = prefix_range(prefix)
+        rows = await self._select(sql.match_ids(table, column, bounded=high is not None), {
+            "tenant": tenant, "low": low, "high": high, "limit": int64(max(limit, 0)),
+        })
+        return [row[column] for row in rows]
+
     # -- retention ----------------------------------------------------------------------
 
     async def list_prunable_runs(
@@ -376,6 +394,18 @@ class SqlStore(ABC):
         if not rows:
             raise NotFoundError(f"batch {batch_id}")
         return to_proposal(rows[0])
+
+    async def list_proposals(
+        self, tenant: Tenant, *, status: BatchStatus | None, limit: int, offset: int
+    ) -> list[Proposal]:
+        """The tenant's batches, newest first (see the port)."""
+        if limit <= 0:
+            return []
+        rows = await self._select(sql.list_proposals(status=status is not None), {
+            "tenant": tenant, "status": status, "limit": int64(limit),
+            "offset": int64(max(offset, 0)),
+        })
+        return [to_proposal(row) for row in rows]
 
     async def expire_proposal(self, tenant: Tenant, batch_id: BatchId, *, now: datetime) -> None:
         """Mark a pending batch ``expired``; no-op if it is no longer pending.

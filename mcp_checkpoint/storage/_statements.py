@@ -243,3 +243,24 @@ def list_memories(*, tenant: bool, status: bool, after: bool) -> str:
         f"{'WHERE ' + ' AND '.join(where) if where else ''} "
         "ORDER BY tenant, memory_id LIMIT :limit"
     )
+
+
+def list_proposals(*, status: bool) -> str:
+    """A page of a tenant's batches, newest first; of one ``:status`` when it is given."""
+    where = ["tenant = :tenant"]
+    where += ["status = :status"] if status else []
+    return (
+        f"SELECT * FROM proposals WHERE {' AND '.join(where)} "  # noqa: S608 - constants
+        "ORDER BY created_at DESC, batch_id DESC LIMIT :limit OFFSET :offset"
+    )
+
+
+def match_ids(table: str, column: str, *, bounded: bool) -> str:
+    """The ids of ``column`` in ``table`` (one of ``_rows.ID_TABLES``) in ``[:low, :high)``
+    (``:high`` only when ``bounded``), in order, at most ``:limit``: one range scan of the
+    (tenant, id) index."""
+    bound = f" AND {column} < :high" if bounded else ""
+    return (
+        f"SELECT {column} FROM {table} WHERE tenant = :tenant AND {column} >= :low"  # noqa: S608
+        f"{bound} ORDER BY {column} LIMIT :limit"
+    )

@@ -31,7 +31,6 @@ from mcp_checkpoint.core.ledger import append_step, retried_ack
 from mcp_checkpoint.core.lexical import query_terms, rank_bm25
 from mcp_checkpoint.core.models import (
     BatchId,
-    BatchStatus,
     Checkpoint,
     Memory,
     MemoryId,
@@ -44,12 +43,11 @@ from mcp_checkpoint.core.models import (
     Tenant,
 )
 from mcp_checkpoint.core.plans import CheckpointMark, CheckpointPlan, CommitWrites, PrunePlan
-from mcp_checkpoint.core.ports import DeletedRun, IdKind, PruneResult, StepQuery
+from mcp_checkpoint.core.ports import DeletedRun, PruneResult, StepQuery
 from mcp_checkpoint.errors import ConflictError, NotFoundError
 from mcp_checkpoint.storage import _statements as sql
 from mcp_checkpoint.storage._ints import int64
 from mcp_checkpoint.storage._rows import (
-    ID_TABLES,
     STEP_COLUMNS,
     Row,
     checkpoint_row,
@@ -58,7 +56,6 @@ from mcp_checkpoint.storage._rows import (
     memory_row,
     memory_write_params,
     micros,
-    prefix_range,
     proposal_row,
     pruned_params,
     step_row,
@@ -477,26 +474,6 @@ class PostgresStore(PostgresBlobs, SqlStore):
 
         return await self._run(select, write=False)
 
-    async def match_ids(
-        self, tenant: Tenant, kind: IdKind, prefix: str, *, limit: int
-    ) -> list[str]:
-        """One range scan of the kind's (tenant, id) index, in byte order (the ids are
-        ``COLLATE "C"``; see the port)."""
-        table, column = ID_TABLES[kind]
-        low, high = prefix_range(prefix)
-        bound = "" if high is None else f" AND {column} < %s"
-        statement = (
-            f"SELECT {column} FROM {table} WHERE tenant = %s AND {column} >= %s"  # noqa: S608
-            f"{bound} ORDER BY {column} LIMIT %s"
-        )
-        params = (tenant, low, *(() if high is None else (high,)), int64(max(limit, 0)))
-
-        async def select(conn: Conn) -> list[str]:
-            cursor = await conn.execute(statement, params)
-            return [row[column] for row in await cursor.fetchall()]
-
-        return await self._run(select, write=False)
-
     # -- memories (curation) --------------------------------------------------------
 
     async def delete_memory(self, tenant: Tenant, memory_id: MemoryId) -> None:
@@ -510,25 +487,6 @@ class PostgresStore(PostgresBlobs, SqlStore):
                 raise NotFoundError(f"memory {memory_id}")
 
         await self._run(delete, write=True)
-
-
-    async def list_proposals(
-        self, tenant: Tenant, *, status: BatchStatus | None, limit: int, offset: int
-    ) -> list[Proposal]:
-        """The tenant's batches, newest first (see the port)."""
-        if limit <= 0:
-            return []
-
-        async def select(conn: Conn) -> list[Proposal]:
-            cursor = await conn.execute(
-                "SELECT * FROM proposals WHERE tenant = %s "
-                "AND (%s::text IS NULL OR status = %s) "
-                "ORDER BY created_at DESC, batch_id DESC LIMIT %s OFFSET %s",
-                (tenant, status, status, int64(limit), int64(max(offset, 0))),
-            )
-            return [to_proposal(row) for row in await cursor.fetchall()]
-
-        return await self._run(select, write=False)
 
 
     # -- lexical search -----------------------------------------------------------------

@@ -22,7 +22,6 @@ from mcp_checkpoint.core.ledger import append_step, retried_ack
 from mcp_checkpoint.core.lexical import query_terms, rank_bm25
 from mcp_checkpoint.core.models import (
     BatchId,
-    BatchStatus,
     Checkpoint,
     Memory,
     MemoryId,
@@ -35,12 +34,11 @@ from mcp_checkpoint.core.models import (
     Tenant,
 )
 from mcp_checkpoint.core.plans import CheckpointMark, CheckpointPlan, CommitWrites, PrunePlan
-from mcp_checkpoint.core.ports import DeletedRun, IdKind, PruneResult, StepQuery
+from mcp_checkpoint.core.ports import DeletedRun, PruneResult, StepQuery
 from mcp_checkpoint.errors import ConflictError, NotFoundError
 from mcp_checkpoint.storage import _statements as sql
 from mcp_checkpoint.storage._ints import int64
 from mcp_checkpoint.storage._rows import (
-    ID_TABLES,
     Row,
     checkpoint_row,
     covered_params,
@@ -48,7 +46,6 @@ from mcp_checkpoint.storage._rows import (
     memory_row,
     memory_write_params,
     micros,
-    prefix_range,
     proposal_row,
     pruned_params,
     step_row,
@@ -362,24 +359,6 @@ class SqliteStore(SqliteBlobs, SqlStore):
 
         return await self._read(select)
 
-    async def match_ids(
-        self, tenant: Tenant, kind: IdKind, prefix: str, *, limit: int
-    ) -> list[str]:
-        """One range scan of the kind's (tenant, id) index (see the port)."""
-        table, column = ID_TABLES[kind]
-        low, high = prefix_range(prefix)
-        bound = "" if high is None else f" AND {column} < ?"
-        sql = (
-            f"SELECT {column} FROM {table} WHERE tenant = ? AND {column} >= ?"  # noqa: S608
-            f"{bound} ORDER BY {column} LIMIT ?"
-        )
-        params = (tenant, low, *(() if high is None else (high,)), int64(max(limit, 0)))
-
-        def select(conn: Conn) -> list[str]:
-            return [row[0] for row in conn.execute(sql, params).fetchall()]
-
-        return await self._read(select)
-
     # -- memories (curation) --------------------------------------------------------
 
     async def delete_memory(self, tenant: Tenant, memory_id: MemoryId) -> None:
@@ -393,26 +372,6 @@ class SqliteStore(SqliteBlobs, SqlStore):
                 raise NotFoundError(f"memory {memory_id}")
 
         await self._write(delete)
-
-
-    async def list_proposals(
-        self, tenant: Tenant, *, status: BatchStatus | None, limit: int, offset: int
-    ) -> list[Proposal]:
-        """The tenant's batches, newest first (see the port)."""
-        if limit <= 0:
-            return []
-        sql = (
-            "SELECT * FROM proposals WHERE tenant = ? AND (? IS NULL OR status = ?) "
-            "ORDER BY created_at DESC, batch_id DESC LIMIT ? OFFSET ?"
-        )
-
-        def select(conn: Conn) -> list[Proposal]:
-            rows = conn.execute(
-                sql, (tenant, status, status, int64(limit), int64(max(offset, 0)))
-            ).fetchall()
-            return [to_proposal(row) for row in rows]
-
-        return await self._read(select)
 
 
     # -- lexical search -----------------------------------------------------------------
