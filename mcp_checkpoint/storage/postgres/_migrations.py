@@ -8,32 +8,22 @@ PostgreSQL's DDL is transactional, so a failed migration leaves nothing behind.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from psycopg import AsyncConnection, sql
 from psycopg.rows import tuple_row
 
 from mcp_checkpoint.errors import BackendError
+from mcp_checkpoint.storage._migrations import CREATE_BOOKKEEPING, packaged_scripts
 
 __all__ = ["MIGRATION_LOCK", "Migration", "apply_migrations", "current_version", "known_migrations"]
 
-_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 MIGRATION_LOCK = 0x6D63_706B_6D69_6772
 """The advisory lock key migrations hold ("mcpkmigr"), per database."""
-
-_CREATE_BOOKKEEPING = """
-CREATE TABLE IF NOT EXISTS schema_migrations (
-    version    INTEGER PRIMARY KEY,
-    name       TEXT NOT NULL,
-    applied_at TEXT NOT NULL
-)
-"""
 
 
 @dataclass(frozen=True)
@@ -48,17 +38,10 @@ class Migration:
 @cache
 def known_migrations() -> tuple[Migration, ...]:
     """The migrations shipped in this package, in order (numbered 1, 2, 3... without gaps)."""
-    folder = resources.files(__package__).joinpath("migrations")
-    found: list[Migration] = []
-    for entry in folder.iterdir():
-        match = _FILE.match(entry.name)
-        if match is None:
-            continue
-        found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
-    found.sort(key=lambda migration: migration.version)
-    if [m.version for m in found] != list(range(1, len(found) + 1)):
-        raise BackendError("the packaged PostgreSQL migrations are not numbered 1, 2, 3...")
-    return tuple(found)
+    return tuple(
+        Migration(version, name, script)
+        for version, name, script in packaged_scripts(__package__, "PostgreSQL")
+    )
 
 
 async def current_version(conn: AsyncConnection[Any]) -> int:
@@ -101,7 +84,7 @@ async def apply_migrations(conn: AsyncConnection[Any], *, lock_timeout_s: float)
             )
         )
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-        await conn.execute(_CREATE_BOOKKEEPING)
+        await conn.execute(CREATE_BOOKKEEPING)
         # Another process may have migrated while this one waited for the lock.
         version = await current_version(conn)
         _refuse_newer(version, latest)

@@ -8,26 +8,15 @@ processes opening the same new file apply every migration exactly once.
 from __future__ import annotations
 
 import contextlib
-import re
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from importlib import resources
 
 from mcp_checkpoint.errors import BackendError
+from mcp_checkpoint.storage._migrations import CREATE_BOOKKEEPING, packaged_scripts
 
 __all__ = ["Migration", "apply_migrations", "current_version", "known_migrations"]
-
-_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
-
-_CREATE_BOOKKEEPING = """
-CREATE TABLE IF NOT EXISTS schema_migrations (
-    version    INTEGER PRIMARY KEY,
-    name       TEXT NOT NULL,
-    applied_at TEXT NOT NULL
-)
-"""
 
 
 @dataclass(frozen=True)
@@ -55,18 +44,10 @@ def _split(script: str) -> tuple[str, ...]:
 @cache
 def known_migrations() -> tuple[Migration, ...]:
     """The migrations shipped in this package, in order (numbered 1, 2, 3... without gaps)."""
-    folder = resources.files(__package__).joinpath("migrations")
-    found: list[Migration] = []
-    for entry in folder.iterdir():
-        match = _FILE.match(entry.name)
-        if match is None:
-            continue
-        script = entry.read_text(encoding="utf-8")
-        found.append(Migration(int(match[1]), match[2], _split(script)))
-    found.sort(key=lambda migration: migration.version)
-    if [m.version for m in found] != list(range(1, len(found) + 1)):
-        raise BackendError("the packaged SQLite migrations are not numbered 1, 2, 3...")
-    return tuple(found)
+    return tuple(
+        Migration(version, name, _split(script))
+        for version, name, script in packaged_scripts(__package__, "SQLite")
+    )
 
 
 def current_version(conn: sqlite3.Connection) -> int:
@@ -102,7 +83,7 @@ def apply_migrations(conn: sqlite3.Connection) -> int:
             continue
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute(_CREATE_BOOKKEEPING)
+            conn.execute(CREATE_BOOKKEEPING)
             # Another process may have migrated while this one waited for the lock.
             version = current_version(conn)
             _refuse_newer(version, latest)
