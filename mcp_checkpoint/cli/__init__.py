@@ -88,21 +88,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mcp_checkpoint.cli.hooks import hook_main
 
         return hook_main(arguments[1:])
-    parser = build_parser()
-    args = parser.parse_args(arguments)
-    if getattr(args, "func", None) is None:
-        parser.print_help(sys.stderr)
-        return 2
-    from pydantic import ValidationError
+    from mcp_checkpoint.cli._common import startup
 
-    from mcp_checkpoint.config import Settings
-    from mcp_checkpoint.errors import CheckpointError
+    with startup():
+        parser = build_parser()
+        args = parser.parse_args(arguments)
+        if getattr(args, "func", None) is None:
+            parser.print_help(sys.stderr)
+            return 2
+        from pydantic import ValidationError
 
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        sys.stderr.write(f"mcp-checkpoint: invalid configuration:\n{exc}\n")
-        return 2
+        from mcp_checkpoint.config import Settings
+        from mcp_checkpoint.errors import CheckpointError
+
+        try:
+            settings = Settings()
+        except ValidationError as exc:
+            sys.stderr.write(f"mcp-checkpoint: invalid configuration:\n{exc}\n")
+            return 2
     from mcp_checkpoint.cli._common import setup_logging
     from mcp_checkpoint.config import retired_variables
 

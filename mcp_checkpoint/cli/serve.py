@@ -33,10 +33,17 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             ),
             insecure_public=args.insecure_no_auth_on_public_interface,
         )
-    from mcp_checkpoint.server.app import build_server
-    from mcp_checkpoint.storage._urls import mask_url
+    import gc
 
-    server = build_server(settings)
+    from mcp_checkpoint.cli._common import startup
+
+    with startup():
+        from mcp_checkpoint.server.app import build_server
+        from mcp_checkpoint.storage._urls import mask_url
+
+        server = build_server(settings)
+    # What start-up made lives as long as the server: later collections need not walk it.
+    gc.freeze()
     logging.getLogger("mcp_checkpoint").info(
         "serving on stdio (store: %s)",
         mask_url(settings.store_url) if settings.store_url else settings.sqlite_path,

@@ -64,8 +64,19 @@ _PIECE_RE = re.compile(
     r"|\s+(?!\S)"
     r"|\s+"
 )
-# For plain ASCII text the ASCII-mode pattern splits identically and runs faster.
-_PIECE_RE_ASCII = re.compile(_PIECE_RE.pattern, re.ASCII)
+# For plain ASCII text (printable, tab, LF, CR: see ``_pieces``) the same pattern with its
+# classes spelled as ASCII ranges splits identically and runs about a third faster:
+# _UPPER is [A-Z], _LOWER [a-z], _PREFIX and the punctuation class [^...A-Za-z0-9].
+_PIECE_RE_ASCII = re.compile(
+    rf"[^\r\nA-Za-z0-9]?[A-Z]*[a-z]+{_CONTRACTION}"
+    rf"|[^\r\nA-Za-z0-9]?[A-Z]+[a-z]*{_CONTRACTION}"
+    r"|[0-9]{1,3}"
+    r"| ?[^\sA-Za-z0-9]+[\r\n/]*"
+    r"|\s*[\r\n]+"
+    r"|\s+(?!\S)"
+    r"|\s+",
+    re.ASCII,
+)
 
 # Plain characters: printable ASCII, tab, LF, CR. Anything else is charged alone.
 _PLAIN = "\t\n\r\x20-\x7e"

@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from mcp_checkpoint.core.models import Step
 from mcp_checkpoint.core.render import clip_middle, neutralize, render_step
 from mcp_checkpoint.core.tokens import HeuristicTokenizer
@@ -92,3 +95,20 @@ def test_a_structured_input_reads_as_key_value_lines_with_its_text_unescaped() -
     assert "\\n" not in text and "out:" not in text
     oneliner, _ = render_step(make_step({}, inp={"command": "ls -la\n"}, tokens=1), TOK, 500)
     assert oneliner == "[#7] bash (error)\n  in: command: ls -la"
+
+
+_ASCII_AND_ODD = st.text(
+    alphabet=st.sampled_from([*"ab `\t\n\r", "\x00", "\x1b", "\x7f", "\x85", "\u2028", "\xa0",
+                              "\u200b", "é"]),
+    max_size=40,
+)
+
+
+@settings(max_examples=400)
+@given(_ASCII_AND_ODD)
+def test_the_ascii_fast_paths_change_nothing(text: str) -> None:
+    from mcp_checkpoint.core.render import _BACKTICKS_RE, _ODD_RUN_RE, _fence, _replace_odd
+
+    assert neutralize(text) == _ODD_RUN_RE.sub(_replace_odd, text)
+    longest = max((len(run) for run in _BACKTICKS_RE.findall(text)), default=0)
+    assert _fence(text) == "`" * max(3, longest + 1)

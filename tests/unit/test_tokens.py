@@ -59,3 +59,14 @@ def test_ascii_fast_path_splits_exactly_like_the_unicode_pattern(text: str) -> N
     from mcp_checkpoint.core import tokens
 
     assert tokens._pieces(text) == tokens._PIECE_RE.findall(text)
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet=st.sampled_from([chr(c) for c in range(0x20, 0x7F)] + ["\t", "\n", "\r"])))
+def test_the_ascii_piece_pattern_splits_as_the_general_one_does(text: str) -> None:
+    import re
+
+    from mcp_checkpoint.core.tokens import _PIECE_RE, _PIECE_RE_ASCII
+
+    assert _PIECE_RE_ASCII.findall(text) == re.compile(_PIECE_RE.pattern, re.ASCII).findall(text)
+    assert _PIECE_RE_ASCII.findall(text) == _PIECE_RE.findall(text)
