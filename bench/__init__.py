@@ -48,6 +48,8 @@ BENCHES: dict[str, str] = {
     "budget": "every text block the model reads (rehydrate, resume_run) counted with the "
               "real o200k_base over replayed trajectories and hostile runs, at budgets "
               "500-4000",
+    "hooks": "client hook processes (PostToolUse, PreCompact, SessionStart(compact)) "
+             "timed from process start to exit, each beside a python -c pass",
     "startup": "cold start to initialize against a bare MCPServer with one tool, and "
                "--version",
 }

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
 
-__all__ = ["HookLog", "Spool", "data_dir_from_env"]
+__all__ = ["FileLock", "HookLog", "Spool", "data_dir_from_env"]
 
 _LOG_MAX_BYTES = 512 * 1024
 
@@ -38,6 +38,14 @@ def data_dir_from_env(environ: dict[str, str] | None = None) -> Path:
     raw = env.get("MCP_CHECKPOINT_DATA_DIR")
     if raw:
         return Path(raw)
+    if sys.platform == "linux" and environ is None:
+        # What platformdirs answers on Linux, in its two plain cases (importing it costs
+        # the per-tool-call process about as much CPU as the rest of its imports).
+        xdg = env.get("XDG_DATA_HOME", "")
+        if xdg.startswith("/"):
+            return Path(os.path.join(xdg, "mcp-checkpoint"))
+        if env.get("HOME", "").startswith("/"):
+            return Path(os.path.join(os.path.expanduser("~/.local/share"), "mcp-checkpoint"))
     import platformdirs
 
     return Path(platformdirs.user_data_dir("mcp-checkpoint", appauthor=False))
@@ -57,6 +65,32 @@ def _locked(path: Path, *, blocking: bool = True) -> Iterator[bool]:
         os.close(fd)  # closing releases the lock
 
 
+class FileLock:
+    """An exclusive ``flock`` on a file, taken and let go by hand (a drainer passes from
+    one lock to the other, which a ``with`` block cannot express)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self, *, blocking: bool = True) -> bool:
+        """Take the lock; False when ``blocking`` is off and another process holds it."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        """Let go (closing the file releases the lock)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 class Spool:
     """The spool of one data directory."""
 
@@ -65,6 +99,7 @@ class Spool:
         self.file = self.dir / "spool.jsonl"
         self._append_lock = self.dir / "spool.lock"
         self.drain_lock = self.dir / "drain.lock"
+        self.drain_wait = self.dir / "drain.wait"
 
     def _ensure(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -112,9 +147,20 @@ class Spool:
                     continue
                 yield record if isinstance(record, dict) else None
 
+    def drainer_waiting(self) -> bool:
+        """True when a drainer waits for the drain lock (it holds ``drain.wait``): it has
+        not taken the spool yet, so it will apply what was appended before this call and
+        no other drainer is needed. (Holding ``drain.wait`` for this probe can make a
+        drainer that starts meanwhile give up; the caller, having got it, starts one.)"""
+        with _locked(self.drain_wait, blocking=False) as free:
+            return not free
+
     def spawn_drainer(self, argv: list[str]) -> None:
         """Start ``argv`` (the drainer command) detached: its own session, no terminal,
-        stdio on /dev/null, so the hook returns at once and the client waits for nothing."""
+        stdio on /dev/null, so the hook returns at once and the client waits for nothing;
+        nothing is started when a drainer already waits (:meth:`drainer_waiting`)."""
+        if self.drainer_waiting():
+            return
         actions = [
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
             (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),

@@ -591,38 +591,83 @@ async def drain(spool: Spool, applier: Applier) -> int:
 
 
 def run_drainer() -> int:
-    """The detached drainer: apply what is spooled, then exit.
+    """The detached drainer: apply what is spooled, linger a while for more, then exit.
 
-    At most one drainer waits for the drain lock (``drain.wait``): a hook that spools an
-    event while one waits needs no other, because the waiting one lets go of
-    ``drain.wait`` only once it holds the drain lock, before it takes the spool."""
+    Two locks order the drainers: ``drain.lock`` (held while applying) and ``drain.wait``
+    (held by the one drainer that waits to apply; a hook that finds it held starts no
+    other drainer, because that one has not taken the spool yet). A drainer lets go of
+    ``drain.wait`` only once it holds ``drain.lock``, before it takes the spool. After
+    draining it becomes the waiter again for up to ``_LINGER_S`` seconds (``drain.lock``
+    let go, so SessionStart and PreCompact never wait for an idle drainer): the events of
+    a busy session are applied by one process instead of one per burst, each of which
+    would load the core and open the store again. On leaving it lets go of ``drain.wait``
+    and looks at the spool once more, so an event a hook appended while it watched is
+    never stranded."""
     data_dir = data_dir_from_env()
     spool = Spool(data_dir)
     log = HookLog(data_dir)
-    try:
-        from mcp_checkpoint.adapters._spool import _locked
+    from mcp_checkpoint.adapters._spool import FileLock
 
+    waiting, draining = FileLock(spool.drain_wait), FileLock(spool.drain_lock)
+    try:
         # Background work: the hooks the user waits for come first.
         os.nice(10)
-        with _locked(spool.dir / "drain.wait", blocking=False) as waiting:
-            if not waiting:
+        if not waiting.acquire(blocking=False):
+            return 0
+        draining.acquire()
+        waiting.release()
+        # Nothing to apply yet (an earlier drainer took it): wait for more without
+        # loading anything.
+        while not spool.pending():
+            if not _become_waiter(waiting, draining):
                 return 0
-            lock = _locked(spool.drain_lock)
-            lock.__enter__()
-        try:
-            if not spool.pending():
+            idle_until = time.monotonic() + _LINGER_S
+            while not spool.pending() and time.monotonic() < idle_until:
+                time.sleep(_POLL_S)
+            if not _resume(spool, waiting, draining):
                 return 0
-            import anyio
+        import anyio
 
-            anyio.run(_drain_all, spool, data_dir)
-        finally:
-            lock.__exit__(None, None, None)
+        anyio.run(_drain_all, spool, data_dir, waiting, draining)
     except Exception as exc:  # a background process: log, never raise
         log.write("drain", f"{type(exc).__name__}: {exc}")
+    finally:
+        draining.release()
+        waiting.release()
     return 0
 
 
-async def _drain_all(spool: Spool, data_dir: Path) -> None:
+_LINGER_S = 10.0
+_POLL_S = 0.05
+
+
+def _become_waiter(waiting: Any, draining: Any) -> bool:
+    """Holding ``draining``: become the waiting drainer and let ``draining`` go; False
+    (still holding ``draining``) when another drainer already waits."""
+    if not waiting.acquire(blocking=False):
+        return False
+    draining.release()
+    return True
+
+
+def _resume(spool: Spool, waiting: Any, draining: Any) -> bool:
+    """The waiting drainer, when the spool has events or it has waited long enough: True
+    holding ``draining`` when there is work, False holding nothing when it should exit.
+    On leaving it lets go of ``waiting`` and looks at the spool once more: a hook that saw
+    it waiting started no other drainer."""
+    if not spool.pending():
+        waiting.release()
+        if not spool.pending() or not waiting.acquire(blocking=False):
+            return False
+    draining.acquire()
+    waiting.release()
+    return True
+
+
+async def _drain_all(spool: Spool, data_dir: Path, waiting: Any, draining: Any) -> None:
+    """Drain, wait for more, drain again... (called holding ``draining``)."""
+    import anyio
+
     from mcp_checkpoint.config import Settings
     from mcp_checkpoint.core.episodes import Episodes
     from mcp_checkpoint.core.tokens import HeuristicTokenizer
@@ -634,8 +679,17 @@ async def _drain_all(spool: Spool, data_dir: Path) -> None:
     try:
         tok = HeuristicTokenizer()
         applier = Applier(Episodes(store, tok, settings), tok, settings, data_dir)
-        while spool.pending():
-            await drain(spool, applier)
+        while True:
+            while spool.pending():
+                await drain(spool, applier)
+            if not _become_waiter(waiting, draining):
+                return  # another drainer waits: it applies what comes next
+            idle_until = time.monotonic() + _LINGER_S
+            # another process appends: polled
+            while not spool.pending() and time.monotonic() < idle_until:  # noqa: ASYNC110
+                await anyio.sleep(_POLL_S)
+            if not _resume(spool, waiting, draining):
+                return
     finally:
         await store.close()
 

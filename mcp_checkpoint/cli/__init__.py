@@ -25,10 +25,12 @@ Logs go to stderr; on stdio, stdout belongs to the MCP protocol alone.
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import sys
-from collections.abc import Sequence
+
+TYPE_CHECKING = False  # not typing's: ``hook`` runs once per tool call and imports little
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -45,27 +47,34 @@ def _version() -> str:
     return str(__version__)
 
 
-class _VersionAction(argparse.Action):
+def _version_action() -> type[argparse.Action]:
     """``--version`` that looks the version up only when asked."""
+    import argparse
 
-    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
-                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
-        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0,
-                         help=help)
+    class _VersionAction(argparse.Action):
+        def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                     default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+            super().__init__(option_strings=option_strings, dest=dest, default=default,
+                             nargs=0, help=help)
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: object, option_string: str | None = None) -> None:
-        sys.stdout.write(f"mcp-checkpoint {_version()}\n")
-        parser.exit()
+        def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                     values: object, option_string: str | None = None) -> None:
+            sys.stdout.write(f"mcp-checkpoint {_version()}\n")
+            parser.exit()
+
+    return _VersionAction
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``mcp-checkpoint``."""
+    import argparse
+    import importlib
+
     parser = argparse.ArgumentParser(
         prog="mcp-checkpoint",
         description="An MCP server that gives LLM agents checkpointed episodic memory.",
     )
-    parser.add_argument("--version", action=_VersionAction,
+    parser.add_argument("--version", action=_version_action(),
                         help="show program's version number and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:

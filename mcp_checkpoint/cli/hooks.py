@@ -8,35 +8,69 @@ per-tool-call path loads neither pydantic nor the store; it always exits 0.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 TYPE_CHECKING = False  # not typing's: a hook process imports as little as it can
 if TYPE_CHECKING:
+    import argparse
+
     from mcp_checkpoint.config import Settings
 
 __all__ = ["register"]
 
+HOOK_CLIENTS = ("claude-code",)
+
 
 def cmd_hook(settings: Settings | None, args: argparse.Namespace) -> int:
     """Handle one hook event from stdin (or, with --drain, apply the spool)."""
+    return _run_hook(args.client, args.budget, args.drain)
+
+
+def _run_hook(client: str, budget: int | None, drain: bool) -> int:
     from mcp_checkpoint.adapters import claude_code
 
-    if args.drain:
+    if drain:
         return claude_code.run_drainer()
-    return claude_code.main(args.budget, sys.stdin.buffer, sys.stdout)
+    return claude_code.main(budget, sys.stdin.buffer, sys.stdout)
 
 
 def hook_main(argv: list[str]) -> int:
-    """``mcp-checkpoint hook ...`` without the rest of the CLI."""
+    """``mcp-checkpoint hook ...`` without the rest of the CLI: the arguments a client's
+    settings hold (``CLIENT [--budget N] [--drain]``) are read by hand, since argparse
+    alone costs the per-tool-call process a few milliseconds; anything else (``--help``,
+    a typo) goes to argparse for its usual messages."""
+    client, budget, drain = (argv[0] if argv else ""), None, False
+    rest = argv[1:]
+    ok = client in HOOK_CLIENTS
+    while ok and rest:
+        if rest[0] == "--drain":
+            drain, rest = True, rest[1:]
+        elif rest[0] == "--budget" and len(rest) > 1 and rest[1].isdigit() and (
+            int(rest[1]) >= 128
+        ):
+            budget, rest = int(rest[1]), rest[2:]
+        elif rest[0].startswith("--budget=") and rest[0][9:].isdigit() and (
+            int(rest[0][9:]) >= 128
+        ):
+            budget, rest = int(rest[0][9:]), rest[1:]
+        else:
+            ok = False
+    if ok:
+        return _run_hook(client, budget, drain)
+    import argparse
+
     parser = argparse.ArgumentParser(prog="mcp-checkpoint hook")
     _hook_arguments(parser)
-    return cmd_hook(None, parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    return _run_hook(args.client, args.budget, args.drain)
 
 
 def _hook_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("client", choices=["claude-code"], help="the client whose hook fired")
+    import argparse
+
+    parser.add_argument("client", choices=list(HOOK_CLIENTS),
+                        help="the client whose hook fired")
     parser.add_argument("--budget", type=_budget, default=None,
                         help="tokens of the context SessionStart injects (hooks.budget_tokens)")
     parser.add_argument("--drain", action="store_true", help=argparse.SUPPRESS)
@@ -67,6 +101,8 @@ def cmd_install(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _budget(text: str) -> int:
+    import argparse
+
     value = int(text)
     if value < 128:
         raise argparse.ArgumentTypeError("the budget must be at least 128 tokens")

@@ -109,12 +109,16 @@ class Redactor:
 
     def __init__(self, extra: Iterable[str] = (), *, enabled: bool = True) -> None:
         self.enabled = enabled
-        compiled = [
-            (kind, re.compile(p), g, frozenset(_NEEDLES.get(kind, ())))
-            for kind, p, g in DEFAULT_PATTERNS
+        # A built-in pattern is compiled the first time a text holds one of its needles
+        # (most texts hold none; the hook process redacts one event and exits).
+        self._patterns: list[tuple[str, str, int, frozenset[str]]] = [
+            (kind, p, g, frozenset(_NEEDLES.get(kind, ()))) for kind, p, g in DEFAULT_PATTERNS
         ]
-        compiled += [("custom", re.compile(p), 0, frozenset()) for p in extra]
-        self._patterns = compiled
+        self._compiled: dict[str, re.Pattern[str]] = {}
+        for n, p in enumerate(extra):
+            kind = f"custom#{n}"
+            self._patterns.append((kind, p, 0, frozenset()))
+            self._compiled[kind] = re.compile(p)  # a bad setting fails here, not later
 
     def text(self, text: str) -> str:
         """``text`` with every secret replaced by ``[REDACTED:<kind>]``."""
@@ -122,10 +126,13 @@ class Redactor:
             return text
         # Each distinct needle is looked for once (not once per pattern that names it).
         present = _present(text)
-        for kind, pattern, group, needles in self._patterns:
+        for kind, source, group, needles in self._patterns:
             if needles and present.isdisjoint(needles):
                 continue  # cannot match: none of its literal parts is there
-            redacted = pattern.sub(_replacer(kind, group), text)
+            pattern = self._compiled.get(kind)
+            if pattern is None:
+                pattern = self._compiled[kind] = re.compile(source)
+            redacted = pattern.sub(_replacer(kind.partition("#")[0], group), text)
             if redacted is not text:
                 text, present = redacted, _present(redacted)
         return text

@@ -158,6 +158,24 @@ async def test_parallel_tool_calls_lose_nothing(tmp_path: Path) -> None:
     assert run["step_count"] == 25, (code, out, err)
 
 
+async def test_a_lingering_drainer_applies_later_events_and_holds_no_drain_lock(
+    tmp_path: Path,
+) -> None:
+    env = server_env(tmp_path)
+    hooks = tmp_path / "hooks"
+    await hook(event("UserPromptSubmit", prompt="Edit in bursts"), env)
+    for burst in range(3):
+        async with anyio.create_task_group() as tg:
+            for n in range(4):
+                tg.start_soon(hook, tool_use(burst * 10 + n), env)
+        await drained(tmp_path)
+        # the drainer waits for more (drain.wait) without the lock SessionStart takes
+        assert _locked(hooks / "drain.wait") and not _locked(hooks / "drain.lock")
+
+    [run] = await runs_json(env)
+    assert run["step_count"] == 13
+
+
 @pytest.mark.parametrize(
     ("stdin", "logged"),
     [

@@ -144,6 +144,54 @@ def test_data_dir_from_env_agrees_with_settings(monkeypatch: pytest.MonkeyPatch,
     assert data_dir_from_env() == Settings().data_dir == tmp_path
 
 
+@pytest.mark.parametrize(
+    "env",
+    [
+        pytest.param({"HOME": "/home/u"}, id="home"),
+        pytest.param({"HOME": "/home/u/", "XDG_DATA_HOME": ""}, id="blank-xdg"),
+        pytest.param({"HOME": "/home/u", "XDG_DATA_HOME": "/data/xdg"}, id="xdg"),
+        pytest.param({"HOME": "/home/u", "XDG_DATA_HOME": "relative/xdg"}, id="relative-xdg"),
+        pytest.param({"HOME": "relative"}, id="relative-home"),
+    ],
+)
+def test_data_dir_without_platformdirs_agrees_with_it(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str]
+) -> None:
+    import platformdirs
+
+    for name in ("MCP_CHECKPOINT_DATA_DIR", "XDG_DATA_HOME", "HOME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    try:
+        expected: object = Path(platformdirs.user_data_dir("mcp-checkpoint", appauthor=False))
+    except RuntimeError as exc:  # platformdirs refuses a relative HOME
+        expected = type(exc)
+    try:
+        found: object = data_dir_from_env()
+    except RuntimeError as exc:
+        found = type(exc)
+
+    assert found == expected
+
+
+def test_a_hook_starts_no_drainer_while_one_waits(tmp_path: Path) -> None:
+    from mcp_checkpoint.adapters._spool import FileLock
+
+    spool = Spool(tmp_path)
+    spool.append({"n": 1})
+    assert not spool.drainer_waiting()
+    waiter = FileLock(spool.drain_wait)
+    assert waiter.acquire(blocking=False)
+    try:
+        assert spool.drainer_waiting()
+        spool.spawn_drainer(["/nonexistent/drainer"])  # not started: no error
+        assert not FileLock(spool.drain_wait).acquire(blocking=False)
+    finally:
+        waiter.release()
+    assert not spool.drainer_waiting()
+
+
 def test_spool_keeps_order_and_skips_torn_lines(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
     spool.append({"n": 1})

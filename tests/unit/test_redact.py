@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import settings as examples
@@ -144,8 +146,8 @@ class _EveryPattern(Redactor):
     def text(self, text: str) -> str:
         if not self.enabled or not text:
             return text
-        for kind, pattern, group, _ in self._patterns:
-            text = pattern.sub(_replacer(kind, group), text)
+        for kind, source, group, _ in self._patterns:
+            text = re.sub(source, _replacer(kind.partition("#")[0], group), text)
         return text
 
 
