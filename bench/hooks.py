@@ -45,8 +45,19 @@ _PROJECT = "/home/dev/shop"
 
 
 def _common(client: str, session: str, data_dir: Path) -> dict[str, Any]:
+    if client == "gemini-cli":  # hooks reference: base input schema
+        return {"session_id": session, "transcript_path": f"{data_dir}/{session}.json",
+                "cwd": _PROJECT, "timestamp": _now()}
+    if client == "codex":  # generated hook schemas: common fields
+        return {"session_id": session, "transcript_path": None, "cwd": _PROJECT,
+                "model": "gpt-5-codex", "turn_id": f"turn-{session}",
+                "permission_mode": "default"}
     return {"session_id": session, "transcript_path": f"{data_dir}/{session}.jsonl",
             "cwd": _PROJECT, "permission_mode": "default"}
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() % 10**9:09d}Z"
 
 
 def _claude_tool_call(i: int, session: str, data_dir: Path) -> dict[str, Any]:
@@ -95,15 +106,60 @@ def _claude_tool_call(i: int, session: str, data_dir: Path) -> dict[str, Any]:
                               "interrupted": False, "isImage": False}}
 
 
+def _other_tool_call(client: str) -> Callable[[int, str, Path], dict[str, Any]]:
+    """Tool calls of Gemini CLI (AfterTool: ``tool_response`` with ``llmContent``,
+    ``returnDisplay``, ``error`` on failure) or Codex (PostToolUse, Claude Code's fields)
+    with the same mix of sizes as Claude Code's."""
+
+    def build(i: int, session: str, data_dir: Path) -> dict[str, Any]:
+        claude = _claude_tool_call(i, session, data_dir)
+        base = _common(client, session, data_dir)
+        response = claude.get("tool_response") or {"error": claude.get("error")}
+        text = json.dumps(response) if not isinstance(response, str) else response
+        if client == "gemini-cli":
+            tool = {"Bash": "run_shell_command", "Edit": "replace", "Read": "read_file",
+                    "Grep": "search_file_content"}[claude["tool_name"]]
+            out: dict[str, Any] = {"llmContent": text, "returnDisplay": text[:200]}
+            if "error" in claude:
+                out["error"] = claude["error"]
+            return {**base, "hook_event_name": "AfterTool", "tool_name": tool,
+                    "tool_input": claude["tool_input"], "tool_response": out}
+        return {**base, "hook_event_name": "PostToolUse", "tool_name": claude["tool_name"],
+                "tool_input": claude["tool_input"], "tool_response": text,
+                "tool_use_id": f"call_{session}_{i:05d}"}
+
+    return build
+
+
 def payloads(client: str) -> dict[str, Callable[..., dict[str, Any]]]:
     """The payload builders of ``client``: ``tool`` (i, session, data_dir), ``prompt``,
     ``stop``, ``compact`` and ``start_after_compact`` (session, data_dir)."""
-    if client != "claude-code":
+    if client not in _LABELS:
         raise BenchError(f"no hook payloads for the client {client!r}")
 
     def event(name: str, **fields: Any) -> Callable[[str, Path], dict[str, Any]]:
         return lambda session, data_dir: {
-            **_common("claude-code", session, data_dir), "hook_event_name": name, **fields}
+            **_common(client, session, data_dir), "hook_event_name": name, **fields}
+
+    if client == "gemini-cli":
+        return {
+            "tool": _other_tool_call(client),
+            "prompt": event("BeforeAgent", prompt="Add a discount to the cart total"),
+            "stop": event("AfterAgent", prompt="Add a discount to the cart total",
+                          prompt_response="The discount is applied; tests pass.",
+                          stop_hook_active=False),
+            "compact": event("PreCompress", trigger="auto"),
+            "start_after_compact": event("BeforeAgent", prompt="Now the docs"),
+        }
+    if client == "codex":
+        return {
+            "tool": _other_tool_call(client),
+            "prompt": event("UserPromptSubmit", prompt="Add a discount to the cart total"),
+            "stop": event("Stop", stop_hook_active=False,
+                          last_assistant_message="The discount is applied; tests pass."),
+            "compact": event("PreCompact", trigger="auto"),
+            "start_after_compact": event("UserPromptSubmit", prompt="Now the docs"),
+        }
 
     return {
         "tool": _claude_tool_call,
@@ -259,13 +315,15 @@ def run(client: str, events: int, sessions: int, command: str | None,
 
 _LABELS = {
     "claude-code": ("PostToolUse", "PreCompact", "SessionStart(compact)"),
+    "gemini-cli": ("AfterTool", "PreCompress", "BeforeAgent after it"),
+    "codex": ("PostToolUse", "PreCompact", "UserPromptSubmit after it"),
 }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``bench hooks``."""
-    parser.add_argument("--client", default="claude-code",
-                        help="whose hooks: claude-code (default) or another wired client")
+    parser.add_argument("--client", default="claude-code", choices=list(_LABELS),
+                        help="whose hooks (default claude-code)")
     parser.add_argument("--events", type=int, default=200,
                         help="per-tool-call hook processes timed (default 200)")
     parser.add_argument("--sessions", type=int, default=10,

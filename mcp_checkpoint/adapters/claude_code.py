@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from mcp_checkpoint.adapters._spool import HookLog, Spool, data_dir_from_env
+from mcp_checkpoint.adapters.clients import CLAUDE_CODE, CLIENTS, Client, client
 
 TYPE_CHECKING = False  # not typing's: a hook process imports as little as it can
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLIENT",
+    "CLIENTS",
     "EVENTS",
     "Applier",
     "HookEvent",
@@ -63,12 +65,14 @@ EVENTS = (
     "Stop",
     "SessionEnd",
 )
-_SPOOLED = {"UserPromptSubmit", "PostToolUse", "PostToolUseFailure", "Stop", "SessionEnd"}
+_SPOOLED = {"prompt", "tool", "stop", "end"}  # actions applied by the drainer
 _MAX_INPUT_BYTES = 64 * 1024 * 1024
 _MAX_FIELD_CHARS = 1_000_000  # what the fast path keeps of one string before the drainer fits it
 _CACHE_MAX_AGE_S = 1800.0
 # Tools of this server: the model's own record_step calls are already in the ledger.
-_OWN_TOOLS = "mcp__checkpoint__"
+# (Gemini CLI's hooks reference names them ``mcp__<server>__<tool>``, its MCP guide
+# ``mcp_<server>_<tool>``: both are ours.)
+_OWN_TOOLS = ("mcp__checkpoint__", "mcp_checkpoint_")
 
 
 def _sha256(data: bytes) -> str:
@@ -87,7 +91,10 @@ class HookEvent:
     """One hook invocation: the documented common fields and the whole payload. (A plain
     class: ``dataclasses`` would cost the per-tool-call process a noticeable import.)"""
 
-    __slots__ = ("cwd", "name", "payload", "project", "session_id", "transcript_path")
+    __slots__ = (
+        "action", "client", "cwd", "name", "payload", "project", "session_id",
+        "transcript_path",
+    )
 
     def __init__(
         self,
@@ -98,7 +105,10 @@ class HookEvent:
         project: str,
         transcript_path: str | None,
         payload: dict[str, Any],
+        client: Client = CLAUDE_CODE,
     ) -> None:
+        self.client = client
+        self.action = client.action(name)
         self.name = name
         self.session_id = session_id
         self.cwd = cwd
@@ -107,9 +117,12 @@ class HookEvent:
         self.payload = payload
 
 
-def parse(payload: object, environ: dict[str, str] | None = None) -> HookEvent:
-    """The event of a decoded hook payload. The project is ``$CLAUDE_PROJECT_DIR`` (the
-    root the session started in; ``cwd`` follows ``cd`` and worktrees), else ``cwd``."""
+def parse(
+    payload: object, environ: dict[str, str] | None = None, client: Client = CLAUDE_CODE
+) -> HookEvent:
+    """The event of a decoded hook payload. The project is the client's project variable
+    (``$CLAUDE_PROJECT_DIR``, ``$GEMINI_PROJECT_DIR``: the root the session started in;
+    ``cwd`` follows ``cd`` and worktrees), else ``cwd``."""
     if not isinstance(payload, dict):
         raise HookInputError(f"the hook input is a JSON {type(payload).__name__}, not an object")
     name = payload.get("hook_event_name")
@@ -120,7 +133,7 @@ def parse(payload: object, environ: dict[str, str] | None = None) -> HookEvent:
         raise HookInputError(f"{name}: the hook input has no session_id")
     cwd = payload.get("cwd") if isinstance(payload.get("cwd"), str) else ""
     env = os.environ if environ is None else environ
-    project = env.get("CLAUDE_PROJECT_DIR") or cwd or ""
+    project = (env.get(client.project_env) if client.project_env else None) or cwd or ""
     transcript = payload.get("transcript_path")
     return HookEvent(
         name=name,
@@ -129,6 +142,7 @@ def parse(payload: object, environ: dict[str, str] | None = None) -> HookEvent:
         project=os.path.normpath(project) if project else "",
         transcript_path=transcript if isinstance(transcript, str) else None,
         payload=payload,
+        client=client,
     )
 
 
@@ -170,24 +184,38 @@ def to_record(event: HookEvent) -> dict[str, Any] | None:
     ``objective`` a new run takes), ``due`` (checkpoint if the last step said one is due)
     and ``end`` (checkpoint what working memory holds)."""
     p = event.payload
+    action = event.action
     base: dict[str, Any] = {
         "v": 1,
-        "client": CLIENT,
+        "client": event.client.name,
         "event": event.name,
         "session": event.session_id,
         "project": event.project,
         "at": time.time(),
     }
-    if event.name in ("PostToolUse", "PostToolUseFailure"):
+    if action == "tool":
         tool = p.get("tool_name")
         if not isinstance(tool, str) or not tool:
             raise HookInputError(f"{event.name}: the hook input has no tool_name")
         if tool.startswith(_OWN_TOOLS):
             return None
-        failed = event.name == "PostToolUseFailure"
-        tool_use_id = p.get("tool_use_id")
-        key = _key("tool", tool_use_id) if tool_use_id else _key("evt", os.urandom(12).hex())
-        output = p.get("error") if failed else p.get("tool_response")
+        failed = event.client.tool_failed(event.name, p)
+        id_field = event.client.tool_id_field
+        tool_use_id = p.get(id_field) if id_field else None
+        if tool_use_id:
+            key = _key("tool", tool_use_id)
+        elif id_field is None:
+            # No call id in this client's payload: the call itself, with its time, is
+            # the key (a replayed event writes nothing twice).
+            call = json.dumps([event.session_id, p.get("timestamp"), tool, p.get("tool_input")],
+                              sort_keys=True, default=str)
+            key = _key("call", _sha256(call.encode())[:40])
+        else:
+            key = _key("evt", os.urandom(12).hex())
+        if event.name in event.client.failed_events:
+            output = p.get("error")
+        else:
+            output = p.get("tool_response")
         return {
             **base,
             "kind": "step",
@@ -197,7 +225,7 @@ def to_record(event: HookEvent) -> dict[str, Any] | None:
             "output": _clip(_lean(output)),
             "status": "error" if failed else "ok",
         }
-    if event.name == "UserPromptSubmit":
+    if action == "prompt":
         prompt = p.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
             return None
@@ -211,8 +239,8 @@ def to_record(event: HookEvent) -> dict[str, Any] | None:
             "input": {"prompt": _clip(prompt)},
             "objective": prompt,
         }
-    if event.name == "Stop":
-        message = p.get("last_assistant_message")
+    if action == "stop":
+        message = p.get(event.client.message_field)
         record: dict[str, Any] = {**base, "kind": "due"}
         if isinstance(message, str) and message.strip():
             record["step"] = {
@@ -221,7 +249,7 @@ def to_record(event: HookEvent) -> dict[str, Any] | None:
                 "reasoning": _clip(message.strip()),
             }
         return record
-    if event.name == "SessionEnd":
+    if action == "end":
         reason = p.get("reason")
         return {**base, "kind": "end", "reason": reason if isinstance(reason, str) else None}
     return None
@@ -315,7 +343,8 @@ class Applier:
         os.replace(tmp, path)
 
     async def run_of(
-        self, session_id: str, project: str, *, objective: str | None = None, create: bool
+        self, session_id: str, project: str, *, objective: str | None = None, create: bool,
+        label: str = CLAUDE_CODE.label,
     ) -> Run | None:
         """The session's run: the one it was mapped to, else (setting
         ``hooks.continue_project_run``) the project's latest active run, else a new run of
@@ -339,7 +368,7 @@ class Applier:
             limit = self.settings.limits.max_text_chars
             text = " ".join((objective or "").split())
             if not text:
-                text = f"Work in {project or 'this directory'} (Claude Code session {session_id})"
+                text = f"Work in {project or 'this directory'} ({label} session {session_id})"
             run = await self.episodes.start_run(
                 self.tenant, text[:limit], project=project[:limit] or None
             )
@@ -369,8 +398,10 @@ class Applier:
         project = str(record.get("project") or "")
         kind = record.get("kind")
         if kind == "step":
+            known = CLIENTS.get(str(record.get("client")))
             run = await self.run_of(
-                session, project, objective=record.get("objective"), create=True
+                session, project, objective=record.get("objective"), create=True,
+                label=known.label if known else "hook",
             )
             if run is None:  # create=True always gives a run
                 return
@@ -456,18 +487,20 @@ class Applier:
         os.replace(tmp, path)
 
 
-def _output(text: str | None, stdout: IO[str]) -> None:
+def _output(text: str | None, stdout: IO[str], who: Client = CLAUDE_CODE,
+            event: str = "SessionStart") -> None:
+    """Print ``text`` for the model, in ``who``'s documented shape for ``event``."""
     if text:
-        output = {"hookEventName": "SessionStart", "additionalContext": text}
-        stdout.write(json.dumps({"hookSpecificOutput": output}, ensure_ascii=False))
+        stdout.write(json.dumps(who.output(event, text), ensure_ascii=False))
         stdout.flush()
 
 
 def cached_context(
-    data_dir: Path, session_id: str, budget: int | None
+    data_dir: Path, session_id: str, budget: int | None,
+    max_age: float | None = _CACHE_MAX_AGE_S,
 ) -> tuple[bool, str | None]:
     """(found, text) of the context PreCompact kept for this session (for ``budget``, when
-    given); consumed once."""
+    given; at most ``max_age`` seconds old, when given); consumed once."""
     path = data_dir / "hooks" / "context" / (
         _sha256(session_id.encode())[:32] + ".json"
     )
@@ -479,7 +512,7 @@ def cached_context(
     if (
         not isinstance(kept, dict)
         or (budget is not None and kept.get("budget") != budget)
-        or time.time() - float(kept.get("at", 0)) > _CACHE_MAX_AGE_S
+        or (max_age is not None and time.time() - float(kept.get("at", 0)) > max_age)
     ):
         return False, None
     text = kept.get("text")
@@ -543,16 +576,21 @@ async def _slow(event: HookEvent, budget: int | None, spool: Spool, stdout: IO[s
         tok = HeuristicTokenizer()
         applier = Applier(Episodes(store, tok, settings), tok, settings, settings.data_dir)
         await drain(spool, applier)
-        if event.name == "SessionStart":
+        if event.action == "start":
             source = str(event.payload.get("source") or "startup")
             run = await applier.run_of(event.session_id, event.project, create=False)
             if run is not None:
-                _output(await applier.context(run, source, hook_budget), stdout)
-        elif event.name == "PreCompact":
+                _output(await applier.context(run, source, hook_budget), stdout,
+                        event.client, event.client.start_output_event)
+        elif event.action == "compact":
             run = await applier.run_of(event.session_id, event.project, create=False)
             if run is None:
                 return
-            for _, text in _transcript_thoughts(event.transcript_path):
+            # Claude Code's transcript (JSON lines of its messages) holds what the model
+            # said since the last event; other clients' transcripts are not read.
+            thoughts = (_transcript_thoughts(event.transcript_path)
+                        if event.client is CLAUDE_CODE else [])
+            for _, text in thoughts:
                 await applier._record(
                     run,
                     StepDraft(
@@ -704,11 +742,14 @@ def _deadline_seconds() -> float:
     return value if value > 0 else 8.0
 
 
-def main(budget: int | None, stdin: IO[bytes], stdout: IO[str]) -> int:
-    """Handle one hook event from ``stdin``; always returns 0 (fail-soft)."""
+def main(
+    budget: int | None, stdin: IO[bytes], stdout: IO[str], client_name: str = CLAUDE_CODE.name
+) -> int:
+    """Handle one hook event of ``client_name`` from ``stdin``; always returns 0
+    (fail-soft)."""
     data_dir = data_dir_from_env()
     log = HookLog(data_dir)
-    name = ""
+    name = "" if client_name == CLAUDE_CODE.name else client_name
 
     deadline = _deadline_seconds()
 
@@ -719,6 +760,7 @@ def main(budget: int | None, stdin: IO[bytes], stdout: IO[str]) -> int:
     signal.signal(signal.SIGALRM, give_up)
     signal.setitimer(signal.ITIMER_REAL, deadline)
     try:
+        who = client(client_name)
         raw = stdin.read(_MAX_INPUT_BYTES + 1)
         if len(raw) > _MAX_INPUT_BYTES:
             raise HookInputError(f"the hook input is over {_MAX_INPUT_BYTES} bytes")
@@ -726,33 +768,39 @@ def main(budget: int | None, stdin: IO[bytes], stdout: IO[str]) -> int:
             payload = json.loads(raw)
         except ValueError as exc:
             raise HookInputError(f"the hook input is not JSON: {exc}") from None
-        event = parse(payload)
-        name = event.name
-        if name == "PreCompact":
+        event = parse(payload, client=who)
+        name = event.name if who is CLAUDE_CODE else f"{who.name} {event.name}"
+        action = event.action
+        if action == "compact":
             # It distils the whole working memory; its installed timeout is 30 s.
             deadline *= 3
             signal.setitimer(signal.ITIMER_REAL, deadline)
         spool = Spool(data_dir)
-        if event.name in _SPOOLED:
+        drainer = [sys.executable, "-m", "mcp_checkpoint", "hook", who.name, "--drain"]
+        if action in _SPOOLED:
             record = to_record(event)
             if record is not None:
                 from mcp_checkpoint.core.redact import Redactor
 
                 spool.append(Redactor().json(record))
-                spool.spawn_drainer(
-                    [sys.executable, "-m", "mcp_checkpoint", "hook", CLIENT, "--drain"]
-                )
+                spool.spawn_drainer(drainer)
+            if action == "prompt" and who.reinject_on_prompt and who.prompt_output_event:
+                # This client starts no session after compacting: the first prompt after
+                # it gets the context PreCompact kept.
+                # The next prompt may come hours later: the context kept at compaction
+                # is still the one to give back.
+                found, text = cached_context(data_dir, event.session_id, budget, None)
+                if found:
+                    _output(text, stdout, who, who.prompt_output_event)
             return 0
-        if event.name == "SessionStart" and event.payload.get("source") == "compact":
+        if action == "start" and event.payload.get("source") == "compact":
             found, text = cached_context(data_dir, event.session_id, budget)
             if found:
-                _output(text, stdout)
+                _output(text, stdout, who, who.start_output_event)
                 if spool.pending():
-                    spool.spawn_drainer(
-                        [sys.executable, "-m", "mcp_checkpoint", "hook", CLIENT, "--drain"]
-                    )
+                    spool.spawn_drainer(drainer)
                 return 0
-        if event.name not in ("SessionStart", "PreCompact"):
+        if action not in ("start", "compact"):
             log.write(name, "ignored: not an event this hook handles")
             return 0
         import anyio

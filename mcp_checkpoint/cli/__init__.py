@@ -10,8 +10,8 @@
     mcp-checkpoint reindex               embed memories after installing or changing a model
     mcp-checkpoint export|import         resume packs: move or back up runs and memories
     mcp-checkpoint doctor                check the configuration and the store
-    mcp-checkpoint install claude-code   register the server and the capture hooks
-    mcp-checkpoint hook claude-code      one Claude Code hook event (run by Claude Code)
+    mcp-checkpoint install claude-code|gemini-cli|codex   the server and the capture hooks
+    mcp-checkpoint hook claude-code|gemini-cli|codex      one hook event (run by the client)
     mcp-checkpoint bench loop ...        benchmarks (from a source checkout)
 
 Each command group is a module of this package named in :data:`COMMANDS`, with a

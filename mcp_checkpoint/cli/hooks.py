@@ -1,9 +1,10 @@
 """``mcp-checkpoint hook <client>`` and ``mcp-checkpoint install <client>``.
 
-``hook claude-code`` runs once per Claude Code hook event: ``cli.main`` hands it to
-:func:`hook_main` before building the other commands' parsers or Settings, so the
-per-tool-call path loads neither pydantic nor the store; it always exits 0.
-``install claude-code`` merges the server and the hooks into Claude Code's settings files.
+``hook <client>`` runs once per hook event of the client (``claude-code``, ``gemini-cli``,
+``codex``): ``cli.main`` hands it to :func:`hook_main` before building the other
+commands' parsers or Settings, so the per-tool-call path loads neither pydantic nor the
+store; it always exits 0. ``install <client>`` merges the hooks (and the server, where the
+client keeps it in JSON) into the client's settings files.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-HOOK_CLIENTS = ("claude-code",)
+HOOK_CLIENTS = ("claude-code", "gemini-cli", "codex")  # adapters.clients.CLIENTS
 
 
 def cmd_hook(settings: Settings | None, args: argparse.Namespace) -> int:
@@ -32,7 +33,7 @@ def _run_hook(client: str, budget: int | None, drain: bool) -> int:
 
     if drain:
         return claude_code.run_drainer()
-    return claude_code.main(budget, sys.stdin.buffer, sys.stdout)
+    return claude_code.main(budget, sys.stdin.buffer, sys.stdout, client)
 
 
 def hook_main(argv: list[str]) -> int:
@@ -78,13 +79,16 @@ def _hook_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cmd_install(settings: Settings, args: argparse.Namespace) -> int:
     """Merge (or remove) the MCP server registration and the hooks."""
-    from mcp_checkpoint.adapters.install import install_claude_code
+    import shlex
+
+    from mcp_checkpoint.adapters.install import TARGETS, claude_code_command, install_client
     from mcp_checkpoint.cli._common import out
 
     project = None
     if not args.user:
         project = Path(args.project) if args.project is not None else Path.cwd()
-    changes = install_claude_code(
+    changes = install_client(
+        args.client,
         project=project,
         user=args.user,
         uninstall=args.uninstall,
@@ -95,8 +99,8 @@ def cmd_install(settings: Settings, args: argparse.Namespace) -> int:
         for line in change.lines():
             out(line)
     if not args.uninstall and any(c.changed for c in changes):
-        out("Restart Claude Code (or open /hooks) to pick the hooks up; approve the "
-            "project's MCP server when Claude Code asks.")
+        server = shlex.join([*claude_code_command(args.command), "serve"])
+        out(TARGETS[args.client].after.format(server=server))
     return 0
 
 
@@ -120,13 +124,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     install = sub.add_parser(
         "install", help="connect a client: MCP server registration and capture hooks"
     )
-    install.add_argument("client", choices=["claude-code"], help="the client to connect")
+    install.add_argument("client", choices=list(HOOK_CLIENTS), help="the client to connect")
     scope = install.add_mutually_exclusive_group()
     scope.add_argument("--project", metavar="DIR",
-                       help="this project only: DIR/.claude/settings.json and DIR/.mcp.json "
-                            "(default: the current directory)")
+                       help="this project only (claude-code: DIR/.claude/settings.json and "
+                            "DIR/.mcp.json; gemini-cli: DIR/.gemini/settings.json; codex: "
+                            "DIR/.codex/hooks.json; default: the current directory)")
     scope.add_argument("--user", action="store_true",
-                       help="every project: ~/.claude/settings.json and ~/.claude.json")
+                       help="every project: the same files under your home directory "
+                            "(claude-code: ~/.claude/settings.json and ~/.claude.json)")
     install.add_argument("--uninstall", action="store_true",
                          help="remove what install added (and nothing else)")
     install.add_argument("--budget", type=_budget, default=None,

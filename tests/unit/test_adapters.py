@@ -401,3 +401,90 @@ def test_a_bash_response_is_recorded_as_its_output_without_empty_fields() -> Non
     assert ok is not None and both is not None
     assert (ok["input"], ok["output"]) == ({"command": "ls"}, "a.py\nb.py")
     assert both["output"] == {"stdout": "built", "stderr": "warning: x"}
+
+
+# -- other clients -------------------------------------------------------------------------
+
+
+def test_gemini_after_tool_is_keyed_by_the_call_and_flags_its_error() -> None:
+    from mcp_checkpoint.adapters.clients import client
+
+    gemini = client("gemini-cli")
+    base = {"session_id": "g", "transcript_path": "/t.json", "cwd": "/p",
+            "timestamp": "2026-12-07T10:30:00Z", "hook_event_name": "AfterTool",
+            "tool_name": "run_shell_command", "tool_input": {"command": "pytest"}}
+    ok = to_record(parse({**base, "tool_response": {"llmContent": "3 passed"}},
+                         environ={"GEMINI_PROJECT_DIR": "/root/p"}, client=gemini))
+    failed = to_record(parse({**base, "timestamp": "2026-12-07T10:30:05Z",
+                              "tool_response": {"llmContent": "boom", "error": "exit 1"}},
+                             client=gemini))
+    again = to_record(parse({**base, "tool_response": {"llmContent": "3 passed"}},
+                            client=gemini))
+
+    assert ok is not None and failed is not None and again is not None
+    assert ok["project"] == "/root/p" and ok["client"] == "gemini-cli"
+    assert (ok["status"], failed["status"]) == ("ok", "error")
+    assert ok["key"] == again["key"] != failed["key"] and ok["key"].startswith("call:")
+    assert to_record(parse({**base, "hook_event_name": "AfterAgent",
+                            "prompt_response": "Done."}, client=gemini))["step"][  # type: ignore[index]
+        "reasoning"] == "Done."
+
+
+def test_codex_post_tool_use_is_keyed_by_its_call_id() -> None:
+    from mcp_checkpoint.adapters.clients import client
+
+    record = to_record(parse({
+        "session_id": "c", "transcript_path": None, "cwd": "/p", "hook_event_name": "PostToolUse",
+        "model": "gpt-5-codex", "turn_id": "t-1", "permission_mode": "default",
+        "tool_name": "Bash", "tool_input": {"command": "ls"}, "tool_response": "a\nb",
+        "tool_use_id": "call_1"}, environ={"CLAUDE_PROJECT_DIR": "/elsewhere"},
+        client=client("codex")))
+
+    assert record is not None
+    assert (record["key"], record["output"], record["project"]) == ("tool:call_1", "a\nb", "/p")
+
+
+@pytest.mark.parametrize(
+    ("client", "path", "events"),
+    [
+        pytest.param("gemini-cli", ".gemini/settings.json",
+                     {"SessionStart", "BeforeAgent", "AfterTool", "PreCompress", "AfterAgent",
+                      "SessionEnd"}, id="gemini-cli"),
+        pytest.param("codex", ".codex/hooks.json",
+                     {"SessionStart", "UserPromptSubmit", "PostToolUse", "PreCompact", "Stop"},
+                     id="codex"),
+    ],
+)
+def test_install_other_clients_merges_and_uninstalls_only_its_entries(
+    tmp_path: Path, client: str, path: str, events: set[str]
+) -> None:
+    from mcp_checkpoint.adapters.install import install_client
+
+    settings = tmp_path / path
+    settings.parent.mkdir()
+    theirs = {"hooks": [{"type": "command", "command": "notify.sh"}]}
+    settings.write_text(json.dumps({"theme": "dark", "hooks": {"SessionStart": [theirs]}}))
+
+    first = install_client(client, project=tmp_path, user=False, command="mcp-checkpoint")
+    second = install_client(client, project=tmp_path, user=False, command="mcp-checkpoint")
+    merged = json.loads(settings.read_text())
+    removed = install_client(client, project=tmp_path, user=False, uninstall=True,
+                             command="mcp-checkpoint")
+    left = json.loads(settings.read_text())
+
+    assert len(first) == 1 and first[0].backup is not None
+    assert set(merged["hooks"]) == events and merged["hooks"]["SessionStart"][0] == theirs
+    ours = merged["hooks"]["SessionStart"][1]["hooks"][0]
+    assert ours["command"] == f"mcp-checkpoint hook {client}"
+    if client == "gemini-cli":  # milliseconds, a name, the server, hooks switched on
+        assert ours["timeout"] == 20000 and ours["name"] == "mcp-checkpoint-SessionStart"
+        assert merged["mcpServers"]["checkpoint"] == {"command": "mcp-checkpoint",
+                                                      "args": ["serve"]}
+        assert merged["tools"]["enableHooks"] is True
+        assert "mcpServers" not in left
+    else:
+        assert ours["timeout"] == 20 and "matcher" not in merged["hooks"]["PostToolUse"][0]
+        assert "mcpServers" not in merged
+    assert not second[0].changed
+    assert left["theme"] == "dark" and left["hooks"] == {"SessionStart": [theirs]}
+    assert removed[0].removed
