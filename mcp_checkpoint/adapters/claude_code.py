@@ -207,9 +207,12 @@ def to_record(event: HookEvent) -> dict[str, Any] | None:
         elif id_field is None:
             # No call id in this client's payload: the call itself, with its time, is
             # the key (a replayed event writes nothing twice).
-            call = json.dumps([event.session_id, p.get("timestamp"), tool, p.get("tool_input")],
-                              sort_keys=True, default=str)
-            key = _key("call", _sha256(call.encode())[:40])
+            # (zlib's checksum: hashlib would load OpenSSL into the per-call process.)
+            import zlib
+
+            call = json.dumps([event.session_id, p.get("tool_input")], sort_keys=True,
+                              default=str)
+            key = _key("call", f"{p.get('timestamp')}:{tool}:{zlib.crc32(call.encode()):08x}")
         else:
             key = _key("evt", os.urandom(12).hex())
         if event.name in event.client.failed_events:
