@@ -23,6 +23,7 @@ level: the core, pydantic and the store load only on the slow path.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -496,6 +497,10 @@ def _output(text: str | None, stdout: IO[str], who: Client = CLAUDE_CODE,
     if text:
         stdout.write(json.dumps(who.output(event, text), ensure_ascii=False))
         stdout.flush()
+        _printed.append(event)
+
+
+_printed: list[str] = []  # what this process printed (a hook process handles one event)
 
 
 def cached_context(
@@ -816,5 +821,10 @@ def main(
         log.write(name, f"{type(exc).__name__}: {exc}")
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
+        quiet = CLIENTS[client_name].quiet if client_name in CLIENTS else ""
+        if quiet and not _printed:
+            with contextlib.suppress(OSError, ValueError):
+                stdout.write(quiet)
+                stdout.flush()
     return 0
 

@@ -32,8 +32,16 @@ class Client:
     an import.)"""
 
     __slots__ = (
-        "actions", "failed_events", "label", "message_field", "name", "project_env",
-        "prompt_output_event", "reinject_on_prompt", "start_output_event",
+        "actions",
+        "failed_events",
+        "label",
+        "message_field",
+        "name",
+        "project_env",
+        "prompt_output_event",
+        "quiet",
+        "reinject_on_prompt",
+        "start_output_event",
         "tool_id_field",
     )
 
@@ -50,6 +58,7 @@ class Client:
         start_output_event: str = "SessionStart",
         prompt_output_event: str | None = None,
         reinject_on_prompt: bool = False,
+        quiet: str = "",
     ) -> None:
         self.name = name
         self.label = label
@@ -61,6 +70,7 @@ class Client:
         self.start_output_event = start_output_event
         self.prompt_output_event = prompt_output_event
         self.reinject_on_prompt = reinject_on_prompt
+        self.quiet = quiet  # what the hook prints when it has nothing to say
 
     def action(self, event: str) -> str | None:
         """The action of a client event name (None: not an event this hook handles)."""
@@ -116,6 +126,7 @@ GEMINI_CLI = Client(
     message_field="prompt_response",
     prompt_output_event="BeforeAgent",
     reinject_on_prompt=True,
+    quiet="{}",  # its stdout is parsed as JSON; the hooks guide's examples print {}
 )
 
 # Codex: Claude Code's field names; no failure event and no start after compaction, so

@@ -60,11 +60,11 @@ def gemini_tool(n: int, *, error: str | None = None) -> dict[str, Any]:
 
 async def test_gemini_session_is_captured_compressed_and_given_back(tmp_path: Path) -> None:
     env = server_env(tmp_path, GEMINI_PROJECT_DIR=PROJECT)
-    assert await hook("gemini-cli", gemini("SessionStart", source="startup"), env) == (0, "")
+    assert await hook("gemini-cli", gemini("SessionStart", source="startup"), env) == (0, "{}")
     assert await hook("gemini-cli", gemini("BeforeAgent", prompt="Add a discount to the cart"),
-                      env) == (0, "")
+                      env) == (0, "{}")
     for n in range(3):
-        assert await hook("gemini-cli", gemini_tool(n), env) == (0, "")
+        assert await hook("gemini-cli", gemini_tool(n), env) == (0, "{}")
     await hook("gemini-cli", gemini_tool(3, error="Error: old_string not found in cart_3.py"),
                env)
     await hook("gemini-cli", gemini_tool(3, error="Error: old_string not found in cart_3.py"),
@@ -80,7 +80,7 @@ async def test_gemini_session_is_captured_compressed_and_given_back(tmp_path: Pa
 
     code, out = await hook("gemini-cli", gemini("PreCompress", trigger="auto"), env,
                            "--budget", "600")
-    assert (code, out) == (0, "")
+    assert (code, out) == (0, "{}")
     [run] = await runs_json(env)
     assert run["checkpoint_count"] == 1
 
@@ -92,7 +92,7 @@ async def test_gemini_session_is_captured_compressed_and_given_back(tmp_path: Pa
     assert answer["hookEventName"] == "BeforeAgent"
     assert "apply_discount" in answer["additionalContext"]
     assert await hook("gemini-cli", gemini("BeforeAgent", n=10, prompt="And docs"), env,
-                      "--budget", "600") == (0, "")
+                      "--budget", "600") == (0, "{}")
 
     code, out = await hook("gemini-cli", gemini("SessionStart", source="resume"), env,
                            "--budget", "600")
@@ -155,9 +155,9 @@ async def test_codex_session_is_captured_compacted_and_given_back(tmp_path: Path
 
 async def test_other_clients_fail_soft_on_bad_input(tmp_path: Path) -> None:
     env = server_env(tmp_path)
-    for client in ("gemini-cli", "codex"):
-        assert await hook(client, b"{not json", env) == (0, "")
-        assert await hook(client, gemini("Notification", message="x"), env) == (0, "")
+    for client, quiet in (("gemini-cli", "{}"), ("codex", "")):  # Gemini CLI parses stdout
+        assert await hook(client, b"{not json", env) == (0, quiet)
+        assert await hook(client, gemini("Notification", message="x"), env) == (0, quiet)
     _, report, _ = await run_cli("doctor", "--json", env=env)
     log = json.loads(report)["hook_log"]
     assert any("gemini-cli" in line and "not JSON" in line for line in log)
@@ -168,9 +168,9 @@ async def test_install_other_clients_writes_hooks_that_run(tmp_path: Path) -> No
     project = tmp_path / "proj"
     project.mkdir()
     env = server_env(tmp_path / "data")
-    for client, path, event_name, payload in (
-        ("gemini-cli", ".gemini/settings.json", "AfterTool", gemini_tool(1)),
-        ("codex", ".codex/hooks.json", "PostToolUse", codex_tool(1)),
+    for client, path, event_name, payload, quiet in (
+        ("gemini-cli", ".gemini/settings.json", "AfterTool", gemini_tool(1), b"{}"),
+        ("codex", ".codex/hooks.json", "PostToolUse", codex_tool(1), b""),
     ):
         code, out, err = await run_cli("install", client, "--project", str(project), env=env)
         assert code == 0, err
@@ -181,7 +181,7 @@ async def test_install_other_clients_writes_hooks_that_run(tmp_path: Path) -> No
             done = await anyio.run_process(["sh", "-c", command],
                                            input=json.dumps(payload).encode(), env=env,
                                            check=False)
-        assert done.returncode == 0 and done.stdout == b""
+        assert done.returncode == 0 and done.stdout == quiet
         again = await run_cli("install", client, "--project", str(project), env=env)
         assert "unchanged" in again[1]
         gone = await run_cli("install", client, "--project", str(project), "--uninstall",
