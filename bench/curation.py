@@ -50,9 +50,9 @@ WORDS = [
 ]
 
 
-def _long_run(steps: int, every: int) -> ImportedRun:
-    run = Run(run_id=RunId("run_long"), objective="A long task", budget_tokens=8000,
-              created_at=T0, updated_at=T0, head_hash=genesis_hash(RunId("run_long")))
+def _long_run(steps: int, every: int, run_id: str = "run_long") -> ImportedRun:
+    run = Run(run_id=RunId(run_id), objective="A long task", budget_tokens=8000,
+              created_at=T0, updated_at=T0, head_hash=genesis_hash(RunId(run_id)))
     imported: list[ImportedStep] = []
     checkpoints: list[Checkpoint] = []
     for seq in range(1, steps + 1):
@@ -124,11 +124,17 @@ async def measure(args: argparse.Namespace, settings: Settings, data_dir: Path
                   ) -> dict[str, Any]:
     """Seed, then time the pages (in this event loop, through the ASGI app: the server's
     own work, no HTTP client thread), search_steps and delete_run."""
-    results: dict[str, Any] = {"backend": args.backend, "steps": args.steps, "runs": args.runs}
+    results: dict[str, Any] = {"backend": args.backend, "steps": args.steps, "runs": args.runs,
+                               "other_steps": args.other_steps}
     runtime = Runtime(settings)
     async with runtime.use() as services:
         store: Store = services.store
         started = time.perf_counter()
+        # Another long run first (when asked): the store holds more than the run measured,
+        # so a delete or a filtered search that reads the whole ledger shows.
+        if args.other_steps:
+            await store.import_records(T, ImportRecords(
+                runs=[_long_run(args.other_steps, args.checkpoint_every, "run_other")]))
         long_run = _long_run(args.steps, args.checkpoint_every)
         await store.import_records(T, ImportRecords(runs=[long_run, *_small_runs(args.runs)]))
         results["seed_seconds"] = round(time.perf_counter() - started, 1)
@@ -157,9 +163,10 @@ async def measure(args: argparse.Namespace, settings: Settings, data_dir: Path
 
         curation = services.curation
         for name, query in (("rare_word", "needle"), ("common_words", "login timeout"),
-                            ("filtered", "database")):
-            q = StepQuery(query, run_id=RunId("run_long") if name == "filtered" else None,
-                          tool="grep" if name == "filtered" else None)
+                            ("filtered", "database"), ("rare_filtered", "needle")):
+            narrow = name.endswith("filtered")  # one run and one tool
+            q = StepQuery(query, run_id=RunId("run_long") if narrow else None,
+                          tool="grep" if narrow else None)
             samples = []
             for _ in range(args.repeat + 1):
                 begun = time.perf_counter()
@@ -173,8 +180,12 @@ async def measure(args: argparse.Namespace, settings: Settings, data_dir: Path
         deleted = await curation.delete_run(T, "run_long")
         results["delete_run_seconds"] = round(time.perf_counter() - begun, 3)
         results["deleted_steps"] = deleted.steps
-        if await curation.search_steps(T, StepQuery("needle"), k=10):
+        if await curation.search_steps(T, StepQuery("needle", run_id=RunId("run_long")),
+                                       k=10):
             raise RuntimeError("a deleted step is still found")
+        if args.other_steps and len(await curation.search_steps(
+                T, StepQuery("needle", run_id=RunId("run_other")), k=10)) == 0:
+            raise RuntimeError("the other run's steps are no longer found")
     results["rows_left"] = _rows_left(args.backend, data_dir, args.store_url)
     return results
 
@@ -185,6 +196,8 @@ def main() -> None:
     parser.add_argument("--store-url", help="PostgreSQL URL (a database to fill and empty)")
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=10_000)
+    parser.add_argument("--other-steps", type=int, default=0,
+                        help="steps of another run that stays in the store (default 0)")
     parser.add_argument("--checkpoint-every", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args()

@@ -55,6 +55,10 @@ _CHAIN_MAX = 50
 _CANDIDATES = 10
 SNIPPET_CHARS = 240
 """Most characters of a step a search hit shows (its snippet)."""
+STEP_RANK_DEPTH = 200
+"""How many of the newest matching steps ``search_steps`` ranks (see the port): a common
+word in a long ledger costs a bounded read, and the hits are the best of its recent
+history, which is what a person searching what an agent just did looks for."""
 
 
 @dataclass(frozen=True)
@@ -253,7 +257,9 @@ class Curation:
         if query.since is not None and query.until is not None and query.since >= query.until:
             raise InvalidArgumentError("since must be before until")
         words = query_terms(query.text)
-        found = await self._store.search_steps(tenant, query, limit=k)
+        found = await self._store.search_steps(
+            tenant, query, limit=k, depth=max(k, STEP_RANK_DEPTH)
+        )
         return [
             StepHit(step.run_id, step.seq, step.episode, step.tool, step.status,
                     step.created_at, round(score, 6), snippet(step_text(step), words))

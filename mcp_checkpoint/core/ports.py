@@ -442,13 +442,19 @@ class EpisodicStore(Protocol):
         ...
 
     async def search_steps(
-        self, tenant: Tenant, query: StepQuery, *, limit: int
+        self, tenant: Tenant, query: StepQuery, *, limit: int, depth: int | None = None
     ) -> list[tuple[Step, float]]:
         """The tenant's steps whose tool, reasoning, input or output hold words of
         ``query.text``, best first with a relevance score (higher is better), at most
         ``limit``; the filters of ``query`` apply exactly. Any text is a valid query
         (operators are not interpreted); a query with no searchable word returns [].
         Steps removed by ``prune_run`` or ``delete_run`` are never found.
+
+        With ``depth``, only the newest ``depth`` steps that match (and pass the
+        filters) are ranked: with a run, its highest ``seq``; across runs, the most
+        recently stored (``created_at`` where the store keeps no storage order). A
+        search then costs what ``depth`` steps cost, however many match. None ranks
+        every match.
         """
         ...
 

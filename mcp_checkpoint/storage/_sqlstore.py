@@ -52,6 +52,7 @@ from mcp_checkpoint.core.ports import (
     IdKind,
     ImportRecords,
     PruneResult,
+    StepQuery,
     StepStat,
 )
 from mcp_checkpoint.errors import ConflictError, NotFoundError
@@ -76,10 +77,30 @@ from mcp_checkpoint.storage._rows import (
     to_step,
 )
 
-__all__ = ["Batch", "SqlStore"]
+__all__ = ["Batch", "SqlStore", "step_filters"]
 
 Batch = tuple[str, list[dict[str, Any]], str]
 """Rows to insert with one statement, and what a conflict among them is called."""
+
+
+def step_filters(query: StepQuery, alias: str) -> tuple[list[str], dict[str, Any]]:
+    """The exact filters of a step search as conditions on the steps table named
+    ``alias`` (the tenant's, then ``query``'s run, tool, status and time bounds), with
+    their named parameters: both SQL stores narrow a search with these."""
+    where = [f"{alias}.tenant = :tenant"]
+    params: dict[str, Any] = {}
+    for column, value in (("run_id", query.run_id), ("tool", query.tool),
+                          ("status", query.status)):
+        if value is not None:
+            where.append(f"{alias}.{column} = :{column}")
+            params[column] = value
+    if query.since is not None:
+        where.append(f"{alias}.created_at >= :since")
+        params["since"] = iso(query.since)
+    if query.until is not None:
+        where.append(f"{alias}.created_at < :until")
+        params["until"] = iso(query.until)
+    return where, params
 
 
 class SqlStore(ABC):

@@ -131,6 +131,38 @@ async def test_search_steps_finds_words_with_filters_best_first(
         TENANT_A, StepQuery("database"), limit=10)] == [1]
 
 
+async def test_search_steps_with_a_depth_ranks_only_the_newest_matches(
+    store: Store, clock: Clock
+) -> None:
+    await store.create_run(TENANT_A, make_run("r1"))
+    await store.create_run(TENANT_A, make_run("r2"))
+    await _step(store, "r1", "bash", "login login login login", clock)
+    for i in range(4):
+        await _step(store, "r1", "bash", f"login number {i}", clock)
+    await _step(store, "r2", "bash", "login login login elsewhere", clock)
+    await _step(store, "r1", "bash", "nothing to see", clock)
+
+    every = await store.search_steps(TENANT_A, StepQuery("login", run_id=RunId("r1")),
+                                     limit=10)
+    assert every[0][0].seq == 1 and len(every) == 5
+    newest = await store.search_steps(TENANT_A, StepQuery("login", run_id=RunId("r1")),
+                                      limit=2, depth=2)
+    assert {s.seq for s, _ in newest} == {4, 5}
+    assert (await store.search_steps(TENANT_A, StepQuery("login", run_id=RunId("r1")),
+                                     limit=2))[0][0].seq == 1
+    # Never fewer candidates than hits asked for.
+    assert len(await store.search_steps(TENANT_A, StepQuery("login", run_id=RunId("r1")),
+                                        limit=3, depth=1)) == 3
+    # Across runs, the most recently recorded.
+    across = await store.search_steps(TENANT_A, StepQuery("login"), limit=2, depth=2)
+    assert {(s.run_id, s.seq) for s, _ in across} == {("r2", 1), ("r1", 5)}
+    assert across[0][0].run_id == "r2"
+    filtered = await store.search_steps(
+        TENANT_A, StepQuery("login", run_id=RunId("r1"), tool="bash", status="ok"),
+        limit=3, depth=3)
+    assert {s.seq for s, _ in filtered} == {3, 4, 5}
+
+
 async def test_search_steps_never_finds_deleted_or_pruned_steps(
     store: Store, clock: Clock
 ) -> None:

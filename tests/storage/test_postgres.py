@@ -500,3 +500,38 @@ async def test_prune_waits_for_the_run_lock_and_rechecks_the_run_under_it(
 
     assert results[0].skipped == "active" and not results[0].removed_anything
     assert after.status == "active" and after.pruned_seq == 0 and len(steps) == 4
+
+
+async def test_a_database_of_schema_7_gets_the_step_search_indexes_with_its_steps_kept(
+    fresh_database: str, clock: Clock
+) -> None:
+    from mcp_checkpoint.core.ports import StepQuery
+
+    store = PostgresStore(fresh_database, PostgresSettings())
+    await store.open()  # the latest schema, then back to 7 below, with steps in it
+    try:
+        await store.create_run(TENANT_A, make_run("old"))
+        for i in range(1, 6):
+            await append(store, "old", draft(i, tool="grep" if i % 2 else "bash"), now=clock())
+    finally:
+        await store.close()
+    async with await psycopg.AsyncConnection.connect(fresh_database, autocommit=True) as conn:
+        await conn.execute("ALTER INDEX steps_fts RESET (gin_pending_list_limit)")
+        await conn.execute("DROP INDEX steps_by_created")
+        await conn.execute("DELETE FROM schema_migrations WHERE version > 7")
+
+    store = PostgresStore(fresh_database, PostgresSettings())
+    await store.open()
+    try:
+        assert await store.schema_version() == LATEST
+        hits = await store.search_steps(
+            TENANT_A, StepQuery("echo", run_id=RunId("old"), tool="grep"), limit=2, depth=2)
+        assert sorted(s.seq for s, _ in hits) == [3, 5]
+    finally:
+        await store.close()
+    async with await psycopg.AsyncConnection.connect(fresh_database, autocommit=True) as conn:
+        cursor = await conn.execute(
+            "SELECT reloptions FROM pg_class WHERE relname = 'steps_fts'")
+        assert (await cursor.fetchone()) == (["gin_pending_list_limit=256"],)
+        cursor = await conn.execute("SELECT to_regclass('steps_by_created') IS NOT NULL")
+        assert (await cursor.fetchone()) == (True,)

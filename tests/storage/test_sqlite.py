@@ -341,3 +341,60 @@ async def test_sqlite_every_change_to_memories_moves_their_version(
         conn.execute("DELETE FROM memories WHERE memory_id = 'm2'")
 
     assert before < after_insert < after_update < version()
+
+
+async def test_a_file_of_schema_10_gets_a_scoped_step_index_that_finds_and_deletes(
+    db_path: Path, clock: Clock
+) -> None:
+    # A store as migration 0010 left it, with steps indexed by 0009's trigger.
+    from mcp_checkpoint.core.ledger import append_step, request_hash
+    from mcp_checkpoint.core.models import StepAck, StepDraft
+    from mcp_checkpoint.core.ports import StepQuery
+    from mcp_checkpoint.storage import _statements as sql
+    from mcp_checkpoint.storage._rows import run_row, step_row
+
+    db_path.parent.mkdir(parents=True)
+    with _raw(db_path) as conn:
+        conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, "
+                      "name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+        for migration in known_migrations()[:10]:
+            for statement in migration.statements:
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_migrations VALUES (?, ?, 'then')",
+                         (migration.version, migration.name))
+        for run_id in ("old", "other"):
+            run = make_run(run_id, now=clock())
+            rows = []
+            for i in range(4):
+                step_draft = StepDraft(tool="grep" if i % 2 else "bash",
+                                       input={"cmd": f"login attempt {i} of {run_id}"},
+                                       output="done", status="error" if i == 3 else "ok")
+                step, run = append_step(run, step_draft, tokens=5, now=clock())
+                ack = StepAck(run_id=run.run_id, seq=step.seq, episode=1, working_steps=0,
+                              working_tokens=0, budget_tokens=1000, checkpoint_due=False)
+                rows.append(step_row(
+                    TENANT_A, step, request_hash(step_draft), ack.model_dump_json()))
+            conn.execute(sql.INSERT_RUN, run_row(TENANT_A, run))
+            conn.executemany(sql.INSERT_STEP, rows)
+        assert conn.execute("SELECT count(*) FROM steps_fts").fetchone() == (8,)
+
+    store = SqliteStore(db_path, SqliteSettings())
+    await store.open()
+    try:
+        hits = await store.search_steps(
+            TENANT_A, StepQuery("login", run_id=RunId("old"), tool="grep"), limit=10)
+        assert sorted(s.seq for s, _ in hits) == [2, 4]
+        errors = await store.search_steps(TENANT_A, StepQuery("login", status="error"),
+                                          limit=10, depth=5)
+        assert sorted((s.run_id, s.seq) for s, _ in errors) == [("old", 4), ("other", 4)]
+        await append(store, "old", draft(9, tool="grep"), now=clock())  # the new trigger
+        assert len(await store.search_steps(
+            TENANT_A, StepQuery("shell grep", run_id=RunId("old"), tool="grep"),
+            limit=10)) == 3
+        await store.delete_run(TENANT_A, RunId("old"))
+        assert await store.search_steps(TENANT_A, StepQuery("login"), limit=10, depth=50)
+    finally:
+        await store.close()
+    with _raw(db_path) as conn:
+        left = conn.execute("SELECT run_id, count(*) FROM steps_fts GROUP BY run_id")
+        assert left.fetchall() == [("other", 4)]

@@ -43,7 +43,7 @@ from mcp_checkpoint.core.models import (
     Tenant,
 )
 from mcp_checkpoint.core.plans import CheckpointMark, CheckpointPlan, CommitWrites, PrunePlan
-from mcp_checkpoint.core.ports import DeletedRun, PruneResult, StepQuery
+from mcp_checkpoint.core.ports import DeletedRun, ImportRecords, PruneResult, StepQuery
 from mcp_checkpoint.errors import ConflictError, NotFoundError
 from mcp_checkpoint.storage import _statements as sql
 from mcp_checkpoint.storage._ints import int64
@@ -52,7 +52,6 @@ from mcp_checkpoint.storage._rows import (
     Row,
     checkpoint_row,
     covered_params,
-    iso,
     memory_row,
     memory_write_params,
     micros,
@@ -66,7 +65,7 @@ from mcp_checkpoint.storage._rows import (
     to_step,
     tombstone_row,
 )
-from mcp_checkpoint.storage._sqlstore import Batch, SqlStore
+from mcp_checkpoint.storage._sqlstore import Batch, SqlStore, step_filters
 from mcp_checkpoint.storage._urls import mask_url
 from mcp_checkpoint.storage.postgres._db import Conn
 from mcp_checkpoint.storage.postgres._sql import (
@@ -85,6 +84,8 @@ from mcp_checkpoint.storage.postgres.blobs import PostgresBlobs
 __all__ = ["Conn", "PostgresStore", "mask_url"]
 
 _STEP_COLUMNS = ", ".join(STEP_COLUMNS)
+_ANALYZE_AFTER_STEPS = 1_000
+_TSQUERY = "to_tsquery('mcpck_english'::regconfig, :terms)"
 
 _RERANK_DEPTH = 200
 """Lexical matches (by ``ts_rank_cd``) re-scored by BM25 over the searched memories."""
@@ -166,6 +167,19 @@ class PostgresStore(PostgresBlobs, SqlStore):
                         raise ConflictError(f"{what} already exists") from exc
 
         await self._run(insert, write=True)
+
+    async def import_records(self, tenant: Tenant, records: ImportRecords) -> None:
+        """Insert ``records`` in one transaction (see ``SqlStore``); after a large import,
+        refresh the planner's statistics at once: until autovacuum gets to it, the planner
+        would take a run of 100,000 imported steps for a handful and read all of them for
+        a page of the timeline."""
+        await super().import_records(tenant, records)
+        if sum(len(item.steps) for item in records.runs) >= _ANALYZE_AFTER_STEPS:
+
+            async def analyze(conn: Conn) -> None:
+                await conn.execute("ANALYZE runs, steps, checkpoints")
+
+            await self._run(analyze, write=True)
 
     async def _memories(self, tenant: Tenant, memory_ids: Sequence[str]) -> list[Memory]:
         async def select(conn: Conn) -> list[Memory]:
@@ -418,36 +432,33 @@ class PostgresStore(PostgresBlobs, SqlStore):
         return await self._run(delete, write=True)
 
     async def search_steps(
-        self, tenant: Tenant, query: StepQuery, *, limit: int
+        self, tenant: Tenant, query: StepQuery, *, limit: int, depth: int | None = None
     ) -> list[tuple[Step, float]]:
-        """Full-text search of the steps' vectors (GIN index, migration 0006), ranked by
-        ``ts_rank_cd`` (see the port)."""
+        """Full-text search of the steps' vectors (GIN index, migration 0006): the newest
+        ``depth`` matches that pass the filters (a run's by its key, newest ``seq``
+        first, so a common word is found without reading the rest of the ledger; across
+        runs by ``created_at``), ranked by ``ts_rank_cd`` (see the port). The planner
+        takes the GIN index for a rare word and the run's key for a common one."""
         words = list(dict.fromkeys(query_terms(query.text)))
         if not words or limit <= 0:
             return []
-        # A word holds only letters, digits and "_": quoted, it is one tsquery operand.
-        terms = " | ".join(f"'{word}'" for word in words)
-        where = ["tsv @@ q.query", "tenant = %s"]
-        params: list[Any] = [terms, tenant]
-        for column, value in (("run_id", query.run_id), ("tool", query.tool),
-                              ("status", query.status)):
-            if value is not None:
-                where.append(f"{column} = %s")
-                params.append(value)
-        if query.since is not None:
-            where.append("created_at >= %s")
-            params.append(iso(query.since))
-        if query.until is not None:
-            where.append("created_at < %s")
-            params.append(iso(query.until))
-        statement = (
-            f"SELECT {_STEP_COLUMNS}, ts_rank_cd(tsv, q.query) AS score "  # noqa: S608
-            "FROM steps, to_tsquery('mcpck_english'::regconfig, %s) AS q(query) "
-            f"WHERE {' AND '.join(where)} ORDER BY score DESC, run_id, seq LIMIT %s"
+        where, params = step_filters(query, "s")
+        newest = "s.seq DESC" if query.run_id is not None else (
+            "s.created_at DESC, s.run_id DESC, s.seq DESC")
+        statement = pg(
+            f"SELECT {_STEP_COLUMNS}, ts_rank_cd(tsv, q.query) AS score FROM ("  # noqa: S608
+            f"SELECT {', '.join('s.' + c for c in STEP_COLUMNS)}, s.tsv FROM steps AS s "
+            f"WHERE s.tsv @@ {_TSQUERY} AND {' AND '.join(where)} "
+            f"ORDER BY {newest} LIMIT :depth) AS c, {_TSQUERY} AS q(query) "
+            "ORDER BY score DESC, run_id, seq LIMIT :limit"
         )
+        # A word holds only letters, digits and "_": quoted, it is one tsquery operand.
+        values = {**params, "tenant": tenant, "terms": " | ".join(f"'{w}'" for w in words),
+                  "limit": int64(limit), "depth": None if depth is None
+                  else int64(max(depth, limit))}
 
         async def select(conn: Conn) -> list[tuple[Step, float]]:
-            cursor = await conn.execute(statement, (*params, int64(limit)))
+            cursor = await conn.execute(statement, values)
             return [(to_step(row), float(row["score"])) for row in await cursor.fetchall()]
 
         return await self._run(select, write=False)

@@ -342,7 +342,7 @@ class ReferenceStore:
         return DeletedRun(run_id, len(steps), len(checkpoints))
 
     async def search_steps(
-        self, tenant: Tenant, query: StepQuery, *, limit: int
+        self, tenant: Tenant, query: StepQuery, *, limit: int, depth: int | None = None
     ) -> list[tuple[Step, float]]:
         pool: dict[str, Step] = {}
         for (t, run_id), steps in self._steps.items():
@@ -364,6 +364,11 @@ class ReferenceStore:
             for key, step in pool.items()
         }
         matching = Counter(term for tf in counts.values() for term in tf)
+        if depth is not None:  # only the newest matches are ranked (see the port)
+            newest = sorted((key for key, tf in counts.items() if tf), reverse=True,
+                            key=lambda key: (pool[key].created_at, key))
+            kept = set(newest[: max(depth, limit)])
+            counts = {key: tf for key, tf in counts.items() if key in kept}
         occurrences = [(k, term, n) for k, tf in counts.items() for term, n in tf.items()]
         ranked = rank_bm25(len(pool), matching, occurrences, limit=max(limit, 0))
         return [(pool[key], score) for key, score in ranked[: max(limit, 0)]]

@@ -57,7 +57,7 @@ from mcp_checkpoint.storage._rows import (
     to_step,
     tombstone_row,
 )
-from mcp_checkpoint.storage._sqlstore import Batch, SqlStore
+from mcp_checkpoint.storage._sqlstore import Batch, SqlStore, step_filters
 from mcp_checkpoint.storage.sqlite._db import Conn
 from mcp_checkpoint.storage.sqlite._lexical import (
     Postings,
@@ -93,6 +93,12 @@ def _by_rowid(conn: Conn, rowids: Sequence[int]) -> list[Memory]:
     ).fetchall()
     found = {row["id"]: to_memory(row) for row in rows}
     return [found[rowid] for rowid in rowids if rowid in found]
+
+
+def _token(kind: str, *parts: str) -> str:
+    """A scope token of ``steps_fts`` as an FTS5 string, as migration 0011's trigger
+    writes it: ``kind``, then the hex of each part's UTF-8 bytes, separated by "x"."""
+    return '"' + kind + "x".join(part.encode().hex().upper() for part in parts) + '"'
 
 
 class SqliteStore(SqliteBlobs, SqlStore):
@@ -198,9 +204,10 @@ class SqliteStore(SqliteBlobs, SqlStore):
             if plan.run is None:
                 return plan.result
             conn.execute(sql.DELETE_STEPS_THROUGH, {**where, "seq": plan.steps_through})
-            conn.execute(  # their search rows (migration 0009) go with them
-                "DELETE FROM steps_fts WHERE tenant = ? AND run_id = ? AND seq <= ?",
-                (tenant, run_id, plan.steps_through),
+            conn.execute(  # their search rows (migrations 0009, 0011) go with them
+                "DELETE FROM steps_fts WHERE rowid IN (SELECT rowid FROM steps_fts "
+                "WHERE steps_fts MATCH ? AND seq <= ?)",
+                (f"scope : {_token('r', tenant, run_id)}", plan.steps_through),
             )
             conn.executemany(
                 sql.INSERT_TOMBSTONE, [tombstone_row(tenant, ref, now) for ref in plan.tombstones]
@@ -289,7 +296,11 @@ class SqliteStore(SqliteBlobs, SqlStore):
         def delete(conn: Conn) -> DeletedRun:
             self._load(conn, sql.RUN, {"tenant": tenant, "run_id": run_id}, f"run {run_id}")
             key = (tenant, run_id)
-            conn.execute("DELETE FROM steps_fts WHERE tenant = ? AND run_id = ?", key)
+            # The run's search rows, found by its scope token (migration 0011).
+            conn.execute(
+                "DELETE FROM steps_fts WHERE rowid IN (SELECT rowid FROM steps_fts "
+                "WHERE steps_fts MATCH ?)", (f"scope : {_token('r', tenant, run_id)}",)
+            )
             steps = conn.execute(
                 "DELETE FROM steps WHERE tenant = ? AND run_id = ?", key
             ).rowcount
@@ -303,35 +314,55 @@ class SqliteStore(SqliteBlobs, SqlStore):
         return await self._write(delete)
 
     async def search_steps(
-        self, tenant: Tenant, query: StepQuery, *, limit: int
+        self, tenant: Tenant, query: StepQuery, *, limit: int, depth: int | None = None
     ) -> list[tuple[Step, float]]:
-        """FTS5's BM25 over the steps' text (see migration 0009), filtered and joined to
-        the steps that still exist (see the port)."""
-        match = fts_words(query_terms(query.text))
-        if not match or limit <= 0:
+        """FTS5 over the steps' text (migrations 0009, 0011), in one read: (1) the words
+        in ``body`` AND the scope tokens of the filters, so the index narrows to the
+        tenant, run, tool and status, newest rowid (the order steps were stored in)
+        first, joined to the steps that still exist and filtered exactly, up to
+        ``depth``; (2) BM25 of the words over those candidates only (scope tokens count
+        in no score, and their long posting lists are never scored); (3) the best
+        ``limit`` steps (see the port)."""
+        words = fts_words(query_terms(query.text))
+        if not words or limit <= 0:
             return []
-        where = ["steps_fts MATCH ?", "f.tenant = ?"]
-        params: list[Any] = [match, tenant]
-        for column, value in (("f.run_id", query.run_id), ("s.tool", query.tool),
-                              ("s.status", query.status)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if query.since is not None:
-            where.append("s.created_at >= ?")
-            params.append(iso(query.since))
-        if query.until is not None:
-            where.append("s.created_at < ?")
-            params.append(iso(query.until))
-        sql = (
-            "SELECT s.*, -bm25(steps_fts) AS score FROM steps_fts f "  # noqa: S608 - constant
-            "JOIN steps s ON s.tenant = f.tenant AND s.run_id = f.run_id AND s.seq = f.seq "
-            f"WHERE {' AND '.join(where)} ORDER BY bm25(steps_fts), s.run_id, s.seq LIMIT ?"
+        scope = [_token("n", tenant)]
+        scope += [_token("r", tenant, query.run_id)] if query.run_id is not None else []
+        scope += [_token("t", query.tool)] if query.tool is not None else []
+        scope += [_token("s", query.status)] if query.status is not None else []
+        where, params = step_filters(query, "s")
+        candidates = (
+            # CROSS JOIN: the index drives, newest rowid first, and stops at the depth.
+            "SELECT f.rowid, s.run_id, s.seq FROM steps_fts AS f "  # noqa: S608 - constants
+            "CROSS JOIN steps AS s ON s.tenant = f.tenant AND s.run_id = f.run_id "
+            f"AND s.seq = f.seq WHERE steps_fts MATCH :match AND {' AND '.join(where)} "
+            "ORDER BY f.rowid DESC LIMIT :depth"
         )
+        values = {**params, "tenant": tenant,
+                  "match": f"body : ({words}) AND scope : ({' AND '.join(scope)})",
+                  "depth": -1 if depth is None else int64(max(depth, limit))}
 
         def select(conn: Conn) -> list[tuple[Step, float]]:
-            rows = conn.execute(sql, (*params, int64(limit))).fetchall()
-            return [(to_step(row), float(row["score"])) for row in rows]
+            keys = {row[0]: (row[1], row[2]) for row in conn.execute(candidates, values)}
+            if not keys:
+                return []
+            # "+rowid": the candidates filter the rows, never drive the index one by one.
+            scores = conn.execute(
+                "SELECT rowid, -bm25(steps_fts, 1.0, 0.0) FROM steps_fts "
+                "WHERE steps_fts MATCH ? AND rowid BETWEEN ? AND ? "
+                "AND +rowid IN (SELECT value FROM json_each(?))",
+                (f"body : ({words})", min(keys), max(keys), to_json(list(keys))),
+            ).fetchall()
+            best = sorted(((-float(score), *keys[rowid]) for rowid, score in scores))[:limit]
+            found = {
+                (row["run_id"], row["seq"]): to_step(row)
+                for row in conn.execute(
+                    "SELECT s.* FROM json_each(?) AS k CROSS JOIN steps AS s "
+                    "ON s.tenant = ? AND s.run_id = k.value ->> 0 AND s.seq = k.value ->> 1",
+                    (to_json([[run_id, seq] for _, run_id, seq in best]), tenant),
+                )
+            }
+            return [(found[(run_id, seq)], -score) for score, run_id, seq in best]
 
         return await self._read(select)
 
