@@ -103,7 +103,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     forget = actions.add_parser(
         "forget", help="delete memories for good (asks unless --yes)",
         description="Deletes the memories and their vectors. Memories that were superseded "
-        "by one keep its id, and the web view and memory:// say it no longer exists.",
+        "by one keep its id, and the web view says it was forgotten, and when.",
     )
     forget.add_argument("memory_ids", metavar="ID", nargs="+",
                         help="memory ids or unique prefixes of them")

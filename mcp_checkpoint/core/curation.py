@@ -503,6 +503,13 @@ class Curation:
             key = (tenant, page[-1][1].memory_id)
         return found, None
 
+    async def forgotten(self, tenant: Tenant, memory_ids: Sequence[str]) -> dict[str, datetime]:
+        """When each of ``memory_ids`` that ``forget`` deleted was forgotten (the others
+        are left out)."""
+        found = await self._store.forgotten_memories(
+            tenant, [MemoryId(i) for i in memory_ids if i])
+        return {str(memory_id): at for memory_id, at in found.items()}
+
     async def supersession_chain(self, tenant: Tenant, memory: Memory) -> list[Memory]:
         """The memories that replaced ``memory``, one after the other (``superseded_by``),
         up to the one that is current; a missing link ends the chain."""

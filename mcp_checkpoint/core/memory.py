@@ -631,9 +631,9 @@ class MemoryService(MemorySearch):
 
     async def forget(self, tenant: Tenant, memory_id: str) -> None:
         """Delete a memory for good, whatever its status, and its vector (NotFoundError if
-        unknown). Memories and batches that named it keep the id, which then resolves to
-        nothing: the view and the CLI say so."""
-        await self._store.delete_memory(tenant, MemoryId(memory_id))
+        unknown). Memories and batches that named it keep the id, and the store keeps a
+        tombstone: the view says it was forgotten, and when."""
+        await self._store.delete_memory(tenant, MemoryId(memory_id), now=self._clock())
         if self._vectors is not None:
             try:
                 await self._vectors.delete(tenant, [MemoryId(memory_id)])

@@ -524,12 +524,20 @@ class MemoryStore(Protocol):
         Only ``status`` memories unless it is None."""
         ...
 
-    async def delete_memory(self, tenant: Tenant, memory_id: MemoryId) -> None:
+    async def delete_memory(self, tenant: Tenant, memory_id: MemoryId, *, now: datetime
+                            ) -> None:
         """Remove the memory for good, whatever its status, in one transaction: it is no
         longer found, listed or searched. Memories that name it in ``superseded_by`` and
-        batches that name it keep the id (provenance that now points at nothing).
-        NotFoundError if there is no such memory. Its vector is the vector index's
-        business."""
+        batches that name it keep the id; a tombstone keeps the id and ``now`` (see
+        ``forgotten_memories``). NotFoundError if there is no such memory. Its vector is
+        the vector index's business."""
+        ...
+
+    async def forgotten_memories(
+        self, tenant: Tenant, memory_ids: Sequence[MemoryId]
+    ) -> dict[MemoryId, datetime]:
+        """When each of ``memory_ids`` that ``delete_memory`` removed was forgotten (ids
+        never forgotten are left out)."""
         ...
 
     async def list_proposals(

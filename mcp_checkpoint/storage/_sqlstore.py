@@ -62,6 +62,7 @@ from mcp_checkpoint.storage._rows import (
     ID_TABLES,
     Row,
     checkpoint_row,
+    from_iso,
     iso,
     memory_row,
     micros,
@@ -461,6 +462,19 @@ class SqlStore(ABC):
             return []
         found = {m.memory_id: m for m in await self._memories(tenant, memory_ids)}
         return [found[i] for i in memory_ids if i in found]
+
+    async def forgotten_memories(
+        self, tenant: Tenant, memory_ids: Sequence[MemoryId]
+    ) -> dict[MemoryId, datetime]:
+        """The tombstones of these ids (see the port): one read of the primary key."""
+        if not memory_ids:
+            return {}
+        found: dict[MemoryId, datetime] = {}
+        for memory_id in dict.fromkeys(memory_ids):
+            rows = await self._select(sql.FORGOTTEN, {"tenant": tenant, "memory_id": memory_id})
+            if rows:
+                found[memory_id] = from_iso(rows[0]["forgotten_at"])
+        return found
 
     async def list_memories(
         self,

@@ -29,6 +29,8 @@ __all__ = [
     "DELETE_STEPS_THROUGH",
     "EXPIRE_PROPOSAL",
     "FIND_CHECKPOINT",
+    "FORGET",
+    "FORGOTTEN",
     "INSERT_CHECKPOINT",
     "INSERT_MEMORY",
     "INSERT_PROPOSAL",
@@ -168,6 +170,16 @@ COMMIT_PROPOSAL = (
 MEMORY = (
     f"SELECT {', '.join(MEMORY_COLUMNS)} FROM memories "  # noqa: S608 - constant names
     "WHERE tenant = :tenant AND memory_id = :memory_id"
+)
+FORGOTTEN = (
+    "SELECT forgotten_at FROM forgotten_memories WHERE tenant = :tenant "
+    "AND memory_id = :memory_id"
+)
+FORGET = (
+    # The tombstone of a forgotten memory (a second forget of a re-imported id updates it).
+    "INSERT INTO forgotten_memories (tenant, memory_id, forgotten_at) "
+    "VALUES (:tenant, :memory_id, :forgotten_at) ON CONFLICT (tenant, memory_id) "
+    "DO UPDATE SET forgotten_at = excluded.forgotten_at"
 )
 UPDATE_MEMORY = (
     # Applies a MemoryWrite of a commit plan.

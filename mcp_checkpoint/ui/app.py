@@ -385,10 +385,23 @@ def build_ui_app(backend: Backend, *, verify: Verify | None) -> Starlette:
 
     async def memory_page(request: Request, caller: UiCaller) -> Response:
         tenant = Tenant(caller.tenant)
-        memory = await backend.memory.get_memory(tenant, request.path_params["memory_id"])
+        memory_id = request.path_params["memory_id"]
+        try:
+            memory = await backend.memory.get_memory(tenant, memory_id)
+        except NotFoundError:
+            gone = await curation.forgotten(tenant, [memory_id])
+            if memory_id not in gone:
+                raise
+            return page(request, "error.html", caller, 410, status_code=410,
+                        message=f"memory {memory_id} was forgotten on "
+                                f"{gone[memory_id]:%Y-%m-%d %H:%M} UTC")
         chain = await curation.supersession_chain(tenant, memory)
         refs = [await _ref(tenant, ref) for ref in memory.source_refs]
-        return page(request, "memory.html", caller, memory=memory, chain=chain, refs=refs)
+        # Where the chain ends at an id that is gone: forgotten (when), or unknown.
+        missing = (chain[-1] if chain else memory).superseded_by
+        forgotten = (await curation.forgotten(tenant, [missing])).get(missing) if missing else None
+        return page(request, "memory.html", caller, memory=memory, chain=chain, refs=refs,
+                    missing=missing, forgotten=forgotten)
 
     async def _ref(tenant: Tenant, ref: str) -> dict[str, Any]:
         """A provenance reference and where it links (None when it points nowhere)."""

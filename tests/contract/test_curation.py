@@ -187,18 +187,25 @@ async def test_search_steps_never_finds_deleted_or_pruned_steps(
 async def test_delete_memory_removes_it_from_reads_lists_and_search(store: Store) -> None:
     await seed_memories(store, [new_memory("m1", "the deploy key rotates monthly"),
                                 new_memory("m2", "the deploy script lives in ops")])
-    await store.delete_memory(TENANT_A, MemoryId("m1"))
+    forgotten_at = T0 + timedelta(days=3, microseconds=7)
+    await store.delete_memory(TENANT_A, MemoryId("m1"), now=forgotten_at)
     with pytest.raises(NotFoundError):
         await store.get_memory(TENANT_A, MemoryId("m1"))
+    # The tombstone says when; another tenant's view of the id says nothing.
+    assert await store.forgotten_memories(
+        TENANT_A, [MemoryId("m1"), MemoryId("m2"), MemoryId("nope")]
+    ) == {"m1": forgotten_at}
+    assert await store.forgotten_memories(TENANT_B, [MemoryId("m1")]) == {}
+    assert await store.forgotten_memories(TENANT_A, []) == {}
     assert [m.memory_id for _, m in await store.list_memories(TENANT_A, status=None, limit=10)
             ] == ["m2"]
     assert [m.memory_id for m, _ in await store.search_lexical(TENANT_A, "deploy", limit=10)
             ] == ["m2"]
     assert await store.get_memories(TENANT_A, [MemoryId("m1"), MemoryId("m2")]) != []
     with pytest.raises(NotFoundError):
-        await store.delete_memory(TENANT_A, MemoryId("m1"))
+        await store.delete_memory(TENANT_A, MemoryId("m1"), now=forgotten_at)
     with pytest.raises(NotFoundError):
-        await store.delete_memory(TENANT_B, MemoryId("m2"))
+        await store.delete_memory(TENANT_B, MemoryId("m2"), now=forgotten_at)
     batch = await store.get_proposal(TENANT_A, "b-seed")  # type: ignore[arg-type]
     assert batch.memory_ids[0] == "m1"  # provenance keeps the id
 

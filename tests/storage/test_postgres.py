@@ -23,6 +23,7 @@ from mcp_checkpoint.storage.postgres._migrations import known_migrations
 from tests._postgres import create_database, database_url, drop_database, require_postgres
 from tests._tcp_proxy import TcpProxy
 from tests.contract.conftest import (
+    T0,
     TENANT_A,
     Clock,
     append,
@@ -30,6 +31,7 @@ from tests.contract.conftest import (
     make_proposal,
     make_run,
     new_memory,
+    seed_memories,
 )
 
 pytestmark = pytest.mark.anyio
@@ -502,7 +504,7 @@ async def test_prune_waits_for_the_run_lock_and_rechecks_the_run_under_it(
     assert after.status == "active" and after.pruned_seq == 0 and len(steps) == 4
 
 
-async def test_a_database_of_schema_7_gets_the_step_search_indexes_with_its_steps_kept(
+async def test_a_database_of_schema_7_gets_step_search_indexes_and_memory_tombstones(
     fresh_database: str, clock: Clock
 ) -> None:
     from mcp_checkpoint.core.ports import StepQuery
@@ -518,6 +520,7 @@ async def test_a_database_of_schema_7_gets_the_step_search_indexes_with_its_step
     async with await psycopg.AsyncConnection.connect(fresh_database, autocommit=True) as conn:
         await conn.execute("ALTER INDEX steps_fts RESET (gin_pending_list_limit)")
         await conn.execute("DROP INDEX steps_by_created")
+        await conn.execute("DROP TABLE forgotten_memories")
         await conn.execute("DELETE FROM schema_migrations WHERE version > 7")
 
     store = PostgresStore(fresh_database, PostgresSettings())
@@ -527,6 +530,9 @@ async def test_a_database_of_schema_7_gets_the_step_search_indexes_with_its_step
         hits = await store.search_steps(
             TENANT_A, StepQuery("echo", run_id=RunId("old"), tool="grep"), limit=2, depth=2)
         assert sorted(s.seq for s, _ in hits) == [3, 5]
+        await seed_memories(store, [new_memory("m1", "the deploy key rotates")])
+        await store.delete_memory(TENANT_A, MemoryId("m1"), now=T0)
+        assert await store.forgotten_memories(TENANT_A, [MemoryId("m1")]) == {"m1": T0}
     finally:
         await store.close()
     async with await psycopg.AsyncConnection.connect(fresh_database, autocommit=True) as conn:

@@ -19,11 +19,12 @@ import pytest
 
 from mcp_checkpoint.config import SqliteSettings
 from mcp_checkpoint.core.ledger import ChainBreak, verify_chain, verify_run
-from mcp_checkpoint.core.models import BatchId, CheckpointContent, CheckpointId, RunId
+from mcp_checkpoint.core.models import BatchId, CheckpointContent, CheckpointId, MemoryId, RunId
 from mcp_checkpoint.errors import BackendError
 from mcp_checkpoint.storage.sqlite import SqliteStore
 from mcp_checkpoint.storage.sqlite._migrations import known_migrations
 from tests.contract.conftest import (
+    T0,
     TENANT_A,
     Clock,
     append,
@@ -343,7 +344,7 @@ async def test_sqlite_every_change_to_memories_moves_their_version(
     assert before < after_insert < after_update < version()
 
 
-async def test_a_file_of_schema_10_gets_a_scoped_step_index_that_finds_and_deletes(
+async def test_a_file_of_schema_10_gets_a_scoped_step_index_and_memory_tombstones(
     db_path: Path, clock: Clock
 ) -> None:
     # A store as migration 0010 left it, with steps indexed by 0009's trigger.
@@ -393,6 +394,10 @@ async def test_a_file_of_schema_10_gets_a_scoped_step_index_that_finds_and_delet
             limit=10)) == 3
         await store.delete_run(TENANT_A, RunId("old"))
         assert await store.search_steps(TENANT_A, StepQuery("login"), limit=10, depth=50)
+        # 0012: forgetting a memory leaves its tombstone.
+        await seed_memories(store, [new_memory("m1", "the deploy key rotates")])
+        await store.delete_memory(TENANT_A, MemoryId("m1"), now=T0)
+        assert await store.forgotten_memories(TENANT_A, [MemoryId("m1")]) == {"m1": T0}
     finally:
         await store.close()
     with _raw(db_path) as conn:

@@ -52,6 +52,7 @@ from mcp_checkpoint.storage._rows import (
     Row,
     checkpoint_row,
     covered_params,
+    iso,
     memory_row,
     memory_write_params,
     micros,
@@ -487,8 +488,10 @@ class PostgresStore(PostgresBlobs, SqlStore):
 
     # -- memories (curation) --------------------------------------------------------
 
-    async def delete_memory(self, tenant: Tenant, memory_id: MemoryId) -> None:
-        """Remove the memory (its search vector is a column of its row)."""
+    async def delete_memory(self, tenant: Tenant, memory_id: MemoryId, *, now: datetime
+                            ) -> None:
+        """Remove the memory (its search vector is a column of its row) and leave its
+        tombstone (migration 0009)."""
 
         async def delete(conn: Conn) -> None:
             cursor = await conn.execute(
@@ -496,6 +499,8 @@ class PostgresStore(PostgresBlobs, SqlStore):
             )
             if cursor.rowcount < 1:
                 raise NotFoundError(f"memory {memory_id}")
+            await conn.execute(pg(sql.FORGET), {"tenant": tenant, "memory_id": memory_id,
+                                                "forgotten_at": iso(now)})
 
         await self._run(delete, write=True)
 

@@ -72,6 +72,7 @@ class ReferenceStore:
         self._tombstones: dict[tuple[str, str], CheckpointRef] = {}
         self._proposals: dict[tuple[str, str], Proposal] = {}
         self._memories: dict[tuple[str, str], Memory] = {}
+        self._forgotten: dict[tuple[str, str], datetime] = {}
         self._blobs: dict[tuple[str, str], bytes] = {}
 
     async def open(self) -> None:
@@ -437,10 +438,17 @@ class ReferenceStore:
     async def get_memories(self, tenant: Tenant, memory_ids: Sequence[MemoryId]) -> list[Memory]:
         return [m for i in memory_ids if (m := self._memories.get((tenant, i))) is not None]
 
-    async def delete_memory(self, tenant: Tenant, memory_id: MemoryId) -> None:
+    async def delete_memory(self, tenant: Tenant, memory_id: MemoryId, *, now: datetime
+                            ) -> None:
         if (tenant, memory_id) not in self._memories:
             raise NotFoundError(f"memory {memory_id}")
         del self._memories[(tenant, memory_id)]
+        self._forgotten[(tenant, memory_id)] = now
+
+    async def forgotten_memories(
+        self, tenant: Tenant, memory_ids: Sequence[MemoryId]
+    ) -> dict[MemoryId, datetime]:
+        return {i: at for i in memory_ids if (at := self._forgotten.get((tenant, i)))}
 
     async def list_proposals(
         self, tenant: Tenant, *, status: BatchStatus | None, limit: int, offset: int

@@ -392,8 +392,10 @@ class SqliteStore(SqliteBlobs, SqlStore):
 
     # -- memories (curation) --------------------------------------------------------
 
-    async def delete_memory(self, tenant: Tenant, memory_id: MemoryId) -> None:
-        """Remove the memory (its search rows go with it: migration 0001's trigger)."""
+    async def delete_memory(self, tenant: Tenant, memory_id: MemoryId, *, now: datetime
+                            ) -> None:
+        """Remove the memory (its search rows go with it: migration 0001's trigger) and
+        leave its tombstone (migration 0012)."""
 
         def delete(conn: Conn) -> None:
             gone = conn.execute(
@@ -401,6 +403,8 @@ class SqliteStore(SqliteBlobs, SqlStore):
             ).rowcount
             if not gone:
                 raise NotFoundError(f"memory {memory_id}")
+            conn.execute(sql.FORGET, {"tenant": tenant, "memory_id": memory_id,
+                                      "forgotten_at": iso(now)})
 
         await self._write(delete)
 
