@@ -126,8 +126,9 @@ def parse(
     ``cwd`` follows ``cd`` and worktrees), else ``cwd``."""
     if not isinstance(payload, dict):
         raise HookInputError(f"the hook input is a JSON {type(payload).__name__}, not an object")
-    name = payload.get("hook_event_name")
-    session_id = payload.get("session_id")
+    # (VS Code's agent hooks send these two common fields in camelCase.)
+    name = payload.get("hook_event_name") or payload.get("hookEventName")
+    session_id = payload.get("session_id") or payload.get("sessionId")
     if not isinstance(name, str) or not name:
         raise HookInputError("the hook input has no hook_event_name")
     if not isinstance(session_id, str) or not session_id:

@@ -136,7 +136,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     install.add_argument("--uninstall", action="store_true",
                          help="remove what install added (and nothing else)")
     install.add_argument("--budget", type=_budget, default=None,
-                         help="pass --budget N to the SessionStart hook")
+                         help="pass --budget N to the hooks (the tokens of the context they "
+                              "inject)")
     install.add_argument("--command", default=None,
                          help="how the client starts mcp-checkpoint (default: the absolute "
                               "path of the installed console script)")

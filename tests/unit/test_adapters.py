@@ -488,3 +488,14 @@ def test_install_other_clients_merges_and_uninstalls_only_its_entries(
     assert not second[0].changed
     assert left["theme"] == "dark" and left["hooks"] == {"SessionStart": [theirs]}
     assert removed[0].removed
+
+
+def test_camel_case_common_fields_are_read_too() -> None:
+    event = parse({"hookEventName": "PostToolUse", "sessionId": "v-1", "cwd": "/p",
+                   "timestamp": "2026-12-07T10:30:00.000Z", "transcript_path": "/t.json",
+                   "tool_name": "editFiles", "tool_input": {"files": ["src/main.ts"]},
+                   "tool_response": "ok", "tool_use_id": "tool-123"}, environ={})
+    record = to_record(event)
+
+    assert (event.name, event.session_id) == ("PostToolUse", "v-1")
+    assert record is not None and record["key"] == "tool:tool-123"
