@@ -567,6 +567,12 @@ class HttpSettings(_Group):
     max_concurrent_requests_per_token: int = Field(
         64, ge=0, description="Requests of one token in flight at once (429 beyond)."
     )
+    refusal_delay_seconds: float = Field(
+        1.0, ge=0, le=30,
+        description="A token's 429 (rate or sessions) is answered after this pause while the "
+        "token has requests in flight to spare, so a client that retries at once is slowed "
+        "instead of costing the server all it can send (0 = answer at once).",
+    )
     max_subscriptions_per_session: int = Field(
         100, ge=0, description="resources/subscribe URIs one session may hold."
     )

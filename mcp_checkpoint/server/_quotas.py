@@ -14,6 +14,13 @@ Runs inside the SDK's authentication (it needs the caller) and before the MCP tr
 
 Without these, one read-only token could open the SDK's 10,000 sessions in seconds and
 every other tenant would get 503 until they expired. A setting of 0 turns a quota off.
+
+A refusal for rate or sessions is answered after ``refusal_delay_seconds`` while the token
+has requests in flight to spare (the paused refusal counts as one): a client that ignores
+``Retry-After`` and asks again at once gets about one answer a second per connection, so
+its refusals cost the server (and the machine it shares with other tenants) little. The
+pauses hold at most ``max_concurrent_requests_per_token`` of a token's connections; past
+that, refusals are immediate.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import time
 from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 
+import anyio
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -104,7 +112,7 @@ class Quotas:
         mine = self._caller(self._tokens, token.client_id)
         wait = self._take(mine.bucket)
         if wait > 0:
-            await _too_many(scope, receive, send, "request rate", wait)
+            await self._refuse(mine, scope, receive, send, "request rate", wait)
             return
         if scope.get("method") != "POST":
             await self.app(scope, receive, send)
@@ -121,8 +129,8 @@ class Quotas:
             for caller, cap, what in ((mine, self.s.max_sessions_per_token, "token"),
                                       (tenant, self.s.max_sessions_per_tenant, "tenant")):
                 if cap and self._open_sessions(caller) >= cap:
-                    await _too_many(scope, receive, send, f"open sessions of this {what}",
-                                    30.0)
+                    await self._refuse(mine, scope, receive, send,
+                                       f"open sessions of this {what}", 30.0)
                     return
             mine.opening += 1
             tenant.opening += 1
@@ -146,6 +154,21 @@ class Quotas:
                 tenant.opening -= 1
                 mine.sessions.update(opened)
                 tenant.sessions.update(opened)
+
+
+    async def _refuse(self, caller: _Caller, scope: Scope, receive: Receive, send: Send,
+                      what: str, wait: float) -> None:
+        """429 for ``what``, after the refusal pause while ``caller`` has room in flight
+        (see the module)."""
+        pause = self.s.refusal_delay_seconds
+        limit = self.s.max_concurrent_requests_per_token
+        if pause > 0 and (not limit or caller.in_flight < limit):
+            caller.in_flight += 1
+            try:
+                await anyio.sleep(pause)
+            finally:
+                caller.in_flight -= 1
+        await _too_many(scope, receive, send, what, wait)
 
 
 async def _too_many(scope: Scope, receive: Receive, send: Send, what: str, wait: float) -> None:

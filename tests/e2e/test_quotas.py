@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 
@@ -42,6 +43,7 @@ async def test_one_tenant_at_its_session_and_rate_limits_leaves_another_working(
         MCP_CHECKPOINT_HTTP__MAX_SESSIONS_PER_TENANT="5",
         MCP_CHECKPOINT_HTTP__REQUESTS_PER_SECOND_PER_TOKEN="2",
         MCP_CHECKPOINT_HTTP__REQUEST_BURST_PER_TOKEN="12",
+        MCP_CHECKPOINT_HTTP__REFUSAL_DELAY_SECONDS="0.2",
     ) as server:
         a1 = await make_token(server.env, "tenant-a", "read")
         a2 = await make_token(server.env, "tenant-a", "read")
@@ -51,6 +53,8 @@ async def test_one_tenant_at_its_session_and_rate_limits_leaves_another_working(
             assert [r.status_code for r in opened] == [200, 200, 200]
             refused = await _initialize(http, server.url, a1)
             assert refused.status_code == 429
+            # answered after the refusal pause: a client retrying at once is slowed
+            assert refused.elapsed.total_seconds() >= 0.2
             assert int(refused.headers["Retry-After"]) >= 1
             assert "open sessions of this token" in refused.json()["error_description"]
             # A second token of the same tenant: the tenant's cap (5) stops it at two.
@@ -59,8 +63,16 @@ async def test_one_tenant_at_its_session_and_rate_limits_leaves_another_working(
             await _b_works(server.url, b, "b1")  # tenant B opens a session and writes
 
             # Token a1's bucket (12 at once, 2/s) runs dry: 429 with Retry-After.
-            statuses = [(await _initialize(http, server.url, a1)).status_code
-                        for _ in range(12)]
+            # (at once: the refusals' pauses run side by side, so the bucket has no time
+            # to refill)
+            statuses: list[int] = []
+
+            async def one() -> None:
+                statuses.append((await _initialize(http, server.url, a1)).status_code)
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(12):
+                    tg.start_soon(one)
             assert statuses.count(429) == 12
             rate_refused = await _initialize(http, server.url, a1)
             assert rate_refused.status_code == 429
