@@ -11,8 +11,8 @@ descriptors forever. ``GuardedHttpTools`` adds, per connection:
   read chunk);
 - ``header_timeout``: seconds from the connection (or the end of the previous response)
   to complete headers; beyond it, 408 and the connection is closed;
-- ``max_connections``: when that many connections are open, a new one first evicts the
-  connection that has waited longest for its headers (a slow or idle client); only when
+- ``max_connections``: when that many connections are open, a new one first evicts (resets)
+  the connection that has waited longest for its headers (a slow or idle client); only when
   every connection is busy with a request is the new one closed. A flood of half-open
   connections therefore cannot keep a new, well-behaved client out.
 
@@ -88,11 +88,15 @@ class GuardedHttpTools(HttpToolsProtocol):
             self._header_timer.cancel()
             self._header_timer = None
 
-    def _refuse(self, answer: bytes, why: str) -> None:
+    def _refuse(self, answer: bytes | None, why: str) -> None:
+        """Close the connection, with ``answer`` first (None: reset it at once)."""
         self.waiting.pop(self, None)
         self._stop_timer()
         if not self.transport.is_closing():
             logger.debug("closing a connection: %s", why)
+            if answer is None:
+                self.transport.abort()
+                return
             self.transport.write(answer)
             self.transport.close()
 
@@ -104,7 +108,10 @@ class GuardedHttpTools(HttpToolsProtocol):
             if oldest is None:  # every connection is busy with a request: refuse this one
                 transport.close()
                 return
-            oldest._refuse(_408, "evicted: the connection cap is reached")
+            # Reset, not answered: under a flood of connections every eviction is paid
+            # for on the event loop, and a client that sent no request in all that time
+            # is owed no answer.
+            oldest._refuse(None, "evicted: the connection cap is reached")
         super().connection_made(transport)
         self._await_headers(arm=True)
 

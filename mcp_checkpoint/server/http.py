@@ -68,6 +68,7 @@ LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
 LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
 _MAX_WORKERS = 64
 _QUICK_EXIT_SECONDS = 10.0
+_BACKLOG = 4096
 _QUICK_EXITS = 3
 # The tenant /healthz probes: tenant names of tokens cannot start with "_", so it never
 # holds data and the probe never reads anyone's.
@@ -557,6 +558,11 @@ def _serve(settings: Settings, options: HttpOptions, sock: socket.socket,
             max_connections=connection_cap(http.max_connections),
         )),
         server_header=False,
+        # The accept queue: when it is full, the kernel drops a new connection's SYN and
+        # the client tries again a second later. uvicorn's 2048 lets a burst of
+        # connections fill it; the kernel caps this at net.core.somaxconn (4096 on
+        # current Linux).
+        backlog=_BACKLOG,
         lifespan="on",
         access_log=settings.log_level == "DEBUG",
     )
