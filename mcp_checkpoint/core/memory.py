@@ -57,6 +57,7 @@ from mcp_checkpoint.errors import (
     ConfigError,
     ConflictError,
     InvalidArgumentError,
+    NotFoundError,
     PayloadTooLargeError,
 )
 
@@ -633,7 +634,10 @@ class MemoryService(MemorySearch):
         """Delete a memory for good, whatever its status, and its vector (NotFoundError if
         unknown). Memories and batches that named it keep the id, and the store keeps a
         tombstone: the view says it was forgotten, and when."""
-        await self._store.delete_memory(tenant, MemoryId(memory_id), now=self._clock())
+        try:
+            await self._store.delete_memory(tenant, MemoryId(memory_id), now=self._clock())
+        except NotFoundError as exc:
+            raise await self._missing(tenant, memory_id) from exc
         if self._vectors is not None:
             try:
                 await self._vectors.delete(tenant, [MemoryId(memory_id)])
@@ -643,8 +647,19 @@ class MemoryService(MemorySearch):
                 logger.warning("could not drop the vector of a forgotten memory", exc_info=True)
 
     async def get_memory(self, tenant: Tenant, memory_id: str) -> Memory:
-        """A memory, whatever its status (NotFoundError if unknown)."""
-        return await self._store.get_memory(tenant, MemoryId(memory_id))
+        """A memory, whatever its status (NotFoundError if unknown; its message says when
+        the memory was forgotten, if it was)."""
+        try:
+            return await self._store.get_memory(tenant, MemoryId(memory_id))
+        except NotFoundError as exc:
+            raise await self._missing(tenant, memory_id) from exc
+
+    async def _missing(self, tenant: Tenant, memory_id: str) -> NotFoundError:
+        """The error for a memory that is not there, saying when it was forgotten."""
+        gone = await self._store.forgotten_memories(tenant, [MemoryId(memory_id)])
+        at = gone.get(MemoryId(memory_id))
+        return NotFoundError(
+            f"memory {memory_id}" + (f" (forgotten {at:%Y-%m-%d %H:%M} UTC)" if at else ""))
 
     async def search(
         self,
