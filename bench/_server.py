@@ -10,6 +10,7 @@ argument validation, the core service and the durable append.
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from typing import Any
@@ -19,6 +20,7 @@ from mcp_types import ToolAnnotations
 from pydantic import BaseModel, ConfigDict, JsonValue
 
 from mcp_checkpoint import Settings, build_server
+from mcp_checkpoint.cli._common import startup
 from mcp_checkpoint.server.errors import guard_tool
 
 __all__ = ["add_noop_tool", "main"]
@@ -52,8 +54,10 @@ def main() -> int:
     settings = Settings()
     logging.basicConfig(stream=sys.stderr, level=settings.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    server = build_server(settings)
-    add_noop_tool(server)
+    with startup():  # as ``mcp-checkpoint serve`` starts (cli/serve.py)
+        server = build_server(settings)
+        add_noop_tool(server)
+    gc.freeze()
     server.run("stdio")
     return 0
 

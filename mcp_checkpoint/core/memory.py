@@ -244,6 +244,7 @@ class MemoryService(MemorySearch):
         self._clock = clock
         self._embedder = embedder if vectors is not None else None
         self._vectors = vectors if embedder is not None else None
+        self._model_wanted = False  # see _want_model
         # Vectors computed while analysing a proposal, reused when it commits.
         self._recent: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
 
@@ -265,6 +266,15 @@ class MemoryService(MemorySearch):
 
     # -- vectors ------------------------------------------------------------------------
 
+    def _want_model(self) -> None:
+        """Start loading the embedding model (idempotent). The requests that need it call
+        this: a commit (its memories want vectors) and a search while vectors exist. A
+        session that never stores or searches memories never loads the model, whose
+        import holds the GIL for seconds and would slow every other call meanwhile."""
+        if self._embedder is not None and not self._model_wanted:
+            self._model_wanted = True
+            self._embedder.start()
+
     async def _dense_side(self) -> tuple[Embedder, VectorIndex] | str:
         """The embedder and index when semantic search can run now, else why not."""
         embedder, vectors = self._embedder, self._vectors
@@ -273,6 +283,9 @@ class MemoryService(MemorySearch):
         if embedder.failure is not None:
             return f"lexical search only: {embedder.failure}"
         if not embedder.ready:
+            if not self._model_wanted and await vectors.space() is None:
+                return "lexical search only: no memory has a vector yet"
+            self._want_model()
             return "lexical search only: the embedding model is still loading"
         space = await vectors.space()
         if space is None:
@@ -289,7 +302,10 @@ class MemoryService(MemorySearch):
         later ``sync_vectors``/``reindex`` catches up). Never fails the caller: the memory
         is already committed and searchable lexically."""
         embedder, vectors = self._embedder, self._vectors
-        if embedder is None or vectors is None or not embedder.ready or not memories:
+        if embedder is None or vectors is None or not memories:
+            return 0
+        self._want_model()
+        if not embedder.ready:
             return 0
         try:
             space = await vectors.space()

@@ -10,11 +10,10 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 from mcp.server import MCPServer
-from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp_types import ServerCapabilities
 
 from mcp_checkpoint import __version__
@@ -42,12 +41,11 @@ from mcp_checkpoint.server.tools import register_tools
 from mcp_checkpoint.server.webhooks import WebhookSink
 from mcp_checkpoint.storage import make_store, make_vector_index
 
-if TYPE_CHECKING:
-    from mcp.server.context import ServerMiddleware
-
 __all__ = ["Runtime", "build_server", "server_for"]
 
 logger = logging.getLogger("mcp_checkpoint.server")
+
+_CATCH_UP_POLL_SECONDS = 0.5
 
 INSTRUCTIONS = """\
 mcp-checkpoint keeps your working memory outside your context window.
@@ -97,26 +95,18 @@ class Runtime:
         )
         self._users = 0
         self._lock = anyio.Lock()
-        self._started: anyio.Event | None = None  # set by warm_up
-
-    def warm_up(self) -> None:
-        """Start loading the embedding model in the background (idempotent). Called on the
-        first message after ``initialize``, not when the connection opens: importing torch
-        on a thread holds the GIL for most of a second and would delay the ``initialize``
-        answer, while the client's next messages (``initialized``, ``tools/list``) come
-        right after it, so the model is as ready for the first search as before."""
-        embedder = self.services.embedder
-        if embedder is not None:
-            embedder.start()
-        if self._started is not None:
-            self._started.set()
 
     @asynccontextmanager
     async def use(self) -> AsyncIterator[Services]:
-        """Hold the services open for one connection. The first connection also waits, in
-        the background, for the embedding model (see :meth:`warm_up`; nothing waits for
-        it) and, once it is loaded, gives vectors to the memories committed while it was
-        not."""
+        """Hold the services open for one connection. The first connection also watches,
+        in the background, for the embedding model to be loaded (nothing waits for it)
+        and then gives vectors to the memories committed while it was not.
+
+        The model loads when a request first needs it (a memory search, a proposal, a
+        commit: ``MemoryService`` starts it), not when the connection opens: importing
+        torch on a thread holds the GIL for seconds, which delayed the ``initialize``
+        answer and slowed every call meanwhile, in sessions that never search memory too.
+        Until it is loaded, searches are lexical and say so."""
         services = self.services
         async with self._lock:
             first = self._users == 0
@@ -124,8 +114,6 @@ class Runtime:
                 await services.store.open()
                 if services.vectors is not None:
                     await services.vectors.open()
-                if services.embedder is not None and self._started is None:
-                    self._started = anyio.Event()
             self._users += 1
         try:
             if first and services.embedder is not None:
@@ -150,33 +138,19 @@ class Runtime:
 
     async def _catch_up(self) -> None:
         embedder = self.services.embedder
-        if embedder is None or self._started is None:
+        if embedder is None:
             return
-        await self._started.wait()
+        # Polled: the model loads on a thread, when a request first needs it (never here).
+        while not embedder.ready and embedder.failure is None:  # noqa: ASYNC110
+            await anyio.sleep(_CATCH_UP_POLL_SECONDS)
         try:
-            await embedder.embed([""])  # waits for the model without blocking the loop
+            await embedder.embed([""])  # raises the loading failure, if any
             done = await self.services.memory.sync_vectors()
         except CheckpointError as exc:
             logger.warning("semantic search stays off: %s", exc)
             return
         if done:
             logger.info("gave vectors to %d memories", done)
-
-
-def warm_up_middleware(runtime: Runtime) -> ServerMiddleware[Any]:
-    """Middleware that calls :meth:`Runtime.warm_up` on the first message that is not
-    ``initialize`` (under the 2026-07-28 flow, which has no ``initialize``, the first
-    message), then only passes messages on."""
-    warm = False
-
-    async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-        nonlocal warm
-        if not warm and ctx.method != "initialize":
-            warm = True
-            runtime.warm_up()
-        return await call_next(ctx)
-
-    return middleware
 
 
 def build_server(settings: Settings, *, store: Store | None = None) -> MCPServer[Services]:
@@ -231,7 +205,6 @@ def server_for(runtime: Runtime, remote: Remote | None = None) -> MCPServer[Serv
         server.middleware.append(
             caller_middleware(server, default_tenant=remote.default_tenant, tool_error=error_result)
         )
-    server.middleware.append(warm_up_middleware(runtime))
     server.middleware.append(tool_call_middleware(server))
     server.middleware.append(prompt_get_middleware(server))
     _static_lists(server)

@@ -1,16 +1,14 @@
-"""The embedding model starts loading after ``initialize`` is answered, not before."""
+"""The embedding model loads when a request first needs it, never on connecting."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
 from mcp import Client
 
 from mcp_checkpoint.config import Settings
-from mcp_checkpoint.server.app import Runtime, server_for, warm_up_middleware
+from mcp_checkpoint.server.app import Runtime, server_for
 
 pytestmark = pytest.mark.anyio
 
@@ -33,31 +31,29 @@ def _runtime(tmp_path: Path) -> tuple[Runtime, list[str]]:
     return runtime, started
 
 
-async def test_initialize_does_not_start_the_model_the_next_message_does(tmp_path: Path) -> None:
-    runtime, started = _runtime(tmp_path)
-    middleware = warm_up_middleware(runtime)
-    seen: list[str] = []
-
-    async def call_next(ctx: Any) -> dict[str, Any]:
-        seen.append(ctx.method)
-        return {}
-
-    await middleware(SimpleNamespace(method="initialize"), call_next)  # type: ignore[arg-type]
-    assert started == []
-    await middleware(SimpleNamespace(method="notifications/initialized"), call_next)  # type: ignore[arg-type]
-    await middleware(SimpleNamespace(method="tools/list"), call_next)  # type: ignore[arg-type]
-    assert started == ["start"]
-    assert seen == ["initialize", "notifications/initialized", "tools/list"]
-
-
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
-async def test_a_connected_client_gets_the_model_started_and_hybrid_search(
+async def test_the_loop_without_memories_never_loads_the_model(
     tmp_path: Path, mode: str
 ) -> None:
     runtime, started = _runtime(tmp_path)
     async with Client(server_for(runtime), mode=mode) as client:
         await client.list_tools()
-        assert started  # the first message after initialize started it
+        assert not (await client.call_tool("start_run", {"objective": "x", "run_id": "r"})).is_error
+        for n in range(3):
+            ack = await client.call_tool("record_step", {"run_id": "r", "tool": "t", "output": n})
+            assert not ack.is_error
+        assert not (await client.call_tool("rehydrate", {"run_id": "r"})).is_error
+        found = await client.call_tool("search_memory", {"query": "anything"})
+        assert not found.is_error
+        assert started == []  # nothing stored or searchable needed a vector
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_a_commit_loads_the_model_and_the_next_search_is_hybrid(
+    tmp_path: Path, mode: str
+) -> None:
+    runtime, started = _runtime(tmp_path)
+    async with Client(server_for(runtime), mode=mode) as client:
         proposed = await client.call_tool("propose_memory", {"items": [
             {"content": "the deploy script lives in tools/deploy.sh", "kind": "fact"}
         ]})
@@ -65,6 +61,7 @@ async def test_a_connected_client_gets_the_model_started_and_hybrid_search(
         batch = (proposed.structured_content or {})["batch_id"]
         committed = await client.call_tool("commit_memory", {"batch_id": batch})
         assert not committed.is_error
+        assert started == ["start"]
         found = await client.call_tool("search_memory", {"query": "where is the deploy script"})
         assert not found.is_error
         view = found.structured_content or {}
