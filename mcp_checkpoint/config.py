@@ -12,7 +12,6 @@ import re
 from pathlib import Path
 from typing import Literal
 
-import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -59,6 +58,8 @@ def retired_variables() -> list[str]:
 
 def default_data_dir() -> Path:
     """The per-platform user data directory (XDG on Linux, Application Support on macOS)."""
+    import platformdirs  # only when MCP_CHECKPOINT_DATA_DIR is unset
+
     return Path(platformdirs.user_data_dir("mcp-checkpoint", appauthor=False))
 
 

@@ -65,8 +65,11 @@ def _version_action() -> type[argparse.Action]:
     return _VersionAction
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``mcp-checkpoint``."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser of ``mcp-checkpoint``; with ``only``, the same parser holding
+    that one command group. Everything after the command name is its own parser's, so
+    a command line that starts with that name parses (and fails) exactly as with all of
+    them: ``serve`` starts without importing and building the other command groups."""
     import argparse
     import importlib
 
@@ -77,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_version_action(),
                         help="show program's version number and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name in COMMANDS if only is None else (only,):
         importlib.import_module(f"{__name__}.{name}").register(sub)
     return parser
 
@@ -100,7 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mcp_checkpoint.cli._common import startup
 
     with startup():
-        parser = build_parser()
+        # ``serve`` registers just its own command (see build_parser).
+        parser = build_parser("serve" if arguments[:1] == ["serve"] else None)
         args = parser.parse_args(arguments)
         if getattr(args, "func", None) is None:
             parser.print_help(sys.stderr)

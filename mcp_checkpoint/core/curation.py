@@ -10,7 +10,6 @@ only arranges what they keep for reading.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -180,6 +179,8 @@ def step_text(step: Step) -> str:
 def diff_checkpoints(a: Checkpoint, b: Checkpoint) -> list[FieldDiff]:
     """Field by field, what changed from checkpoint ``a`` to ``b`` (lines as rendered in
     a context); fields equal in both are left out."""
+    import difflib  # only a diff needs it (not start-up)
+
     left, right = render_checkpoint(a.content), render_checkpoint(b.content)
     out: list[FieldDiff] = []
     for name, heading in CHECKPOINT_FIELDS:

@@ -18,16 +18,6 @@ import anyio
 from mcp_checkpoint.config import CheckpointSettings, Settings
 from mcp_checkpoint.core._ids import Clock, new_id, utc_now
 from mcp_checkpoint.core._limits import Limits
-from mcp_checkpoint.core.distill import (
-    SAMPLING_SYSTEM_PROMPT,
-    DistillError,
-    RulesDistiller,
-    carry_over,
-    check_sampled,
-    merge_checkpoint,
-    parse_patch,
-    sampling_prompt,
-)
 from mcp_checkpoint.core.events import DomainEvent, EventSink
 from mcp_checkpoint.core.ledger import canonical_json, genesis_hash, request_hash
 from mcp_checkpoint.core.models import (
@@ -153,7 +143,6 @@ class Episodes(Rehydration):
         self._limits = Limits(settings.limits)
         self._memory = memory
         self._clock = clock
-        self._rules = RulesDistiller(settings.checkpoint)
         self._snapshots = Snapshots(store, settings.snapshots)
         self._redactor = Redactor(
             settings.redaction.extra_patterns, enabled=settings.redaction.enabled
@@ -479,6 +468,8 @@ class Episodes(Rehydration):
             return None
         previous = await self.latest_checkpoint(tenant, run)
         steps, _ = await self._covered_steps(tenant, run, target)
+        from mcp_checkpoint.core.distill import SAMPLING_SYSTEM_PROMPT, sampling_prompt
+
         text = sampling_prompt(
             run, previous.content if previous else None, steps, self._tok, cfg.max_input_tokens
         )
@@ -544,7 +535,18 @@ class Episodes(Rehydration):
             )
         prev_content = previous.content if previous else None
         steps, omitted = await self._covered_steps(tenant, run, target)
-        ruled = await self._rules.distill(run, prev_content, steps, omitted)
+        # Imported here: only a checkpoint distils (start-up need not import it).
+        from mcp_checkpoint.core.distill import (
+            DistillError,
+            RulesDistiller,
+            carry_over,
+            check_sampled,
+            merge_checkpoint,
+            parse_patch,
+        )
+
+        rules = RulesDistiller(self._settings.checkpoint)
+        ruled = await rules.distill(run, prev_content, steps, omitted)
         if patch.is_empty():
             source = "rules"
             patch = ruled

@@ -5,8 +5,6 @@ service, and returns a pydantic model (structured output with an output schema).
 pass through ``guard_tool``; nothing here contains storage or ranking logic.
 """
 
-from __future__ import annotations
-
 import logging
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -554,7 +552,7 @@ TOOL_ANNOTATIONS: dict[str, tuple[str, bool, bool, bool]] = {
 }
 
 
-def register_tools(server: MCPServer[Any]) -> None:
+def register_tools(server: "MCPServer[Any]") -> None:
     """Add every tool, guarded and annotated, to ``server``."""
     for name, (title, read_only, destructive, idempotent) in TOOL_ANNOTATIONS.items():
         fn = getattr(Tools, name, None) or getattr(CurationTools, name)
