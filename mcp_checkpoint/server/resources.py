@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from mcp.server.mcpserver import Context
 
 from mcp_checkpoint._assets import asset_dir
-from mcp_checkpoint.core.retention import resolve_refs
 from mcp_checkpoint.errors import InvalidArgumentError, NotFoundError
 from mcp_checkpoint.server._packs import export_run_pack
 from mcp_checkpoint.server.errors import guard_resource
@@ -143,6 +142,8 @@ class Resources:
         retention removed the step or checkpoint)."""
         s = services_of(ctx)
         found = await s.memory.get_memory(s.tenant(), memory_id)
+        from mcp_checkpoint.core.retention import resolve_refs  # this resource only
+
         resolved = await resolve_refs(s.store, s.tenant(), found.source_refs)
         return _dump({
             **found.model_dump(mode="json"),
