@@ -17,7 +17,6 @@ from typing import Any
 
 from pydantic import JsonValue
 
-from mcp_checkpoint.core.artifacts import render_artifacts
 from mcp_checkpoint.core.models import CheckpointContent, Memory, Step, StepDraft
 from mcp_checkpoint.core.ports import Tokenizer
 
@@ -275,6 +274,9 @@ def render_checkpoint(content: CheckpointContent) -> dict[str, list[str]]:
     if content.artifacts:
         out["artifacts"] = [f"- {block(a)}" for a in content.artifacts]
     if content.auto_artifacts:
+        # Imported here: its patterns are only needed once a checkpoint holds artifacts.
+        from mcp_checkpoint.core.artifacts import render_artifacts
+
         out["auto_artifacts"] = render_artifacts(content.auto_artifacts, show=block)
     if content.next_actions:
         out["next_actions"] = [
