@@ -217,7 +217,9 @@ def _hook(payload: dict[str, Any], env: dict[str, str], *args: str) -> str:
     return done.stdout.decode()
 
 
-def _wait_drained(data_dir: Path) -> None:
+def wait_drained(data_dir: Path) -> None:
+    """Wait until no hook event waits in the spool and no drainer applies one (the hook
+    processes apply their events in the background)."""
     import fcntl
 
     hooks = data_dir / "hooks"
@@ -283,7 +285,7 @@ def hook_contexts(
     last = next((s.thought for s in reversed(traj.steps) if s.thought.strip()), "")
     _hook({**common, "hook_event_name": "Stop", "stop_hook_active": False,
            "last_assistant_message": last}, env)
-    _wait_drained(data_dir)
+    wait_drained(data_dir)
     _hook({**common, "hook_event_name": "PreCompact", "trigger": "auto",
            "custom_instructions": None}, env)
     start = time.perf_counter()
@@ -361,7 +363,7 @@ def hook_latency(steps: Sequence[Any], n: int) -> dict[str, list[float]]:
             start = time.perf_counter()
             subprocess.run([sys.executable, "-c", "pass"], check=True)
             times["pass"].append((time.perf_counter() - start) * 1000.0)
-        _wait_drained(Path(tmp))
+        wait_drained(Path(tmp))
     return times
 
 

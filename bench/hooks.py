@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._client import BenchError
+from bench.continuity import wait_drained
 
 __all__ = ["add_arguments", "main", "payloads"]
 
@@ -200,25 +201,7 @@ class _Runner:
 
     def drained(self) -> None:
         """Wait until no event waits in the spool and no drainer applies one."""
-        import fcntl
-
-        hooks = self.data_dir / "hooks"
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            spool = hooks / "spool.jsonl"
-            busy = (spool.exists() and spool.stat().st_size > 0) or any(
-                hooks.glob("draining-*.jsonl"))
-            if not busy:
-                fd = os.open(hooks / "drain.lock", os.O_RDWR | os.O_CREAT)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    return
-                except BlockingIOError:
-                    pass
-                finally:
-                    os.close(fd)
-            time.sleep(0.05)
-        raise BenchError("the hook spool was not drained within 300 s")
+        wait_drained(self.data_dir)
 
 
 def _stats(values: Sequence[float]) -> dict[str, float]:
