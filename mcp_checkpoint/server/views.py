@@ -9,7 +9,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mcp_checkpoint.core.memory import snippet
 from mcp_checkpoint.core.models import (
     BatchStatus,
     CheckpointContent,
@@ -23,6 +22,7 @@ from mcp_checkpoint.core.models import (
     RunStatus,
     StepStatus,
 )
+from mcp_checkpoint.core.proposals import snippet
 
 __all__ = [
     "CheckpointResultView",

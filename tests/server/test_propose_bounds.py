@@ -65,7 +65,7 @@ async def test_proposal_analysis_runs_on_a_worker_thread(
         seen.append(threading.current_thread() is threading.main_thread())
         return original(*args)
 
-    monkeypatch.setattr("mcp_checkpoint.core.memory.batch_neighbours", spy)
+    monkeypatch.setattr("mcp_checkpoint.core.proposals.batch_neighbours", spy)
     await call(client, "propose_memory", {"items": [_long_item(i) for i in range(3)]})
     assert seen == [False]
 

@@ -1,4 +1,4 @@
-"""The bounded near-duplicate lookup of ``propose_memory`` (``core.memory.lookup_words``)
+"""The bounded near-duplicate lookup of ``propose_memory`` (``core.proposals.lookup_words``)
 still finds a stored near duplicate, a short copy made of common words only, and a likely
 conflict among 10,000 memories, on each SQL store (their indexes are what bound it)."""
 

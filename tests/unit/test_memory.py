@@ -232,7 +232,7 @@ async def test_tenants_do_not_see_each_other(memory: MemoryService) -> None:
 
 
 def test_lookup_words_prefers_rare_words_and_leaves_out_unheld_ones() -> None:
-    from mcp_checkpoint.core.memory import counted_words, lookup_words
+    from mcp_checkpoint.core.proposals import counted_words, lookup_words
 
     words = counted_words("Priya: the staging deploy of kestrel moved to port 8080")
     held = {"priya": 3, "staging": 900, "deploy": 900, "kestrel": 12, "moved": 40,
