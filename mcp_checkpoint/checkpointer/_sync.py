@@ -37,11 +37,13 @@ class _Loop:
             asyncio.get_running_loop()
         except RuntimeError:
             self._runner: asyncio.Runner | None = asyncio.Runner()
+            self.private = True  # the loop runs only while this thread calls in
             self._context = contextvars.copy_context()  # one for every call, as Runner's
             self._portal_cm: AbstractContextManager[BlockingPortal] | None = None
             self._portal: BlockingPortal | None = None
         else:  # this thread already runs a loop: ours goes to a thread of its own
             self._runner = None
+            self.private = False  # threads may call in through the portal at once
             self._portal_cm = start_blocking_portal()
             self._portal = self._portal_cm.__enter__()
 
@@ -115,6 +117,13 @@ class Checkpointer:
     ) -> Checkpointer:
         """Start a run or resume ``run_id``; see ``AsyncCheckpointer.open``."""
         loop = _Loop()
+        if loop.private and url is None:
+            # Nothing else runs on a loop of our own, so no two steps are ever stored at
+            # the same moment: group commit would cost two passes of the loop per step and
+            # save nothing.
+            settings = settings if settings is not None else Settings()
+            settings = settings.model_copy(update={
+                "sqlite": settings.sqlite.model_copy(update={"group_commit": False})})
         try:
             inner = loop.run(
                 lambda: AsyncCheckpointer.open(

@@ -20,6 +20,7 @@ import pytest
 from mcp_checkpoint.config import SqliteSettings
 from mcp_checkpoint.core.ledger import ChainBreak, verify_chain, verify_run
 from mcp_checkpoint.core.models import BatchId, CheckpointContent, CheckpointId, MemoryId, RunId
+from mcp_checkpoint.core.ports import StepQuery
 from mcp_checkpoint.errors import BackendError
 from mcp_checkpoint.storage.sqlite import SqliteStore
 from mcp_checkpoint.storage.sqlite._migrations import known_migrations
@@ -350,7 +351,6 @@ async def test_a_file_of_schema_10_gets_a_scoped_step_index_and_memory_tombstone
     # A store as migration 0010 left it, with steps indexed by 0009's trigger.
     from mcp_checkpoint.core.ledger import append_step, request_hash
     from mcp_checkpoint.core.models import StepAck, StepDraft
-    from mcp_checkpoint.core.ports import StepQuery
     from mcp_checkpoint.storage import _statements as sql
     from mcp_checkpoint.storage._rows import run_row, step_row
 
@@ -403,3 +403,81 @@ async def test_a_file_of_schema_10_gets_a_scoped_step_index_and_memory_tombstone
     with _raw(db_path) as conn:
         left = conn.execute("SELECT run_id, count(*) FROM steps_fts GROUP BY run_id")
         assert left.fetchall() == [("other", 4)]
+
+
+# -- the step search index is filled in batches (migration 0013) ----------------------------
+
+
+def _search_rows(path: Path) -> tuple[int, int, int]:
+    """(steps, their search rows, the batch mark) as the file holds them."""
+    with _raw(path) as conn:
+        steps = conn.execute("SELECT count(*) FROM steps").fetchone()[0]
+        rows = conn.execute("SELECT count(*) FROM steps_fts").fetchone()[0]
+        mark = conn.execute("SELECT through_rowid FROM step_search_progress").fetchone()[0]
+    return steps, rows, mark
+
+
+async def _seqs(store: SqliteStore, text: str, run_id: str | None = None) -> list[int]:
+    query = StepQuery(text, run_id=RunId(run_id) if run_id else None)
+    return sorted(s.seq for s, _ in await store.search_steps(TENANT_A, query, limit=1000))
+
+
+async def test_sqlite_steps_are_indexed_in_batches_and_a_search_sees_every_step(
+    db_path: Path, sqlite_store: SqliteStore, clock: Clock
+) -> None:
+    await sqlite_store.create_run(TENANT_A, make_run("r1"))
+    for n in range(10):
+        await append(sqlite_store, "r1", draft(n), now=clock())
+    assert _search_rows(db_path) == (10, 0, 0)  # a step's own transaction writes no row
+
+    # Another connection to the file (another process) searches first: it indexes.
+    other = SqliteStore(db_path, SqliteSettings())
+    await other.open()
+    try:
+        assert await _seqs(other, "echo", "r1") == list(range(1, 11))
+    finally:
+        await other.close()
+    assert _search_rows(db_path) == (10, 10, 10)
+
+    # The backlog is indexed once it holds a batch, in the step's own transaction.
+    for n in range(10, 300):
+        await append(sqlite_store, "r1", draft(n), now=clock())
+    steps, rows, mark = _search_rows(db_path)
+    assert (steps, rows, mark) == (300, 256, 256)
+    assert await _seqs(sqlite_store, "299", "r1") == [300]
+    assert _search_rows(db_path) == (300, 300, 300)
+
+
+async def test_sqlite_a_checkpoint_indexes_its_steps(
+    db_path: Path, sqlite_store: SqliteStore, clock: Clock
+) -> None:
+    await sqlite_store.create_run(TENANT_A, make_run("r1"))
+    for n in range(3):
+        await append(sqlite_store, "r1", draft(n), now=clock())
+    await sqlite_store.add_checkpoint(
+        TENANT_A, R1, checkpoint_id=CheckpointId("c1"), parent_id=None, through_seq=None,
+        content=CheckpointContent(progress=["three steps"]), source="model", tokens=5,
+        now=clock(),
+    )
+    assert _search_rows(db_path) == (3, 3, 3)
+
+
+async def test_sqlite_steps_stored_after_the_newest_run_was_deleted_are_found(
+    db_path: Path, sqlite_store: SqliteStore, clock: Clock
+) -> None:
+    # SQLite gives a new row the highest rowid plus one: deleting the newest steps frees
+    # rowids that are given again, and those steps must still be indexed.
+    for run_id in ("old", "new"):
+        await sqlite_store.create_run(TENANT_A, make_run(run_id))
+        for n in range(4):
+            await append(sqlite_store, run_id, draft(n), now=clock())
+    assert await _seqs(sqlite_store, "echo") == [1, 1, 2, 2, 3, 3, 4, 4]
+    await sqlite_store.delete_run(TENANT_A, RunId("new"))
+    assert _search_rows(db_path) == (4, 4, 4)
+
+    await sqlite_store.create_run(TENANT_A, make_run("again"))
+    for n in range(4):
+        await append(sqlite_store, "again", draft(n + 100), now=clock())
+    assert await _seqs(sqlite_store, "102", "again") == [3]
+    assert await _seqs(sqlite_store, "echo") == [1, 1, 2, 2, 3, 3, 4, 4]
+    assert _search_rows(db_path) == (8, 8, 8)

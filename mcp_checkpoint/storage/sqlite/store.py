@@ -34,7 +34,7 @@ from mcp_checkpoint.core.models import (
     Tenant,
 )
 from mcp_checkpoint.core.plans import CheckpointMark, CheckpointPlan, CommitWrites, PrunePlan
-from mcp_checkpoint.core.ports import DeletedRun, PruneResult, StepQuery
+from mcp_checkpoint.core.ports import DeletedRun, ImportRecords, PruneResult, StepQuery
 from mcp_checkpoint.errors import ConflictError, NotFoundError
 from mcp_checkpoint.storage import _statements as sql
 from mcp_checkpoint.storage._ints import int64
@@ -99,6 +99,48 @@ def _token(kind: str, *parts: str) -> str:
     """A scope token of ``steps_fts`` as an FTS5 string, as migration 0011's trigger
     writes it: ``kind``, then the hex of each part's UTF-8 bytes, separated by "x"."""
     return '"' + kind + "x".join(part.encode().hex().upper() for part in parts) + '"'
+
+
+# Steps reach the search index in batches (migration 0013): the steps above the mark, one
+# statement, rows in the order the steps were stored (search ranks newest rowid first).
+_UNINDEXED = (
+    "SELECT p.through_rowid, (SELECT coalesce(max(rowid), 0) FROM steps) "
+    "FROM step_search_progress AS p"
+)
+_INDEX_STEPS = (
+    "INSERT INTO steps_fts (body, scope, tenant, run_id, seq) "
+    "SELECT tool || ' ' || coalesce(reasoning, '') || ' ' || input || ' ' || output, "
+    "'n' || hex(tenant) || ' r' || hex(tenant) || 'x' || hex(run_id) "
+    "|| ' t' || hex(tool) || ' s' || hex(status), tenant, run_id, seq "
+    "FROM steps WHERE rowid > ? ORDER BY rowid"
+)
+# A step's own transaction indexes the backlog once it holds this many steps, so that a
+# search never has more than this to index first.
+_INDEX_BATCH = 256
+
+
+def _index_steps(conn: Conn) -> None:
+    """Give every step above the mark its search row, and move the mark (in the caller's
+    write transaction)."""
+    through, newest = conn.execute(_UNINDEXED).fetchone()
+    if newest > through:
+        conn.execute(_INDEX_STEPS, (through,))
+        conn.execute("UPDATE step_search_progress SET through_rowid = ?", (newest,))
+
+
+def _behind(conn: Conn) -> bool:
+    """Whether some step has no search row yet."""
+    through, newest = conn.execute(_UNINDEXED).fetchone()
+    return bool(newest > through)
+
+
+def _steps_deleted(conn: Conn) -> None:
+    """After steps were deleted: the mark no higher than the highest rowid left, so that
+    the rowids SQLite gives next count as not indexed."""
+    conn.execute(
+        "UPDATE step_search_progress SET through_rowid = "
+        "min(through_rowid, (SELECT coalesce(max(rowid), 0) FROM steps))"
+    )
 
 
 class SqliteStore(SqliteBlobs, SqlStore):
@@ -183,6 +225,7 @@ class SqliteStore(SqliteBlobs, SqlStore):
             cursor = conn.execute(sql.MOVE_COVERED, covered_params(params["tenant"], plan))
             if cursor.rowcount != 1:  # pragma: no cover - the write lock rules it out
                 raise ConflictError(f"run {checkpoint.run_id} has a newer checkpoint")
+            _index_steps(conn)  # an episode's end: its steps become searchable here
             return checkpoint
 
         return await self._write(add)
@@ -209,6 +252,7 @@ class SqliteStore(SqliteBlobs, SqlStore):
                 "WHERE steps_fts MATCH ? AND seq <= ?)",
                 (f"scope : {_token('r', tenant, run_id)}", plan.steps_through),
             )
+            _steps_deleted(conn)
             conn.executemany(
                 sql.INSERT_TOMBSTONE, [tombstone_row(tenant, ref, now) for ref in plan.tombstones]
             )
@@ -273,8 +317,8 @@ class SqliteStore(SqliteBlobs, SqlStore):
                 return retried_ack(key, seen["request_hash"], stored, request_hash)
             step, after = append_step(run, draft, tokens=tokens, now=now)
             ack = make_ack(after, step)
-            conn.execute(sql.INSERT_STEP, step_row(tenant, step, request_hash,
-                                                   ack.model_dump_json()))
+            rowid = conn.execute(sql.INSERT_STEP, step_row(tenant, step, request_hash,
+                                                           ack.model_dump_json())).lastrowid
             cursor = conn.execute(_MOVE_HEAD, {
                 **where, "head_seq": after.head_seq, "step_count": after.step_count,
                 "head_hash": after.head_hash, "head_tokens": after.head_tokens,
@@ -283,6 +327,8 @@ class SqliteStore(SqliteBlobs, SqlStore):
             })
             if cursor.rowcount != 1:  # pragma: no cover - the write lock rules it out
                 raise ConflictError(f"run {run_id} moved on; try again")
+            if rowid is not None and rowid % _INDEX_BATCH == 0:  # a batch's worth, or less
+                _index_steps(conn)
             return ack
 
         return await self._write_grouped(append)
@@ -309,6 +355,7 @@ class SqliteStore(SqliteBlobs, SqlStore):
             ).rowcount
             conn.execute("DELETE FROM pruned_checkpoints WHERE tenant = ? AND run_id = ?", key)
             conn.execute("DELETE FROM runs WHERE tenant = ? AND run_id = ?", key)
+            _steps_deleted(conn)
             return DeletedRun(run_id, steps, checkpoints)
 
         return await self._write(delete)
@@ -316,7 +363,8 @@ class SqliteStore(SqliteBlobs, SqlStore):
     async def search_steps(
         self, tenant: Tenant, query: StepQuery, *, limit: int, depth: int | None = None
     ) -> list[tuple[Step, float]]:
-        """FTS5 over the steps' text (migrations 0009, 0011), in one read: (1) the words
+        """FTS5 over the steps' text (migrations 0009, 0011, 0013: steps not yet indexed are
+        indexed first, in a write of their own), then one read: (1) the words
         in ``body`` AND the scope tokens of the filters, so the index narrows to the
         tenant, run, tool and status, newest rowid (the order steps were stored in)
         first, joined to the steps that still exist and filtered exactly, up to
@@ -342,6 +390,9 @@ class SqliteStore(SqliteBlobs, SqlStore):
                   "match": f"body : ({words}) AND scope : ({' AND '.join(scope)})",
                   "depth": -1 if depth is None else int64(max(depth, limit))}
 
+        if await self._read(_behind):
+            await self._write(_index_steps)
+
         def select(conn: Conn) -> list[tuple[Step, float]]:
             keys = {row[0]: (row[1], row[2]) for row in conn.execute(candidates, values)}
             if not keys:
@@ -365,6 +416,12 @@ class SqliteStore(SqliteBlobs, SqlStore):
             return [(found[(run_id, seq)], -score) for score, run_id, seq in best]
 
         return await self._read(select)
+
+    async def import_records(self, tenant: Tenant, records: ImportRecords) -> None:
+        """Insert ``records`` (see the port), then give the imported steps their search
+        rows in a transaction of their own."""
+        await super().import_records(tenant, records)
+        await self._write(_index_steps)
 
     async def step_points(
         self, tenant: Tenant, run_id: RunId, seqs: Sequence[int]
