@@ -89,6 +89,12 @@ _NEEDLES: dict[str, tuple[str, ...]] = {
 
 _ALL_NEEDLES = tuple(sorted({n for needles in _NEEDLES.values() for n in needles}))
 
+# The built-in patterns that can match across a line break. Every other one matches within
+# a line (nothing in it matches "\n"; at a line's start "^" stands where the text has "\n",
+# which is whitespace and no word character), so it runs on the lines that hold one of its
+# needles alone, with the same matches as over the whole text.
+_SPANS_LINES = frozenset({"private_key", "bearer_token", "basic_auth"})
+
 
 def _present(text: str) -> set[str]:
     """The needles that occur in ``text``, case-insensitively."""
@@ -114,6 +120,7 @@ class Redactor:
         self._patterns: list[tuple[str, str, int, frozenset[str]]] = [
             (kind, p, g, frozenset(_NEEDLES.get(kind, ()))) for kind, p, g in DEFAULT_PATTERNS
         ]
+        self._by_line = {kind for kind, *_ in DEFAULT_PATTERNS if kind not in _SPANS_LINES}
         self._compiled: dict[str, re.Pattern[str]] = {}
         for n, p in enumerate(extra):
             kind = f"custom#{n}"
@@ -132,7 +139,11 @@ class Redactor:
             pattern = self._compiled.get(kind)
             if pattern is None:
                 pattern = self._compiled[kind] = re.compile(source)
-            redacted = pattern.sub(_replacer(kind.partition("#")[0], group), text)
+            replace = _replacer(kind.partition("#")[0], group)
+            if kind in self._by_line and "\n" in text:
+                redacted = _sub_lines(pattern, replace, text, needles & present)
+            else:
+                redacted = pattern.sub(replace, text)
             if redacted is not text:
                 text, present = redacted, _present(redacted)
         return text
@@ -157,6 +168,41 @@ class Redactor:
                     out[key] = self.json(v)
             return out
         return value
+
+
+def _sub_lines(pattern: re.Pattern[str], replace: Any, text: str, needles: Iterable[str]
+               ) -> str:
+    """``pattern.sub(replace, text)`` for a pattern that matches within a line and cannot
+    match without one of ``needles`` (lower case): run on the lines holding one of them.
+    ``text`` itself when nothing changed."""
+    lowered = text.lower()
+    if len(lowered) != len(text):  # lower-casing moved the offsets (a few Unicode letters)
+        redacted = pattern.sub(replace, text)
+        return text if redacted == text else redacted
+    starts: set[int] = set()
+    for needle in needles:
+        at = lowered.find(needle)
+        while at != -1:
+            start = text.rfind("\n", 0, at) + 1
+            starts.add(start)
+            end = text.find("\n", at)
+            if end == -1:
+                break
+            at = lowered.find(needle, end)
+    parts: list[str] = []
+    done = 0
+    for start in sorted(starts):
+        end = text.find("\n", start)
+        end = len(text) if end == -1 else end
+        line = text[start:end]
+        redacted = pattern.sub(replace, line)
+        if redacted != line:
+            parts += [text[done:start], redacted]
+            done = end
+    if not parts:
+        return text
+    parts.append(text[done:])
+    return "".join(parts)
 
 
 def _replacer(kind: str, group: int) -> Any:

@@ -163,3 +163,19 @@ def test_the_literal_prefilter_changes_no_result(parts: list[str]) -> None:
     text = "".join(parts)
     assert Redactor().text(text) == _EveryPattern().text(text)
     assert Redactor().text(text.upper()) == _EveryPattern().text(text.upper())
+
+
+_LINE_FRAGMENTS = [
+    *_FRAGMENTS,
+    "\n", "\n", "\r\n", "password", "Password:", "DB_PASSWORD", "token", "--token", " = ",
+    ": ", "=", "'", '"', "hunter2x", "abcdefgh1234", "api_key", "secret", "credentials",
+    "İ", "user:pw@", "https://a", "\t", " str", "{", ",",
+]
+
+
+@examples(max_examples=600, derandomize=True, deadline=None)
+@given(st.lists(st.sampled_from(_LINE_FRAGMENTS) | st.text(max_size=6), max_size=24))
+def test_running_line_patterns_on_needle_lines_changes_no_result(parts: list[str]) -> None:
+    # The patterns that match within a line run on the lines that hold their needles only.
+    text = "".join(parts)
+    assert Redactor().text(text) == _EveryPattern().text(text)
