@@ -5,7 +5,7 @@ reference documents) on stdin:
 
 - ``PostToolUse`` / ``PostToolUseFailure`` / ``UserPromptSubmit`` / ``Stop`` /
   ``SessionEnd`` are turned into spool records (``_spool``) and applied by a detached
-  drainer, so the hook process exits in tens of milliseconds;
+  drainer (``_drainer``), so the hook process exits in tens of milliseconds;
 - ``SessionStart`` and ``PreCompact`` need the store at once: they apply what is spooled,
   then checkpoint (PreCompact) or rehydrate the session's run and print it as
   ``hookSpecificOutput.additionalContext`` (SessionStart). ``PreCompact`` also keeps the
@@ -36,6 +36,7 @@ from mcp_checkpoint.adapters.clients import CLAUDE_CODE, CLIENTS, Client, client
 
 TYPE_CHECKING = False  # not typing's: a hook process imports as little as it can
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from typing import IO, Any
 
     from mcp_checkpoint.config import Settings
@@ -571,6 +572,7 @@ def _transcript_thoughts(path: str | None, limit_bytes: int = 256 * 1024) -> lis
 
 
 async def _slow(event: HookEvent, budget: int | None, spool: Spool, stdout: IO[str]) -> None:
+    from mcp_checkpoint.adapters import _drainer
     from mcp_checkpoint.config import Settings
     from mcp_checkpoint.core.episodes import Episodes
     from mcp_checkpoint.core.models import StepDraft
@@ -584,7 +586,7 @@ async def _slow(event: HookEvent, budget: int | None, spool: Spool, stdout: IO[s
     try:
         tok = HeuristicTokenizer()
         applier = Applier(Episodes(store, tok, settings), tok, settings, settings.data_dir)
-        await drain(spool, applier)
+        await _drainer.drain(spool, applier)
         if event.action == "start":
             source = str(event.payload.get("source") or "startup")
             run = await applier.run_of(event.session_id, event.project, create=False)
@@ -617,104 +619,16 @@ async def _slow(event: HookEvent, budget: int | None, spool: Spool, stdout: IO[s
         await store.close()
 
 
-async def drain(spool: Spool, applier: Applier) -> int:
-    """Apply every spooled record, oldest first (the caller holds the drain lock); returns
-    how many were applied. A record that fails is logged and skipped: one bad event must
-    not hold back the others."""
-    log = HookLog(spool.dir.parent)
-    applied = 0
-    for path in spool.take():
-        for record in Spool.read(path):
-            if record is None:
-                log.write("drain", f"{path.name}: a line that is not a JSON object was skipped")
-                continue
-            try:
-                await applier.apply(record)
-                applied += 1
-            except Exception as exc:  # logged; the next records still apply
-                log.write(str(record.get("event")), f"not recorded: {type(exc).__name__}: {exc}")
-        path.unlink(missing_ok=True)
-    return applied
-
-
 def run_drainer() -> int:
-    """The detached drainer: apply what is spooled, linger a while for more, then exit.
+    """The detached drainer (``_drainer.run``), applying with the core services."""
+    from mcp_checkpoint.adapters import _drainer
 
-    Two locks order the drainers: ``drain.lock`` (held while applying) and ``drain.wait``
-    (held by the one drainer that waits to apply; a hook that finds it held starts no
-    other drainer, because that one has not taken the spool yet). A drainer lets go of
-    ``drain.wait`` only once it holds ``drain.lock``, before it takes the spool. After
-    draining it becomes the waiter again for up to ``_LINGER_S`` seconds (``drain.lock``
-    let go, so SessionStart and PreCompact never wait for an idle drainer): the events of
-    a busy session are applied by one process instead of one per burst, each of which
-    would load the core and open the store again. On leaving it lets go of ``drain.wait``
-    and looks at the spool once more, so an event a hook appended while it watched is
-    never stranded."""
-    data_dir = data_dir_from_env()
-    spool = Spool(data_dir)
-    log = HookLog(data_dir)
-    from mcp_checkpoint.adapters._spool import FileLock
-
-    waiting, draining = FileLock(spool.drain_wait), FileLock(spool.drain_lock)
-    try:
-        # Background work: the hooks the user waits for come first.
-        os.nice(10)
-        if not waiting.acquire(blocking=False):
-            return 0
-        draining.acquire()
-        waiting.release()
-        # Nothing to apply yet (an earlier drainer took it): wait for more without
-        # loading anything.
-        while not spool.pending():
-            if not _become_waiter(waiting, draining):
-                return 0
-            idle_until = time.monotonic() + _LINGER_S
-            while not spool.pending() and time.monotonic() < idle_until:
-                time.sleep(_POLL_S)
-            if not _resume(spool, waiting, draining):
-                return 0
-        import anyio
-
-        anyio.run(_drain_all, spool, data_dir, waiting, draining)
-    except Exception as exc:  # a background process: log, never raise
-        log.write("drain", f"{type(exc).__name__}: {exc}")
-    finally:
-        draining.release()
-        waiting.release()
-    return 0
+    return _drainer.run(data_dir_from_env(), _open_applier)
 
 
-_LINGER_S = 10.0
-_POLL_S = 0.05
-
-
-def _become_waiter(waiting: Any, draining: Any) -> bool:
-    """Holding ``draining``: become the waiting drainer and let ``draining`` go; False
-    (still holding ``draining``) when another drainer already waits."""
-    if not waiting.acquire(blocking=False):
-        return False
-    draining.release()
-    return True
-
-
-def _resume(spool: Spool, waiting: Any, draining: Any) -> bool:
-    """The waiting drainer, when the spool has events or it has waited long enough: True
-    holding ``draining`` when there is work, False holding nothing when it should exit.
-    On leaving it lets go of ``waiting`` and looks at the spool once more: a hook that saw
-    it waiting started no other drainer."""
-    if not spool.pending():
-        waiting.release()
-        if not spool.pending() or not waiting.acquire(blocking=False):
-            return False
-    draining.acquire()
-    waiting.release()
-    return True
-
-
-async def _drain_all(spool: Spool, data_dir: Path, waiting: Any, draining: Any) -> None:
-    """Drain, wait for more, drain again... (called holding ``draining``)."""
-    import anyio
-
+@contextlib.asynccontextmanager
+async def _open_applier(data_dir: Path) -> AsyncIterator[Applier]:
+    """An ``Applier`` over the store the settings name, open while the block runs."""
     from mcp_checkpoint.config import Settings
     from mcp_checkpoint.core.episodes import Episodes
     from mcp_checkpoint.core.tokens import HeuristicTokenizer
@@ -725,18 +639,7 @@ async def _drain_all(spool: Spool, data_dir: Path, waiting: Any, draining: Any) 
     await store.open()
     try:
         tok = HeuristicTokenizer()
-        applier = Applier(Episodes(store, tok, settings), tok, settings, data_dir)
-        while True:
-            while spool.pending():
-                await drain(spool, applier)
-            if not _become_waiter(waiting, draining):
-                return  # another drainer waits: it applies what comes next
-            idle_until = time.monotonic() + _LINGER_S
-            # another process appends: polled
-            while not spool.pending() and time.monotonic() < idle_until:  # noqa: ASYNC110
-                await anyio.sleep(_POLL_S)
-            if not _resume(spool, waiting, draining):
-                return
+        yield Applier(Episodes(store, tok, settings), tok, settings, data_dir)
     finally:
         await store.close()
 
