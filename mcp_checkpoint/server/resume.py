@@ -16,12 +16,14 @@ to resume).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from mcp.server.streamable_http import EventCallback, EventId, EventMessage, EventStore, StreamId
 from mcp_types import JSONRPCMessage, JSONRPCResponse
 
@@ -50,6 +52,12 @@ class SessionEvents(EventStore):
         self._seq = itertools.count(1)
         self.dropped = 0
         self.negotiated: str | None = None  # the protocol version initialize settled on
+        # The transport's live streams by stream id (set when installed). A stream being
+        # resumed is not live between its replay and the SDK's registering it again (the
+        # SDK awaits in between); what is stored meanwhile would reach no one, so it is
+        # kept here and handed to the stream when it is registered (``_LiveStreams``).
+        self.live: dict[StreamId, Any] | None = None
+        self._missed: dict[StreamId, list[EventMessage]] = {}
 
     @property
     def size(self) -> tuple[int, int]:
@@ -67,6 +75,12 @@ class SessionEvents(EventStore):
             if isinstance(version, str) and "serverInfo" in result:
                 self.negotiated = version
         event = _Event(seq, stream_id, message, size)
+        missed = self._missed.get(stream_id)
+        if missed is not None and message is not None:
+            if self.live is not None and stream_id not in self.live:
+                missed.append(EventMessage(message, str(seq)))
+            else:  # live again: the transport delivers it
+                del self._missed[stream_id]
         self._events.append(event)
         self._by_seq[seq] = event
         self._bytes += size
@@ -95,7 +109,31 @@ class SessionEvents(EventStore):
         for event in list(self._events):
             if event.seq > seq and event.stream_id == anchor.stream_id and event.message:
                 await send_callback(EventMessage(event.message, str(event.seq)))
+        if self.live is not None and anchor.stream_id not in self.live:
+            self._missed[anchor.stream_id] = []  # replayed up to here: the rest comes live
         return anchor.stream_id
+
+    def registered(self, stream_id: StreamId, stream: Any) -> None:
+        """The transport made ``stream_id`` live: hand it what was stored since its replay,
+        in order, before anything newer (the stream holds 16; any beyond stay stored for
+        the client's next resume)."""
+        for message in self._missed.pop(stream_id, ()):
+            with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError,
+                                     anyio.ClosedResourceError):
+                stream[0].send_nowait(message)
+
+
+class _LiveStreams(dict[Any, Any]):
+    """The transport's live streams by id, telling the session's events when one is
+    registered (see ``SessionEvents.live``)."""
+
+    def __init__(self, events: SessionEvents, streams: dict[Any, Any]) -> None:
+        super().__init__(streams)
+        self._session_events = events
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        self._session_events.registered(key, value)
 
 
 def install_session_event_stores(
@@ -116,6 +154,9 @@ def install_session_event_stores(
             return None
         store = SessionEvents(max_events, max_bytes)
         transport._event_store = store
+        streams = getattr(transport, "_request_streams", None)
+        if isinstance(streams, dict):
+            transport._request_streams = store.live = _LiveStreams(store, streams)
         mint = getattr(transport, "_mint_priming_event", None)
         if mint is not None:
             # The SDK primes a stream only when the request's MCP-Protocol-Version header
