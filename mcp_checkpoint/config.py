@@ -3,17 +3,30 @@
 Every knob is a field of :class:`Settings` (prefix ``MCP_CHECKPOINT_``, nested groups joined
 with ``__``, e.g. ``MCP_CHECKPOINT_LIMITS__MAX_STEP_BYTES=65536``). ``Settings`` is built once
 in ``cli/`` and passed down explicitly; nothing else looks at the environment.
+
+How a variable becomes a value (what pydantic-settings did for this package, without
+importing it on every start): names match in any case; a list, dict or group value is
+JSON (``MCP_CHECKPOINT_CHECKPOINT__TRIGGER_TOOLS='["git_commit"]'``,
+``MCP_CHECKPOINT_LIMITS='{"max_step_bytes": 4096}'``), and a ``__`` variable inside a group
+overrides the group's JSON; any other value is the text itself, for pydantic to validate.
+A variable naming no setting is ignored; one naming an unknown field of a group is an error.
+Keyword arguments of ``Settings(...)`` override the environment, field by field inside a
+group.
+
+The annotations here are evaluated as the module runs (no ``from __future__ import
+annotations``): pydantic would otherwise compile every field's annotation string while it
+builds the classes, on every start.
 """
 
-from __future__ import annotations
-
+import json
 import os
 import re
+import types
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Self, TypeGuard, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
     "RETIRED_VARIABLES",
@@ -37,6 +50,9 @@ __all__ = [
     "default_data_dir",
     "retired_variables",
 ]
+
+ENV_PREFIX = "MCP_CHECKPOINT_"
+ENV_NESTED_DELIMITER = "__"
 
 
 # Variables an older version read and this one ignores, with what replaced them. A set
@@ -195,7 +211,7 @@ class RedactionSettings(_Group):
     )
 
     @model_validator(mode="after")
-    def _check(self) -> RedactionSettings:
+    def _check(self) -> Self:
         import re
 
         for pattern in self.extra_patterns:
@@ -386,7 +402,7 @@ class PostgresSettings(_Group):
     )
 
     @model_validator(mode="after")
-    def _check(self) -> PostgresSettings:
+    def _check(self) -> Self:
         if self.pool_min_size > self.pool_max_size:
             raise ValueError("postgres.pool_min_size must not exceed postgres.pool_max_size")
         return self
@@ -418,7 +434,7 @@ class VectorSettings(_Group):
     )
 
     @model_validator(mode="after")
-    def _check(self) -> VectorSettings:
+    def _check(self) -> Self:
         if self.qdrant_url is not None and self.qdrant_path is not None:
             raise ValueError("set vectors.qdrant_url or vectors.qdrant_path, not both")
         return self
@@ -474,7 +490,7 @@ class WebhookSettings(_Group):
     )
 
     @model_validator(mode="after")
-    def _check(self) -> WebhookSettings:
+    def _check(self) -> Self:
         if self.url is not None and self.secret is None:
             raise ValueError("webhook.url needs webhook.secret (every post is signed)")
         return self
@@ -611,21 +627,17 @@ class JwtSettings(_Group):
     jwks_cache_seconds: int = Field(300, ge=0, description="How long fetched keys are reused.")
 
     @model_validator(mode="after")
-    def _check(self) -> JwtSettings:
+    def _check(self) -> Self:
         if self.issuer is not None and self.jwks_url is None:
             raise ValueError("jwt.issuer needs jwt.jwks_url (where its signing keys are)")
         return self
 
 
-class Settings(BaseSettings):
-    """All configuration of mcp-checkpoint."""
+class Settings(BaseModel):
+    """All configuration of mcp-checkpoint: the ``MCP_CHECKPOINT_*`` environment, overridden
+    by keyword arguments (see the module docstring for how variables are read)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="MCP_CHECKPOINT_",
-        env_nested_delimiter="__",
-        frozen=True,
-        extra="forbid",
-    )
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     data_dir: Path = Field(
         default_factory=default_data_dir,
@@ -658,8 +670,11 @@ class Settings(BaseSettings):
     snapshots: SnapshotSettings = SnapshotSettings()
     jwt: JwtSettings = JwtSettings()
 
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**_merged(_environment(os.environ), values))
+
     @model_validator(mode="after")
-    def _check(self) -> Settings:
+    def _check(self) -> Self:
         lim = self.limits
         if lim.min_budget_tokens > lim.max_budget_tokens:
             raise ValueError("limits.min_budget_tokens must not exceed limits.max_budget_tokens")
@@ -685,3 +700,71 @@ class Settings(BaseSettings):
             # sqlite:///abs/path -> /abs/path ; sqlite://rel -> data_dir/rel
             return Path(raw) if raw.startswith("/") else self.data_dir / raw
         return self.data_dir / "mcp-checkpoint.db"
+
+
+def _environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The values the ``MCP_CHECKPOINT_*`` variables of ``environ`` give, nested by group."""
+    prefix = ENV_PREFIX.lower()
+    found: dict[str, Any] = {}
+    nested: list[tuple[str, list[str], str]] = []
+    for name, text in environ.items():
+        key = name.lower()
+        if not key.startswith(prefix):
+            continue
+        head, *path = key.removeprefix(prefix).split(ENV_NESTED_DELIMITER)
+        field = Settings.model_fields.get(head)
+        if field is None:
+            continue  # not a setting: a retired variable, or none of ours
+        if not path:
+            found[head] = _decoded(text, field.annotation)
+        elif _is_group(field.annotation):
+            nested.append((head, path, text))
+    # Sorted: the same environment gives the same value whatever the variables' order.
+    for head, path, text in sorted(nested):
+        node = found.setdefault(head, {})
+        if not isinstance(node, dict):
+            continue  # the group's own variable is not a JSON object: validation says so
+        *parents, leaf = path
+        for part in parents:
+            child = node.get(part)
+            node = child if isinstance(child, dict) else node.setdefault(part, {})
+        group = Settings.model_fields[head].annotation
+        inner = group.model_fields.get(leaf) if _is_group(group) and not parents else None
+        node[leaf] = _decoded(text, inner.annotation) if inner is not None else text
+    return found
+
+
+def _is_group(annotation: Any) -> TypeGuard[type[BaseModel]]:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _is_structured(annotation: Any) -> bool:
+    """Whether a field's environment value is JSON: a list, dict, set, tuple or group,
+    possibly optional."""
+    origin = get_origin(annotation)
+    if origin is Union or origin is types.UnionType:
+        return any(_is_structured(arg) for arg in get_args(annotation) if arg is not type(None))
+    return origin in (list, dict, set, frozenset, tuple) or _is_group(annotation)
+
+
+def _decoded(text: str, annotation: Any) -> Any:
+    """``text`` as JSON when the field is structured and it parses, else the text itself
+    (pydantic then reports a text that is not the JSON it needs, naming the field)."""
+    if _is_structured(annotation):
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    return text
+
+
+def _merged(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override`` on top; where both hold a dict, the dicts merge."""
+    merged = dict(base)
+    for key, value in override.items():
+        below = merged.get(key)
+        if isinstance(below, dict) and isinstance(value, dict):
+            merged[key] = _merged(below, value)
+        else:
+            merged[key] = value
+    return merged

@@ -237,7 +237,7 @@ async def test_the_per_tool_call_hook_loads_no_pydantic_store_or_sdk(tmp_path: P
         "from mcp_checkpoint.cli import main\n"
         "sys.stdin = io.TextIOWrapper(io.BytesIO(sys.argv[1].encode()))\n"
         "main(['hook', 'claude-code'])\n"
-        "heavy = ('pydantic', 'pydantic_settings', 'anyio', 'mcp', 'sqlite3', "
+        "heavy = ('pydantic', 'anyio', 'mcp', 'sqlite3', "
         "'mcp_checkpoint.config', 'mcp_checkpoint.core.episodes')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
     )

@@ -241,7 +241,7 @@ def test_weights_sha256_must_be_a_hex_digest() -> None:
 def test_embedding_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MCP_CHECKPOINT_EMBEDDINGS__PROVIDER", "hashing")
     monkeypatch.setenv("MCP_CHECKPOINT_EMBEDDINGS__HASHING_DIMENSION", "48")
-    embedder = make_embedder(Settings(_env_file=None))  # type: ignore[call-arg]
+    embedder = make_embedder(Settings())
     assert embedder is not None
     assert embedder.model_id == "hashing-v1-48"
 
