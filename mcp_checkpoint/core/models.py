@@ -4,8 +4,8 @@ These are the persisted artifacts; ``resources/schemas/*.json`` are generated fr
 (``tests/unit/test_schemas.py`` keeps the two in step).
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` in the model modules: pydantic would compile
+# every field's annotation text while building the classes, on every start.
 from datetime import datetime
 from typing import Any, Literal, NewType
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from mcp.server import MCPServer
@@ -25,7 +25,6 @@ from mcp_checkpoint.core.ports import Store
 from mcp_checkpoint.core.tokens import HeuristicTokenizer
 from mcp_checkpoint.embeddings import make_embedder
 from mcp_checkpoint.errors import CheckpointError
-from mcp_checkpoint.server.auth import Remote, TenantBus, caller_middleware
 from mcp_checkpoint.server.completion import register_completion
 from mcp_checkpoint.server.errors import (
     error_result,
@@ -40,6 +39,10 @@ from mcp_checkpoint.server.subscriptions import Subscriptions
 from mcp_checkpoint.server.tools import register_tools
 from mcp_checkpoint.server.webhooks import WebhookSink
 from mcp_checkpoint.storage import make_store, make_vector_index
+
+if TYPE_CHECKING:
+    # The token machinery is imported by remote serving only (a stdio server has no callers).
+    from mcp_checkpoint.server.auth import Remote
 
 __all__ = ["Runtime", "build_server", "server_for"]
 
@@ -181,6 +184,8 @@ def server_for(runtime: Runtime, remote: Remote | None = None) -> MCPServer[Serv
     token verifier, the per-request caller and scope checks, metrics, tenant-partitioned
     subscriptions)."""
     settings = runtime.services.settings
+    if remote is not None:
+        from mcp_checkpoint.server.auth import TenantBus, caller_middleware
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Services]) -> AsyncIterator[Services]:

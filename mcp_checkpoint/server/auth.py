@@ -7,8 +7,8 @@ MCP SDK already depends on, so it adds nothing to install). Both return a ``Call
 ``AccessToken`` that also names the caller's tenant.
 
 ``caller_middleware`` then runs for every MCP request: it reads the caller from the HTTP
-request the transport attached, publishes it in a context variable (``current_caller``,
-which ``Services.tenant()`` reads) and enforces scopes: a tool that writes (its
+request the transport attached, publishes it in a context variable (``caller.py``'s
+``current_caller``, which ``Services.tenant()`` reads) and enforces scopes: a tool that writes (its
 ``readOnlyHint`` is false) needs ``write``; reading tools, resources, prompts and
 subscriptions need ``read``. A missing scope is a tool error ``forbidden: ...`` (or a
 ``forbidden`` JSON-RPC error for non-tool requests), not an HTTP 403: on streamable HTTP
@@ -37,6 +37,7 @@ from mcp.shared.exceptions import MCPError
 
 from mcp_checkpoint.config import JwtSettings
 from mcp_checkpoint.server.bearer import SCOPES, TokenFile, valid_tenant
+from mcp_checkpoint.server.caller import CALLER, Caller, current_caller
 
 if TYPE_CHECKING:
     import jwt  # PyJWT (and its cryptography) is imported by the verifier, not at start-up
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
     from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
 
 __all__ = [
-    "Caller",
     "CallerToken",
     "ChainTokenVerifier",
     "JwtTokenVerifier",
@@ -52,7 +52,6 @@ __all__ = [
     "Remote",
     "TenantBus",
     "caller_middleware",
-    "current_caller",
 ]
 
 logger = logging.getLogger("mcp_checkpoint.server")
@@ -68,15 +67,6 @@ class CallerToken(AccessToken):
 
 
 @dataclass(frozen=True)
-class Caller:
-    """The authenticated caller of one MCP request."""
-
-    tenant: str
-    scopes: frozenset[str]
-    principal: str
-
-
-@dataclass(frozen=True)
 class Remote:
     """What a server served over HTTP/SSE needs beyond the stdio one.
 
@@ -86,14 +76,6 @@ class Remote:
     verifier: TokenVerifier | None
     auth: AuthSettings | None
     default_tenant: str | None
-
-
-_caller: ContextVar[Caller | None] = ContextVar("mcp_checkpoint_caller", default=None)
-
-
-def current_caller() -> Caller | None:
-    """The caller of the MCP request being handled (None outside one, and on stdio)."""
-    return _caller.get()
 
 
 class LocalTokenVerifier:
@@ -277,11 +259,11 @@ def caller_middleware(
                     )
         elif ctx.method in _READ_METHODS and "read" not in caller.scopes:
             raise _forbidden(f"{ctx.method} needs the 'read' scope")
-        reset = _caller.set(caller)
+        reset = CALLER.set(caller)
         try:
             return await call_next(ctx)
         finally:
-            _caller.reset(reset)
+            CALLER.reset(reset)
 
     return middleware
 

@@ -4,8 +4,8 @@ The front matter names the prompt and describes it; the functions here fill the 
 with live state (a rehydrated context, a batch to review), so a prompt is ready to use.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: the SDK evaluates the text of every handler's
+# annotations when it registers the handler, on every start.
 import json
 from dataclasses import dataclass
 from string import Template
@@ -154,7 +154,7 @@ def _guarded(fn: Any) -> Any:
     return wrapper
 
 
-def register_prompts(server: MCPServer[Any]) -> None:
+def register_prompts(server: "MCPServer[Any]") -> None:
     """Add every prompt to ``server``."""
     for name in ("resume_run", "checkpoint_now", "review_memory_batch", "agent_protocol"):
         meta = load_prompt(name)

@@ -4,8 +4,8 @@ All JSON resources are ``application/json``. URI parameters arrive as text and a
 here, so a malformed cursor is a clean ``invalid_argument``, not a crash.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: the SDK evaluates the text of every handler's
+# annotations when it registers the handler, on every start.
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -195,7 +195,7 @@ def _guide() -> str:
     return (asset_dir("resources") / "guide.md").read_text(encoding="utf-8")
 
 
-def register_resources(server: MCPServer[Any]) -> None:
+def register_resources(server: "MCPServer[Any]") -> None:
     """Add every resource and resource template to ``server``."""
     templates: list[tuple[str, Callable[..., Awaitable[str | bytes]], str]] = [
         # latest before {checkpoint_id}: the first registered template that matches wins.

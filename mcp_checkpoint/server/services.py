@@ -18,7 +18,7 @@ from mcp_checkpoint.core.memory import MemoryService
 from mcp_checkpoint.core.models import Tenant
 from mcp_checkpoint.core.ports import Embedder, Store, Tokenizer, VectorIndex
 from mcp_checkpoint.errors import AuthError
-from mcp_checkpoint.server.auth import current_caller
+from mcp_checkpoint.server.caller import current_caller
 from mcp_checkpoint.server.subscriptions import Subscriptions
 
 __all__ = ["Services", "services_of"]

@@ -2,10 +2,10 @@
 output schema. Views of core records; text the caller sent comes back only as a snippet.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` in the model modules: pydantic would compile
+# every field's annotation text while building the classes, on every start.
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -73,7 +73,7 @@ class RunView(_Out):
     updated_at: datetime
 
     @classmethod
-    def of(cls, run: Run) -> RunView:
+    def of(cls, run: Run) -> Self:
         """The view of a stored run."""
         return cls(
             run_id=run.run_id,
@@ -152,7 +152,7 @@ class ProposalView(_Out):
     expires_at: datetime
 
     @classmethod
-    def of(cls, proposal: Proposal) -> ProposalView:
+    def of(cls, proposal: Proposal) -> Self:
         """The bounded view of a stored proposal."""
         return cls(
             batch_id=proposal.batch_id,
