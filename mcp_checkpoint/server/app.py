@@ -18,9 +18,6 @@ from mcp_types import ServerCapabilities
 
 from mcp_checkpoint import __version__
 from mcp_checkpoint.config import Settings
-from mcp_checkpoint.core.curation import Curation
-from mcp_checkpoint.core.episodes import Episodes
-from mcp_checkpoint.core.memory import MemoryService
 from mcp_checkpoint.core.ports import Store
 from mcp_checkpoint.core.tokens import HeuristicTokenizer
 from mcp_checkpoint.embeddings import make_embedder
@@ -78,23 +75,18 @@ class Runtime:
             store = instrument_store(store, metrics)
         self.metrics = metrics
         self.webhook = WebhookSink(settings.webhook) if settings.webhook.url else None
-        memory = MemoryService(
-            store, settings, embedder=embedder, vectors=vectors, events=self.webhook
-        )
         self.services = Services(
             settings=settings,
             store=store,
             vectors=vectors,
             embedder=embedder,
             tokenizer=tokenizer,
-            episodes=Episodes(store, tokenizer, settings, memory=memory, events=self.webhook),
-            memory=memory,
-            curation=Curation(store, settings),
             subscriptions=Subscriptions(
                 max_per_connection=settings.http.max_subscriptions_per_session,
                 max_uri_chars=settings.http.max_subscription_uri_chars,
             ),
             remote=remote,
+            events=self.webhook,
         )
         self._users = 0
         self._lock = anyio.Lock()

@@ -18,7 +18,6 @@ from mcp_types import (
 )
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from mcp_checkpoint.core.curation import RunFilter
 from mcp_checkpoint.core.models import (
     Checkpoint,
     CheckpointPatch,
@@ -314,6 +313,8 @@ class Tools:
                 s.tenant(), status=status, limit=limit, offset=offset, project=project
             )
         else:
+            from mcp_checkpoint.core.curation import RunFilter  # with the curation service
+
             runs, _ = await s.curation.find_runs(
                 s.tenant(),
                 RunFilter(status=status, project=project, since=_aware(since),

@@ -91,9 +91,15 @@ class Backend(Protocol):
 
     settings: Settings
     store: Store
-    episodes: Episodes
-    memory: MemoryService
     embedder: Embedder | None
+
+    @property
+    def episodes(self) -> Episodes:
+        """Runs, steps and checkpoints."""
+
+    @property
+    def memory(self) -> MemoryService:
+        """Long-term memory."""
 
 
 class _Refused(Exception):
