@@ -28,18 +28,19 @@ from mcp_checkpoint.server.errors import (
     prompt_get_middleware,
     tool_call_middleware,
 )
-from mcp_checkpoint.server.metrics import Metrics, instrument_store, metrics_middleware
 from mcp_checkpoint.server.prompts import register_prompts
 from mcp_checkpoint.server.resources import register_resources
 from mcp_checkpoint.server.services import Services
 from mcp_checkpoint.server.subscriptions import Subscriptions
 from mcp_checkpoint.server.tools import register_tools
-from mcp_checkpoint.server.webhooks import WebhookSink
 from mcp_checkpoint.storage import make_store, make_vector_index
 
 if TYPE_CHECKING:
-    # The token machinery is imported by remote serving only (a stdio server has no callers).
+    # Imported when used: the token machinery and metrics by remote serving only (a stdio
+    # server has neither), the webhook sink when a webhook URL is set.
     from mcp_checkpoint.server.auth import Remote
+    from mcp_checkpoint.server.metrics import Metrics
+    from mcp_checkpoint.server.webhooks import WebhookSink
 
 __all__ = ["Runtime", "build_server", "server_for"]
 
@@ -72,9 +73,15 @@ class Runtime:
         embedder = make_embedder(settings)
         vectors = make_vector_index(settings, store) if embedder is not None else None
         if metrics is not None:
+            from mcp_checkpoint.server.metrics import instrument_store
+
             store = instrument_store(store, metrics)
         self.metrics = metrics
-        self.webhook = WebhookSink(settings.webhook) if settings.webhook.url else None
+        self.webhook: WebhookSink | None = None
+        if settings.webhook.url:
+            from mcp_checkpoint.server.webhooks import WebhookSink
+
+            self.webhook = WebhookSink(settings.webhook)
         self.services = Services(
             settings=settings,
             store=store,
@@ -197,6 +204,8 @@ def server_for(runtime: Runtime, remote: Remote | None = None) -> MCPServer[Serv
         subscriptions=TenantBus() if remote is not None else None,
     )
     if runtime.metrics is not None:
+        from mcp_checkpoint.server.metrics import metrics_middleware
+
         server.middleware.append(metrics_middleware(runtime.metrics, server))
     if remote is not None:
         server.middleware.append(
