@@ -66,7 +66,14 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class Run(_Frozen):
+class _Record(_Frozen):
+    # What the store reads and writes, and no tool's schema shows: pydantic builds its
+    # validator when the first one is made or read, not while the server starts (once,
+    # under pydantic's lock, when the store's threads make the first ones together).
+    model_config = ConfigDict(defer_build=True)
+
+
+class Run(_Record):
     """A task an agent works on: its objective, and where its ledger stands."""
 
     run_id: RunId
@@ -125,7 +132,7 @@ class Run(_Frozen):
         return self.head_tokens - self.covered_tokens
 
 
-class StepDraft(_Frozen):
+class StepDraft(_Record):
     """What a client records; the store adds seq, hashes and token totals."""
 
     tool: str
@@ -136,7 +143,7 @@ class StepDraft(_Frozen):
     idempotency_key: str | None = None
 
 
-class Step(_Frozen):
+class Step(_Record):
     """One recorded step of a run's ledger."""
 
     run_id: RunId
@@ -179,7 +186,7 @@ class Artifact(_Frozen):
     value: str
 
 
-class SnapshotEntry(_Frozen):
+class SnapshotEntry(_Record):
     """One file of a workspace snapshot: where it goes and what it holds."""
 
     path: str = Field(description="Relative POSIX path inside the workspace.")
@@ -228,7 +235,7 @@ class CheckpointContent(_Frozen):
     )
 
 
-class CheckpointPatch(_Frozen):
+class CheckpointPatch(_Record):
     """New checkpoint content as a model (or a distiller) writes it; merged with the previous.
 
     ``None`` leaves a field as the previous checkpoint had it. progress, decisions and
@@ -259,7 +266,7 @@ class CheckpointPatch(_Frozen):
         )
 
 
-class Checkpoint(_Frozen):
+class Checkpoint(_Record):
     """A checkpoint: content that stands in for steps 1..through_seq."""
 
     checkpoint_id: CheckpointId
@@ -322,7 +329,7 @@ class ProposalAnalysis(_Frozen):
     note: str = ""
 
 
-class ProposalItem(_Frozen):
+class ProposalItem(_Record):
     """One proposed change to semantic memory."""
 
     op: MemoryOp = "add"
@@ -346,7 +353,7 @@ class ProposalItem(_Frozen):
     analysis: ProposalAnalysis | None = None
 
 
-class Proposal(_Frozen):
+class Proposal(_Record):
     """A durable staged batch of memory changes."""
 
     batch_id: BatchId
@@ -363,7 +370,7 @@ class Proposal(_Frozen):
     )
 
 
-class NewMemory(_Frozen):
+class NewMemory(_Record):
     """A memory to insert (built by core from an accepted ``add`` item)."""
 
     memory_id: MemoryId
@@ -376,7 +383,7 @@ class NewMemory(_Frozen):
     run_id: RunId | None
 
 
-class Memory(_Frozen):
+class Memory(_Record):
     """A long-term memory."""
 
     memory_id: MemoryId
@@ -394,7 +401,7 @@ class Memory(_Frozen):
     version: int = 1
 
 
-class MemoryHit(_Frozen):
+class MemoryHit(_Record):
     """A memory found by search, with how it scored."""
 
     memory: Memory
