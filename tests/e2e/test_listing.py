@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -23,7 +24,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 SNAPSHOT = Path(__file__).with_name("listing.jsonl")
 
-REQUESTS = [
+REQUESTS: list[dict[str, Any]] = [
     {"jsonrpc": "2.0", "id": 1, "method": "initialize",
      "params": {"protocolVersion": "2025-11-25", "capabilities": {},
                 "clientInfo": {"name": "listing", "version": "0"}}},
