@@ -89,10 +89,11 @@ _NEEDLES: dict[str, tuple[str, ...]] = {
 
 _ALL_NEEDLES = tuple(sorted({n for needles in _NEEDLES.values() for n in needles}))
 
-# The built-in patterns that can match across a line break. Every other one matches within
-# a line (nothing in it matches "\n"; at a line's start "^" stands where the text has "\n",
-# which is whitespace and no word character), so it runs on the lines that hold one of its
-# needles alone, with the same matches as over the whole text.
+# The built-in patterns that can match across a line break. Every other built-in one (those
+# with needles) matches within a line (nothing in it matches "\n"; at a line's start "^"
+# stands where the text has "\n", which is whitespace and no word character), so it runs on
+# the lines that hold one of its needles alone, with the same matches as over the whole text.
+# Patterns from the settings have no needles and run over the whole text.
 _SPANS_LINES = frozenset({"private_key", "bearer_token", "basic_auth"})
 
 
@@ -120,7 +121,6 @@ class Redactor:
         self._patterns: list[tuple[str, str, int, frozenset[str]]] = [
             (kind, p, g, frozenset(_NEEDLES.get(kind, ()))) for kind, p, g in DEFAULT_PATTERNS
         ]
-        self._by_line = {kind for kind, *_ in DEFAULT_PATTERNS if kind not in _SPANS_LINES}
         self._compiled: dict[str, re.Pattern[str]] = {}
         for n, p in enumerate(extra):
             kind = f"custom#{n}"
@@ -140,7 +140,7 @@ class Redactor:
             if pattern is None:
                 pattern = self._compiled[kind] = re.compile(source)
             replace = _replacer(kind.partition("#")[0], group)
-            if kind in self._by_line and "\n" in text:
+            if needles and kind not in _SPANS_LINES and "\n" in text:
                 redacted = _sub_lines(pattern, replace, text, needles & present)
             else:
                 redacted = pattern.sub(replace, text)
