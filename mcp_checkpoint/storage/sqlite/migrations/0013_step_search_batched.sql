@@ -3,7 +3,7 @@
 -- fifth of a record_step. step_search_progress holds the highest steps rowid up to which
 -- every step has its search row. The store indexes the steps above it in one statement:
 -- before a search reads (so a search always sees every recorded step), in each
--- checkpoint's transaction, when the backlog reaches a batch, and on close. Deleting
+-- checkpoint's transaction, when the backlog reaches a batch, and after an import. Deleting
 -- steps lowers it to the highest rowid left, because SQLite gives a new row the highest
 -- rowid plus one and a rowid freed at the top is given again.
 
