@@ -10,12 +10,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["emit", "percentile", "ratio", "summary"]
+__all__ = ["emit", "percentile", "ratio", "summary", "write_json"]
 
 
 def emit(text: str, report: dict[str, Any], json_path: Path | None) -> None:
     """Print the rendered report, and write it as JSON when asked."""
     sys.stdout.write(text + "\n")
+    write_json(report, json_path)
+
+
+def write_json(report: Any, json_path: Path | None) -> None:
+    """Write ``report`` as JSON to ``json_path`` (its folder made if needed); nothing when
+    None."""
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

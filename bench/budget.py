@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import json
 import platform
 import random
 import statistics
@@ -38,6 +37,7 @@ from typing import Any
 from mcp import Client
 from mcp_types import TextContent
 
+from bench._stats import write_json
 from bench._trajectories import load_trajectories
 from mcp_checkpoint import Settings, build_server
 
@@ -223,6 +223,5 @@ def main(args: argparse.Namespace) -> int:
                   f"{statistics.median(ratios):>20.3f} ({min(ratios):.3f})  {t.worst}")
     for note in info["notes"]:
         print("note:", note)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1), encoding="utf-8")
+    write_json(report, args.json)
     return 0

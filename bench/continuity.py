@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._client import BenchError
+from bench._stats import write_json
 from bench._trajectories import (
     Trajectory,
     _occurs,
@@ -457,8 +458,7 @@ def main(args: argparse.Namespace) -> int:
         sys.stderr.write(f"bench continuity: {exc}\n")
         return 1
     print_report(report)
-    if args.json is not None:
-        args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    write_json(report, args.json)
     return 0
 
 

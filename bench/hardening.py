@@ -41,6 +41,8 @@ from typing import Any
 import anyio
 import httpx2
 
+from bench._stats import write_json
+
 ACCEPT = "application/json, text/event-stream"
 _LISTENING = re.compile(r"serving .* on (http://127\.0\.0\.1:\d+)(/\w+)")
 
@@ -516,8 +518,7 @@ def main(argv: list[str] | None = None) -> int:
            "halfopen": _halfopen, "flooder": _flooder,
            "halfopener": _halfopener}[args.which]
     report = asyncio.run(run(args))
-    if args.json is not None:
-        args.json.write_text(json.dumps(report, indent=1), encoding="utf-8")
+    write_json(report, args.json)
     return 0
 
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._client import BenchError
+from bench._stats import write_json
 from bench.continuity import wait_drained
 
 __all__ = ["add_arguments", "main", "payloads"]
@@ -329,8 +330,7 @@ def main(args: argparse.Namespace) -> int:
         sys.stderr.write(f"bench hooks: {exc}\n")
         return 1
     print_report(report)
-    if args.json is not None:
-        args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    write_json(report, args.json)
     return 0
 
 
