@@ -12,7 +12,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
@@ -66,12 +66,15 @@ from mcp_checkpoint.errors import (
     PayloadTooLargeError,
 )
 
-__all__ = ["MemoryService", "SearchResult", "similarity"]
+__all__ = ["WINDOW_DEPTH", "MemoryService", "SearchResult", "similarity"]
 
 logger = logging.getLogger(__name__)
 
 _RECENT_VECTORS = 2048
 _CANDIDATES = 8
+# The deepest a search with a time window looks for memories created in it.
+WINDOW_DEPTH = 3200
+_WINDOW_FETCH = 256  # memories read at a time while a window filters
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,41 @@ class SearchResult:
     kind: MemoryKind | None
     mode: str
     note: str
+
+
+@dataclass(frozen=True)
+class _Window:
+    """A time window over ``created_at``: ``since <= created_at < until``."""
+
+    since: datetime | None
+    until: datetime | None
+
+    def holds(self, when: datetime) -> bool:
+        return (self.since is None or when >= self.since) and (
+            self.until is None or when < self.until
+        )
+
+    def __str__(self) -> str:
+        parts = [f"from {self.since.isoformat()}"] if self.since is not None else []
+        parts += [f"before {self.until.isoformat()}"] if self.until is not None else []
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class _Candidates:
+    """What one search depth found: lexical matches, the nearest vectors (None without a
+    vector side) and exact cosines of lexical matches beyond them."""
+
+    lexical: list[tuple[Memory, float]]
+    vectors: list[tuple[MemoryId, float]] | None
+    exact: dict[str, float]
+    why: str | None
+
+    def exhausted(self, depth: int) -> bool:
+        """True when both lists came back shorter than ``depth``: nothing deeper exists."""
+        return len(self.lexical) < depth and (
+            self.vectors is None or len(self.vectors) < depth
+        )
 
 
 class MemoryService(MemorySearch):
@@ -546,15 +584,25 @@ class MemoryService(MemorySearch):
         scope: str | None = None,
         kind: MemoryKind | None = None,
         k: int = 5,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> SearchResult:
-        """Active memories relevant to ``query``, best first (lexical BM25 for now)."""
+        """Active memories relevant to ``query``, best first (lexical BM25, hybrid once
+        vectors exist); ``since``/``until`` keep the memories created in that window
+        (``since <= created_at < until``), searched for as deep as it takes to find ``k``
+        of them (up to ``WINDOW_DEPTH`` candidates, said in the note when reached)."""
         self._limits.query("query", query)
         if not query.strip():
             raise InvalidArgumentError("query must not be empty")
         self._limits.count("k", k, "max_search_k")
         if scope is not None:
             self._limits.ident("scope", scope)
-        hits, mode, why = await self._hybrid(tenant, query, k, scope=scope, kind=kind)
+        if since is not None and until is not None and since >= until:
+            raise InvalidArgumentError("since must be before until")
+        window = _Window(since, until) if since is not None or until is not None else None
+        hits, mode, why = await self._hybrid(
+            tenant, query, k, scope=scope, kind=kind, window=window
+        )
         where = scope or "all scopes"
         if hits:
             note = f"{len(hits)} active memories found in {where} ({mode})"
@@ -563,6 +611,8 @@ class MemoryService(MemorySearch):
                 f"no active memory in {where}" + (f" of kind '{kind}'" if kind else "")
                 + f" matched the query ({mode})"
             )
+        if window is not None:
+            note += f"; created {window}"
         if why:
             note += f"; {why}"
         return SearchResult(hits=hits, scope=where, kind=kind, mode=mode, note=note)
@@ -575,9 +625,34 @@ class MemoryService(MemorySearch):
         *,
         scope: str | None = None,
         kind: MemoryKind | None = None,
+        window: _Window | None = None,
     ) -> tuple[list[MemoryHit], str, str | None]:
-        """Lexical and (when available) vector candidates, fused; see ``core.fusion``."""
+        """Lexical and (when available) vector candidates, fused (see ``core.fusion``),
+        then filtered. With a time ``window`` the candidates go deeper, four times at a
+        step, until ``k`` hits are found, every candidate was seen, or ``WINDOW_DEPTH``."""
         depth = max(CANDIDATES, k)
+        while True:
+            found = await self._candidates(tenant, query, depth, scope=scope, kind=kind)
+            hits = await self._hits(tenant, found, k, scope=scope, kind=kind, window=window)
+            mode = "hybrid" if found.vectors is not None else "lexical"
+            if window is None or len(hits) == k or found.exhausted(depth):
+                return hits, mode, found.why
+            if depth >= WINDOW_DEPTH:
+                more = f"only the {depth} best matches were searched for the window"
+                return hits, mode, f"{found.why}; {more}" if found.why else more
+            depth = min(depth * 4, WINDOW_DEPTH)
+
+    async def _candidates(
+        self,
+        tenant: Tenant,
+        query: str,
+        depth: int,
+        *,
+        scope: str | None,
+        kind: MemoryKind | None,
+    ) -> _Candidates:
+        """The ``depth`` best lexical matches and, when a vector index serves, the
+        ``depth`` nearest vectors (and the exact cosine of lexical matches beyond them)."""
         dense = await self._dense_side()
         ranked_vectors: list[tuple[MemoryId, float]] | None = None
         exact: dict[str, float] = {}
@@ -628,24 +703,40 @@ class MemoryService(MemorySearch):
             except CheckpointError as exc:
                 ranked_vectors, exact = None, {}
                 why = f"lexical search only: {exc.message}"
-        known: dict[str, Memory] = {m.memory_id: m for m, _ in lexical}
+        return _Candidates(lexical, ranked_vectors, exact, why)
+
+    async def _hits(
+        self,
+        tenant: Tenant,
+        found: _Candidates,
+        k: int,
+        *,
+        scope: str | None,
+        kind: MemoryKind | None,
+        window: _Window | None,
+    ) -> list[MemoryHit]:
+        """The best ``k`` of the fused candidates that are active memories passing the
+        filters."""
+        known: dict[str, Memory] = {m.memory_id: m for m, _ in found.lexical}
         fused = fuse(
-            [(m.memory_id, score) for m, score in lexical],
-            ranked_vectors,
-            extra_vector_scores=exact,
+            [(m.memory_id, score) for m, score in found.lexical],
+            found.vectors,
+            extra_vector_scores=found.exact,
         )
         hits: list[MemoryHit] = []
         fetched_to = 0  # fused[:fetched_to] are known or were fetched
         for at, f in enumerate(fused):
             if at == fetched_to:
                 # Vector-only candidates are read only as far as the hits may reach: a
-                # window of k at a time (most searches need one), not all of them.
-                window = fused[at:at + max(k - len(hits), 1)]
-                missing = [MemoryId(w.memory_id) for w in window if w.memory_id not in known]
+                # batch of k at a time (most searches need one), not all of them; with a
+                # time window most may be filtered out, so batches are larger.
+                size = max(k - len(hits), 1) if window is None else _WINDOW_FETCH
+                batch = fused[at:at + size]
+                missing = [MemoryId(b.memory_id) for b in batch if b.memory_id not in known]
                 if missing:
                     for fetched in await self._store.get_memories(tenant, missing):
                         known[fetched.memory_id] = fetched
-                fetched_to = at + len(window)
+                fetched_to = at + len(batch)
             memory = known.get(f.memory_id)
             # A vector can outlive its memory's status for a moment: filter again.
             if memory is None or memory.status != "active":
@@ -654,8 +745,10 @@ class MemoryService(MemorySearch):
                 kind is not None and memory.kind != kind
             ):
                 continue
+            if window is not None and not window.holds(memory.created_at):
+                continue
             scores: dict[str, Any] = {"lexical": f.lexical, "lexical_rank": f.lexical_rank}
-            if ranked_vectors is not None:
+            if found.vectors is not None:
                 scores |= {"vector": f.vector, "vector_rank": f.vector_rank, "fused": f.score}
             hits.append(MemoryHit(
                 memory=memory, score=round(f.score, 6),
@@ -664,8 +757,7 @@ class MemoryService(MemorySearch):
             ))
             if len(hits) == k:
                 break
-        mode = "hybrid" if ranked_vectors is not None else "lexical"
-        return hits, mode, why
+        return hits
 
     async def relevant(self, tenant: Tenant, query: str, k: int) -> list[Memory]:
         """Up to ``k`` active memories for a rehydrated context (empty query: none)."""

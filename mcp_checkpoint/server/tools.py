@@ -6,7 +6,6 @@ pass through ``guard_tool``; nothing here contains storage or ranking logic.
 """
 
 import logging
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -401,15 +400,8 @@ class Tools:
     ) -> SearchResultView:
         """Search active long-term memories; every hit carries its provenance."""
         s = services_of(ctx)
-        lo, hi = _aware(since), _aware(until)
-        timed = lo is not None or hi is not None
-        # A time window filters the best hits of a wider search (at most max_search_k).
-        wide = max(k, s.settings.limits.max_search_k) if timed else k
-        found = await s.memory.search(s.tenant(), query, scope=scope, kind=kind, k=wide)
-        if timed:
-            kept = [h for h in found.hits if (lo is None or h.memory.created_at >= lo)
-                    and (hi is None or h.memory.created_at < hi)][:k]
-            found = replace(found, hits=kept, note=f"{found.note}; {len(kept)} in the window")
+        found = await s.memory.search(s.tenant(), query, scope=scope, kind=kind, k=k,
+                                      since=_aware(since), until=_aware(until))
         return SearchResultView(
             hits=[
                 Hit(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from mcp_checkpoint.core.memory import MemoryService
@@ -244,3 +246,51 @@ def test_lookup_words_prefers_rare_words_and_leaves_out_unheld_ones() -> None:
     assert found.rare == ["priya", "kestrel", "moved"]  # fewest holders first, under 64
     assert found.all_of == ["priya", "kestrel", "moved", "port"]  # 8080: held by none
     assert counted_words("Nate: You too!") == ["nate", "you", "too"]  # nothing but these
+
+
+async def _old_and_new(memory: MemoryService, clock: FakeClock, new: int) -> datetime:
+    """Three long memories about the parser, then (a day later) ``new`` short ones that
+    rank above them for "parser note"; returns the moment between the two."""
+    for i, topic in enumerate(("staging deploys", "nightly builds", "release notes")):
+        await commit_one(memory, f"the parser module handles {topic} for team {i} and also "
+                         f"keeps many other unrelated words about {topic} in this memory")
+    clock.advance(86_400)
+    cutoff = clock()
+    for start in range(0, new, 100):
+        batch = await memory.propose(T, [add(f"parser note {n}") for n in
+                                         range(start, min(start + 100, new))])
+        await memory.commit(T, batch.batch_id)
+    return cutoff
+
+
+async def test_search_with_a_time_window_finds_matches_ranked_below_the_first_candidates(
+    memory: MemoryService, clock: FakeClock
+) -> None:
+    cutoff = await _old_and_new(memory, clock, 150)
+    # Without the window, the 150 newer notes outrank the three older memories.
+    top = await memory.search(T, "parser note", k=50)
+    assert all(hit.memory.created_at >= cutoff for hit in top.hits)
+    found = await memory.search(T, "parser note", k=3, until=cutoff)
+    assert len(found.hits) == 3
+    assert all("the parser module handles" in hit.memory.content for hit in found.hits)
+    assert "created before " in found.note
+    later = await memory.search(T, "parser note", k=5, since=cutoff)
+    assert [h.memory.created_at >= cutoff for h in later.hits] == [True] * 5
+
+
+async def test_search_with_a_time_window_says_when_it_stopped_at_its_depth(
+    memory: MemoryService, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mcp_checkpoint.core.memory as memory_module
+
+    cutoff = await _old_and_new(memory, clock, 150)
+    monkeypatch.setattr(memory_module, "WINDOW_DEPTH", 100)
+    found = await memory.search(T, "parser note", k=3, until=cutoff)
+    assert found.hits == []
+    assert "only the 100 best matches were searched for the window" in found.note
+
+
+async def test_search_window_must_be_ordered(memory: MemoryService) -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    with pytest.raises(InvalidArgumentError, match="since must be before until"):
+        await memory.search(T, "parser", since=now, until=now)

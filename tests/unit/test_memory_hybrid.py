@@ -247,3 +247,22 @@ async def test_search_embeds_the_query_while_the_lexical_search_runs(
     calls = embedder.calls
     await memory.search(T, "where is the deploy script?", k=2)  # a repeated query
     assert embedder.calls == calls  # its vector came from the cache
+
+
+async def test_hybrid_search_with_a_time_window_looks_past_the_first_candidates(
+    settings: Settings, clock: FakeClock
+) -> None:
+    memory, _, vectors = service(settings, clock)
+    [old] = await add(
+        memory, "our deploy runbook lives in the wiki under ops, beside the oncall rota"
+    )
+    clock.advance(86_400)
+    cutoff = clock()
+    for start in range(0, 2 * CANDIDATES, 50):
+        await add(memory, *(f"deploy checklist item {n}" for n in range(start, start + 50)))
+    assert len(vectors._vectors) > CANDIDATES  # the index holds them all
+    top = await memory.search(T, "deploy checklist", k=CANDIDATES)
+    assert old not in {h.memory.memory_id for h in top.hits} and top.mode == "hybrid"
+    found = await memory.search(T, "deploy checklist", k=1, until=cutoff)
+    assert [h.memory.memory_id for h in found.hits] == [old]
+    assert found.mode == "hybrid"
