@@ -49,6 +49,9 @@ class Latencies:
 
     record_step: list[float] = field(default_factory=list)
     noop: list[float] = field(default_factory=list)
+    # The same pairing with a minimal step: what recording costs beyond the payload's work.
+    record_minimal: list[float] = field(default_factory=list)
+    noop_minimal: list[float] = field(default_factory=list)
     checkpoint: list[float] = field(default_factory=list)
     rehydrate: list[float] = field(default_factory=list)
 
@@ -169,6 +172,7 @@ def _report(
 ) -> dict[str, Any]:
     lat = tally.lat
     record, noop = summary(lat.record_step), summary(lat.noop)
+    record_minimal, noop_minimal = summary(lat.record_minimal), summary(lat.noop_minimal)
     small, large = seeded
     small_ms = [r.ms for r in scale[small.run_id]]
     large_ms = [r.ms for r in scale[large.run_id]]
@@ -273,14 +277,20 @@ def _report(
         "latency_ms": {
             "record_step": record,
             "noop": noop,
+            "record_step_minimal": record_minimal,
+            "noop_minimal": noop_minimal,
             "checkpoint": summary(lat.checkpoint),
             "rehydrate": summary(lat.rehydrate),
             "pairing": "each record_step is paired with a noop carrying the same payload, "
-            "alternating which goes first",
+            "alternating which goes first; the minimal pairs carry a step of a few bytes "
+            "(the store's own cost per step: statements, commit and, with synchronous=FULL, "
+            "its flush to disk)",
         },
         "record_vs_noop": {
             "p50_ratio": ratio(record["p50"], noop["p50"]),
             "p99_ratio": ratio(record["p99"], noop["p99"]),
+            "minimal_p50_ratio": ratio(record_minimal["p50"], noop_minimal["p50"]),
+            "minimal_p99_ratio": ratio(record_minimal["p99"], noop_minimal["p99"]),
         },
         "scale": {
             "budget_tokens": scale[large.run_id][0].budget_tokens,
@@ -373,6 +383,8 @@ def render(report: dict[str, Any]) -> str:
     for name, label in (
         ("record_step", "record_step"),
         ("noop", "noop (same payload)"),
+        ("record_step_minimal", "record_step, minimal step"),
+        ("noop_minimal", "noop (same minimal payload)"),
         ("checkpoint", "checkpoint (rules)"),
         ("rehydrate", "rehydrate"),
     ):
@@ -382,6 +394,8 @@ def render(report: dict[str, Any]) -> str:
         add(f"  {label:<32}{s['n']:>6}{p50:>9}{p99:>9}")
     rv = report["record_vs_noop"]
     add(f"  {'record_step / noop':<32}{'':>6}{_x(rv['p50_ratio']):>9}{_x(rv['p99_ratio']):>9}")
+    add(f"  {'minimal record_step / noop':<32}{'':>6}{_x(rv['minimal_p50_ratio']):>9}"
+        f"{_x(rv['minimal_p99_ratio']):>9}")
     add("")
     sc = report["scale"]
     add(

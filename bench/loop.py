@@ -15,7 +15,10 @@ one stdio MCP client. In order:
    Each ``record_step`` is paired with a ``noop`` call carrying the same payload, in
    alternating order, so both see the same conditions.
 3. *Latency*: more paired ``record_step`` / ``noop`` calls on one more run, cycling through
-   the trajectories' steps (checkpointing and rehydrating when due), for stable p99s.
+   the trajectories' steps (checkpointing and rehydrating when due), for stable p99s; then
+   as many pairs of a minimal step (a few bytes) on a run of its own: what recording costs
+   apart from the payload's redaction, counting and hashing (statements, commit and, with
+   ``synchronous=FULL``, the flush to disk).
 4. *Scale*: ``rehydrate`` of the short and the long seeded run, interleaved, through the
    client.
 
@@ -162,6 +165,23 @@ class Driver:
             await self.checkpoint(run, timed=timed)
             await self.rehydrate(run, timed=timed)
 
+    async def minimal_step(self, run: LoopRun) -> None:
+        """A record_step of a few bytes paired with a noop of the same payload (alternating
+        which goes first), checkpointing when one is due (untimed)."""
+        payload: dict[str, Any] = {"tool": "echo", "input": {"n": self._pairs}, "output": "ok"}
+        noop_first = self._pairs % 2 == 0
+        self._pairs += 1
+        if noop_first:
+            _, noop_ms = await self.client.call("noop", {"payload": payload})
+        ack, record_ms = await self.client.call("record_step", {"run_id": run.run_id, **payload})
+        if not noop_first:
+            _, noop_ms = await self.client.call("noop", {"payload": payload})
+        self.tally.lat.record_minimal.append(record_ms)
+        self.tally.lat.noop_minimal.append(noop_ms)
+        if ack["checkpoint_due"]:
+            result, _ = await self.client.call("checkpoint", {"run_id": run.run_id})
+            run.covered_seq = int(result["through_seq"])
+
     async def checkpoint(self, run: LoopRun, *, timed: bool = True) -> None:
         """checkpoint with no content: the server distils."""
         result, ms = await self.client.call("checkpoint", {"run_id": run.run_id})
@@ -242,6 +262,14 @@ async def _latency(driver: Driver, steps: Sequence[TrajStep], pairs: int) -> Loo
         await driver.step(run, steps[i % len(steps)])
     await driver.rehydrate(run)
     return run
+
+
+async def _minimal(driver: Driver, pairs: int) -> None:
+    run = await driver.start(
+        "bench-minimal", "Latency: steps of a few bytes.", "minimal", names=False
+    )
+    for _ in range(pairs):
+        await driver.minimal_step(run)
 
 
 async def _warm_up(driver: Driver, steps: Sequence[TrajStep]) -> None:
@@ -391,6 +419,8 @@ async def _bench(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
                     await _replay(driver, trajectories)
                     _progress(f"{profile.latency_pairs} more record_step/noop pairs")
                     latency_run = await _latency(driver, steps, profile.latency_pairs)
+                    _progress(f"{profile.latency_pairs} record_step/noop pairs of minimal steps")
+                    await _minimal(driver, profile.latency_pairs)
                     _progress(f"rehydrate at scale ({profile.scale_calls} calls each)")
                     scale = await _scale(driver, seeded, profile.scale_calls)
         except Exception as exc:

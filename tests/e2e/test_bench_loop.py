@@ -71,12 +71,17 @@ def test_bench_loop_quick_reports_every_figure_within_budget(tmp_path: Path) -> 
     assert report["server"]["store"]["steps"] >= report["replay"]["steps"] + 11_000
     assert set(report["distillation"]["sources"]) == {"rules"}
 
-    for tool in ("record_step", "noop", "checkpoint", "rehydrate"):
+    for tool in ("record_step", "noop", "record_step_minimal", "noop_minimal", "checkpoint",
+                 "rehydrate"):
         figures = report["latency_ms"][tool]
         assert figures["n"] > 0, tool
         assert 0 < figures["p50"] <= figures["p99"], tool
     assert report["latency_ms"]["record_step"]["n"] == report["latency_ms"]["noop"]["n"]
     assert report["record_vs_noop"]["p50_ratio"] > 0
+    minimal = report["latency_ms"]["record_step_minimal"]["n"]
+    assert minimal == report["latency_ms"]["noop_minimal"]["n"] == 150
+    assert report["record_vs_noop"]["minimal_p50_ratio"] > 0
+    assert "minimal record_step / noop" in done.stdout
 
     scale = report["scale"]
     assert [run["steps"] for run in scale["runs"]] == [1_000, 10_000]
