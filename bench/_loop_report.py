@@ -107,6 +107,8 @@ class Tally:
     checkpoint_notes: Counter[str] = field(default_factory=Counter)
     due_reasons: Counter[str] = field(default_factory=Counter)
     ack_mismatches: int = 0
+    # ``--server-times``: ms inside the server by tool (and "(minimal)"), else empty.
+    server_ms: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -286,6 +288,7 @@ def _report(
             "(the store's own cost per step: statements, commit and, with synchronous=FULL, "
             "its flush to disk)",
         },
+        "server_ms": {name: summary(values) for name, values in sorted(tally.server_ms.items())},
         "record_vs_noop": {
             "p50_ratio": ratio(record["p50"], noop["p50"]),
             "p99_ratio": ratio(record["p99"], noop["p99"]),
@@ -396,6 +399,10 @@ def render(report: dict[str, Any]) -> str:
     add(f"  {'record_step / noop':<32}{'':>6}{_x(rv['p50_ratio']):>9}{_x(rv['p99_ratio']):>9}")
     add(f"  {'minimal record_step / noop':<32}{'':>6}{_x(rv['minimal_p50_ratio']):>9}"
         f"{_x(rv['minimal_p99_ratio']):>9}")
+    if report["server_ms"]:
+        add(f"{'inside the server (ms)':<34}{'n':>6}{'p50':>9}{'p99':>9}")
+        for name, s in report["server_ms"].items():
+            add(f"  {name:<32}{s['n']:>6}{s['p50']:>9.2f}{s['p99']:>9.2f}")
     add("")
     sc = report["scale"]
     add(

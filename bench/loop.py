@@ -31,6 +31,7 @@ product's).
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 import tempfile
@@ -55,6 +56,7 @@ from bench._loop_report import (
     _report,
     render,
 )
+from bench._server import MINIMAL_TOOL
 from bench._stats import emit
 from bench._trajectories import Trajectory, TrajStep, _kept, _occurs, extract, load_trajectories
 from mcp_checkpoint.config import Settings, SqliteSettings
@@ -104,6 +106,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="extra environment of the server process (repeatable), e.g. "
         "MCP_CHECKPOINT_SQLITE__SYNCHRONOUS=NORMAL; nothing else is inherited",
+    )
+    parser.add_argument(
+        "--server-times",
+        action="store_true",
+        help="also time each tool call inside the server, from its request read to its "
+        "answer written (the server notes when each line passes)",
     )
 
 
@@ -168,7 +176,8 @@ class Driver:
     async def minimal_step(self, run: LoopRun) -> None:
         """A record_step of a few bytes paired with a noop of the same payload (alternating
         which goes first), checkpointing when one is due (untimed)."""
-        payload: dict[str, Any] = {"tool": "echo", "input": {"n": self._pairs}, "output": "ok"}
+        payload: dict[str, Any] = {"tool": MINIMAL_TOOL, "input": {"n": self._pairs},
+                                   "output": "ok"}
         noop_first = self._pairs % 2 == 0
         self._pairs += 1
         if noop_first:
@@ -397,6 +406,9 @@ async def _bench(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
         # A given store may hold earlier benchmarks' runs: this one writes a tenant of its own.
         tenant = Tenant(f"{TENANT}-{uuid.uuid4().hex[:8]}") if args.store_url else TENANT
         env = _server_env(store_url, tenant, data_dir, args.server_env)
+        times_path = data_dir / "server-times.json"
+        if args.server_times:
+            env["BENCH_SERVER_TIMES"] = str(times_path)
         # Seeding needs no per-commit fsync; the server keeps its own (default) setting.
         seed_settings = Settings(
             data_dir=data_dir,
@@ -434,6 +446,12 @@ async def _bench(args: argparse.Namespace, profile: Profile) -> dict[str, Any]:
             tail = errlog_path.read_text(encoding="utf-8")[-2000:] if errlog_path.exists() else ""
             what = "; ".join(repr(e) for e in leaves)
             raise BenchError(f"the server failed ({what}); its stderr ends with:\n{tail}") from exc
+        if args.server_times:
+            if not times_path.exists():
+                raise BenchError("the server wrote no call times")
+            server_times = json.loads(times_path.read_text(encoding="utf-8"))
+            tally.server_ms = {name: [t * 1000.0 for t in values]
+                               for name, values in server_times.items()}
         stored = await _verify_store(seed_settings)
         if args.store_url:
             stored |= {"url": mask_url(store_url), "tenant": tenant}

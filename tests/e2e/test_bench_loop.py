@@ -42,7 +42,8 @@ def test_bench_loop_quick_reports_every_figure_within_budget(tmp_path: Path) -> 
     trajectories = sorted(DATA.glob("*.traj"))
     out = tmp_path / "loop.json"
 
-    done = _bench("--data", str(DATA), "--quick", "--json", str(out), timeout=120)
+    done = _bench("--data", str(DATA), "--quick", "--server-times", "--json", str(out),
+                  timeout=120)
 
     assert done.returncode == 0, done.stderr[-3000:]
     assert "targets" in done.stdout
@@ -82,6 +83,14 @@ def test_bench_loop_quick_reports_every_figure_within_budget(tmp_path: Path) -> 
     assert minimal == report["latency_ms"]["noop_minimal"]["n"] == 150
     assert report["record_vs_noop"]["minimal_p50_ratio"] > 0
     assert "minimal record_step / noop" in done.stdout
+    # --server-times: every tool call also timed inside the server, the minimal ones apart.
+    inside = report["server_ms"]
+    assert {"record_step", "record_step (minimal)", "noop", "noop (minimal)", "checkpoint",
+            "rehydrate"} <= inside.keys()
+    assert inside["record_step (minimal)"]["n"] == inside["noop (minimal)"]["n"] == 150
+    for name, figures in inside.items():
+        assert 0 < figures["p50"] <= figures["p99"], name
+    assert inside["record_step"]["p50"] < report["latency_ms"]["record_step"]["p50"]
 
     scale = report["scale"]
     assert [run["steps"] for run in scale["runs"]] == [1_000, 10_000]
