@@ -32,7 +32,7 @@ from mcp_checkpoint.server.prompts import register_prompts
 from mcp_checkpoint.server.resources import register_resources
 from mcp_checkpoint.server.services import Services
 from mcp_checkpoint.server.subscriptions import Subscriptions
-from mcp_checkpoint.server.tools import register_tools
+from mcp_checkpoint.server.tools import build_tools
 from mcp_checkpoint.storage import make_store, make_vector_index
 
 if TYPE_CHECKING:
@@ -202,6 +202,7 @@ def server_for(runtime: Runtime, remote: Remote | None = None) -> MCPServer[Serv
         token_verifier=remote.verifier if remote is not None else None,
         auth=remote.auth if remote is not None else None,
         subscriptions=TenantBus() if remote is not None else None,
+        tools=build_tools(),
     )
     if runtime.metrics is not None:
         from mcp_checkpoint.server.metrics import metrics_middleware
@@ -214,7 +215,6 @@ def server_for(runtime: Runtime, remote: Remote | None = None) -> MCPServer[Serv
     server.middleware.append(tool_call_middleware(server))
     server.middleware.append(prompt_get_middleware(server))
     _static_lists(server)
-    register_tools(server)
     register_resources(server)
     register_prompts(server)
     register_completion(server)

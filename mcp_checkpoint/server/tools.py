@@ -6,6 +6,7 @@ pass through ``guard_tool``; nothing here contains storage or ranking logic.
 """
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -35,6 +36,7 @@ from mcp_checkpoint.core.models import (
 )
 from mcp_checkpoint.core.ports import StepQuery
 from mcp_checkpoint.errors import InvalidArgumentError
+from mcp_checkpoint.server import _tool_schemas
 from mcp_checkpoint.server._files import FileIn, resolve_files
 from mcp_checkpoint.server._sampling import Sampled, _input_required_flow, _sample_legacy
 from mcp_checkpoint.server.errors import guard_tool
@@ -56,10 +58,10 @@ from mcp_checkpoint.server.views import (
 )
 
 if TYPE_CHECKING:
-    from mcp.server import MCPServer
+    from mcp.server.mcpserver.tools import Tool
 
 
-__all__ = ["register_tools"]
+__all__ = ["build_tools", "tool_functions"]
 
 logger = logging.getLogger("mcp_checkpoint.server")
 
@@ -92,7 +94,7 @@ class MemoryItemIn(BaseModel):
 
 
 class Tools:
-    """The tool implementations (methods, registered in ``register_tools``)."""
+    """The tool implementations (methods, built into tools in ``build_tools``)."""
 
     @staticmethod
     async def start_run(
@@ -545,17 +547,29 @@ TOOL_ANNOTATIONS: dict[str, tuple[str, bool, bool, bool]] = {
 }
 
 
-def register_tools(server: "MCPServer[Any]") -> None:
-    """Add every tool, guarded and annotated, to ``server``."""
-    for name, (title, read_only, destructive, idempotent) in TOOL_ANNOTATIONS.items():
-        fn = getattr(Tools, name, None) or getattr(CurationTools, name)
-        server.add_tool(
-            guard_tool(fn),
+def tool_functions() -> dict[str, Callable[..., Any]]:
+    """Tool name -> its guarded implementation, in the order the tools are listed."""
+    return {
+        name: guard_tool(getattr(Tools, name, None) or getattr(CurationTools, name))
+        for name in TOOL_ANNOTATIONS
+    }
+
+
+def build_tools() -> "list[Tool]":
+    """Every tool, guarded and annotated, with the schemas derived ahead of time (see
+    ``server._tool_schemas``)."""
+    schemas = _tool_schemas.load()
+    tools = []
+    for name, fn in tool_functions().items():
+        title, read_only, destructive, idempotent = TOOL_ANNOTATIONS[name]
+        tools.append(_tool_schemas.prebuilt_tool(
+            fn,
             name=name,
             title=title,
             description=(fn.__doc__ or "").strip(),
             annotations=_ann(
                 read_only=read_only, destructive=destructive, idempotent=idempotent, title=title
             ),
-            structured_output=True,
-        )
+            schemas=schemas[name],
+        ))
+    return tools

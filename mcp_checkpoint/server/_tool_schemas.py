@@ -1,0 +1,120 @@
+"""The tools' input and output JSON schemas, derived ahead of time.
+
+The SDK derives each tool's ``inputSchema`` and ``outputSchema`` from its signature with
+pydantic's JSON-schema generator whenever a server is built: for our thirteen tools, the
+largest part of building one. They change only when a tool's signature or output model
+does, so they are derived once, kept in ``tool_schemas.json`` beside this module, and each
+``Tool`` is built from them (with the SDK's own argument model for validating calls).
+
+``python -m mcp_checkpoint.server._tool_schemas`` rewrites the file;
+``tests/server/test_tool_schemas.py`` fails when the file and what the SDK derives drift
+apart, and when a tool built here differs from the SDK's ``Tool.from_function`` in
+anything a client sees or a call uses.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, get_args, get_origin
+
+from mcp.server.mcpserver.resolve import build_resolver_plans, find_resolved_parameters
+from mcp.server.mcpserver.tools import Tool
+from mcp.server.mcpserver.utilities.context_injection import find_context_parameter
+from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata, func_metadata
+from mcp_types import CallToolResult, ToolAnnotations
+from pydantic import BaseModel
+
+__all__ = ["PATH", "derive", "load", "prebuilt_tool", "render"]
+
+PATH = Path(__file__).with_name("tool_schemas.json")
+
+Schemas = dict[str, dict[str, Any]]
+
+
+def load() -> Schemas:
+    """Tool name -> ``{"inputSchema": ..., "outputSchema": ...}``, as the file holds them
+    (key order kept: the listing shows it)."""
+    loaded: Schemas = json.loads(PATH.read_text(encoding="utf-8"))
+    return loaded
+
+
+def _output_model(fn: Callable[..., Any]) -> type[BaseModel]:
+    """The model a tool's result is validated against: its return annotation, a pydantic
+    model, or the model in ``Annotated[CallToolResult, Model]`` (as the SDK reads them)."""
+    returned = inspect.signature(fn).return_annotation
+    if get_origin(returned) is Annotated:
+        base, model, *_ = get_args(returned)
+        if base is CallToolResult and isinstance(model, type) and issubclass(model, BaseModel):
+            return model
+    elif isinstance(returned, type) and issubclass(returned, BaseModel):
+        return returned
+    raise TypeError(f"tool {fn.__name__}: return a pydantic model (got {returned!r})")
+
+
+def prebuilt_tool(
+    fn: Callable[..., Any],
+    *,
+    name: str,
+    title: str,
+    description: str,
+    annotations: ToolAnnotations,
+    schemas: dict[str, Any],
+) -> Tool:
+    """The SDK's ``Tool`` for ``fn`` with structured output, as ``Tool.from_function``
+    would build it, but with ``schemas`` (one entry of :func:`load`) instead of deriving
+    them. The argument model that validates calls is still the SDK's own."""
+    # Tool.from_function's steps, but for deriving the two schemas.
+    context_kwarg = find_context_parameter(fn)
+    resolved = find_resolved_parameters(fn)  # e.g. checkpoint's Sample(...) parameter
+    skip = [*([context_kwarg] if context_kwarg is not None else []), *resolved]
+    arguments = func_metadata(fn, skip_names=skip, structured_output=False).arg_model
+    names = {field.alias or n for n, field in arguments.model_fields.items()}
+    metadata = FuncMetadata(
+        arg_model=arguments,
+        output_schema=schemas["outputSchema"],
+        output_model=_output_model(fn),
+    )
+    return Tool(
+        fn=fn,
+        name=name,
+        title=title,
+        description=description,
+        parameters=schemas["inputSchema"],
+        fn_metadata=metadata,
+        is_async=inspect.iscoroutinefunction(fn),
+        context_kwarg=context_kwarg,
+        resolved_params=dict(resolved),
+        resolver_plans=build_resolver_plans(resolved, names),
+        annotations=annotations,
+    )
+
+
+def derive() -> Schemas:
+    """What the SDK derives for each tool, in the order the tools are listed."""
+    from mcp_checkpoint.server.tools import tool_functions
+
+    derived: Schemas = {}
+    for name, fn in tool_functions().items():
+        tool = Tool.from_function(fn, name=name, structured_output=True)
+        derived[name] = {"inputSchema": tool.parameters, "outputSchema": tool.output_schema}
+    return derived
+
+
+def render() -> str:
+    """The file's exact text."""
+    return json.dumps(derive(), indent=1, ensure_ascii=False) + "\n"
+
+
+def main() -> int:
+    """Rewrite ``tool_schemas.json``."""
+    PATH.write_text(render(), encoding="utf-8")
+    sys.stdout.write(f"wrote {PATH}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

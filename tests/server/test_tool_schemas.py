@@ -1,0 +1,88 @@
+"""The tools are built from schemas derived ahead of time (``server/tool_schemas.json``):
+the file must be what the SDK derives today, and each tool built from it must be the
+tool ``Tool.from_function`` builds, in what a client sees and in what a call uses."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from mcp.server import MCPServer
+from mcp.server.mcpserver.tools import Tool
+
+from mcp_checkpoint.server import _tool_schemas
+from mcp_checkpoint.server.tools import build_tools
+
+pytestmark = pytest.mark.anyio
+
+REWRITE = "run: python -m mcp_checkpoint.server._tool_schemas"
+
+
+def _sdk_tool(tool: Tool) -> Tool:
+    return Tool.from_function(
+        tool.fn,
+        name=tool.name,
+        title=tool.title,
+        description=tool.description,
+        annotations=tool.annotations,
+        structured_output=True,
+    )
+
+
+def _plans(tool: Tool) -> dict[Any, Any]:
+    """The tool's resolver plans as plain values (the SDK's plan classes have no ``==``)."""
+    return {
+        key: (plan.fn, plan.is_async, plan.wire_key,
+              {name: vars(param) for name, param in plan.params.items()})
+        for key, plan in tool.resolver_plans.items()
+    }
+
+
+def _ordered(value: Any) -> str:
+    # The listing shows keys in the order they are held: compare that order too.
+    return json.dumps(value)
+
+
+def test_tool_schemas_file_is_what_the_sdk_derives() -> None:
+    assert _tool_schemas.PATH.read_text(encoding="utf-8") == _tool_schemas.render(), REWRITE
+
+
+@pytest.mark.parametrize("tool", build_tools(), ids=lambda tool: tool.name)
+def test_prebuilt_tool_is_the_sdks(tool: Tool) -> None:
+    sdk = _sdk_tool(tool)
+
+    assert _ordered(tool.parameters) == _ordered(sdk.parameters), REWRITE
+    assert _ordered(tool.output_schema) == _ordered(sdk.output_schema), REWRITE
+    assert tool.model_dump(exclude={"fn_metadata"}) == sdk.model_dump(exclude={"fn_metadata"})
+    assert (tool.is_async, tool.context_kwarg) == (sdk.is_async, sdk.context_kwarg)
+    assert tool.resolved_params == sdk.resolved_params
+    assert _plans(tool) == _plans(sdk)
+    ours, theirs = tool.fn_metadata, sdk.fn_metadata
+    assert (ours.output_model, ours.wrap_output) == (theirs.output_model, theirs.wrap_output)
+    # The argument model validates calls: the same fields, aliases, defaults and rules.
+    assert _ordered(ours.arg_model.model_json_schema(by_alias=True)) == _ordered(
+        theirs.arg_model.model_json_schema(by_alias=True)
+    )
+    assert {n: f.alias for n, f in ours.arg_model.model_fields.items()} == {
+        n: f.alias for n, f in theirs.arg_model.model_fields.items()
+    }
+
+
+async def test_tools_list_is_what_sdk_registration_lists() -> None:
+    prebuilt = MCPServer("x", tools=build_tools())
+    derived: MCPServer[Any] = MCPServer("x")
+    for tool in build_tools():
+        derived.add_tool(
+            tool.fn,
+            name=tool.name,
+            title=tool.title,
+            description=tool.description,
+            annotations=tool.annotations,
+            structured_output=True,
+        )
+
+    def listed(tools: list[Any]) -> str:
+        return _ordered([t.model_dump(mode="json", by_alias=True) for t in tools])
+
+    assert listed(await prebuilt.list_tools()) == listed(await derived.list_tools())
