@@ -63,17 +63,14 @@ BatchStatus = Literal["pending", "committed", "rejected", "expired"]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # pydantic builds a model's validator when the first one is made or read, not while
+    # the server starts: the tools' listed schemas are derived ahead of time
+    # (server/tool_schemas.json), and the store's records are not listed at all. (Once,
+    # under pydantic's lock, when the store's threads make the first ones together.)
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
-class _Record(_Frozen):
-    # What the store reads and writes, and no tool's schema shows: pydantic builds its
-    # validator when the first one is made or read, not while the server starts (once,
-    # under pydantic's lock, when the store's threads make the first ones together).
-    model_config = ConfigDict(defer_build=True)
-
-
-class Run(_Record):
+class Run(_Frozen):
     """A task an agent works on: its objective, and where its ledger stands."""
 
     run_id: RunId
@@ -132,7 +129,7 @@ class Run(_Record):
         return self.head_tokens - self.covered_tokens
 
 
-class StepDraft(_Record):
+class StepDraft(_Frozen):
     """What a client records; the store adds seq, hashes and token totals."""
 
     tool: str
@@ -143,7 +140,7 @@ class StepDraft(_Record):
     idempotency_key: str | None = None
 
 
-class Step(_Record):
+class Step(_Frozen):
     """One recorded step of a run's ledger."""
 
     run_id: RunId
@@ -186,7 +183,7 @@ class Artifact(_Frozen):
     value: str
 
 
-class SnapshotEntry(_Record):
+class SnapshotEntry(_Frozen):
     """One file of a workspace snapshot: where it goes and what it holds."""
 
     path: str = Field(description="Relative POSIX path inside the workspace.")
@@ -235,7 +232,7 @@ class CheckpointContent(_Frozen):
     )
 
 
-class CheckpointPatch(_Record):
+class CheckpointPatch(_Frozen):
     """New checkpoint content as a model (or a distiller) writes it; merged with the previous.
 
     ``None`` leaves a field as the previous checkpoint had it. progress, decisions and
@@ -266,7 +263,7 @@ class CheckpointPatch(_Record):
         )
 
 
-class Checkpoint(_Record):
+class Checkpoint(_Frozen):
     """A checkpoint: content that stands in for steps 1..through_seq."""
 
     checkpoint_id: CheckpointId
@@ -329,7 +326,7 @@ class ProposalAnalysis(_Frozen):
     note: str = ""
 
 
-class ProposalItem(_Record):
+class ProposalItem(_Frozen):
     """One proposed change to semantic memory."""
 
     op: MemoryOp = "add"
@@ -353,7 +350,7 @@ class ProposalItem(_Record):
     analysis: ProposalAnalysis | None = None
 
 
-class Proposal(_Record):
+class Proposal(_Frozen):
     """A durable staged batch of memory changes."""
 
     batch_id: BatchId
@@ -370,7 +367,7 @@ class Proposal(_Record):
     )
 
 
-class NewMemory(_Record):
+class NewMemory(_Frozen):
     """A memory to insert (built by core from an accepted ``add`` item)."""
 
     memory_id: MemoryId
@@ -383,7 +380,7 @@ class NewMemory(_Record):
     run_id: RunId | None
 
 
-class Memory(_Record):
+class Memory(_Frozen):
     """A long-term memory."""
 
     memory_id: MemoryId
@@ -401,7 +398,7 @@ class Memory(_Record):
     version: int = 1
 
 
-class MemoryHit(_Record):
+class MemoryHit(_Frozen):
     """A memory found by search, with how it scored."""
 
     memory: Memory

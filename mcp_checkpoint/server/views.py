@@ -43,7 +43,9 @@ __all__ = [
 
 
 class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Built on the first answer that needs it: the listed output schemas are derived
+    # ahead of time (server/tool_schemas.json).
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class RunView(_Out):
