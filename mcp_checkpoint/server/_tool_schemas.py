@@ -4,7 +4,8 @@ The SDK derives each tool's ``inputSchema`` and ``outputSchema`` from its signat
 pydantic's JSON-schema generator whenever a server is built: for our thirteen tools, the
 largest part of building one. They change only when a tool's signature or output model
 does, so they are derived once, kept in ``tool_schemas.json`` beside this module, and each
-``Tool`` is built from them (with the SDK's own argument model for validating calls).
+``Tool`` is built from them (with the fields of the SDK's argument model for validating
+calls, built by pydantic on the tool's first call).
 
 ``python -m mcp_checkpoint.server._tool_schemas`` rewrites the file;
 ``tests/server/test_tool_schemas.py`` fails when the file and what the SDK derives drift
@@ -24,9 +25,9 @@ from typing import Annotated, Any, get_args, get_origin
 from mcp.server.mcpserver.resolve import build_resolver_plans, find_resolved_parameters
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.context_injection import find_context_parameter
-from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata, func_metadata
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
 from mcp_types import CallToolResult, ToolAnnotations
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, create_model
 
 __all__ = ["PATH", "derive", "load", "prebuilt_tool", "render"]
 
@@ -55,6 +56,30 @@ def _output_model(fn: Callable[..., Any]) -> type[BaseModel]:
     raise TypeError(f"tool {fn.__name__}: return a pydantic model (got {returned!r})")
 
 
+class _Arguments(ArgModelBase):
+    # The SDK's base of argument models, built on a tool's first call (not at start).
+    model_config = ConfigDict(defer_build=True)
+
+
+def _arguments_model(fn: Callable[..., Any], skip: list[str]) -> type[ArgModelBase]:
+    """The model that validates a call's arguments: the fields the SDK's ``func_metadata``
+    makes of ``fn``'s parameters (each annotated, none shadowing a ``BaseModel``
+    attribute, so no alias or placeholder schema is needed), on a deferred base."""
+    fields: dict[str, Any] = {}
+    for param in inspect.signature(fn, eval_str=True).parameters.values():
+        if param.name in skip:
+            continue
+        if param.annotation is inspect.Parameter.empty or hasattr(BaseModel, param.name):
+            raise TypeError(f"tool {fn.__name__}: parameter {param.name!r} needs the SDK's "
+                            "handling (no annotation, or a BaseModel attribute's name)")
+        empty = param.default is inspect.Parameter.empty
+        fields[param.name] = param.annotation if empty else (param.annotation, param.default)
+    arguments: type[ArgModelBase] = create_model(
+        f"{fn.__name__}Arguments", __base__=_Arguments, **fields
+    )
+    return arguments
+
+
 def prebuilt_tool(
     fn: Callable[..., Any],
     *,
@@ -66,12 +91,12 @@ def prebuilt_tool(
 ) -> Tool:
     """The SDK's ``Tool`` for ``fn`` with structured output, as ``Tool.from_function``
     would build it, but with ``schemas`` (one entry of :func:`load`) instead of deriving
-    them. The argument model that validates calls is still the SDK's own."""
+    them, and with an argument model that pydantic builds on the tool's first call."""
     # Tool.from_function's steps, but for deriving the two schemas.
     context_kwarg = find_context_parameter(fn)
     resolved = find_resolved_parameters(fn)  # e.g. checkpoint's Sample(...) parameter
     skip = [*([context_kwarg] if context_kwarg is not None else []), *resolved]
-    arguments = func_metadata(fn, skip_names=skip, structured_output=False).arg_model
+    arguments = _arguments_model(fn, skip)
     names = {field.alias or n for n, field in arguments.model_fields.items()}
     metadata = FuncMetadata(
         arg_model=arguments,

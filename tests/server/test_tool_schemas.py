@@ -64,9 +64,10 @@ def test_prebuilt_tool_is_the_sdks(tool: Tool) -> None:
     assert _ordered(ours.arg_model.model_json_schema(by_alias=True)) == _ordered(
         theirs.arg_model.model_json_schema(by_alias=True)
     )
-    assert {n: f.alias for n, f in ours.arg_model.model_fields.items()} == {
-        n: f.alias for n, f in theirs.arg_model.model_fields.items()
+    assert {n: repr(f) for n, f in ours.arg_model.model_fields.items()} == {
+        n: repr(f) for n, f in theirs.arg_model.model_fields.items()
     }
+    assert ours.arg_model.__name__ == theirs.arg_model.__name__  # named in validation errors
 
 
 async def test_tools_list_is_what_sdk_registration_lists() -> None:
