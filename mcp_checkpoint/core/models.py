@@ -65,7 +65,7 @@ BatchStatus = Literal["pending", "committed", "rejected", "expired"]
 class _Frozen(BaseModel):
     # pydantic builds a model's validator when the first one is made or read, not while
     # the server starts: the tools' listed schemas are derived ahead of time
-    # (server/tool_schemas.json), and the store's records are not listed at all. (Once,
+    # (server/prebuilt.json), and the store's records are not listed at all. (Once,
     # under pydantic's lock, when the store's threads make the first ones together.)
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 

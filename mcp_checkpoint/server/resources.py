@@ -15,6 +15,7 @@ from mcp.server.mcpserver import Context
 
 from mcp_checkpoint._assets import asset_dir
 from mcp_checkpoint.errors import InvalidArgumentError, NotFoundError
+from mcp_checkpoint.server import _prebuilt
 from mcp_checkpoint.server._packs import export_run_pack
 from mcp_checkpoint.server.errors import guard_resource
 from mcp_checkpoint.server.services import services_of
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from mcp.server import MCPServer
 
 
-__all__ = ["SCHEMA_NAMES", "register_resources"]
+__all__ = ["SCHEMA_NAMES", "register_resources", "template_functions"]
 
 JSON = "application/json"
 MIME_TYPES = {
@@ -195,28 +196,38 @@ def _guide() -> str:
     return (asset_dir("resources") / "guide.md").read_text(encoding="utf-8")
 
 
-def register_resources(server: "MCPServer[Any]") -> None:
-    """Add every resource and resource template to ``server``."""
-    templates: list[tuple[str, Callable[..., Awaitable[str | bytes]], str]] = [
+def template_functions() -> list[tuple[str, str, Callable[..., Awaitable[str | bytes]]]]:
+    """(URI template, name, guarded reader) of every resource template, in listing order."""
+    templates: list[tuple[str, str, Callable[..., Awaitable[str | bytes]]]] = [
         # latest before {checkpoint_id}: the first registered template that matches wins.
-        ("checkpoint://{run_id}/latest", Resources.latest_checkpoint, "latest-checkpoint"),
-        ("checkpoint://{run_id}/{checkpoint_id}", Resources.checkpoint, "checkpoint"),
-        ("run://{run_id}", Resources.run, "run"),
-        ("ledger://{run_id}{?cursor,limit}", Resources.ledger, "ledger"),
-        ("checkpoints://{run_id}{?offset,limit}", Resources.checkpoints, "checkpoints"),
-        ("memory://{memory_id}", Resources.memory, "memory"),
-        ("export://{run_id}", Resources.export, "export"),
-        ("snapshot://{run_id}/{checkpoint_id}", Resources.snapshot, "snapshot"),
-        ("blob://{sha256}", Resources.blob, "blob"),
-        ("schema://{name}", Resources.schema, "schema"),
+        ("checkpoint://{run_id}/latest", "latest-checkpoint", Resources.latest_checkpoint),
+        ("checkpoint://{run_id}/{checkpoint_id}", "checkpoint", Resources.checkpoint),
+        ("run://{run_id}", "run", Resources.run),
+        ("ledger://{run_id}{?cursor,limit}", "ledger", Resources.ledger),
+        ("checkpoints://{run_id}{?offset,limit}", "checkpoints", Resources.checkpoints),
+        ("memory://{memory_id}", "memory", Resources.memory),
+        ("export://{run_id}", "export", Resources.export),
+        ("snapshot://{run_id}/{checkpoint_id}", "snapshot", Resources.snapshot),
+        ("blob://{sha256}", "blob", Resources.blob),
+        ("schema://{name}", "schema", Resources.schema),
     ]
-    for uri, fn, name in templates:
-        server.resource(
+    return [(uri, name, guard_resource(fn)) for uri, name, fn in templates]
+
+
+def register_resources(server: "MCPServer[Any]") -> None:
+    """Add every resource and resource template to ``server`` (the templates with the
+    argument schemas derived ahead of time: see ``server._prebuilt``)."""
+    parameters = _prebuilt.load()["resource_templates"]
+    for uri, name, fn in template_functions():
+        _prebuilt.add_template(
+            server,
+            fn,
             uri,
             name=name,
             description=(fn.__doc__ or "").strip(),
             mime_type=MIME_TYPES.get(name, JSON),
-        )(guard_resource(fn))
+            parameters=parameters[uri],
+        )
     server.resource(
         "guide://protocol",
         name="protocol-guide",

@@ -36,7 +36,7 @@ from mcp_checkpoint.core.models import (
 )
 from mcp_checkpoint.core.ports import StepQuery
 from mcp_checkpoint.errors import InvalidArgumentError
-from mcp_checkpoint.server import _tool_schemas
+from mcp_checkpoint.server import _prebuilt
 from mcp_checkpoint.server._files import FileIn, resolve_files
 from mcp_checkpoint.server._sampling import Sampled, _input_required_flow, _sample_legacy
 from mcp_checkpoint.server.errors import guard_tool
@@ -557,12 +557,12 @@ def tool_functions() -> dict[str, Callable[..., Any]]:
 
 def build_tools() -> "list[Tool]":
     """Every tool, guarded and annotated, with the schemas derived ahead of time (see
-    ``server._tool_schemas``)."""
-    schemas = _tool_schemas.load()
+    ``server._prebuilt``)."""
+    schemas = _prebuilt.load()["tools"]
     tools = []
     for name, fn in tool_functions().items():
         title, read_only, destructive, idempotent = TOOL_ANNOTATIONS[name]
-        tools.append(_tool_schemas.prebuilt_tool(
+        tools.append(_prebuilt.prebuilt_tool(
             fn,
             name=name,
             title=title,

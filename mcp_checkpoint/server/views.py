@@ -44,7 +44,7 @@ __all__ = [
 
 class _Out(BaseModel):
     # Built on the first answer that needs it: the listed output schemas are derived
-    # ahead of time (server/tool_schemas.json).
+    # ahead of time (server/prebuilt.json).
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 

@@ -1,16 +1,18 @@
-"""The tools' input and output JSON schemas, derived ahead of time.
+"""Tools and resource templates built from what the SDK derives, derived ahead of time.
 
-The SDK derives each tool's ``inputSchema`` and ``outputSchema`` from its signature with
-pydantic's JSON-schema generator whenever a server is built: for our thirteen tools, the
-largest part of building one. They change only when a tool's signature or output model
-does, so they are derived once, kept in ``tool_schemas.json`` beside this module, and each
-``Tool`` is built from them (with the fields of the SDK's argument model for validating
-calls, built by pydantic on the tool's first call).
+Whenever a server is built, the SDK derives each tool's ``inputSchema`` and
+``outputSchema`` from its signature with pydantic's JSON-schema generator, and for each
+resource template an argument model and its JSON schema (which it keeps on the template
+but neither lists nor reads): for our thirteen tools and ten templates, the largest part
+of building a server. They change only when a signature or an output model does, so they
+are derived once, kept in ``prebuilt.json`` beside this module, and the SDK's ``Tool`` and
+``ResourceTemplate`` objects are built from them. A tool's argument model (the fields the
+SDK's ``func_metadata`` makes) is built by pydantic on the tool's first call.
 
-``python -m mcp_checkpoint.server._tool_schemas`` rewrites the file;
-``tests/server/test_tool_schemas.py`` fails when the file and what the SDK derives drift
-apart, and when a tool built here differs from the SDK's ``Tool.from_function`` in
-anything a client sees or a call uses.
+``python -m mcp_checkpoint.server._prebuilt`` rewrites the file; ``tests/server/
+test_prebuilt.py`` fails when the file and what the SDK derives drift apart, and when a
+tool or template built here differs from the SDK's own in anything a client sees or a
+call uses.
 """
 
 from __future__ import annotations
@@ -19,27 +21,34 @@ import inspect
 import json
 import sys
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, get_args, get_origin
 
 from mcp.server.mcpserver.resolve import build_resolver_plans, find_resolved_parameters
+from mcp.server.mcpserver.resources import ResourceTemplate
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.context_injection import find_context_parameter
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
+from mcp.shared.uri_template import UriTemplate
 from mcp_types import CallToolResult, ToolAnnotations
-from pydantic import BaseModel, ConfigDict, create_model
+from pydantic import BaseModel, ConfigDict, create_model, validate_call
 
-__all__ = ["PATH", "derive", "load", "prebuilt_tool", "render"]
+if TYPE_CHECKING:
+    from mcp.server import MCPServer
 
-PATH = Path(__file__).with_name("tool_schemas.json")
+__all__ = ["PATH", "add_template", "derive", "load", "prebuilt_tool", "render"]
+
+PATH = Path(__file__).with_name("prebuilt.json")
 
 Schemas = dict[str, dict[str, Any]]
 
 
-def load() -> Schemas:
-    """Tool name -> ``{"inputSchema": ..., "outputSchema": ...}``, as the file holds them
-    (key order kept: the listing shows it)."""
-    loaded: Schemas = json.loads(PATH.read_text(encoding="utf-8"))
+@cache
+def load() -> dict[str, Schemas]:
+    """``{"tools": {name: {"inputSchema": ..., "outputSchema": ...}}, "resource_templates":
+    {uri: parameters}}``, as the file holds them (key order kept: the listing shows it)."""
+    loaded: dict[str, Schemas] = json.loads(PATH.read_text(encoding="utf-8"))
     return loaded
 
 
@@ -90,7 +99,7 @@ def prebuilt_tool(
     schemas: dict[str, Any],
 ) -> Tool:
     """The SDK's ``Tool`` for ``fn`` with structured output, as ``Tool.from_function``
-    would build it, but with ``schemas`` (one entry of :func:`load`) instead of deriving
+    would build it, but with ``schemas`` (its entry in :func:`load`) instead of deriving
     them, and with an argument model that pydantic builds on the tool's first call."""
     # Tool.from_function's steps, but for deriving the two schemas.
     context_kwarg = find_context_parameter(fn)
@@ -118,15 +127,48 @@ def prebuilt_tool(
     )
 
 
-def derive() -> Schemas:
-    """What the SDK derives for each tool, in the order the tools are listed."""
+def add_template(
+    server: MCPServer[Any],
+    fn: Callable[..., Any],
+    uri: str,
+    *,
+    name: str,
+    description: str,
+    mime_type: str,
+    parameters: dict[str, Any],
+) -> None:
+    """Register ``fn`` as the resource template ``uri``, as ``server.resource(uri, ...)``
+    would, but with ``parameters`` (its entry in :func:`load`) instead of deriving them.
+    (The SDK has no public way to add a built template: this writes where its resource
+    manager keeps them, as ``ResourceManager.add_template`` does.)"""
+    template = ResourceTemplate(
+        uri_template=uri,
+        name=name,
+        description=description,
+        mime_type=mime_type,
+        fn=validate_call(fn),  # casts the URI's text to the parameters' types, as the SDK does
+        parameters=parameters,
+        context_kwarg=find_context_parameter(fn),
+        parsed_template=UriTemplate.parse(uri),
+        security=server._resource_security,
+    )
+    server._resource_manager._templates[uri] = template
+
+
+def derive() -> dict[str, Schemas]:
+    """What the SDK derives for each tool and template, in the order they are listed."""
+    from mcp_checkpoint.server.resources import template_functions
     from mcp_checkpoint.server.tools import tool_functions
 
-    derived: Schemas = {}
+    tools: Schemas = {}
     for name, fn in tool_functions().items():
         tool = Tool.from_function(fn, name=name, structured_output=True)
-        derived[name] = {"inputSchema": tool.parameters, "outputSchema": tool.output_schema}
-    return derived
+        tools[name] = {"inputSchema": tool.parameters, "outputSchema": tool.output_schema}
+    templates: Schemas = {
+        uri: ResourceTemplate.from_function(fn, uri_template=uri, name=name).parameters
+        for uri, name, fn in template_functions()
+    }
+    return {"tools": tools, "resource_templates": templates}
 
 
 def render() -> str:
@@ -135,7 +177,7 @@ def render() -> str:
 
 
 def main() -> int:
-    """Rewrite ``tool_schemas.json``."""
+    """Rewrite ``prebuilt.json``."""
     PATH.write_text(render(), encoding="utf-8")
     sys.stdout.write(f"wrote {PATH}\n")
     return 0

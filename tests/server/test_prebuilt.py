@@ -1,9 +1,11 @@
-"""The tools are built from schemas derived ahead of time (``server/tool_schemas.json``):
-the file must be what the SDK derives today, and each tool built from it must be the
-tool ``Tool.from_function`` builds, in what a client sees and in what a call uses."""
+"""Tools and resource templates are built from what the SDK derives, derived ahead of time
+(``server/prebuilt.json``): the file must be what the SDK derives today, and each tool or
+template built from it must be the one the SDK builds, in what a client sees and in what a
+call uses."""
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Any
 
@@ -11,12 +13,13 @@ import pytest
 from mcp.server import MCPServer
 from mcp.server.mcpserver.tools import Tool
 
-from mcp_checkpoint.server import _tool_schemas
+from mcp_checkpoint.server import _prebuilt
+from mcp_checkpoint.server.resources import register_resources, template_functions
 from mcp_checkpoint.server.tools import build_tools
 
 pytestmark = pytest.mark.anyio
 
-REWRITE = "run: python -m mcp_checkpoint.server._tool_schemas"
+REWRITE = "run: python -m mcp_checkpoint.server._prebuilt"
 
 
 def _sdk_tool(tool: Tool) -> Tool:
@@ -44,8 +47,8 @@ def _ordered(value: Any) -> str:
     return json.dumps(value)
 
 
-def test_tool_schemas_file_is_what_the_sdk_derives() -> None:
-    assert _tool_schemas.PATH.read_text(encoding="utf-8") == _tool_schemas.render(), REWRITE
+def test_prebuilt_file_is_what_the_sdk_derives() -> None:
+    assert _prebuilt.PATH.read_text(encoding="utf-8") == _prebuilt.render(), REWRITE
 
 
 @pytest.mark.parametrize("tool", build_tools(), ids=lambda tool: tool.name)
@@ -87,3 +90,33 @@ async def test_tools_list_is_what_sdk_registration_lists() -> None:
         return _ordered([t.model_dump(mode="json", by_alias=True) for t in tools])
 
     assert listed(await prebuilt.list_tools()) == listed(await derived.list_tools())
+
+
+async def test_resource_templates_are_the_sdks() -> None:
+    prebuilt: MCPServer[Any] = MCPServer("x")
+    register_resources(prebuilt)
+    derived: MCPServer[Any] = MCPServer("x")
+    for uri, name, fn in template_functions():
+        derived.resource(
+            uri, name=name, description=(fn.__doc__ or "").strip(),
+            mime_type=prebuilt._resource_manager._templates[uri].mime_type,
+        )(fn)
+
+    def listed(templates: list[Any]) -> str:
+        return _ordered([t.model_dump(mode="json", by_alias=True) for t in templates])
+
+    assert listed(await prebuilt.list_resource_templates()) == listed(
+        await derived.list_resource_templates()
+    )
+    ours, theirs = prebuilt._resource_manager._templates, derived._resource_manager._templates
+    assert list(ours) == list(theirs)
+    for uri, template in ours.items():
+        sdk = theirs[uri]
+        assert _ordered(template.model_dump()) == _ordered(sdk.model_dump()), REWRITE
+        assert template.context_kwarg == sdk.context_kwarg
+        assert template.parsed_template == sdk.parsed_template
+        assert template.security == sdk.security
+        # Both call the same reader through pydantic's validate_call (URI text cast to types).
+        assert inspect.unwrap(template.fn) is inspect.unwrap(sdk.fn)
+        assert hasattr(template.fn, "raw_function")
+        assert hasattr(sdk.fn, "raw_function")
