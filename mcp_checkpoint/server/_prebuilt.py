@@ -1,18 +1,21 @@
-"""Tools and resource templates built from what the SDK derives, derived ahead of time.
+"""Tools, resource templates and prompts built from what the SDK derives, derived ahead
+of time.
 
 Whenever a server is built, the SDK derives each tool's ``inputSchema`` and
-``outputSchema`` from its signature with pydantic's JSON-schema generator, and for each
-resource template an argument model and its JSON schema (which it keeps on the template
-but neither lists nor reads): for our thirteen tools and ten templates, the largest part
-of building a server. They change only when a signature or an output model does, so they
-are derived once, kept in ``prebuilt.json`` beside this module, and the SDK's ``Tool`` and
-``ResourceTemplate`` objects are built from them. A tool's argument model (the fields the
-SDK's ``func_metadata`` makes) is built by pydantic on the tool's first call.
+``outputSchema`` from its signature with pydantic's JSON-schema generator; for each
+resource template and prompt, an argument model and its JSON schema (a template keeps it
+and neither lists nor reads it; a prompt lists the arguments read from it): for our
+thirteen tools, ten templates and four prompts, the largest part of building a server.
+They change only when a signature or an output model does, so they are derived once,
+kept in ``prebuilt.json`` beside this module, and the SDK's ``Tool``,
+``ResourceTemplate`` and ``Prompt`` objects are built from them. A tool's argument model
+(the fields the SDK's ``func_metadata`` makes) is built by pydantic on the tool's first
+call.
 
 ``python -m mcp_checkpoint.server._prebuilt`` rewrites the file; ``tests/server/
 test_prebuilt.py`` fails when the file and what the SDK derives drift apart, and when a
-tool or template built here differs from the SDK's own in anything a client sees or a
-call uses.
+tool, template or prompt built here differs from the SDK's own in anything a client sees
+or a call uses.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, get_args, get_origin
 
+from mcp.server.mcpserver.prompts.base import Prompt, PromptArgument
 from mcp.server.mcpserver.resolve import build_resolver_plans, find_resolved_parameters
 from mcp.server.mcpserver.resources import ResourceTemplate
 from mcp.server.mcpserver.tools import Tool
@@ -37,7 +41,9 @@ from pydantic import BaseModel, ConfigDict, create_model, validate_call
 if TYPE_CHECKING:
     from mcp.server import MCPServer
 
-__all__ = ["PATH", "add_template", "derive", "load", "prebuilt_tool", "render"]
+__all__ = [
+    "PATH", "add_template", "derive", "load", "prebuilt_prompt", "prebuilt_tool", "render",
+]
 
 PATH = Path(__file__).with_name("prebuilt.json")
 
@@ -45,10 +51,11 @@ Schemas = dict[str, dict[str, Any]]
 
 
 @cache
-def load() -> dict[str, Schemas]:
+def load() -> dict[str, Any]:
     """``{"tools": {name: {"inputSchema": ..., "outputSchema": ...}}, "resource_templates":
-    {uri: parameters}}``, as the file holds them (key order kept: the listing shows it)."""
-    loaded: dict[str, Schemas] = json.loads(PATH.read_text(encoding="utf-8"))
+    {uri: parameters}, "prompts": {name: [argument, ...]}}``, as the file holds them (key
+    order kept: the listing shows it)."""
+    loaded: dict[str, Any] = json.loads(PATH.read_text(encoding="utf-8"))
     return loaded
 
 
@@ -155,8 +162,31 @@ def add_template(
     server._resource_manager._templates[uri] = template
 
 
-def derive() -> dict[str, Schemas]:
-    """What the SDK derives for each tool and template, in the order they are listed."""
+def prebuilt_prompt(
+    fn: Callable[..., Any],
+    *,
+    name: str,
+    title: str,
+    description: str,
+    arguments: list[dict[str, Any]],
+) -> Prompt:
+    """The SDK's ``Prompt`` for ``fn``, as ``Prompt.from_function`` would build it, but with
+    ``arguments`` (its entry in :func:`load`) instead of deriving them from an argument
+    model and its JSON schema (which it uses for nothing else)."""
+    return Prompt(
+        name=name,
+        title=title,
+        description=description,
+        arguments=[PromptArgument(**argument) for argument in arguments],
+        fn=validate_call(fn),  # casts the arguments to the parameters' types, as the SDK does
+        context_kwarg=find_context_parameter(fn),
+    )
+
+
+def derive() -> dict[str, Any]:
+    """What the SDK derives for each tool, template and prompt, in the order they are
+    listed."""
+    from mcp_checkpoint.server.prompts import prompt_functions
     from mcp_checkpoint.server.resources import template_functions
     from mcp_checkpoint.server.tools import tool_functions
 
@@ -168,7 +198,11 @@ def derive() -> dict[str, Schemas]:
         uri: ResourceTemplate.from_function(fn, uri_template=uri, name=name).parameters
         for uri, name, fn in template_functions()
     }
-    return {"tools": tools, "resource_templates": templates}
+    prompts = {
+        name: [a.model_dump() for a in Prompt.from_function(fn, name=name).arguments or []]
+        for name, fn in prompt_functions().items()
+    }
+    return {"tools": tools, "resource_templates": templates, "prompts": prompts}
 
 
 def render() -> str:

@@ -12,7 +12,6 @@ from string import Template
 from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.prompts.base import Prompt
 from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 from pydantic import Field
@@ -20,13 +19,14 @@ from pydantic import Field
 from mcp_checkpoint._assets import asset_dir
 from mcp_checkpoint.core.render import block, fit
 from mcp_checkpoint.errors import BackendError, CheckpointError, InvalidArgumentError
+from mcp_checkpoint.server import _prebuilt
 from mcp_checkpoint.server.services import services_of
 
 if TYPE_CHECKING:
     from mcp.server import MCPServer
 
 
-__all__ = ["PromptTemplate", "load_prompt", "register_prompts"]
+__all__ = ["PromptTemplate", "load_prompt", "prompt_functions", "register_prompts"]
 
 
 @dataclass(frozen=True)
@@ -154,15 +154,24 @@ def _guarded(fn: Any) -> Any:
     return wrapper
 
 
+def prompt_functions() -> dict[str, Any]:
+    """Prompt name -> its guarded renderer, in listing order."""
+    names = ("resume_run", "checkpoint_now", "review_memory_batch", "agent_protocol")
+    return {name: _guarded(getattr(Prompts, name)) for name in names}
+
+
 def register_prompts(server: "MCPServer[Any]") -> None:
-    """Add every prompt to ``server``."""
-    for name in ("resume_run", "checkpoint_now", "review_memory_batch", "agent_protocol"):
+    """Add every prompt to ``server`` (with the arguments derived ahead of time: see
+    ``server._prebuilt``)."""
+    arguments = _prebuilt.load()["prompts"]
+    for name, fn in prompt_functions().items():
         meta = load_prompt(name)
         server.add_prompt(
-            Prompt.from_function(
-                _guarded(getattr(Prompts, name)),
+            _prebuilt.prebuilt_prompt(
+                fn,
                 name=name,
                 title=meta.title,
                 description=meta.description,
+                arguments=arguments[name],
             )
         )

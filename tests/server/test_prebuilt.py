@@ -1,7 +1,7 @@
-"""Tools and resource templates are built from what the SDK derives, derived ahead of time
-(``server/prebuilt.json``): the file must be what the SDK derives today, and each tool or
-template built from it must be the one the SDK builds, in what a client sees and in what a
-call uses."""
+"""Tools, resource templates and prompts are built from what the SDK derives, derived ahead
+of time (``server/prebuilt.json``): the file must be what the SDK derives today, and each
+one built from it must be the one the SDK builds, in what a client sees and in what a call
+uses."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 from mcp.server import MCPServer
+from mcp.server.mcpserver.prompts.base import Prompt
 from mcp.server.mcpserver.tools import Tool
 
 from mcp_checkpoint.server import _prebuilt
+from mcp_checkpoint.server.prompts import load_prompt, prompt_functions, register_prompts
 from mcp_checkpoint.server.resources import register_resources, template_functions
 from mcp_checkpoint.server.tools import build_tools
 
@@ -119,4 +121,28 @@ async def test_resource_templates_are_the_sdks() -> None:
         # Both call the same reader through pydantic's validate_call (URI text cast to types).
         assert inspect.unwrap(template.fn) is inspect.unwrap(sdk.fn)
         assert hasattr(template.fn, "raw_function")
+        assert hasattr(sdk.fn, "raw_function")
+
+
+async def test_prompts_are_the_sdks() -> None:
+    prebuilt: MCPServer[Any] = MCPServer("x")
+    register_prompts(prebuilt)
+    derived: MCPServer[Any] = MCPServer("x")
+    for name, fn in prompt_functions().items():
+        meta = load_prompt(name)
+        derived.add_prompt(
+            Prompt.from_function(fn, name=name, title=meta.title, description=meta.description)
+        )
+
+    def listed(prompts: list[Any]) -> str:
+        return _ordered([p.model_dump(mode="json", by_alias=True) for p in prompts])
+
+    assert listed(await prebuilt.list_prompts()) == listed(await derived.list_prompts()), REWRITE
+    ours, theirs = prebuilt._prompt_manager.list_prompts(), derived._prompt_manager.list_prompts()
+    assert len(ours) == len(theirs)
+    for prompt, sdk in zip(ours, theirs, strict=True):
+        assert _ordered(prompt.model_dump()) == _ordered(sdk.model_dump()), REWRITE
+        assert prompt.context_kwarg == sdk.context_kwarg
+        assert inspect.unwrap(prompt.fn) is inspect.unwrap(sdk.fn)
+        assert hasattr(prompt.fn, "raw_function")
         assert hasattr(sdk.fn, "raw_function")
