@@ -18,7 +18,6 @@ from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from pydantic import BaseModel, ConfigDict, Field
 
 from mcp_checkpoint.config import SnapshotSettings
-from mcp_checkpoint.core.snapshots import check_path
 from mcp_checkpoint.errors import InvalidArgumentError, PayloadTooLargeError
 
 __all__ = ["FileIn", "resolve_files"]
@@ -91,6 +90,9 @@ async def resolve_files(
     ctx: Context[Any, Any], files: list[FileIn], *, remote: bool, settings: SnapshotSettings
 ) -> list[tuple[str, bytes]]:
     """(path, bytes) of each file; InvalidArgumentError naming the item otherwise."""
+    # Imported here: the snapshot machinery is not needed to start the server.
+    from mcp_checkpoint.core.snapshots import check_path
+
     out: list[tuple[str, bytes]] = []
     roots: list[Path] | None = None
     for i, item in enumerate(files):

@@ -22,7 +22,6 @@ from mcp_checkpoint.core.models import (
     RunStatus,
     StepStatus,
 )
-from mcp_checkpoint.core.proposals import snippet
 
 __all__ = [
     "CheckpointResultView",
@@ -156,6 +155,9 @@ class ProposalView(_Out):
     @classmethod
     def of(cls, proposal: Proposal) -> Self:
         """The bounded view of a stored proposal."""
+        # Imported here: the proposal machinery is not needed to start the server.
+        from mcp_checkpoint.core.proposals import snippet
+
         return cls(
             batch_id=proposal.batch_id,
             run_id=proposal.run_id,
