@@ -9,8 +9,8 @@ thirteen tools, ten templates and four prompts, the largest part of building a s
 They change only when a signature or an output model does, so they are derived once,
 kept in ``prebuilt.json`` beside this module, and the SDK's ``Tool``,
 ``ResourceTemplate`` and ``Prompt`` objects are built from them. A tool's argument model
-(the fields the SDK's ``func_metadata`` makes) is built by pydantic on the tool's first
-call.
+(the fields the SDK's ``func_metadata`` makes), and the ``validate_call`` validator of a
+template or prompt, are built by pydantic on the first call that needs them.
 
 ``python -m mcp_checkpoint.server._prebuilt`` rewrites the file; ``tests/server/
 test_prebuilt.py`` fails when the file and what the SDK derives drift apart, and when a
@@ -134,6 +134,16 @@ def prebuilt_tool(
     )
 
 
+def _validated(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` behind pydantic's ``validate_call``, as the SDK wraps a template's or prompt's
+    function (the arguments arrive as text and are cast to the parameters' types), with the
+    validator built on the first call instead of now."""
+    return validate_call(config=_DEFERRED)(fn)
+
+
+_DEFERRED = ConfigDict(defer_build=True)
+
+
 def add_template(
     server: MCPServer[Any],
     fn: Callable[..., Any],
@@ -153,7 +163,7 @@ def add_template(
         name=name,
         description=description,
         mime_type=mime_type,
-        fn=validate_call(fn),  # casts the URI's text to the parameters' types, as the SDK does
+        fn=_validated(fn),
         parameters=parameters,
         context_kwarg=find_context_parameter(fn),
         parsed_template=UriTemplate.parse(uri),
@@ -178,7 +188,7 @@ def prebuilt_prompt(
         title=title,
         description=description,
         arguments=[PromptArgument(**argument) for argument in arguments],
-        fn=validate_call(fn),  # casts the arguments to the parameters' types, as the SDK does
+        fn=_validated(fn),
         context_kwarg=find_context_parameter(fn),
     )
 
