@@ -17,7 +17,6 @@ from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 from pydantic import Field
 
 from mcp_checkpoint._assets import asset_dir
-from mcp_checkpoint.core.render import block, fit
 from mcp_checkpoint.errors import BackendError, CheckpointError, InvalidArgumentError
 from mcp_checkpoint.server import _prebuilt
 from mcp_checkpoint.server.services import services_of
@@ -75,6 +74,9 @@ class Prompts:
         ] = None,
     ) -> str:
         """Resume a run after a context reset: its rehydrated context, ready to continue."""
+        # Imported here: the rendering helpers are not needed to start the server.
+        from mcp_checkpoint.core.render import block, fit
+
         s = services_of(ctx)
         budget: int | None = None
         if budget_tokens:
