@@ -140,15 +140,7 @@ class Driver:
     async def step(self, run: LoopRun, step: TrajStep, *, timed: bool = True) -> None:
         """record_step paired with a noop of the same payload (alternating which goes
         first), then checkpoint + rehydrate if one is due."""
-        payload = step.arguments()
-        record_args = {"run_id": run.run_id, **payload}
-        noop_first = self._pairs % 2 == 0
-        self._pairs += 1
-        if noop_first:
-            _, noop_ms = await self.client.call("noop", {"payload": payload})
-        ack, record_ms = await self.client.call("record_step", record_args)
-        if not noop_first:
-            _, noop_ms = await self.client.call("noop", {"payload": payload})
+        ack, record_ms, noop_ms = await self._pair(run, step.arguments())
         if timed:
             self.tally.lat.record_step.append(record_ms)
             self.tally.lat.noop.append(noop_ms)
@@ -174,10 +166,21 @@ class Driver:
             await self.rehydrate(run, timed=timed)
 
     async def minimal_step(self, run: LoopRun) -> None:
-        """A record_step of a few bytes paired with a noop of the same payload (alternating
-        which goes first), checkpointing when one is due (untimed)."""
+        """A record_step of a few bytes paired with a noop of the same payload,
+        checkpointing when one is due (untimed)."""
         payload: dict[str, Any] = {"tool": MINIMAL_TOOL, "input": {"n": self._pairs},
                                    "output": "ok"}
+        ack, record_ms, noop_ms = await self._pair(run, payload)
+        self.tally.lat.record_minimal.append(record_ms)
+        self.tally.lat.noop_minimal.append(noop_ms)
+        if ack["checkpoint_due"]:
+            await self.checkpoint(run, timed=False)
+
+    async def _pair(
+        self, run: LoopRun, payload: dict[str, Any]
+    ) -> tuple[dict[str, Any], float, float]:
+        """record_step of ``payload`` and a noop carrying the same payload, alternating
+        which goes first; (the acknowledgement, record_step ms, noop ms)."""
         noop_first = self._pairs % 2 == 0
         self._pairs += 1
         if noop_first:
@@ -185,11 +188,7 @@ class Driver:
         ack, record_ms = await self.client.call("record_step", {"run_id": run.run_id, **payload})
         if not noop_first:
             _, noop_ms = await self.client.call("noop", {"payload": payload})
-        self.tally.lat.record_minimal.append(record_ms)
-        self.tally.lat.noop_minimal.append(noop_ms)
-        if ack["checkpoint_due"]:
-            result, _ = await self.client.call("checkpoint", {"run_id": run.run_id})
-            run.covered_seq = int(result["through_seq"])
+        return ack, record_ms, noop_ms
 
     async def checkpoint(self, run: LoopRun, *, timed: bool = True) -> None:
         """checkpoint with no content: the server distils."""
