@@ -77,16 +77,8 @@ def test_prebuilt_tool_is_the_sdks(tool: Tool) -> None:
 
 async def test_tools_list_is_what_sdk_registration_lists() -> None:
     prebuilt = MCPServer("x", tools=build_tools())
-    derived: MCPServer[Any] = MCPServer("x")
-    for tool in build_tools():
-        derived.add_tool(
-            tool.fn,
-            name=tool.name,
-            title=tool.title,
-            description=tool.description,
-            annotations=tool.annotations,
-            structured_output=True,
-        )
+    # add_tool builds each with Tool.from_function, as _sdk_tool does.
+    derived: MCPServer[Any] = MCPServer("x", tools=[_sdk_tool(tool) for tool in build_tools()])
 
     def listed(tools: list[Any]) -> str:
         return _ordered([t.model_dump(mode="json", by_alias=True) for t in tools])
